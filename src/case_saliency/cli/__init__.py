@@ -1,0 +1,18 @@
+"""The command line: thin wrappers that parse arguments and call the library.
+
+Exit codes: 0 success, 1 a failure while running, 2 bad arguments or inputs.
+Each area's commands live in their own module and register on ``app`` when imported.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+from .app import app
+from . import methods  # noqa: F401  (registers `methods`)
+
+
+def main() -> None:
+    logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
+    app()

@@ -1,0 +1,16 @@
+"""The typer application every command module registers on."""
+
+import typer
+
+app = typer.Typer(
+    name="case-saliency",
+    help="Class-sensitive saliency maps (CASE) and diagnostics: does a saliency method tell classes apart?",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+
+@app.callback()
+def root() -> None:
+    """Class-sensitive saliency maps (CASE) and diagnostics: does a saliency method tell classes apart?"""

@@ -1,0 +1,16 @@
+"""Saliency methods. Each is a small rule on top of the engine (or, for perturbation and gradient
+methods, its own short loop), registered by name in ``METHODS``."""
+
+from .base import METHODS, CAMMethod, SaliencyMethod, get_method, register
+from .case import CASE, remove_projection
+from .finercam import FinerCAM
+from .gradcam import GradCAM
+from .gradcam_plusplus import GradCAMPlusPlus
+from .hirescam import HiResCAM
+from .layercam import LayerCAM
+from .xgradcam import XGradCAM
+
+__all__ = [
+    "METHODS", "CAMMethod", "SaliencyMethod", "get_method", "register", "CASE", "remove_projection",
+    "FinerCAM", "GradCAM", "GradCAMPlusPlus", "HiResCAM", "LayerCAM", "XGradCAM",
+]

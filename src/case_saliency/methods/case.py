@@ -1,0 +1,63 @@
+"""CASE (Williamson et al., 2025, arXiv 2506.07327): Grad-CAM weights of the target minus their
+projection on the mean Grad-CAM weights of a contrast set, so only evidence unique to the target
+remains:  w_perp = w_t - <w_t, w_S> / (||w_S||^2 + eps) * w_S,  M = ReLU(sum_c w_perp[c] A[c]).
+
+Cost: one forward pass and one batched backward to the target layer for the 1 + k classes of each
+target (the paper's public code runs k + 1 full forward and backward passes per image).
+"""
+
+from __future__ import annotations
+
+import warnings
+from typing import Optional, Union
+
+from torch import Tensor, nn
+
+from ..contrast import ContrastStrategy, TopLogits
+from ..layers import Reshape
+from .base import CAMMethod, register, spatial_mean
+
+
+def remove_projection(weights: Tensor, direction: Tensor, eps: float = 1e-8) -> Tensor:
+    """weights - (<weights, direction> / (||direction||^2 + eps)) * direction, over the last dim."""
+    coef = (weights * direction).sum(-1, keepdim=True) / (direction.pow(2).sum(-1, keepdim=True) + eps)
+    return weights - coef * direction
+
+
+@register("case")
+class CASE(CAMMethod):
+    """Contrastive Activation for Saliency Estimation.
+
+    Args:
+        contrast: a contrast strategy (``TopLogits(k)``, ``ConfusionNeighbours(matrix, k)``,
+            ``ExplicitContrast([...])``); default ``TopLogits(k=1)``, the setting of the paper's
+            experiments. With k=0, or a contrast direction that is all zero, CASE equals Grad-CAM
+            (and says so once).
+        eps: added to ||w_S||^2 in the projection.
+    """
+
+    def __init__(self, model: nn.Module, target_layer: Union[nn.Module, str, None] = None,
+                 contrast: Optional[ContrastStrategy] = None, reshape: Optional[Reshape] = None,
+                 eps: float = 1e-8):
+        super().__init__(model, target_layer, reshape)
+        self.contrast = contrast if contrast is not None else TopLogits(k=1)
+        self.eps = eps
+        self._warned = False
+
+    def cam(self, activations: Tensor, gradients: Tensor, contrast_gradients: Optional[Tensor]) -> Tensor:
+        target_w = spatial_mean(gradients)  # (B, M, C)
+        if contrast_gradients is None:
+            self._warn_once("CASE has an empty contrast set (k=0); its maps equal Grad-CAM's")
+            weights = target_w
+        else:
+            direction = spatial_mean(contrast_gradients).mean(dim=2)  # (B, M, C): mean over the k classes
+            if (direction == 0).all(dim=-1).any():
+                self._warn_once("CASE contrast direction is all zero for some targets; "
+                                "those maps equal Grad-CAM's")
+            weights = remove_projection(target_w, direction, self.eps)
+        return (weights[..., None, None] * activations[:, None]).sum(dim=2)
+
+    def _warn_once(self, message: str) -> None:
+        if not self._warned:
+            warnings.warn(message, stacklevel=4)
+            self._warned = True

