@@ -30,10 +30,28 @@ def resolve_layer(model: nn.Module, layer: Union[nn.Module, str]) -> tuple[nn.Mo
     name = layer.replace("[", ".").replace("]", "").strip(".")
     if name in modules:
         return modules[name], name
+    found = _walk(model, name.split("."))  # integer (also negative) indices into Sequential/ModuleList
+    if found is not None:
+        return resolve_layer(model, found)
     close = difflib.get_close_matches(name, [n for n in modules if n], n=5, cutoff=0.5)
     hint = f"; closest module names: {', '.join(close)}" if close else ""
     raise ValueError(f"the model has no module named {layer!r}{hint}. "
                      "List them with [n for n, _ in model.named_modules()]")
+
+
+def _walk(module: nn.Module, parts: list[str]) -> Optional[nn.Module]:
+    for part in parts:
+        children = list(module.named_children())
+        if part.lstrip("-").isdigit() and children:
+            index = int(part)
+            if not -len(children) <= index < len(children):
+                return None
+            module = children[index][1]
+        elif part in module._modules:
+            module = module._modules[part]
+        else:
+            return None
+    return module
 
 
 def vit_reshape(tokens: Tensor, prefix_tokens: int = 1, grid: Optional[tuple[int, int]] = None) -> Tensor:
@@ -56,12 +74,11 @@ def _transformer_default(model: nn.Module) -> Optional[tuple[str, Reshape]]:
     """The usual target of torchvision and timm ViTs: the first norm of the last block."""
     encoder = getattr(model, "encoder", None)
     if encoder is not None and hasattr(encoder, "layers") and hasattr(model, "class_token"):
-        last = len(encoder.layers) - 1
-        return f"encoder.layers.{last}.ln_1", vit_reshape  # torchvision VisionTransformer
+        return "encoder.layers.-1.ln_1", vit_reshape  # torchvision VisionTransformer
     blocks = getattr(model, "blocks", None)
     if blocks is not None and hasattr(model, "num_prefix_tokens") and hasattr(blocks[-1], "norm1"):
         prefix = int(model.num_prefix_tokens)
-        return f"blocks.{len(blocks) - 1}.norm1", lambda t: vit_reshape(t, prefix)  # timm ViT
+        return "blocks.-1.norm1", lambda t: vit_reshape(t, prefix)  # timm ViT
     return None
 
 
