@@ -103,18 +103,35 @@ def test_default_layer_is_last_spatial_block_and_logged(caplog, resnet18, random
     assert maps.shape == (1, 224, 224)
 
 
-def test_vision_transformer_with_default_reshape():
+def random_vit():
     torch.manual_seed(0)
     vit = torchvision.models.vit_b_16().eval()
-    images = torch.randn(2, 3, 224, 224)
+    nn.init.normal_(vit.heads.head.weight, std=0.02)  # torchvision initialises the head to zero
+    return vit
+
+
+def test_vision_transformer_with_default_reshape():
+    from pytorch_grad_cam import GradCAM as RefGradCAM
+    from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
+
+    vit = random_vit()
+    images = torch.randn(2, 3, 224, 224, generator=torch.Generator().manual_seed(0))
     cam = CASE(vit, contrast=TopLogits(k=1))
     result = cam.explain(images, "topk:2")
     assert cam.engine.layer_name == "encoder.layers.encoder_layer_11.ln_1"
-    assert result.maps.shape == (2, 2, 224, 224)
-    assert result.raw.shape == (2, 2, 14, 14)
-    assert torch.isfinite(result.maps).all()
+    assert result.maps.shape == (2, 2, 224, 224) and result.raw.shape == (2, 2, 14, 14)
+    assert torch.isfinite(result.maps).all() and not result.degenerate.any()
     explicit = CASE(vit, "encoder.layers[-1].ln_1", reshape=vit_reshape, contrast=TopLogits(k=1))
     assert torch.allclose(explicit(images, "topk:2"), result.maps)
+    # Grad-CAM through the reshape agrees with pytorch-grad-cam's reshape_transform route.
+    classes = result.targets[:, 0].tolist()
+    mine = GradCAM(vit, "encoder.layers[-1].ln_1", reshape=vit_reshape)(images, classes, normalize=True)
+    ref_cam = RefGradCAM(vit, [vit.encoder.layers[-1].ln_1], reshape_transform=vit_reshape)
+    try:
+        ref = torch.from_numpy(ref_cam(images, [ClassifierOutputTarget(c) for c in classes]))
+    finally:
+        ref_cam.activations_and_grads.release()
+    assert (mine - ref).abs().max().item() < 1e-4
 
 
 def test_output_options(resnet18, random_images):
@@ -162,8 +179,7 @@ def test_errors_name_the_bad_input_and_the_fix(resnet18):
         cam(torch.zeros(1, 3, 32, 32, dtype=torch.uint8))
     with pytest.raises(ValueError, match="not \\(B, C, h, w\\); pass reshape=vit_reshape"):
         GradCAM(resnet18, "fc")(torch.randn(1, 3, 64, 64))
-    torch.manual_seed(0)
-    vit = torchvision.models.vit_b_16().eval()
+    vit = random_vit()
     with pytest.raises(ValueError, match="reshape=vit_reshape"):
         GradCAM(vit, "encoder.layers[11]")(torch.randn(1, 3, 224, 224))
 
