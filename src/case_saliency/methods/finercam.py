@@ -20,8 +20,12 @@ from .base import CAMMethod, register, spatial_mean
 
 @register("finercam")
 class FinerCAM(CAMMethod):
-    """Args: contrast (default ``NearestLogits(k=3)``, as Finer-CAM's three most similar classes),
-    gamma (comparison strength, default 1)."""
+    """Finer-CAM: Grad-CAM of y_t - gamma * mean_s y_s over the nearest-logit classes s.
+
+    Args:
+        contrast: default ``NearestLogits(k=3)``, Finer-CAM's three most similar classes.
+        gamma: comparison strength, default 1.
+    """
 
     def __init__(self, model: nn.Module, target_layer: Union[nn.Module, str, None] = None,
                  contrast: Optional[ContrastStrategy] = None, reshape: Optional[Reshape] = None,
