@@ -1,0 +1,112 @@
+"""Statistical tests of the diagnostics, thin wrappers around SciPy that state their sidedness.
+
+- :func:`agreement_below`: the paper's class-sensitivity test, a one-sided Wilcoxon signed-rank
+  test of ``agreement - threshold`` with alternative "less" (H0: median agreement >= threshold);
+  rejecting at alpha means the method separates the top-1 and top-2 classes.
+- :func:`paired_wilcoxon`, :func:`paired_ttest`: paired comparisons of two methods on the same
+  images (fidelity), two-sided unless told otherwise.
+- :func:`holm`: Holm's step-down correction of a family of p-values (the paper applies none).
+
+NaN values (degenerate pairs, failed rows) are dropped first (pairwise for paired tests) and the
+number kept is reported as ``n``. Zero differences are dropped by the Wilcoxon test (SciPy's
+default ``zero_method="wilcox"``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Sequence
+
+import numpy as np
+from scipy import stats as sps
+
+ALTERNATIVES = ("two-sided", "less", "greater")
+
+
+@dataclass
+class TestResult:
+    """One test: its name and sidedness, sample size, statistic and p-value."""
+
+    test: str
+    alternative: str
+    n: int
+    statistic: float
+    pvalue: float
+
+    def reject(self, alpha: float = 0.05) -> bool:
+        """True when the p-value is below ``alpha`` (False for an undefined test)."""
+        return bool(np.isfinite(self.pvalue) and self.pvalue < alpha)
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def _check_alternative(alternative: str) -> None:
+    if alternative not in ALTERNATIVES:
+        raise ValueError(f"alternative={alternative!r} is not one of {ALTERNATIVES}")
+
+
+def _finite(values: Sequence[float]) -> np.ndarray:
+    array = np.asarray(values, dtype=np.float64).ravel()
+    return array[np.isfinite(array)]
+
+
+def agreement_below(agreement: Sequence[float], threshold: float = 50.0,
+                    alternative: str = "less") -> TestResult:
+    """Wilcoxon signed-rank test of ``agreement - threshold`` (percent values), one-sided "less" by
+    default: H0 median >= threshold, H1 median < threshold. Needs at least one nonzero difference;
+    otherwise statistic and p-value are NaN."""
+    _check_alternative(alternative)
+    diff = _finite(agreement) - threshold
+    if np.count_nonzero(diff) == 0:
+        return TestResult("wilcoxon signed-rank", alternative, int(diff.size), float("nan"), float("nan"))
+    res = sps.wilcoxon(diff, alternative=alternative)
+    return TestResult("wilcoxon signed-rank", alternative, int(diff.size), float(res.statistic), float(res.pvalue))
+
+
+def _pairs(a: Sequence[float], b: Sequence[float]) -> tuple[np.ndarray, np.ndarray]:
+    a = np.asarray(a, dtype=np.float64).ravel()
+    b = np.asarray(b, dtype=np.float64).ravel()
+    if a.shape != b.shape:
+        raise ValueError(f"paired samples differ in length: {a.size} and {b.size}")
+    keep = np.isfinite(a) & np.isfinite(b)
+    return a[keep], b[keep]
+
+
+def paired_wilcoxon(a: Sequence[float], b: Sequence[float], alternative: str = "two-sided") -> TestResult:
+    """Wilcoxon signed-rank test of the paired differences ``a - b`` (same images, same order).
+    alternative "greater" tests whether a tends to exceed b."""
+    _check_alternative(alternative)
+    a, b = _pairs(a, b)
+    if np.count_nonzero(a - b) == 0:
+        return TestResult("paired wilcoxon", alternative, int(a.size), float("nan"), float("nan"))
+    res = sps.wilcoxon(a, b, alternative=alternative)
+    return TestResult("paired wilcoxon", alternative, int(a.size), float(res.statistic), float(res.pvalue))
+
+
+def paired_ttest(a: Sequence[float], b: Sequence[float], alternative: str = "two-sided") -> TestResult:
+    """Paired t-test of ``a - b`` (``scipy.stats.ttest_rel``); NaN with fewer than 2 pairs."""
+    _check_alternative(alternative)
+    a, b = _pairs(a, b)
+    if a.size < 2:
+        return TestResult("paired t-test", alternative, int(a.size), float("nan"), float("nan"))
+    res = sps.ttest_rel(a, b, alternative=alternative)
+    return TestResult("paired t-test", alternative, int(a.size), float(res.statistic), float(res.pvalue))
+
+
+def holm(pvalues: Sequence[float]) -> np.ndarray:
+    """Holm-adjusted p-values (same order as given): the i-th smallest of m is multiplied by
+    (m - i + 1), made monotone, capped at 1. NaN p-values stay NaN and are not counted in m."""
+    p = np.asarray(pvalues, dtype=np.float64).ravel()
+    out = np.full_like(p, np.nan)
+    valid = np.flatnonzero(np.isfinite(p))
+    m = valid.size
+    if m == 0:
+        return out
+    order = valid[np.argsort(p[valid], kind="stable")]
+    scaled = p[order] * (m - np.arange(m))
+    out[order] = np.minimum(np.maximum.accumulate(scaled), 1.0)
+    return out
+
+
+__all__ = ["TestResult", "agreement_below", "paired_wilcoxon", "paired_ttest", "holm", "ALTERNATIVES"]
