@@ -1,0 +1,243 @@
+"""Image files on disk (a folder of any nesting, or an ImageFolder with class subfolders) and the
+sample photos that ship with scikit-image and scikit-learn."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Callable, Optional, Union
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+from .base import ImageDataset, sha256_items, to_model_mode, warn_skipped
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm", ".pbm"}
+# Files in an ImageFolder root that give the class order (and names); the first found is used.
+CLASS_INDEX_FILES = ("class_index.json", "imagenet_class_index.json", "LOC_synset_mapping.txt", "classes.txt")
+
+
+def _open_image(path: Path) -> Image.Image:
+    """Decode an image file completely and convert it to "RGB" or "L"."""
+    try:
+        with Image.open(path) as image:
+            image.load()
+            return to_model_mode(image)
+    except (OSError, UnidentifiedImageError, ValueError, SyntaxError) as error:
+        raise ValueError(f"image file {path} cannot be decoded ({error}); remove or replace it") from error
+
+
+def _readable(paths: list[Path], source: str) -> list[Path]:
+    """Keep the files PIL can identify and whose header is sane (cheap: no full decode);
+    warn once about the rest, naming them."""
+    kept, skipped = [], []
+    for path in paths:
+        try:
+            if path.stat().st_size == 0:
+                raise ValueError("empty file")
+            with Image.open(path) as image:
+                if image.size[0] < 1 or image.size[1] < 1:
+                    raise ValueError(f"size {image.size}")
+                image.verify()  # checks structure (PNG CRCs, chunk layout) without decoding pixels
+                is_jpeg = image.format == "JPEG"
+            if is_jpeg and not _has_jpeg_end(path):
+                raise ValueError("truncated JPEG (no end-of-image marker)")
+            kept.append(path)
+        except Exception as error:  # any reason PIL gives; the file is named in the warning
+            skipped.append((str(path), f"{type(error).__name__}: {error}".strip()))
+    warn_skipped(source, skipped)
+    return kept
+
+
+def _has_jpeg_end(path: Path) -> bool:
+    """A complete JPEG ends with the EOI marker FF D9 (allowing a little trailing padding)."""
+    with open(path, "rb") as handle:
+        handle.seek(max(0, path.stat().st_size - 1024))
+        return b"\xff\xd9" in handle.read()
+
+
+def _image_files(root: Path) -> list[Path]:
+    return sorted(p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES
+                  and not any(part.startswith(".") for part in p.relative_to(root).parts))
+
+
+class ImageFiles(ImageDataset):
+    """All image files under ``root``, at any depth, sorted by relative path; labels are -1.
+
+    Unreadable files are skipped at construction with one warning naming them; a file whose pixel
+    data turns out to be truncated raises ``ValueError`` naming it when the item is read.
+    """
+
+    def __init__(self, root: Union[str, Path]):
+        self.root = str(Path(root))
+        root_path = Path(root)
+        if not root_path.is_dir():
+            raise FileNotFoundError(f"image folder {root} does not exist or is not a folder")
+        self.name = f"folder:{self.root}"
+        self.class_names = None
+        found = _image_files(root_path)
+        if not found:
+            raise ValueError(f"no image files ({', '.join(sorted(IMAGE_SUFFIXES))}) found under {root}; "
+                             "point at the folder that holds the images")
+        self.paths = _readable(found, self.root)
+        if not self.paths:
+            raise ValueError(f"none of the {len(found)} image files under {root} could be read")
+        self.labels = [-1] * len(self.paths)
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def image_id(self, index: int) -> str:
+        return self.paths[index].relative_to(self.root).as_posix()
+
+    def __getitem__(self, index: int) -> tuple[Image.Image, int, str]:
+        return _open_image(self.paths[index]), self.labels[index], self.image_id(index)
+
+    def _identity_fields(self) -> dict:
+        return {"hash": sha256_items((self.image_id(i), self.labels[i]) for i in range(len(self)))}
+
+
+def read_class_index(path: Union[str, Path]) -> tuple[list[str], list[str]]:
+    """Read a class-index file -> (folder names in class-index order, human-readable names).
+
+    Formats: Keras' ``imagenet_class_index.json`` ({"0": ["n01440764", "tench"], ...}), a JSON list of
+    folder names or of [folder, name] pairs, a JSON dict folder -> index, or text with one class per
+    line, "folder[ name...]" (ImageNet's ``LOC_synset_mapping.txt``).
+    """
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"class-index file {path} does not exist")
+    if path.suffix.lower() == ".json":
+        data = json.loads(path.read_text())
+        if isinstance(data, dict):
+            values = list(data.values())
+            if values and isinstance(values[0], list):  # Keras: index -> [folder, name]
+                ordered = [data[key] for key in sorted(data, key=int)]
+                return [str(entry[0]) for entry in ordered], [str(entry[-1]) for entry in ordered]
+            ordered = sorted(data, key=lambda folder: int(data[folder]))  # folder -> index
+            return ordered, list(ordered)
+        if isinstance(data, list):
+            if data and isinstance(data[0], list):
+                return [str(e[0]) for e in data], [str(e[-1]) for e in data]
+            return [str(e) for e in data], [str(e) for e in data]
+        raise ValueError(f"class-index file {path}: expected a JSON object or list")
+    folders, names = [], []
+    for line in path.read_text().splitlines():
+        if line.strip():
+            folder, _, name = line.strip().partition(" ")
+            folders.append(folder)
+            names.append(name.split(",")[0].strip() or folder)
+    return folders, names
+
+
+class ImageFolderDataset(ImageFiles):
+    """``root/<class folder>/**/<image>``: the label is the class folder's index, from a class-index file
+    (``class_index`` or one of ``CLASS_INDEX_FILES`` in ``root``; ImageNet's validation layout with
+    wnid folders) or, without one, the sorted folder names (torchvision's ImageFolder order)."""
+
+    def __init__(self, root: Union[str, Path], class_index: Optional[Union[str, Path]] = None):
+        root_path = Path(root)
+        if not root_path.is_dir():
+            raise FileNotFoundError(f"image folder {root} does not exist or is not a folder")
+        if class_index is None:
+            class_index = next((root_path / f for f in CLASS_INDEX_FILES if (root_path / f).exists()), None)
+        subfolders = sorted(p.name for p in root_path.iterdir() if p.is_dir() and not p.name.startswith("."))
+        if class_index is not None:
+            folders, names = read_class_index(class_index)
+            unknown = sorted(set(subfolders) - set(folders))
+            if unknown:
+                raise ValueError(f"folders {unknown[:5]} of {root} are not in the class-index file {class_index}")
+        else:
+            if not subfolders:
+                raise ValueError(f"{root} has no class subfolders; an ImageFolder is root/<class>/<images> "
+                                 "(use folder:PATH for unlabelled images)")
+            folders, names = subfolders, subfolders
+        super().__init__(root)
+        self.name = f"imagefolder:{self.root}"
+        self.class_index_file = str(class_index) if class_index else None
+        self.class_names = names
+        index_of = {folder: i for i, folder in enumerate(folders)}
+        kept = [p for p in self.paths if p.relative_to(root_path).parts[0] in index_of]
+        loose = len(self.paths) - len(kept)
+        if loose:
+            import warnings
+
+            warnings.warn(f"ignored {loose} image file(s) directly in {root} (not in a class folder)", stacklevel=2)
+        if not kept:
+            raise ValueError(f"no readable images inside the class folders of {root}")
+        self.paths = kept
+        self.labels = [index_of[p.relative_to(root_path).parts[0]] for p in kept]
+
+    def _identity_fields(self) -> dict:
+        fields = super()._identity_fields()
+        fields["class_index"] = self.class_index_file
+        return fields
+
+
+def _skimage(name: str) -> Callable[[], np.ndarray]:
+    def load() -> np.ndarray:
+        from skimage import data
+
+        array = getattr(data, name)()
+        return array[0] if name == "stereo_motorcycle" else array
+
+    return load
+
+
+def _sklearn(name: str) -> Callable[[], np.ndarray]:
+    def load() -> np.ndarray:
+        from sklearn.datasets import load_sample_image
+
+        return load_sample_image(f"{name}.jpg")
+
+    return load
+
+
+# id -> loader; every one ships inside the installed package (no download). Licences: docs/data.md.
+SAMPLE_PHOTOS: dict[str, Callable[[], np.ndarray]] = {
+    **{f"skimage/{name}": _skimage(name) for name in (
+        "chelsea", "coffee", "astronaut", "rocket", "stereo_motorcycle", "camera", "clock", "coins", "moon",
+        "hubble_deep_field", "retina", "immunohistochemistry")},
+    "sklearn/china": _sklearn("china"),
+    "sklearn/flower": _sklearn("flower"),
+}
+
+
+class SamplePhotos(ImageDataset):
+    """The 14 photos shipped with scikit-image and scikit-learn (``SAMPLE_PHOTOS``), labels -1.
+    ``names`` picks a subset by id."""
+
+    def __init__(self, names: Optional[list[str]] = None):
+        ids = list(SAMPLE_PHOTOS) if names is None else list(names)
+        unknown = [n for n in ids if n not in SAMPLE_PHOTOS]
+        if unknown:
+            raise ValueError(f"unknown sample photo(s) {unknown}; available: {', '.join(SAMPLE_PHOTOS)}")
+        if not ids:
+            raise ValueError("no sample photos selected")
+        self.ids = ids
+        self.name = "samples"
+        self.root = None
+        self.class_names = None
+        self._cache: dict[str, Image.Image] = {}
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def __getitem__(self, index: int) -> tuple[Image.Image, int, str]:
+        image_id = self.ids[index]
+        if image_id not in self._cache:
+            array = np.asarray(SAMPLE_PHOTOS[image_id]())
+            if array.dtype == bool:
+                array = array.astype(np.uint8) * 255
+            self._cache[image_id] = to_model_mode(Image.fromarray(array))
+        return self._cache[image_id], -1, image_id
+
+    def _identity_fields(self) -> dict:
+        import hashlib
+
+        digest = hashlib.sha256()
+        for i in range(len(self)):
+            image, _, image_id = self[i]
+            digest.update(image_id.encode())
+            digest.update(image.tobytes())
+        return {"hash": digest.hexdigest(), "ids": list(self.ids)}
