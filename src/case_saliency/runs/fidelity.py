@@ -1,0 +1,144 @@
+"""The fidelity test (the paper's RQ2) as a resumable dataset-level run.
+
+For each sampled image (correctly classified ones by default): the predicted class and its
+probability (one no-grad forward pass), then for every method its map for that class, the
+confidence drop after removing the top-k% pixels, and (unless ``steps=0``) RISE deletion and
+insertion curves with their AUC. Every method sees the same images, so ``summarize`` can pair them.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Callable, Optional, Sequence, Union
+
+import torch
+from torch import Tensor
+from tqdm.auto import tqdm
+
+from ..contrast import TopLogits
+from ..metrics import FILLS, confidence_drop, deletion_insertion
+from .common import (DEFAULT_METHODS, as_bundle, batches, build_method, check_methods, command_line,
+                     dataset_identity, error_text, finish_meta, load_items, model_device, prepare_run_dir,
+                     select_sample, versions)
+from .store import FIDELITY_COLUMNS, ResultsTable
+
+
+def fidelity_measures(model: torch.nn.Module, images: Tensor, maps: Tensor, pred: Tensor, prob: Tensor,
+                      k_percent: float, fill: str, steps: int, eval_batch_size: int) -> dict:
+    """Confidence drop and (steps > 0) deletion/insertion for maps (B, H, W) of classes ``pred`` (B,)."""
+    drop = confidence_drop(model, images, maps, pred, k_percent, fill, prob_before=prob, batch_size=eval_batch_size)
+    out = {"prob_after": drop.prob_after.cpu().tolist(), "drop_relative": drop.drop_relative.cpu().tolist(),
+           "drop_absolute": drop.drop_absolute.cpu().tolist()}
+    b = images.shape[0]
+    if steps > 0:
+        curves = deletion_insertion(model, images, maps, pred, steps, deletion_fill=fill, batch_size=eval_batch_size)
+        out.update(deletion_auc=curves.deletion_auc.tolist(), insertion_auc=curves.insertion_auc.tolist(),
+                   deletion_curve=[" ".join(f"{v:.6g}" for v in row) for row in curves.deletion.tolist()],
+                   insertion_curve=[" ".join(f"{v:.6g}" for v in row) for row in curves.insertion.tolist()])
+    else:
+        out.update(deletion_auc=[float("nan")] * b, insertion_auc=[float("nan")] * b,
+                   deletion_curve=[""] * b, insertion_curve=[""] * b)
+    return out
+
+
+def run_fidelity(model: Any, dataset: Any, run_dir: Union[str, Path], *, methods: Sequence[str] = DEFAULT_METHODS,
+                 n: int = 100, seed: int = 0, k_percent: float = 50.0, fill: str = "zero", steps: int = 20,
+                 correct_only: bool = True, alpha: float = 0.05, layer: Optional[str] = None, contrast: Any = None,
+                 batch_size: int = 16, eval_batch_size: int = 64, transform: Optional[Callable] = None,
+                 class_names: Optional[Sequence[str]] = None, model_name: Optional[str] = None,
+                 dataset_name: Optional[str] = None, method_options: Optional[dict] = None, progress: bool = True,
+                 command: Optional[str] = None, weights: Optional[str] = None) -> Path:
+    """Run (or resume) the fidelity test and return the run directory.
+
+    k_percent: share of pixels removed for the confidence drop (the public script: 50).
+    fill: "zero" (0 in the normalised input, the paper's), "mean" or "blur"; also the deletion
+        substrate (insertion reveals pixels on a blurred image, as RISE).
+    steps: deletion/insertion steps (0 skips the curves). correct_only: only images whose top-1
+        prediction equals their label (the paper's protocol); False: all sampled images.
+    Other arguments as :func:`case_saliency.runs.diagnose.run_diagnose`.
+    Cost per batch and method: one ``explain``, one forward for the drop, 2 (steps + 1) forwards
+    per image for the curves.
+    """
+    bundle = as_bundle(model, transform, class_names, layer, model_name)
+    methods = check_methods(methods)
+    if fill not in FILLS:
+        raise ValueError(f"fill={fill!r} is not one of {FILLS}")
+    if not 0 < float(k_percent) <= 100:
+        raise ValueError(f"k_percent={k_percent} is not a percentage in (0, 100]")
+    if steps < 0:
+        raise ValueError(f"steps={steps}: use 0 to skip the curves or a positive number of steps")
+    contrast = contrast if contrast is not None else TopLogits(k=1)
+    run_dir = Path(run_dir)
+    net, device = bundle.model.eval(), model_device(bundle.model)
+    built = {name: build_method(name, net, bundle.target_layer, contrast, (method_options or {}).get(name))
+             for name in methods}
+    layer_used = next((getattr(getattr(m, "engine", None), "layer_name", None) for m in built.values()
+                       if getattr(m, "engine", None) is not None), bundle.target_layer)
+    config = {"kind": "fidelity", "model": bundle.name, "weights": weights,
+              "dataset": dataset_name or getattr(dataset, "name", type(dataset).__name__),
+              "methods": methods, "n": int(n), "seed": int(seed), "k_percent": [float(k_percent)], "threshold": None,
+              "alpha": float(alpha), "layer": layer_used, "contrast": repr(contrast), "correct_only": bool(correct_only),
+              "fill": fill, "signed": False, "steps": int(steps), "batch_size": int(batch_size),
+              "command": command or command_line()}
+
+    def make_meta() -> dict:
+        sample = select_sample(net, dataset, bundle.transform, n, seed, correct_only, batch_size, device)
+        return {"versions": versions(), "model": bundle.identity or {"name": bundle.name}, "layer": layer_used,
+                "dataset": dataset_identity(dataset), "class_names": bundle.class_names or
+                getattr(dataset, "class_names", None), "sample": sample}
+
+    config, meta = prepare_run_dir(run_dir, config, make_meta)
+    sample: list[int] = list(meta["sample"])
+    errors = 0
+    with ResultsTable(run_dir / "results.csv", FIDELITY_COLUMNS) as table:
+        bar = tqdm(total=len(sample), desc="fidelity", unit="img", disable=not progress)
+        for _, chunk in batches(sample, batch_size):
+            images, labels, ids = load_items(dataset, chunk, bundle.transform)
+            todo = {name: [b for b, i in enumerate(ids) if (i, name) not in table.done] for name in methods}
+            todo = {name: missing for name, missing in todo.items() if missing}
+            if todo:
+                images = images.to(device)
+                with torch.no_grad():
+                    probs = net(images).float().softmax(1)
+                prob, pred = probs.max(1)
+                for name, missing in todo.items():
+                    errors += _method_rows(built[name], name, net, images, pred, prob, labels, ids, missing,
+                                           float(k_percent), fill, steps, eval_batch_size, table)
+            bar.update(len(chunk))
+        bar.close()
+    finish_meta(run_dir, meta, errors_in_last_session=errors)
+    return run_dir
+
+
+def _method_rows(method, name, net, images, pred, prob, labels, ids, missing, k_percent, fill, steps,
+                 eval_batch_size, table) -> int:
+    """Rows of one method for one batch; a batch failure is retried image by image."""
+    try:
+        maps = method.explain(images, pred, normalize=True).maps
+        numbers = fidelity_measures(net, images, maps, pred, prob, k_percent, fill, steps, eval_batch_size)
+        per_image = {b: (numbers, b, "") for b in missing}
+    except Exception:
+        per_image = {}
+        for b in missing:
+            try:
+                one = slice(b, b + 1)
+                maps = method.explain(images[one], pred[one], normalize=True).maps
+                per_image[b] = (fidelity_measures(net, images[one], maps, pred[one], prob[one], k_percent, fill,
+                                                  steps, eval_batch_size), 0, "")
+            except Exception as error:  # recorded in the row; the run goes on
+                per_image[b] = (None, 0, error_text(error))
+    errors = 0
+    for b in missing:
+        numbers, j, error = per_image[b]
+        row = {"image_id": ids[b], "method": name, "label": int(labels[b]), "pred": int(pred[b]),
+               "prob_before": float(prob[b]), "error": error}
+        if numbers is None:
+            row.update(prob_after=float("nan"), drop_relative=float("nan"), drop_absolute=float("nan"),
+                       deletion_auc=float("nan"), insertion_auc=float("nan"), deletion_curve="", insertion_curve="")
+            errors += 1
+        else:
+            row.update({key: numbers[key][j] for key in ("prob_after", "drop_relative", "drop_absolute",
+                                                          "deletion_auc", "insertion_auc", "deletion_curve",
+                                                          "insertion_curve")})
+        table.append([row])
+    return errors

@@ -1,0 +1,171 @@
+"""Per-method tables of a run directory: what ``case-saliency summarize`` prints and the report reads.
+
+Diagnose runs: per method and k, N (scored pairs), mean / SD / median agreement, the degenerate
+and error counts, mean Spearman and SSIM, and the one-sided Wilcoxon signed-rank test of
+agreement below the threshold (H1: median < threshold), with an optional Holm correction over
+all the table's tests. Fidelity runs: per method, the means of the drops and AUCs; and paired
+two-sided Wilcoxon and t-tests of a reference method (CASE) against each other method on the
+images both scored.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional, Union
+
+import numpy as np
+import pandas as pd
+
+from ..stats import agreement_below, holm, paired_ttest, paired_wilcoxon
+from .store import read_json
+
+
+def load_results(run_dir: Union[str, Path]) -> tuple[dict, pd.DataFrame]:
+    """(config, results table) of a run directory; text columns stay text."""
+    run_dir = Path(run_dir)
+    config_path, results_path = run_dir / "config.json", run_dir / "results.csv"
+    if not config_path.exists() or not results_path.exists():
+        raise FileNotFoundError(f"{run_dir} is not a run directory (needs config.json and results.csv); "
+                                "create one with `case-saliency diagnose` or `case-saliency fidelity`")
+    config = read_json(config_path)
+    text = {"image_id": str, "method": str, "contrast1": str, "contrast2": str, "error": str,
+            "deletion_curve": str, "insertion_curve": str}
+    frame = pd.read_csv(results_path, dtype=text, keep_default_na=False, na_values={
+        c: ["nan", "NaN", ""] for c in ("agreement", "spearman", "ssim", "prob1", "prob2", "prob_before", "prob_after",
+                                        "drop_relative", "drop_absolute", "deletion_auc", "insertion_auc")})
+    if "degenerate" in frame:
+        frame["degenerate"] = frame["degenerate"].astype(str).str.lower() == "true"
+    return config, frame
+
+
+def _order(methods: list[str], config: dict) -> list[str]:
+    preferred = [m for m in config.get("methods", []) if m in methods]
+    return preferred + sorted(set(methods) - set(preferred))
+
+
+def summarize_diagnose(frame: pd.DataFrame, threshold: float = 50.0, alpha: float = 0.05,
+                       correction: Optional[str] = None, methods_order: Optional[list[str]] = None) -> pd.DataFrame:
+    """One row per (method, k_percent); see the module docstring. correction: None or "holm"."""
+    rows = []
+    methods = methods_order or sorted(frame["method"].unique())
+    for method in methods:
+        for k in sorted(frame.loc[frame["method"] == method, "k_percent"].unique()):
+            part = frame[(frame["method"] == method) & (frame["k_percent"] == k)]
+            failed = part["error"].astype(str) != ""
+            degenerate = part["degenerate"] & ~failed
+            scored = part.loc[~failed & ~degenerate, "agreement"].dropna().to_numpy(dtype=float)
+            test = agreement_below(scored, threshold)
+            rows.append({"method": method, "k_percent": float(k), "n": int(scored.size),
+                         "mean": float(np.mean(scored)) if scored.size else np.nan,
+                         "sd": float(np.std(scored, ddof=1)) if scored.size > 1 else np.nan,
+                         "median": float(np.median(scored)) if scored.size else np.nan,
+                         "degenerate": int(degenerate.sum()), "errors": int(failed.sum()),
+                         "spearman": float(part.loc[~failed, "spearman"].mean()),
+                         "ssim": float(part.loc[~failed, "ssim"].mean()),
+                         "statistic": test.statistic, "pvalue": test.pvalue})
+    table = pd.DataFrame(rows)
+    if table.empty:
+        return table
+    decisive = "pvalue"
+    if correction == "holm":
+        table["p_holm"] = holm(table["pvalue"].to_numpy())
+        decisive = "p_holm"
+    elif correction not in (None, "none"):
+        raise ValueError(f"correction={correction!r}: use None or 'holm'")
+    table["conclusion"] = [
+        "n/a (no scored pairs)" if not np.isfinite(p) else
+        (f"separates (median < {threshold:g}%)" if p < alpha else "does not separate")
+        for p in table[decisive]]
+    return table
+
+
+FIDELITY_MEASURES = ("drop_relative", "drop_absolute", "deletion_auc", "insertion_auc")
+
+
+def summarize_fidelity(frame: pd.DataFrame, reference: str = "case", alpha: float = 0.05,
+                       correction: Optional[str] = None,
+                       methods_order: Optional[list[str]] = None) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(per-method means, paired tests of ``reference`` against each other method).
+
+    Paired tests use the images where both methods have a number; differences are
+    reference - other; both tests two-sided.
+    """
+    methods = methods_order or sorted(frame["method"].unique())
+    means = []
+    for method in methods:
+        part = frame[frame["method"] == method]
+        failed = part["error"].astype(str) != ""
+        ok = part[~failed]
+        row = {"method": method, "n": int(len(ok)), "errors": int(failed.sum())}
+        for measure in FIDELITY_MEASURES:
+            values = ok[measure].dropna().to_numpy(dtype=float)
+            row[f"{measure}_mean"] = float(values.mean()) if values.size else np.nan
+            row[f"{measure}_sd"] = float(values.std(ddof=1)) if values.size > 1 else np.nan
+        means.append(row)
+    tests = []
+    if reference in methods:
+        ref = frame[(frame["method"] == reference) & (frame["error"].astype(str) == "")].set_index("image_id")
+        for method in methods:
+            if method == reference:
+                continue
+            other = frame[(frame["method"] == method) & (frame["error"].astype(str) == "")].set_index("image_id")
+            shared = ref.index.intersection(other.index)
+            for measure in FIDELITY_MEASURES:
+                a = ref.loc[shared, measure].to_numpy(dtype=float)
+                b = other.loc[shared, measure].to_numpy(dtype=float)
+                if np.all(np.isnan(a)) and np.all(np.isnan(b)):
+                    continue  # e.g. curves skipped (steps=0)
+                w, t = paired_wilcoxon(a, b), paired_ttest(a, b)
+                tests.append({"reference": reference, "method": method, "measure": measure, "n": w.n,
+                              "mean_difference": float(np.nanmean(a - b)) if w.n else np.nan,
+                              "wilcoxon_statistic": w.statistic, "wilcoxon_p": w.pvalue,
+                              "t_statistic": t.statistic, "t_p": t.pvalue, "sidedness": "two-sided"})
+    tests_frame = pd.DataFrame(tests)
+    if not tests_frame.empty:
+        if correction == "holm":
+            tests_frame["wilcoxon_p_holm"] = holm(tests_frame["wilcoxon_p"].to_numpy())
+            tests_frame["t_p_holm"] = holm(tests_frame["t_p"].to_numpy())
+        key = "wilcoxon_p_holm" if correction == "holm" else "wilcoxon_p"
+        tests_frame["conclusion"] = ["n/a" if not np.isfinite(p) else
+                                     ("differs" if p < alpha else "no difference shown") for p in tests_frame[key]]
+    return pd.DataFrame(means), tests_frame
+
+
+def summarize_run(run_dir: Union[str, Path], threshold: Optional[float] = None, alpha: Optional[float] = None,
+                  correction: Optional[str] = None, reference: str = "case") -> dict:
+    """The run's tables: {"kind", "config", and "agreement"} for diagnose runs, or
+    {"kind", "config", "fidelity", "paired"} for fidelity runs. threshold/alpha default to the run's."""
+    config, frame = load_results(run_dir)
+    kind = config.get("kind")
+    alpha = float(alpha if alpha is not None else config.get("alpha") or 0.05)
+    order = _order(list(frame["method"].unique()), config)
+    if kind == "diagnose":
+        threshold = float(threshold if threshold is not None else config.get("threshold") or 50.0)
+        return {"kind": kind, "config": config, "threshold": threshold, "alpha": alpha,
+                "agreement": summarize_diagnose(frame, threshold, alpha, correction, order)}
+    if kind == "fidelity":
+        means, tests = summarize_fidelity(frame, reference, alpha, correction, order)
+        return {"kind": kind, "config": config, "alpha": alpha, "fidelity": means, "paired": tests}
+    raise ValueError(f"{run_dir}/config.json has kind={kind!r}; expected 'diagnose' or 'fidelity'")
+
+
+def format_summary(summary: dict) -> str:
+    """Plain-text tables for the terminal."""
+    config = summary["config"]
+    head = (f"{config.get('kind')} run: model {config.get('model')}, dataset {config.get('dataset')}, "
+            f"layer {config.get('layer')}, n={config.get('n')}, seed {config.get('seed')}, "
+            f"contrast {config.get('contrast')}")
+    pd.set_option("display.width", 200)
+    if summary["kind"] == "diagnose":
+        table = summary["agreement"]
+        title = (f"Top-k% agreement of the top-1 and top-2 maps (percent). Test: one-sided Wilcoxon signed-rank, "
+                 f"H1 median < {summary['threshold']:g}%, alpha {summary['alpha']:g}.")
+        return "\n".join([head, title, table.to_string(index=False, float_format=lambda v: f"{v:.4g}")])
+    means, tests = summary["fidelity"], summary["paired"]
+    parts = [head, f"Fidelity at k={config.get('k_percent')}% removed, fill {config.get('fill')}, "
+                   f"{config.get('steps')} deletion/insertion steps (means; drop_relative = max(p0-p1,0)/p0).",
+             means.to_string(index=False, float_format=lambda v: f"{v:.4g}")]
+    if not tests.empty:
+        parts += ["Paired tests, reference minus method, two-sided (Wilcoxon signed-rank and t-test):",
+                  tests.to_string(index=False, float_format=lambda v: f"{v:.4g}")]
+    return "\n".join(parts)
