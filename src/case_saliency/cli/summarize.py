@@ -1,0 +1,36 @@
+"""`case-saliency summarize RUN_DIR`: the per-method tables of a diagnose or fidelity run."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from .app import app
+from .diagnose import fail
+
+
+@app.command("summarize")
+def summarize(
+    run_dir: Path = typer.Argument(..., help="a run directory written by `diagnose` or `fidelity`"),
+    threshold: Optional[float] = typer.Option(None, help="agreement threshold, percent (default: the run's)"),
+    alpha: Optional[float] = typer.Option(None, help="significance level (default: the run's)"),
+    holm: bool = typer.Option(False, help="Holm-correct the p-values"),
+    reference: str = typer.Option("case", help="fidelity: the method compared with each other method"),
+    as_json: bool = typer.Option(False, "--json", help="print the tables as JSON records"),
+) -> None:
+    """Per-method tables: N, mean, SD, median, degenerate count, Wilcoxon test; or fidelity means and paired tests."""
+    from ..runs.summary import format_summary, summarize_run
+
+    try:
+        summary = summarize_run(run_dir, threshold, alpha, "holm" if holm else None, reference)
+    except (FileNotFoundError, ValueError) as error:
+        raise fail(f"RUN_DIR {run_dir}: {error}") from None
+    if as_json:
+        tables = {key: value.to_dict(orient="records") for key, value in summary.items()
+                  if hasattr(value, "to_dict")}
+        typer.echo(json.dumps({"kind": summary["kind"], **tables}, indent=2, default=float))
+    else:
+        typer.echo(format_summary(summary))
