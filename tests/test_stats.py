@@ -1,0 +1,109 @@
+"""Statistics: equal to SciPy's on the same numbers, NaN handling, sidedness, Holm by hand, and the
+per-method summary tables built on them."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import stats as sps
+
+from case_saliency.runs.summary import summarize_diagnose, summarize_fidelity
+from case_saliency.stats import agreement_below, holm, paired_ttest, paired_wilcoxon
+
+RNG = np.random.default_rng(0)
+AGREEMENT = np.round(RNG.uniform(0, 100, 40), 1)
+
+
+def test_agreement_below_equals_scipy():
+    for threshold in (50.0, 70.0):
+        ours = agreement_below(AGREEMENT, threshold)
+        ref = sps.wilcoxon(AGREEMENT - threshold, alternative="less")
+        assert ours.alternative == "less" and ours.n == 40
+        assert ours.statistic == ref.statistic and ours.pvalue == ref.pvalue
+
+
+def test_agreement_below_drops_nan_and_decides():
+    low = np.array([5.0, 10.0, 20.0, 12.0, 8.0, 30.0, 3.0, 15.0, np.nan, 25.0, 18.0])
+    result = agreement_below(low, 50.0)
+    ref = sps.wilcoxon(low[~np.isnan(low)] - 50.0, alternative="less")
+    assert result.n == 10 and result.pvalue == ref.pvalue
+    assert result.reject(0.05)
+    assert not agreement_below(100 - low, 50.0).reject(0.05)
+    empty = agreement_below([np.nan, 50.0], 50.0)  # no nonzero difference: undefined, never "rejects"
+    assert math.isnan(empty.pvalue) and not empty.reject()
+
+
+def test_paired_tests_equal_scipy():
+    a = RNG.normal(0.2, 0.1, 30)
+    b = a + RNG.normal(0.02, 0.05, 30)
+    for alternative in ("two-sided", "less", "greater"):
+        w = paired_wilcoxon(a, b, alternative)
+        t = paired_ttest(a, b, alternative)
+        ref_w = sps.wilcoxon(a, b, alternative=alternative)
+        ref_t = sps.ttest_rel(a, b, alternative=alternative)
+        assert (w.statistic, w.pvalue) == (ref_w.statistic, ref_w.pvalue)
+        assert (t.statistic, t.pvalue) == (ref_t.statistic, ref_t.pvalue)
+        assert w.alternative == t.alternative == alternative
+    a_nan = a.copy()
+    a_nan[3] = np.nan
+    kept = np.arange(30) != 3
+    assert paired_ttest(a_nan, b).pvalue == sps.ttest_rel(a[kept], b[kept]).pvalue
+    with pytest.raises(ValueError, match="length"):
+        paired_wilcoxon(a, b[:-1])
+    with pytest.raises(ValueError, match="alternative"):
+        paired_ttest(a, b, "bigger")
+
+
+def test_holm_by_hand():
+    # sorted: .01 (x4 = .04), .03 (x3 = .09), .04 (x2 = .08 -> .09 by monotonicity), .2 (x1)
+    adjusted = holm([0.01, 0.04, 0.03, np.nan, 0.2])
+    assert np.allclose(adjusted[[0, 1, 2, 4]], [0.04, 0.09, 0.09, 0.2])
+    assert np.isnan(adjusted[3])
+    assert np.allclose(holm([0.5, 0.6]), [1.0, 1.0])  # capped at 1
+
+
+def test_summarize_diagnose_table():
+    rows = []
+    for i, value in enumerate(AGREEMENT):
+        rows.append({"image_id": f"i{i}", "method": "gradcam", "k_percent": 5.0, "agreement": value, "spearman": 0.5,
+                     "ssim": 0.4, "degenerate": False, "error": ""})
+        low = value / 4
+        rows.append({"image_id": f"i{i}", "method": "case", "k_percent": 5.0, "agreement": low, "spearman": 0.1,
+                     "ssim": 0.2, "degenerate": False, "error": ""})
+    rows.append({"image_id": "z", "method": "case", "k_percent": 5.0, "agreement": np.nan, "spearman": np.nan,
+                 "ssim": np.nan, "degenerate": True, "error": ""})
+    rows.append({"image_id": "e", "method": "case", "k_percent": 5.0, "agreement": np.nan, "spearman": np.nan,
+                 "ssim": np.nan, "degenerate": False, "error": "RuntimeError: boom"})
+    table = summarize_diagnose(pd.DataFrame(rows), threshold=50.0, alpha=0.05, correction="holm").set_index("method")
+    case = table.loc["case"]
+    assert case["n"] == 40 and case["degenerate"] == 1 and case["errors"] == 1
+    assert case["mean"] == pytest.approx(np.mean(AGREEMENT / 4))
+    assert case["sd"] == pytest.approx(np.std(AGREEMENT / 4, ddof=1))
+    assert case["median"] == pytest.approx(np.median(AGREEMENT / 4))
+    ref = sps.wilcoxon(AGREEMENT / 4 - 50.0, alternative="less")
+    assert case["statistic"] == ref.statistic and case["pvalue"] == ref.pvalue
+    low, high = sorted(table["pvalue"])  # two tests: the smaller p doubled, the larger kept (monotone)
+    assert sorted(table["p_holm"]) == pytest.approx([min(1.0, 2 * low), max(min(1.0, 2 * low), high)])
+    assert case["conclusion"].startswith("separates")
+
+
+def test_summarize_fidelity_pairs_by_image():
+    a = RNG.uniform(0, 1, 20)
+    b = RNG.uniform(0, 1, 20)
+    rows = [{"image_id": f"i{i}", "method": "case", "drop_relative": a[i], "drop_absolute": a[i], "deletion_auc": a[i],
+             "insertion_auc": a[i], "error": ""} for i in range(20)]
+    # the other method's rows come in reverse order, and one image failed: pairing must follow ids
+    rows += [{"image_id": f"i{i}", "method": "gradcam", "drop_relative": b[i], "drop_absolute": b[i],
+              "deletion_auc": b[i], "insertion_auc": b[i], "error": "" if i != 7 else "ValueError: x"}
+             for i in reversed(range(20))]
+    means, tests = summarize_fidelity(pd.DataFrame(rows))
+    keep = np.arange(20) != 7
+    test = tests[tests["measure"] == "drop_relative"].iloc[0]
+    assert test["n"] == 19
+    assert test["wilcoxon_p"] == sps.wilcoxon(a[keep], b[keep]).pvalue
+    assert test["t_p"] == sps.ttest_rel(a[keep], b[keep]).pvalue
+    assert test["mean_difference"] == pytest.approx(np.mean(a[keep] - b[keep]))
+    assert means.set_index("method").loc["gradcam", "errors"] == 1
