@@ -1,0 +1,274 @@
+"""Runs: the run store's crash repair, small diagnose and fidelity runs on Fashion-MNIST (a small
+CNN trained here) and on EfficientNet-Lite0 photos, checked against numbers recomputed directly,
+per-row error capture, and a run killed with SIGKILL and resumed equal to an uninterrupted one."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from scipy import stats as sps
+from torchvision import transforms as T
+
+from case_saliency import METHODS, get_method
+from case_saliency.data import open_dataset
+from case_saliency.data.fashion_mnist import FashionMNIST
+from case_saliency.metrics import topk_agreement
+from case_saliency.runs import ResultsTable, run_diagnose, run_fidelity
+from case_saliency.runs.store import DIAGNOSE_COLUMNS
+from case_saliency.runs.summary import load_results, summarize_run
+
+TESTS = Path(__file__).parent
+sys.path.insert(0, str(TESTS))
+from runs_support import LAYER, TRANSFORM, load_small_cnn, train_small_cnn  # noqa: E402
+
+ALL_CAMS = ["gradcam", "gradcam++", "hirescam", "xgradcam", "layercam", "finercam", "case"]
+
+
+@pytest.fixture(scope="module")
+def cnn_path(tmp_path_factory) -> Path:
+    return train_small_cnn(tmp_path_factory.mktemp("cnn") / "small.pt", steps=200)
+
+
+@pytest.fixture(scope="module")
+def cnn(cnn_path):
+    return load_small_cnn(cnn_path)
+
+
+@pytest.fixture(scope="module")
+def fashion():
+    return FashionMNIST("test")
+
+
+def lite_transform():
+    return T.Compose([T.Lambda(lambda im: im.convert("RGB")), T.Resize(256), T.CenterCrop(224), T.ToTensor(),
+                      T.Normalize([0.5] * 3, [0.5] * 3)])
+
+
+def row(pair_id="a", method="m", k=5.0):
+    return {"image_id": pair_id, "method": method, "k_percent": k, "agreement": 1.5, "error": ""}
+
+
+def test_store_drops_partial_writes(tmp_path):
+    path = tmp_path / "results.csv"
+    with ResultsTable(path, DIAGNOSE_COLUMNS, rows_per_pair=2) as table:
+        table.append([row("a", "m", 5), row("a", "m", 10)])
+        table.append([row("b", "m", 5), row("b", "m", 10)])
+    complete = path.read_bytes()
+    # a write cut after the first row of a pair and inside the second line
+    with open(path, "ab") as handle:
+        handle.write(b"c,m,5,1.5,,,,,,,,,,,\nc,m,10,1.")
+    table = ResultsTable(path, DIAGNOSE_COLUMNS, rows_per_pair=2)
+    assert table.done == {("a", "m"), ("b", "m")}
+    assert path.read_bytes() == complete
+    table.append([row("c", "m", 5), row("c", "m", 10)])
+    table.close()
+    frame = pd.read_csv(path)
+    assert list(frame["image_id"]) == ["a", "a", "b", "b", "c", "c"]
+    bad = tmp_path / "other.csv"
+    bad.write_text("x,y\n1,2\n")
+    with pytest.raises(ValueError, match="header"):
+        ResultsTable(bad, DIAGNOSE_COLUMNS)
+
+
+def test_text_cells_stay_on_one_line(tmp_path):
+    path = tmp_path / "results.csv"
+    with ResultsTable(path, DIAGNOSE_COLUMNS) as table:
+        table.append([{**row(), "error": "RuntimeError: line one\nline two, with a comma"}])
+    frame = pd.read_csv(path, keep_default_na=False)
+    assert frame.loc[0, "error"] == "RuntimeError: line one line two, with a comma"
+    assert path.read_text().count("\n") == 2
+
+
+def test_diagnose_fashion_mnist(cnn, fashion, tmp_path):
+    run = run_diagnose(cnn, fashion, tmp_path / "run", methods=ALL_CAMS, n=10, seed=1, k_percent=[5, 10],
+                       layer=LAYER, transform=TRANSFORM, class_names=fashion.class_names, batch_size=4, gallery=2,
+                       progress=False, model_name="small-cnn")
+    config, frame = load_results(run)
+    meta = json.loads((run / "meta.json").read_text())
+    assert config["kind"] == "diagnose" and config["k_percent"] == [5.0, 10.0] and config["layer"] == LAYER
+    assert meta["dataset"]["name"] == "fashion-mnist:test" and meta["class_names"][0] == "T-shirt/top"
+    assert "torch" in meta["versions"] and meta["finished"]
+    assert len(frame) == 10 * len(ALL_CAMS) * 2 and not frame.duplicated(["image_id", "method", "k_percent"]).any()
+    assert (frame["error"] == "").all()
+    # CASE with TopLogits(1): the top-1 map contrasts with the top-2 class and vice versa
+    case = frame[frame["method"] == "case"]
+    assert (case["contrast1"].astype(int) == case["class2"]).all()
+    assert (case["contrast2"].astype(int) == case["class1"]).all()
+    assert (frame[frame["method"] == "gradcam"]["contrast1"] == "").all()
+    # recompute one image's numbers directly
+    first = frame.iloc[0]
+    index = int(first["image_id"].split(":")[1])
+    image, label, _ = fashion[index]
+    x = TRANSFORM(image)[None]
+    with torch.no_grad():
+        top = cnn(x).softmax(1).topk(2)
+    assert [first["class1"], first["class2"]] == top.indices[0].tolist() and first["label"] == label
+    assert first["prob1"] == pytest.approx(top.values[0, 0].item(), rel=1e-5)
+    for method in ("gradcam", "case", "layercam"):
+        maps = get_method(method, cnn, target_layer=LAYER).explain(x, top.indices, normalize=True).maps[0]
+        for k in (5.0, 10.0):
+            expected = topk_agreement(maps[0], maps[1], k).item()
+            got = frame[(frame["image_id"] == first["image_id"]) & (frame["method"] == method)
+                        & (frame["k_percent"] == k)]["agreement"].item()
+            assert (math.isnan(expected) and math.isnan(got)) or got == pytest.approx(expected, abs=1e-4)
+    # gallery: the first two images, every method, top-1 and top-2 maps
+    gallery = sorted((run / "gallery").glob("*.npz"))
+    assert len(gallery) == 2
+    with np.load(gallery[0]) as data:
+        assert data["image"].shape == (28, 28, 3) and data["image"].dtype == np.uint8
+        assert all(data[f"map_{m}"].shape == (2, 28, 28) and data[f"map_{m}"].dtype == np.float16 for m in ALL_CAMS)
+    # the summary's test is SciPy's on the rows
+    summary = summarize_run(run)["agreement"].set_index(["method", "k_percent"])
+    scored = frame[(frame["method"] == "gradcam") & (frame["k_percent"] == 5.0) & ~frame["degenerate"]]["agreement"]
+    ref = sps.wilcoxon(scored - 50.0, alternative="less")
+    assert summary.loc[("gradcam", 5.0), "pvalue"] == pytest.approx(ref.pvalue)
+    assert summary.loc[("gradcam", 5.0), "n"] == len(scored)
+    # resuming a finished run adds nothing; other settings are refused
+    before = (run / "results.csv").read_bytes()
+    run_diagnose(cnn, fashion, run, methods=ALL_CAMS, n=10, seed=1, k_percent=[5, 10], layer=LAYER,
+                 transform=TRANSFORM, batch_size=4, gallery=2, progress=False, model_name="small-cnn")
+    assert (run / "results.csv").read_bytes() == before
+    with pytest.raises(ValueError, match="k_percent"):
+        run_diagnose(cnn, fashion, run, methods=ALL_CAMS, n=10, seed=1, k_percent=[5], layer=LAYER,
+                     transform=TRANSFORM, progress=False, model_name="small-cnn")
+
+
+def test_failing_method_records_error_and_goes_on(cnn, fashion, tmp_path, monkeypatch):
+    original = METHODS["hirescam"].explain
+    poison = TRANSFORM(fashion[int(torch.randperm(len(fashion), generator=torch.Generator().manual_seed(2))[1])][0])
+
+    def explain(self, images, *args, **kwargs):
+        if any(torch.equal(image, poison) for image in images):
+            raise RuntimeError("this image breaks the method")
+        return original(self, images, *args, **kwargs)
+
+    monkeypatch.setattr(METHODS["hirescam"], "explain", explain)
+    run = run_diagnose(cnn, fashion, tmp_path / "run", methods=["gradcam", "hirescam"], n=5, seed=2, layer=LAYER,
+                       transform=TRANSFORM, batch_size=5, gallery=0, progress=False)
+    _, frame = load_results(run)
+    failed = frame[frame["error"] != ""]
+    assert len(frame) == 10 and len(failed) == 1
+    assert failed.iloc[0]["method"] == "hirescam" and "this image breaks" in failed.iloc[0]["error"]
+    assert math.isnan(failed.iloc[0]["agreement"])
+    assert frame[(frame["method"] == "hirescam") & (frame["error"] == "")]["agreement"].notna().all()
+    assert summarize_run(run)["agreement"].set_index("method").loc["hirescam", "errors"] == 1
+
+
+def test_fidelity_fashion_mnist(cnn, fashion, tmp_path):
+    run = run_fidelity(cnn, fashion, tmp_path / "run", methods=["gradcam", "layercam", "case"], n=8, seed=4,
+                       k_percent=50, steps=4, layer=LAYER, transform=TRANSFORM, batch_size=4, progress=False)
+    _, frame = load_results(run)
+    assert len(frame) == 24 and (frame["error"] == "").all()
+    assert (frame["pred"] == frame["label"]).all()  # correctly classified images only (the default)
+    assert frame["drop_relative"].between(0, 1).all()
+    expected_rel = (frame["prob_before"] - frame["prob_after"]).clip(lower=0) / frame["prob_before"]
+    assert np.allclose(frame["drop_relative"], expected_rel, atol=1e-6)
+    curves = frame["deletion_curve"].str.split().map(lambda v: [float(x) for x in v])
+    assert curves.map(len).eq(5).all()
+    assert np.allclose([c[0] for c in curves], frame["prob_before"], atol=1e-5)
+    assert np.allclose([c[2] for c in curves], frame["prob_after"], atol=1e-5)  # step 2 of 4 = 50% removed
+    # one row recomputed by hand: zero the 392 most salient pixels (ties by position), read the probability
+    first = frame[frame["method"] == "case"].iloc[0]
+    image, _, _ = fashion[int(first["image_id"].split(":")[1])]
+    x = TRANSFORM(image)[None]
+    saliency = get_method("case", cnn, target_layer=LAYER).explain(x, torch.tensor([first["pred"]]),
+                                                                    normalize=True).maps[0]
+    order = np.argsort(-saliency.flatten().numpy(), kind="stable")[:392]
+    removed = x.clone().flatten(2)
+    removed[:, :, order] = 0
+    with torch.no_grad():
+        prob = cnn(removed.view_as(x)).softmax(1)[0, int(first["pred"])].item()
+    assert first["prob_after"] == pytest.approx(prob, abs=1e-5)
+    summary = summarize_run(run)
+    assert set(summary["paired"]["method"]) == {"gradcam", "layercam"}
+    assert set(summary["paired"]["measure"]) == {"drop_relative", "drop_absolute", "deletion_auc", "insertion_auc"}
+
+
+def test_lite0_photos(lite0, tmp_path):
+    photos = open_dataset("samples")
+    names = T_IMAGENET()
+    run = run_diagnose(lite0, photos, tmp_path / "diag", methods=["gradcam", "gradcam++", "case"], n=4, seed=0,
+                       layer="bn2", transform=lite_transform(), class_names=names, batch_size=4, gallery=1,
+                       progress=False)
+    _, frame = load_results(run)
+    assert len(frame) == 12 and (frame["error"] == "").all() and (frame["label"] == -1).all()
+    assert frame["agreement"].dropna().between(0, 100).all()
+    with pytest.raises(ValueError, match="no labels"):
+        run_fidelity(lite0, photos, tmp_path / "fid-correct", methods=["gradcam"], n=2, layer="bn2",
+                     transform=lite_transform(), progress=False)
+    fid = run_fidelity(lite0, photos, tmp_path / "fid", methods=["gradcam", "case"], n=2, seed=0, steps=2,
+                       correct_only=False, layer="bn2", transform=lite_transform(), batch_size=2, progress=False)
+    _, frame = load_results(fid)
+    assert len(frame) == 4 and (frame["error"] == "").all()
+    assert frame["prob_before"].gt(frame["prob_after"]).any()  # removing half the salient pixels hurts
+
+
+def T_IMAGENET():
+    import torchvision
+
+    return torchvision.models.ResNet50_Weights.IMAGENET1K_V1.meta["categories"]
+
+
+WORKER = """
+import sys, torch
+torch.set_num_threads(1)
+sys.path.insert(0, {tests!r})
+from runs_support import LAYER, TRANSFORM, load_small_cnn
+from case_saliency.data.fashion_mnist import FashionMNIST
+from case_saliency.runs import run_diagnose
+run_diagnose(load_small_cnn(sys.argv[1]), FashionMNIST("test"), sys.argv[2], methods={methods!r}, n=24, seed=3,
+             k_percent=[5, 20], layer=LAYER, transform=TRANSFORM, batch_size=4, gallery=3, progress=False,
+             command="worker")
+"""
+
+
+def test_sigkill_then_resume_equals_uninterrupted(cnn_path, tmp_path):
+    script = tmp_path / "worker.py"
+    script.write_text(WORKER.format(tests=str(TESTS), methods=ALL_CAMS))
+    env = {**os.environ, "PYTHONWARNINGS": "ignore"}
+
+    def start(run_dir):
+        return subprocess.Popen([sys.executable, str(script), str(cnn_path), str(run_dir)], env=env,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+
+    full_lines = 1 + 24 * len(ALL_CAMS) * 2
+    reference = tmp_path / "reference"
+    assert start(reference).wait(timeout=300) == 0
+    assert len((reference / "results.csv").read_text().splitlines()) == full_lines
+
+    killed = tmp_path / "killed"
+    for at_least in (40, 200):  # killed twice, at different points
+        proc = start(killed)
+        results = killed / "results.csv"
+        deadline = time.time() + 240
+        while time.time() < deadline and proc.poll() is None:
+            if results.exists() and results.read_bytes().count(b"\n") >= at_least:
+                break
+            time.sleep(0.005)
+        assert proc.poll() is None, "the worker finished before it could be killed"
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=30)
+        assert results.read_bytes().count(b"\n") < full_lines
+    assert start(killed).wait(timeout=300) == 0
+
+    assert (killed / "results.csv").read_bytes() == (reference / "results.csv").read_bytes()
+    assert json.loads((killed / "config.json").read_text()) == json.loads((reference / "config.json").read_text())
+    assert len(json.loads((killed / "meta.json").read_text())["resumed"]) == 2
+    ref_gallery = sorted(p.name for p in (reference / "gallery").glob("*.npz") if not p.name.endswith(".tmp.npz"))
+    got_gallery = sorted(p.name for p in (killed / "gallery").glob("*.npz") if not p.name.endswith(".tmp.npz"))
+    assert ref_gallery == got_gallery and len(ref_gallery) == 3
+    for name in ref_gallery:
+        with np.load(reference / "gallery" / name) as a, np.load(killed / "gallery" / name) as b:
+            assert sorted(a.files) == sorted(b.files)
+            assert all(np.array_equal(a[key], b[key]) for key in a.files)
