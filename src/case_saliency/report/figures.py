@@ -1,0 +1,286 @@
+"""Figures of a run, drawn with matplotlib from plain arrays, saved as PNG (for the page) and PDF
+(for papers).
+
+Every function takes arrays and returns a ``matplotlib.figure.Figure`` (no pyplot state, no
+global backend), so a test can read back what was drawn. Colours come from perceptually uniform
+maps whose lightness is monotone (viridis, cividis, magma), and lines also differ in style and
+marker, so the figures survive greyscale printing.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Mapping, Optional, Sequence
+
+import matplotlib
+
+matplotlib.use("Agg", force=False)  # headless: the report never opens a window
+import numpy as np
+from matplotlib import colormaps, rc_context
+from matplotlib.figure import Figure
+
+# Readable at 100% on a screen and in a one-column paper figure.
+STYLE = {"font.size": 10, "axes.titlesize": 10, "axes.labelsize": 10, "xtick.labelsize": 9,
+         "ytick.labelsize": 9, "legend.fontsize": 9, "figure.dpi": 100, "savefig.dpi": 150,
+         "axes.spines.top": False, "axes.spines.right": False, "pdf.fonttype": 42}
+LINE_STYLES = ("-", "--", "-.", ":")
+MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*")
+OVERLAY_CMAP = "viridis"
+CONFUSION_CMAP = "cividis"
+
+
+def method_colours(count: int, cmap: str = "viridis") -> list[tuple]:
+    """``count`` colours spread over the dark-to-light range of a sequential map (greyscale-safe:
+    their lightness differs)."""
+    colours = colormaps[cmap]
+    if count <= 1:
+        return [colours(0.35)]
+    return [colours(v) for v in np.linspace(0.0, 0.85, count)]
+
+
+def _grid(count: int, max_columns: int = 4) -> tuple[int, int]:
+    columns = min(max(count, 1), max_columns)
+    return int(np.ceil(max(count, 1) / columns)), columns
+
+
+def _finite(values: Sequence[float]) -> np.ndarray:
+    array = np.asarray(values, dtype=np.float64).ravel()
+    return array[np.isfinite(array)]
+
+
+def agreement_histograms(agreement: Mapping[str, Sequence[float]], threshold: float, k_percent: float = 5.0,
+                         bin_width: float = 5.0) -> Figure:
+    """One panel per method: histogram of top-k% agreement (percent) as relative frequency, so the
+    bar heights of a panel sum to 1 over its finite values; NaN (degenerate pairs) are left out and
+    counted in the title. The test's threshold is drawn as a vertical dashed line, the mean as a
+    dotted one.
+
+    agreement: {method: (N,) percentages}.
+    """
+    methods = list(agreement)
+    rows, columns = _grid(len(methods))
+    bins = np.arange(0.0, 100.0 + bin_width / 2, bin_width)
+    with rc_context(STYLE):
+        fig = Figure(figsize=(3.2 * columns, 2.6 * rows), layout="constrained")
+        axes = np.atleast_1d(fig.subplots(rows, columns, sharex=True, sharey=True, squeeze=False)).ravel()
+        colour = method_colours(1)[0]
+        for ax, method in zip(axes, methods):
+            values = _finite(agreement[method])
+            nan_count = np.asarray(agreement[method], dtype=np.float64).size - values.size
+            if values.size:
+                ax.hist(values, bins=bins, weights=np.full(values.size, 1.0 / values.size), color=colour,
+                        edgecolor="white", linewidth=0.5, label="images")
+                ax.axvline(float(values.mean()), color="black", linestyle=":", linewidth=1.2,
+                           label=f"mean {values.mean():.1f}")
+            ax.axvline(threshold, color="black", linestyle="--", linewidth=1.5, label=f"threshold {threshold:g}")
+            title = f"{method}: n={values.size}"
+            title += f", mean {values.mean():.1f}" if values.size else ""
+            title += f", {nan_count} degenerate" if nan_count else ""
+            ax.set_title(title)
+            ax.set_xlim(0, 100)
+        for ax in axes[len(methods):]:
+            ax.set_visible(False)
+        handles, labels = axes[0].get_legend_handles_labels()
+        # One legend for all panels, outside them: the bars can sit anywhere in 0-100.
+        keep = [(h, lab.split(" ")[0] if lab.startswith("mean") else lab) for h, lab in zip(handles, labels)]
+        fig.legend([h for h, _ in keep], [lab for _, lab in keep], loc="outside upper center",
+                   ncol=len(keep), frameon=False)
+        fig.supxlabel(f"top-{k_percent:g}% agreement of the top-1 and top-2 maps (%)")
+        fig.supylabel("relative frequency")
+    return fig
+
+
+def drop_boxplots(values: Mapping[str, Sequence[float]], ylabel: str = "relative confidence drop") -> Figure:
+    """Box plots of a per-image score (e.g. the relative confidence drop), one box per method, NaN
+    left out. Boxes: quartiles; whiskers: 1.5 IQR; white diamond: the mean; the n under each name."""
+    methods = list(values)
+    data = [_finite(values[m]) for m in methods]
+    colours = method_colours(len(methods))
+    with rc_context(STYLE):
+        fig = Figure(figsize=(max(4.0, 1.1 * len(methods) + 1.5), 3.4), layout="constrained")
+        ax = fig.subplots()
+        parts = ax.boxplot(data, patch_artist=True,
+                           showmeans=True, widths=0.6,
+                           meanprops={"marker": "D", "markerfacecolor": "white", "markeredgecolor": "black"},
+                           medianprops={"color": "black", "linewidth": 1.5}, flierprops={"marker": ".", "alpha": 0.6})
+        ax.set_xticks(range(1, len(methods) + 1), [f"{m}\nn={d.size}" for m, d in zip(methods, data)])
+        for box, colour in zip(parts["boxes"], colours):
+            box.set_facecolor(colour)
+            box.set_alpha(0.8)
+        ax.set_ylabel(ylabel)
+        ax.grid(axis="y", alpha=0.3)
+    return fig
+
+
+def curve_band(curves: np.ndarray, limits: tuple[float, float] = (0.0, 1.0)) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Mean and the band mean +- 1 SD (ddof=1; zero width for one curve) of curves (N, S+1), NaN
+    rows ignored, the band clipped to ``limits`` (probabilities: [0, 1]): (mean, lower, upper),
+    each (S+1,)."""
+    curves = np.asarray(curves, dtype=np.float64)
+    curves = curves[np.isfinite(curves).all(axis=1)]
+    mean = curves.mean(axis=0)
+    sd = curves.std(axis=0, ddof=1) if curves.shape[0] > 1 else np.zeros_like(mean)
+    return mean, np.clip(mean - sd, *limits), np.clip(mean + sd, *limits)
+
+
+def deletion_insertion_curves(fractions: Sequence[float], deletion: Mapping[str, np.ndarray],
+                              insertion: Mapping[str, np.ndarray]) -> Figure:
+    """Two panels: deletion and insertion curves (class probability against the fraction of pixels
+    removed / revealed), per method the mean curve over images with a band of mean +- 1 SD clipped
+    to [0, 1] (see :func:`curve_band`).
+
+    fractions: (S+1,); deletion, insertion: {method: (N, S+1)}.
+    """
+    x = np.asarray(fractions, dtype=np.float64)
+    methods = list(dict.fromkeys([*deletion, *insertion]))
+    colours = method_colours(len(methods))
+    with rc_context(STYLE):
+        fig = Figure(figsize=(9.0, 3.6), layout="constrained")
+        axes = fig.subplots(1, 2, sharey=True)
+        for ax, table, title, xlabel in ((axes[0], deletion, "deletion (lower is better)", "fraction of pixels removed"),
+                                         (axes[1], insertion, "insertion (higher is better)",
+                                          "fraction of pixels revealed")):
+            for i, method in enumerate(methods):
+                if method not in table or np.asarray(table[method]).size == 0:
+                    continue
+                mean, lower, upper = curve_band(table[method])
+                ax.fill_between(x, lower, upper, color=colours[i], alpha=0.18, linewidth=0)
+                ax.plot(x, mean, color=colours[i], linestyle=LINE_STYLES[i % len(LINE_STYLES)],
+                        marker=MARKERS[i % len(MARKERS)], markersize=3.5, linewidth=1.6, label=method)
+            ax.set_title(title)
+            ax.set_xlabel(xlabel)
+            ax.set_xlim(0, 1)
+            ax.grid(alpha=0.3)
+        axes[0].set_ylabel("class probability (mean, band ±1 SD)")
+        axes[1].legend(loc="lower right", frameon=False)
+    return fig
+
+
+def overlay(image: np.ndarray, saliency: np.ndarray, alpha: float = 0.5, cmap: str = OVERLAY_CMAP) -> np.ndarray:
+    """An (H, W) map in [0, 1] blended over an (H, W, 3) uint8 image: (H, W, 3) float in [0, 1],
+    ``(1 - alpha) * image / 255 + alpha * cmap(map)``. NaN in the map counts as 0."""
+    base = np.asarray(image, dtype=np.float64) / 255.0
+    values = np.clip(np.nan_to_num(np.asarray(saliency, dtype=np.float64), nan=0.0), 0.0, 1.0)
+    if values.shape != base.shape[:2]:
+        raise ValueError(f"map {values.shape} and image {base.shape[:2]} differ in size; the gallery "
+                         "stores both at the model's input size")
+    coloured = colormaps[cmap](values)[..., :3]
+    return (1.0 - alpha) * base + alpha * coloured
+
+
+def gallery_figure(image: np.ndarray, maps: Mapping[str, np.ndarray], class_names: Sequence[str],
+                   probs: Sequence[float], alpha: float = 0.5) -> Figure:
+    """One gallery image: the image on the left, then a column per method with its top-1 map (upper
+    row) and top-2 map (lower row) overlaid on the image (bright = salient).
+
+    image: (H, W, 3) uint8; maps: {method: (2, H, W) in [0, 1]}; class_names, probs: the top-1 and
+    top-2 classes' names and probabilities (row labels).
+    """
+    methods = list(maps)
+    columns = 1 + len(methods)
+    with rc_context(STYLE):
+        fig = Figure(figsize=(1.75 * (columns + 1) + 0.4, 3.9), layout="constrained")
+        # The photo spans both rows at twice a map's width: the same scale as the maps.
+        grid = fig.add_gridspec(2, columns, width_ratios=[2.0] + [1.0] * len(methods))
+        photo = fig.add_subplot(grid[:, 0])
+        photo.imshow(np.asarray(image, dtype=np.uint8))
+        photo.set_title("image")
+        photo.set_axis_off()
+        for j, method in enumerate(methods, start=1):
+            for row in range(2):
+                ax = fig.add_subplot(grid[row, j])
+                ax.imshow(overlay(image, maps[method][row], alpha))
+                ax.set_xticks([])
+                ax.set_yticks([])
+                if row == 0:
+                    ax.set_title(method)
+                if j == 1:
+                    ax.set_ylabel(f"top-{row + 1}: {_short(class_names[row])}\np = {probs[row]:.2f}")
+    return fig
+
+
+def _short(text: str, limit: int = 22) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def row_rates(confusion: np.ndarray) -> np.ndarray:
+    """Each row of a (K, K) confusion matrix divided by its sum (empty rows stay 0)."""
+    table = np.asarray(confusion, dtype=np.float64)
+    sums = table.sum(axis=1, keepdims=True)
+    return np.divide(table, sums, out=np.zeros_like(table), where=sums > 0)
+
+
+def contrast_neighbours(confusion: np.ndarray, k: int = 3) -> np.ndarray:
+    """Each class's k contrast neighbours (K, k): the largest off-diagonal row rates, ties to the
+    lower class index, the same rule as ``case_saliency.ConfusionNeighbours``."""
+    rates = row_rates(confusion)
+    np.fill_diagonal(rates, -1.0)
+    return np.argsort(-rates, axis=1, kind="stable")[:, : min(k, rates.shape[0] - 1)]
+
+
+def shown_classes(confusion: np.ndarray, limit: int = 20) -> np.ndarray:
+    """Which classes a heat map shows: all when K <= limit, else the ``limit`` classes with the
+    largest off-diagonal rate mass (the most confused), in class order."""
+    size = np.asarray(confusion).shape[0]
+    if size <= limit:
+        return np.arange(size)
+    rates = row_rates(confusion)
+    np.fill_diagonal(rates, 0.0)
+    mass = rates.sum(axis=1) + rates.sum(axis=0)
+    return np.sort(np.argsort(-mass, kind="stable")[:limit])
+
+
+def confusion_heatmap(confusion: np.ndarray, class_names: Sequence[str], k: int = 3, limit: int = 20) -> Figure:
+    """The confusion matrix as a heat map of row rates (rows: true class, each summing to 1), with
+    each shown class's k contrast neighbours listed beside it. For K > limit only the most confused
+    classes are shown (see :func:`shown_classes`)."""
+    rates = row_rates(confusion)
+    shown = shown_classes(confusion, limit)
+    neighbours = contrast_neighbours(confusion, k)
+    names = [_short(str(class_names[i])) for i in shown]
+    size = len(shown)
+    with rc_context(STYLE):
+        side = max(3.5, 0.32 * size + 1.5)
+        fig = Figure(figsize=(side + 3.6, side), layout="constrained")
+        grid = fig.add_gridspec(1, 2, width_ratios=[side, 3.4])
+        ax = fig.add_subplot(grid[0, 0])
+        image = ax.imshow(rates[np.ix_(shown, shown)], cmap=CONFUSION_CMAP, vmin=0.0, vmax=1.0)
+        ax.set_xticks(range(size), names, rotation=90)
+        ax.set_yticks(range(size), names)
+        ax.set_xlabel("predicted class")
+        ax.set_ylabel("true class")
+        subset = "" if size == rates.shape[0] else f" ({size} most confused of {rates.shape[0]})"
+        ax.set_title("confusion (row rates)" + subset)
+        fig.colorbar(image, ax=ax, shrink=0.8, label="rate")
+        text = fig.add_subplot(grid[0, 1])
+        text.set_axis_off()
+        text.set_title(f"contrast neighbours (k={neighbours.shape[1]})", loc="left")
+        lines = [f"{_short(str(class_names[c]), 16)}: " + ", ".join(
+            f"{_short(str(class_names[n]), 14)} {rates[c, n]:.2f}" for n in neighbours[c]) for c in shown]
+        text.text(0.0, 1.0, "\n".join(lines), va="top", ha="left", family="monospace",
+                  fontsize=8 if size > 12 else 9, transform=text.transAxes)
+    return fig
+
+
+def save_figure(fig: Figure, folder: Path, stem: str, dpi: Optional[int] = None) -> tuple[Path, Path]:
+    """Write ``folder/stem.png`` and ``folder/stem.pdf``; returns both paths."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    png, pdf = folder / f"{stem}.png", folder / f"{stem}.pdf"
+    # The PDF backend's font subsetting (fontTools) logs every glyph at INFO; the CLI logs INFO.
+    font_logger = logging.getLogger("fontTools")
+    level = font_logger.level
+    font_logger.setLevel(logging.WARNING)
+    try:
+        with rc_context(STYLE):
+            fig.savefig(png, dpi=dpi or STYLE["savefig.dpi"], facecolor="white")
+            fig.savefig(pdf, facecolor="white")
+    finally:
+        font_logger.setLevel(level)
+    return png, pdf
+
+
+__all__ = ["agreement_histograms", "drop_boxplots", "curve_band", "deletion_insertion_curves", "overlay",
+           "gallery_figure", "row_rates", "contrast_neighbours", "shown_classes", "confusion_heatmap",
+           "save_figure", "method_colours"]

@@ -1,0 +1,360 @@
+"""One self-contained HTML page for a run directory: tables, figures (embedded as base64 PNG data
+URIs), the gallery, the confusion heat map, the metadata and the command that reproduces the run.
+
+The page loads nothing from the network and runs no script. Every piece of text that comes from
+the data (class names, image ids, file names, config values) is HTML-escaped.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import json
+import math
+from pathlib import Path
+from typing import Any, Callable, Optional, Sequence
+
+import numpy as np
+
+from . import figures as F
+from .rundir import Run, read_run, safe_name
+
+# Methods whose top-1 and top-2 maps remove each other's direction by construction: their low
+# agreement is partly circular and must be read with fidelity (paper notes, section 3).
+CONTRASTIVE = ("case", "finercam")
+NEIGHBOURS_K = 3
+
+
+def e(value: Any) -> str:
+    """Text from the data, escaped for HTML element content and attribute values."""
+    return html.escape(str(value), quote=True)
+
+
+def number(value: Any, digits: int = 3) -> str:
+    """A table cell: '–' for missing/NaN, p-values and small numbers in scientific notation."""
+    try:
+        value = float(value)
+    except (TypeError, ValueError):
+        return "–"
+    if not math.isfinite(value):
+        return "–"
+    if value != 0 and abs(value) < 10 ** -digits:
+        return f"{value:.2e}"
+    return f"{value:.{digits}f}"
+
+
+class Column:
+    """A summary-table column: a header, a key in the summary row, a formatter, and which way is
+    better (None: no best value is marked)."""
+
+    def __init__(self, header: str, key: str, fmt: Callable[[Any], str], better: Optional[str] = None,
+                 title: str = ""):
+        self.header, self.key, self.fmt, self.better, self.title = header, key, fmt, better, title
+
+
+def _best_rows(rows: Sequence[dict], column: Column, groups: Sequence[Any]) -> set[int]:
+    """Indices of the rows holding the best finite value of ``column`` within their group."""
+    if column.better is None:
+        return set()
+    best: set[int] = set()
+    for group in dict.fromkeys(groups):
+        members = [i for i, g in enumerate(groups) if g == group]
+        values = {i: float(rows[i].get(column.key, math.nan)) for i in members}
+        finite = {i: v for i, v in values.items() if math.isfinite(v)}
+        if len(finite) < 2:
+            continue  # one value is not a "best"
+        target = min(finite.values()) if column.better == "low" else max(finite.values())
+        best |= {i for i, v in finite.items() if v == target}
+    return best
+
+
+def table_html(rows: Sequence[dict], columns: Sequence[Column], groups: Optional[Sequence[Any]] = None,
+               caption: str = "") -> str:
+    """An HTML table of summary rows, the best value of each directed column marked with ★ (within
+    each group, e.g. each k)."""
+    groups = list(groups) if groups is not None else [0] * len(rows)
+    marks = {c.key: _best_rows(rows, c, groups) for c in columns}
+    arrows = {"low": " ↓", "high": " ↑", None: ""}
+    text_class = ' class="text"'
+    head = "".join(f'<th scope="col"{text_class if c.fmt is str else ""} title="{e(c.title)}">'
+                   f'{e(c.header)}{arrows[c.better]}</th>' for c in columns)
+    body = []
+    for i, row in enumerate(rows):
+        cells = []
+        for c in columns:
+            text = e(c.fmt(row.get(c.key)))
+            classes = ["text"] if c.fmt is str else []
+            if i in marks[c.key]:
+                classes.append("best")
+                text += "&nbsp;★"
+            attribute = f' class="{" ".join(classes)}"' if classes else ""
+            cells.append(f"<td{attribute}>{text}</td>")
+        body.append("<tr>" + "".join(cells) + "</tr>")
+    cap = f"<caption>{caption}</caption>" if caption else ""
+    return f'<table class="summary">{cap}<thead><tr>{head}</tr></thead><tbody>{"".join(body)}</tbody></table>'
+
+
+def _records(frame) -> list[dict]:
+    return [] if frame is None or frame.empty else frame.to_dict(orient="records")
+
+
+def _img(png: Path, alt: str) -> str:
+    data = base64.b64encode(png.read_bytes()).decode("ascii")
+    return f'<img src="data:image/png;base64,{data}" alt="{e(alt)}">'
+
+
+def _figure(fig, folder: Path, stem: str, alt: str, caption: str, dpi: Optional[int] = None) -> str:
+    """Save a figure as PNG and PDF and return a <figure> embedding the PNG."""
+    png, pdf = F.save_figure(fig, folder, stem, dpi=dpi)
+    return (f'<figure>{_img(png, alt)}<figcaption>{caption} <span class="files">'
+            f'({e(png.name)}, {e(pdf.name)} in figures/)</span></figcaption></figure>')
+
+
+def _diagnose_sections(run: Run, summary: dict, folder: Path) -> tuple[str, str]:
+    """(summary table, figures) of a diagnose run."""
+    threshold, alpha = summary["threshold"], summary["alpha"]
+    rows = _records(summary["agreement"])
+    for row in rows:
+        row["model"] = run.model
+    p_key = "p_holm" if rows and "p_holm" in rows[0] else "pvalue"
+    columns = [Column("Method", "method", str), Column("Model", "model", str),
+                   Column("k %", "k_percent", lambda v: number(v, 1)),
+                   Column("N", "n", lambda v: str(int(v)), title="pairs scored (degenerate and failed pairs left out)"),
+                   Column("Agreement mean %", "mean", lambda v: number(v, 1), "low",
+                          "mean top-k% agreement of the top-1 and top-2 maps; lower = more class-sensitive"),
+                   Column("SD", "sd", lambda v: number(v, 1)),
+                   Column("Degenerate", "degenerate", lambda v: str(int(v)),
+                          title="pairs with a constant map (agreement undefined)"),
+                   Column("Spearman", "spearman", number, "low", "mean rank correlation of the two maps"),
+                   Column("SSIM", "ssim", number, "low", "mean structural similarity of the two maps"),
+                   Column("Wilcoxon W", "statistic", lambda v: number(v, 1)),
+                   Column("p", p_key, number, "low", "one-sided Wilcoxon signed-rank, H1: median < threshold"),
+                   Column("Conclusion", "conclusion", str)]
+    contrastive = [m for m in run.methods if m in CONTRASTIVE]
+    note = (f"<p class=\"note\">Test per method: one-sided Wilcoxon signed-rank test of agreement − {threshold:g}, "
+            f"H1: median agreement &lt; {threshold:g}% (α = {alpha:g}"
+            f"{', Holm-corrected' if p_key == 'p_holm' else ''}). Rejecting means the method separates the "
+            "top-1 and top-2 classes. ★ marks the best value of a column (↓ lower is better, ↑ higher).</p>")
+    if contrastive:
+        note += (f"<p class=\"note\">{e(', '.join(contrastive))}: contrastive by construction (the top-2 "
+                 "class's direction is removed from the top-1 map), so low agreement is partly circular; read it "
+                 "together with a fidelity run.</p>")
+    table = table_html(rows, columns, groups=[row["k_percent"] for row in rows],
+                       caption="Class sensitivity: top-1 vs top-2 maps") + note
+    parts = []
+    for k in run.k_percents():
+        agreement = {m: run.column(m, "agreement", k_percent=k) for m in run.methods}
+        fig = F.agreement_histograms(agreement, threshold, float(k))
+        parts.append(_figure(fig, folder, f"agreement_hist_k{safe_name(k)}", f"agreement histograms at k={k}%",
+                             f"Top-{e(k)}% agreement per method, relative frequency; dashed line: the threshold "
+                             f"{threshold:g}%, dotted: the mean."))
+    return table, "\n".join(parts)
+
+
+def _fidelity_sections(run: Run, summary: dict, folder: Path) -> tuple[str, str]:
+    """(summary tables, figures) of a fidelity run."""
+    rows = _records(summary["fidelity"])
+    for row in rows:
+        row["model"] = run.model
+    k = run.config.get("k_percent")
+    k = number(k[0] if isinstance(k, list) and k else k, 0)  # fidelity runs store one k (maybe in a list)
+    columns = [Column("Method", "method", str), Column("Model", "model", str),
+               Column("N", "n", lambda v: str(int(v))),
+               Column(f"Relative drop at {k}%", "drop_relative_mean", number, "high",
+                      "mean of max(p_before − p_after, 0) / p_before after removing the top pixels"),
+               Column("SD", "drop_relative_sd", number),
+               Column("Absolute drop", "drop_absolute_mean", number, "high", "mean of p_before − p_after"),
+               Column("Deletion AUC", "deletion_auc_mean", number, "low"),
+               Column("Insertion AUC", "insertion_auc_mean", number, "high"),
+               Column("Errors", "errors", lambda v: str(int(v)))]
+    table = table_html(rows, columns, caption="Fidelity: what the map's pixels are worth to the model")
+    table += ("<p class=\"note\">★ marks the best value of a column (↓ lower is better, ↑ higher). "
+              f"Fill of removed pixels: {e(run.config.get('fill'))}; "
+              f"{e(run.config.get('steps'))} deletion/insertion steps.</p>")
+    tests = _records(summary.get("paired"))
+    if tests:
+        test_columns = [Column("Reference", "reference", str), Column("Method", "method", str),
+                        Column("Measure", "measure", str), Column("N", "n", lambda v: str(int(v))),
+                        Column("Mean difference", "mean_difference", number),
+                        Column("Wilcoxon W", "wilcoxon_statistic", lambda v: number(v, 1)),
+                        Column("p (Wilcoxon)", "wilcoxon_p", number), Column("t", "t_statistic", number),
+                        Column("p (t-test)", "t_p", number), Column("Conclusion", "conclusion", str)]
+        table += table_html(tests, test_columns, caption="Paired tests, reference − method, two-sided")
+    parts = []
+    drops = {m: run.column(m, "drop_relative") for m in run.methods}
+    parts.append(_figure(F.drop_boxplots(drops), folder, "confidence_drop", "confidence drop box plots",
+                         f"Relative confidence drop after removing the top {e(k)}% pixels, per image; "
+                         "boxes: quartiles, whiskers: 1.5 IQR, diamond: mean."))
+    deletion = {m: run.curves(m, "deletion_curve") for m in run.methods}
+    insertion = {m: run.curves(m, "insertion_curve") for m in run.methods}
+    lengths = {c.shape[1] for c in [*deletion.values(), *insertion.values()] if c.size}
+    if len(lengths) == 1:
+        fractions = np.linspace(0.0, 1.0, lengths.pop())
+        parts.append(_figure(F.deletion_insertion_curves(fractions, deletion, insertion), folder, "curves",
+                             "deletion and insertion curves",
+                             "Deletion and insertion curves: mean over images, band ±1 SD (clipped to [0, 1])."))
+    return table, "\n".join(parts)
+
+
+def _gallery_section(run: Run, folder: Path) -> str:
+    if not run.gallery:
+        return ""
+    parts = []
+    for item in run.gallery:
+        methods = [m for m in run.methods if m in item.maps] + sorted(set(item.maps) - set(run.methods))
+        if not methods:
+            continue
+        names = [run.class_name(int(c)) for c in item.classes[:2]]
+        maps = {m: item.maps[m] for m in methods}
+        fig = F.gallery_figure(item.image, maps, names, item.probs[:2])
+        label = run.class_name(item.label) if item.label >= 0 else "unknown"
+        caption = (f"<b>{e(item.image_id)}</b> — true class: {e(label)}; top-1: {e(names[0])} "
+                   f"(p = {item.probs[0]:.2f}); top-2: {e(names[1])} (p = {item.probs[1]:.2f}). "
+                   "Upper row: each method's map for the top-1 class, lower row: for the top-2 class "
+                   "(bright = salient).")
+        parts.append(_figure(fig, folder, f"gallery_{safe_name(item.image_id)}", f"gallery {item.image_id}",
+                             caption, dpi=110))
+    return "\n".join(parts)
+
+
+def _confusion_section(run: Run, folder: Path) -> str:
+    if run.confusion is None:
+        return ""
+    confusion = run.confusion
+    size = confusion.shape[0]
+    names = [run.class_name(i) for i in range(size)]
+    if run.class_names is not None and len(run.class_names) != size:
+        names = [f"class {i}" for i in range(size)]  # names of another label set would mislead
+    k = min(NEIGHBOURS_K, size - 1)
+    figure = _figure(F.confusion_heatmap(confusion, names, k), folder, "confusion", "confusion matrix heat map",
+                     "Confusion matrix (rows: true class, normalised to sum 1) and each class's contrast "
+                     "neighbours: the classes it is most often mistaken for.")
+    rates = F.row_rates(confusion)
+    neighbours = F.contrast_neighbours(confusion, k)
+    rows = "".join(
+        f"<tr><th scope=\"row\">{e(names[c])}</th><td>{number(rates[c, c], 2)}</td><td>"
+        + ", ".join(f"{e(names[n])} ({number(rates[c, n], 2)})" for n in neighbours[c]) + "</td></tr>"
+        for c in F.shown_classes(confusion, limit=size if size <= 100 else 50))
+    table = ("<table class=\"neighbours\"><caption>Contrast neighbours (row rates)</caption><thead><tr>"
+             "<th scope=\"col\">class</th><th scope=\"col\">correct</th>"
+             f"<th scope=\"col\">most confused with (top {k})</th></tr></thead><tbody>{rows}</tbody></table>")
+    return figure + table
+
+
+def _key_values(data: dict, skip: Sequence[str] = ()) -> str:
+    rows = []
+    for key, value in data.items():
+        if key in skip:
+            continue
+        text = value if isinstance(value, str) else json.dumps(value, default=str)
+        rows.append(f"<tr><th scope=\"row\">{e(key)}</th><td><code>{e(text)}</code></td></tr>")
+    return f"<table class=\"meta\"><tbody>{''.join(rows)}</tbody></table>"
+
+
+def _metadata_section(run: Run) -> str:
+    meta = dict(run.meta)
+    names = meta.pop("class_names", None)
+    sample = meta.pop("sample", None)
+    if names:
+        meta["class_names"] = f"{len(names)} classes: " + ", ".join(map(str, names[:10])) + (
+            ", …" if len(names) > 10 else "")
+    if sample is not None:
+        meta["sample"] = f"{len(sample)} dataset indices"
+    return ("<h3>Configuration (config.json)</h3>" + _key_values(run.config, skip=("command",))
+            + "<h3>Provenance (meta.json)</h3>" + _key_values(meta))
+
+
+STYLE = """
+:root { color-scheme: light; }
+body { font: 15px/1.5 system-ui, -apple-system, "Segoe UI", Roboto, "DejaVu Sans", sans-serif; color: #1d1d1f;
+       margin: 0; background: #f6f6f4; }
+main { max-width: 1280px; margin: 0 auto; padding: 1.2rem 2rem 3rem; background: #fff; }
+header { border-bottom: 3px solid #2c3e50; margin-bottom: 1rem; }
+h1 { font-size: 1.6rem; margin: 0.6rem 0 0.2rem; }
+h2 { font-size: 1.25rem; margin-top: 2.2rem; border-bottom: 1px solid #ddd; padding-bottom: 0.2rem; }
+h3 { font-size: 1.05rem; }
+.subtitle { color: #555; margin: 0 0 0.8rem; }
+nav a { margin-right: 1rem; color: #2c3e50; }
+table { border-collapse: collapse; margin: 0.8rem 0; font-size: 0.9rem; }
+caption { text-align: left; font-weight: 600; padding-bottom: 0.3rem; }
+th, td { border-bottom: 1px solid #e2e2e2; padding: 0.3rem 0.6rem; text-align: right; vertical-align: top; }
+th { background: #eef1f4; }
+td.text, th.text, table.meta td, table.meta th, table.neighbours td, table.neighbours th { text-align: left; }
+tbody tr:nth-child(even) { background: #fafafa; }
+td.best { font-weight: 700; background: #fff2b3; }
+table.meta code { white-space: pre-wrap; word-break: break-word; }
+figure { margin: 1.2rem 0; }
+figure img { max-width: 100%; height: auto; border: 1px solid #eee; }
+figcaption { font-size: 0.88rem; color: #444; }
+.files { color: #888; }
+.note { font-size: 0.88rem; color: #444; max-width: 60rem; }
+pre { background: #f3f3f3; padding: 0.7rem; overflow-x: auto; white-space: pre-wrap; word-break: break-all; }
+"""
+
+
+def render(run: Run, folder: Path, threshold: Optional[float] = None, alpha: Optional[float] = None,
+           correction: Optional[str] = None) -> str:
+    """The page's HTML for a run; figures are written to ``folder``."""
+    from ..runs.summary import summarize_run
+
+    summary = summarize_run(run.path, threshold=threshold, alpha=alpha, correction=correction)
+    if run.kind == "diagnose":
+        table, plots = _diagnose_sections(run, summary, folder)
+    else:
+        table, plots = _fidelity_sections(run, summary, folder)
+    gallery = _gallery_section(run, folder)
+    confusion = _confusion_section(run, folder)
+    config = run.config
+    title = f"{run.kind} run: {run.model} on {config.get('dataset')}"
+    subtitle = (f"layer {e(config.get('layer'))} · {len(run.methods)} methods · "
+                f"{len({row['image_id'] for row in run.rows})} images · seed {e(config.get('seed'))} · "
+                f"contrast {e(config.get('contrast'))}")
+    sections = [("summary", "Summary", table), ("figures", "Figures", plots), ("gallery", "Gallery", gallery),
+                ("confusion", "Confusion and contrast neighbours", confusion)]
+    sections = [(key, name, body) for key, name, body in sections if body]
+    command = config.get("command") or "(not recorded)"
+    body = "".join(f'<section id="{key}"><h2>{name}</h2>{content}</section>' for key, name, content in sections)
+    nav = "".join(f'<a href="#{key}">{name}</a>' for key, name, _ in sections)
+    return f"""<!DOCTYPE html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>{e(title)} – case-saliency</title>
+<style>{STYLE}</style>
+</head>
+<body>
+<main>
+<header>
+<h1>{e(title)}</h1>
+<p class="subtitle">{subtitle}</p>
+<nav>{nav}<a href="#metadata">Metadata</a><a href="#reproduce">Reproduce</a></nav>
+</header>
+{body}
+<section id="metadata"><h2>Metadata</h2>{_metadata_section(run)}</section>
+<section id="reproduce"><h2>Reproduce</h2>
+<p>The run:</p><pre><code>{e(command)}</code></pre>
+<p>This page:</p><pre><code>case-saliency report {e(run.path)}</code></pre>
+</section>
+</main>
+</body>
+</html>
+"""
+
+
+def write_report(run_dir: Path, out: Optional[Path] = None, *, threshold: Optional[float] = None,
+                 alpha: Optional[float] = None, correction: Optional[str] = None) -> Path:
+    """Write the self-contained report of a diagnose or fidelity run directory and return its path.
+
+    out: the HTML file (default ``run_dir/report.html``); figures go to ``figures/`` beside it, as
+    PNG and PDF. threshold, alpha: override the run's for the test; correction: None or "holm".
+    Raises ``RunDirError`` (a ValueError) when ``run_dir`` is not a run directory.
+    """
+    run = read_run(Path(run_dir))
+    out = Path(out) if out is not None else run.path / "report.html"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    page = render(run, out.parent / "figures", threshold, alpha, correction)
+    tmp = out.with_name(out.name + ".tmp")
+    tmp.write_text(page, encoding="utf-8")
+    tmp.replace(out)
+    return out
