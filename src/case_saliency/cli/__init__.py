@@ -12,6 +12,7 @@ import sys
 from .app import app
 from . import methods  # noqa: F401  (registers `methods`)
 from . import diagnose, fidelity, summarize  # noqa: F401  (registers `diagnose`, `fidelity`, `summarize`)
+from . import report  # noqa: F401  (registers `report`)
 from . import train  # noqa: F401  (registers `demo`, `train`, `confusion`)
 
 
