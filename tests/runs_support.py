@@ -41,12 +41,17 @@ def train_small_cnn(path: Path, steps: int = 300, seed: int = 0) -> Path:
         model = SmallCNN()
     optimiser = torch.optim.Adam(model.parameters(), lr=3e-3)
     x_all = (images - MEAN[0]) / STD[0]  # tensors() gives pixels in [0, 1]
-    for _ in range(steps):
-        index = torch.randint(0, len(labels), (64,), generator=generator)
-        loss = nn.functional.cross_entropy(model(x_all[index]), labels[index])
-        optimiser.zero_grad()
-        loss.backward()
-        optimiser.step()
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # small convolutions: one thread is fastest, and immune to a busy machine
+    try:
+        for _ in range(steps):
+            index = torch.randint(0, len(labels), (64,), generator=generator)
+            loss = nn.functional.cross_entropy(model(x_all[index]), labels[index])
+            optimiser.zero_grad()
+            loss.backward()
+            optimiser.step()
+    finally:
+        torch.set_num_threads(threads)
     torch.save(model.eval().state_dict(), path)
     return path
 
