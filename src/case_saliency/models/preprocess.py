@@ -29,6 +29,15 @@ class Preprocess:
     std: tuple[float, ...]
     channels: int = 3
 
+    @property
+    def transforms(self) -> list:
+        """The equivalent torchvision steps (after the mode conversion), so tools that look for a
+        ``Normalize`` in ``.transforms`` (to undo it for display) find one."""
+        from torchvision import transforms as T
+
+        return [T.Resize(self.resize, antialias=True), T.CenterCrop(self.crop), T.ToTensor(),
+                T.Normalize(list(self.mean), list(self.std))]
+
     def geometry(self, image: Image.Image) -> Image.Image:
         """The image as the model sees it, before normalisation: mode converted, resized, cropped."""
         image = to_model_mode(image)
