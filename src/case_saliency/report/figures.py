@@ -102,8 +102,10 @@ def drop_boxplots(values: Mapping[str, Sequence[float]], ylabel: str = "relative
         ax = fig.subplots()
         parts = ax.boxplot(data, patch_artist=True,
                            showmeans=True, widths=0.6,
-                           meanprops={"marker": "D", "markerfacecolor": "white", "markeredgecolor": "black"},
-                           medianprops={"color": "black", "linewidth": 1.5}, flierprops={"marker": ".", "alpha": 0.6})
+                           meanprops={"marker": "D", "markerfacecolor": "white", "markeredgecolor": "black",
+                                      "gid": "mean"},
+                           medianprops={"color": "black", "linewidth": 1.8, "gid": "median"},
+                           flierprops={"marker": ".", "alpha": 0.6})
         ax.set_xticks(range(1, len(methods) + 1), [f"{m}\nn={d.size}" for m, d in zip(methods, data)])
         for box, colour in zip(parts["boxes"], colours):
             box.set_facecolor(colour)

@@ -1,0 +1,404 @@
+"""Reports: the figure functions draw exactly their data, and the HTML page of small real runs
+(a Fashion-MNIST CNN and EfficientNet-Lite0 on real photos) is self-contained, escaped, and renders
+in headless Chromium with every image loaded and no console error (screenshots in test-artifacts/)."""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import re
+import shutil
+import subprocess
+import sys
+from html.parser import HTMLParser
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from matplotlib import colormaps
+from matplotlib.collections import PolyCollection
+from PIL import Image
+
+from case_saliency import ConfusionNeighbours
+from case_saliency.data import open_dataset
+from case_saliency.data.fashion_mnist import FashionMNIST
+from case_saliency.report import RunDirError, read_run, write_report
+from case_saliency.report import figures as F
+from case_saliency.report.html import e, number
+from case_saliency.runs import run_diagnose, run_fidelity
+from case_saliency.runs.summary import summarize_run
+
+TESTS = Path(__file__).parent
+ARTIFACTS = TESTS.parent / "test-artifacts"
+sys.path.insert(0, str(TESTS))
+from runs_support import LAYER, MEAN, STD, TRANSFORM, load_small_cnn, train_small_cnn  # noqa: E402
+
+SPECIAL = "Shirt <b>&\"'"  # a class name that breaks HTML unless escaped
+SHIRT = 6  # Fashion-MNIST's "Shirt": the class most confused with others
+
+
+# ---------------------------------------------------------------- fixtures: small real runs
+
+
+@pytest.fixture(scope="module")
+def cnn(tmp_path_factory):
+    return load_small_cnn(train_small_cnn(tmp_path_factory.mktemp("cnn") / "small.pt", steps=200))
+
+
+@pytest.fixture(scope="module")
+def confusion(cnn) -> np.ndarray:
+    """The CNN's confusion matrix (10, 10) on 2,000 Fashion-MNIST test images, rows = true class."""
+    images, labels = FashionMNIST("test").tensors()
+    images, labels = images[:2000], labels[:2000]
+    with torch.no_grad():
+        predicted = cnn((images - MEAN[0]) / STD[0]).argmax(1)
+    matrix = np.zeros((10, 10), dtype=np.int64)
+    np.add.at(matrix, (labels.numpy(), predicted.numpy()), 1)
+    return matrix
+
+
+@pytest.fixture(scope="module")
+def fashion_names() -> list[str]:
+    names = list(FashionMNIST("test").class_names)
+    names[SHIRT] = SPECIAL
+    return names
+
+
+@pytest.fixture(scope="module")
+def fashion_diagnose(cnn, confusion, fashion_names, tmp_path_factory) -> Path:
+    """A diagnose run with CASE's contrast from the confusion matrix, which the run dir keeps."""
+    run = run_diagnose(cnn, FashionMNIST("test"), tmp_path_factory.mktemp("runs") / "diagnose",
+                       methods=["gradcam", "gradcam++", "case"], n=12, seed=3, k_percent=[5, 10], layer=LAYER,
+                       transform=TRANSFORM, class_names=fashion_names, model_name="small-cnn", gallery=3,
+                       contrast=ConfusionNeighbours(confusion, k=1), progress=False,
+                       command="case-saliency diagnose --model small.pt --data fashion-mnist:test --n 12")
+    np.save(run / "confusion.npy", confusion)
+    return run
+
+
+@pytest.fixture(scope="module")
+def fashion_fidelity(cnn, fashion_names, tmp_path_factory) -> Path:
+    return run_fidelity(cnn, FashionMNIST("test"), tmp_path_factory.mktemp("runs") / "fidelity",
+                        methods=["gradcam", "layercam", "case"], n=12, seed=4, steps=8, layer=LAYER,
+                        transform=TRANSFORM, class_names=fashion_names, model_name="small-cnn", progress=False)
+
+
+@pytest.fixture(scope="module")
+def photo_diagnose(tmp_path_factory) -> Path:
+    """EfficientNet-Lite0 (ImageNet weights) on three real photos: the gallery a reader looks at."""
+    from case_saliency.models import load_model
+
+    return run_diagnose(load_model("efficientnet_lite0"), open_dataset("samples"),
+                        tmp_path_factory.mktemp("runs") / "photos", methods=["gradcam", "gradcam++", "case"], n=3,
+                        seed=0, gallery=3, progress=False,
+                        command="case-saliency diagnose --model efficientnet_lite0 --data samples --n 3")
+
+
+# ---------------------------------------------------------------- figure functions draw their data
+
+
+def test_histograms_draw_relative_frequencies_and_the_threshold(fashion_diagnose):
+    run = read_run(fashion_diagnose)
+    k5 = run.k_percents()[0]  # as written in results.csv
+    assert float(k5) == 5.0
+    agreement = {m: run.column(m, "agreement", k_percent=k5) for m in run.methods}
+    assert all(values.size == 12 for values in agreement.values())
+    agreement["with NaN"] = np.append(agreement["gradcam"], [np.nan, np.nan])  # degenerate pairs left out
+    fig = F.agreement_histograms(agreement, threshold=50.0, k_percent=5.0)
+    axes = [ax for ax in fig.axes if ax.get_visible()]
+    assert len(axes) == 4
+    bins = np.arange(0.0, 101.0, 5.0)
+    for ax, (method, values) in zip(axes, agreement.items()):
+        finite = values[np.isfinite(values)]
+        heights = np.array([bar.get_height() for bar in ax.patches])
+        assert heights.sum() == pytest.approx(1.0)
+        expected, _ = np.histogram(finite, bins=bins)
+        np.testing.assert_allclose(heights, expected / finite.size)
+        lefts = np.array([bar.get_x() for bar in ax.patches])
+        np.testing.assert_allclose(lefts, bins[:-1])
+        verticals = {line.get_linestyle(): line.get_xdata()[0] for line in ax.lines}
+        assert verticals["--"] == 50.0  # the threshold
+        assert verticals[":"] == pytest.approx(finite.mean())
+        assert ax.get_title().startswith(f"{method}: n={finite.size}")
+    assert "2 degenerate" in axes[-1].get_title()
+
+
+def test_boxplots_show_the_quartiles_and_means_of_the_data(fashion_fidelity):
+    run = read_run(fashion_fidelity)
+    drops = {m: run.column(m, "drop_relative") for m in run.methods}
+    fig = F.drop_boxplots(drops)
+    ax = fig.axes[0]
+    medians = [line for line in ax.lines if line.get_gid() == "median"]
+    means = [line for line in ax.lines if line.get_gid() == "mean"]
+    assert len(medians) == len(means) == 3
+    for i, values in enumerate(drops.values()):
+        finite = values[np.isfinite(values)]
+        assert medians[i].get_ydata()[0] == pytest.approx(np.median(finite))
+        assert means[i].get_ydata()[0] == pytest.approx(finite.mean())
+        q1, q3 = np.percentile(finite, [25, 75])
+        box = ax.patches[i].get_path().vertices[:, 1]
+        assert box.min() == pytest.approx(q1) and box.max() == pytest.approx(q3)
+    assert [t.get_text().split("\n")[0] for t in ax.get_xticklabels()] == list(drops)
+
+
+def test_curves_are_the_mean_with_a_band_of_one_sd(fashion_fidelity):
+    run = read_run(fashion_fidelity)
+    deletion = {m: run.curves(m, "deletion_curve") for m in run.methods}
+    insertion = {m: run.curves(m, "insertion_curve") for m in run.methods}
+    assert deletion["case"].shape == (12, 9)
+    fractions = np.linspace(0, 1, 9)
+    fig = F.deletion_insertion_curves(fractions, deletion, insertion)
+    for ax, table in zip(fig.axes, (deletion, insertion)):
+        lines = [line for line in ax.lines if line.get_label() in table]
+        bands = [c for c in ax.collections if isinstance(c, PolyCollection)]
+        assert [line.get_label() for line in lines] == list(table) and len(bands) == len(table)
+        for line, band, curves in zip(lines, bands, table.values()):
+            mean, sd = curves.mean(0), curves.std(0, ddof=1)
+            np.testing.assert_allclose(line.get_xdata(), fractions)
+            np.testing.assert_allclose(line.get_ydata(), mean)
+            vertices = band.get_paths()[0].vertices
+            for x, low, high in zip(fractions, np.clip(mean - sd, 0, 1), np.clip(mean + sd, 0, 1)):
+                at_x = vertices[np.isclose(vertices[:, 0], x), 1]
+                assert at_x.min() == pytest.approx(low) and at_x.max() == pytest.approx(high)
+    # Distinct line styles, so the methods stay apart in greyscale.
+    assert len({line.get_linestyle() for line in fig.axes[0].lines}) == 3
+
+
+def test_gallery_shows_the_image_then_top1_and_top2_overlays(photo_diagnose):
+    run = read_run(photo_diagnose)
+    item = run.gallery[0]
+    assert item.image.shape == (224, 224, 3) and set(item.maps) == {"gradcam", "gradcam++", "case"}
+    names = [run.class_name(int(c)) for c in item.classes]
+    fig = F.gallery_figure(item.image, item.maps, names, item.probs)
+    photo, *cells = fig.axes
+    np.testing.assert_array_equal(photo.images[0].get_array(), item.image)
+    assert len(cells) == 6
+    for j, method in enumerate(item.maps):
+        for row in range(2):
+            ax = cells[2 * j + row]
+            drawn = np.asarray(ax.images[0].get_array())
+            mix = 0.5 * item.image / 255.0 + 0.5 * colormaps["viridis"](item.maps[method][row])[..., :3]
+            np.testing.assert_allclose(drawn, mix, atol=1e-12)
+            if row == 0:
+                assert ax.get_title() == method
+    assert names[0] in cells[0].get_ylabel() and f"p = {item.probs[0]:.2f}" in cells[0].get_ylabel()
+    assert names[1] in cells[1].get_ylabel() and f"p = {item.probs[1]:.2f}" in cells[1].get_ylabel()
+    # The run's own check that the maps differ between classes is what the gallery shows:
+    assert not np.array_equal(item.maps["case"][0], item.maps["case"][1])
+
+
+def test_confusion_heatmap_and_neighbours(confusion, fashion_names):
+    rates = confusion / confusion.sum(1, keepdims=True)
+    np.testing.assert_allclose(F.row_rates(confusion), rates)
+    for k in (1, 3):
+        np.testing.assert_array_equal(F.contrast_neighbours(confusion, k),
+                                      ConfusionNeighbours(confusion, k=k).neighbours.numpy())
+    fig = F.confusion_heatmap(confusion, fashion_names, k=3)
+    heat = fig.axes[0]
+    np.testing.assert_allclose(heat.images[0].get_array(), rates)
+    assert heat.images[0].get_cmap().name == "cividis"
+    assert [t.get_text() for t in heat.get_yticklabels()] == [F._short(n) for n in fashion_names]
+    listing = fig.axes[2].texts[0].get_text().splitlines()
+    shirt_neighbour = int(ConfusionNeighbours(confusion, k=1).neighbours[SHIRT, 0])
+    assert listing[SHIRT].startswith(F._short(SPECIAL, 16)) and F._short(fashion_names[shirt_neighbour], 14) in listing[SHIRT]
+    # More classes than the limit: the most confused ones (largest off-diagonal row + column mass).
+    off = rates.copy()
+    np.fill_diagonal(off, 0)
+    mass = off.sum(0) + off.sum(1)
+    np.testing.assert_array_equal(F.shown_classes(confusion, limit=4), np.sort(np.argsort(-mass)[:4]))
+
+
+def test_colours_survive_greyscale():
+    colours = np.array(F.method_colours(6))[:, :3]
+    luminance = colours @ np.array([0.2126, 0.7152, 0.0722])
+    assert np.all(np.diff(luminance) > 0.03)  # each method a distinct grey, dark to light
+
+
+def test_save_figure_writes_png_and_pdf(tmp_path):
+    fig = F.drop_boxplots({"a": np.array([0.1, 0.5, 0.7]), "b": np.array([0.2, 0.3, 0.9])})
+    png, pdf = F.save_figure(fig, tmp_path / "figures", "drops", dpi=100)
+    with Image.open(png) as image:
+        assert image.size == (round(fig.get_figwidth() * 100), round(fig.get_figheight() * 100))
+    assert pdf.read_bytes().startswith(b"%PDF")
+
+
+# ---------------------------------------------------------------- the HTML page
+
+
+class PageParser(HTMLParser):
+    """Collects tags, attributes, and the text of elements with an id or class we look at."""
+
+    def __init__(self):
+        super().__init__()
+        self.tags: list[tuple[str, dict]] = []
+        self.text: list[str] = []
+
+    def handle_starttag(self, tag, attrs):
+        self.tags.append((tag, dict(attrs)))
+
+    def handle_data(self, data):
+        self.text.append(data)
+
+
+def parse(page: str) -> PageParser:
+    parser = PageParser()
+    parser.feed(page)
+    return parser
+
+
+def check_self_contained(page: str) -> list[Image.Image]:
+    """No script, no stylesheet link, no URL outside the page; every image a decodable PNG."""
+    parsed = parse(page)
+    tags = {tag for tag, _ in parsed.tags}
+    assert "script" not in tags and "link" not in tags and "iframe" not in tags
+    images = []
+    for tag, attrs in parsed.tags:
+        for name in ("src", "href"):
+            value = attrs.get(name)
+            if value is None:
+                continue
+            assert value.startswith(("data:image/png;base64,", "#")), (tag, value[:80])
+        if tag == "img":
+            data = base64.b64decode(attrs["src"].split(",", 1)[1], validate=True)
+            images.append(Image.open(io.BytesIO(data)))
+            assert attrs.get("alt")
+    text = re.sub(r"data:image/png;base64,[A-Za-z0-9+/=]+", "", page)
+    assert not re.search(r"(https?:)?//[\w.-]+", text)  # nothing that could be fetched
+    return images
+
+
+def test_diagnose_report(fashion_diagnose):
+    out = write_report(fashion_diagnose)
+    assert out == fashion_diagnose / "report.html"
+    page = out.read_text(encoding="utf-8")
+    images = check_self_contained(page)
+    # 2 histograms (k = 5, 10) + 3 gallery images + the confusion heat map
+    assert len(images) == 6 and all(image.size[0] > 300 for image in images)
+    for stem in ("agreement_hist_k5", "agreement_hist_k10", "confusion"):
+        assert (fashion_diagnose / "figures" / f"{stem}.png").exists()
+        assert (fashion_diagnose / "figures" / f"{stem}.pdf").read_bytes().startswith(b"%PDF")
+    # Escaping: the class name's characters appear only as entities.
+    assert "Shirt &lt;b&gt;&amp;&quot;&#x27;" in page and SPECIAL not in page and "<b>&" not in page
+    # The table holds summarize_run's numbers, and marks the lowest mean agreement per k.
+    table = summarize_run(fashion_diagnose)["agreement"]
+    for k in (5.0, 10.0):
+        part = table[table["k_percent"] == k]
+        best = part.loc[part["mean"].idxmin()]
+        assert f"{best['mean']:.1f}&nbsp;★" in page
+        for _, row in part.iterrows():
+            assert f">{row['mean']:.1f}<" in page or f">{row['mean']:.1f}&nbsp;★<" in page
+            assert f"<td>{row['sd']:.1f}</td>" in page
+    assert "one-sided Wilcoxon signed-rank" in page
+    # Confusion: each class's neighbours listed (Shirt's most confused class first).
+    rates = F.row_rates(np.load(fashion_diagnose / "confusion.npy"))
+    neighbour = F.contrast_neighbours(rates, 1)[SHIRT, 0]
+    names = read_run(fashion_diagnose).class_names
+    assert (f"<th scope=\"row\">{e(SPECIAL)}</th><td>{number(rates[SHIRT, SHIRT], 2)}</td>"
+            f"<td>{e(names[neighbour])} ({number(rates[SHIRT, neighbour], 2)})") in page
+    # Metadata and the reproducing command.
+    assert "case-saliency diagnose --model small.pt --data fashion-mnist:test --n 12" in page
+    assert "fashion-mnist:test" in page and "ConfusionNeighbours" in page
+
+
+def test_fidelity_report(fashion_fidelity, tmp_path):
+    out = write_report(fashion_fidelity, tmp_path / "elsewhere" / "fidelity.html")
+    page = out.read_text(encoding="utf-8")
+    images = check_self_contained(page)
+    assert len(images) == 2  # box plots, curves (fidelity runs keep no gallery)
+    assert {p.name for p in (tmp_path / "elsewhere" / "figures").iterdir()} == {
+        "confidence_drop.png", "confidence_drop.pdf", "curves.png", "curves.pdf"}
+    means, tests = summarize_run(fashion_fidelity)["fidelity"], summarize_run(fashion_fidelity)["paired"]
+    assert f"{means['insertion_auc_mean'].max():.3f}&nbsp;★" in page
+    assert f"{means['deletion_auc_mean'].min():.3f}&nbsp;★" in page
+    assert f"{means['drop_relative_mean'].max():.3f}&nbsp;★" in page
+    assert len(tests) == 8 and "Paired tests" in page  # case vs gradcam and layercam, 4 measures
+
+
+def test_not_a_run_directory(tmp_path):
+    with pytest.raises(RunDirError, match="no config.json"):
+        write_report(tmp_path)
+    (tmp_path / "config.json").write_text(json.dumps({"kind": "train"}))
+    with pytest.raises(RunDirError, match="kind='train'"):
+        write_report(tmp_path)
+
+
+def test_cli(fashion_fidelity, tmp_path):
+    from typer.testing import CliRunner
+
+    from case_saliency.cli import app
+
+    runner = CliRunner()
+    result = runner.invoke(app, ["report", str(fashion_fidelity), "--out", str(tmp_path / "r.html")])
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "r.html").exists() and str(tmp_path / "r.html") in result.output
+    missing = runner.invoke(app, ["report", str(tmp_path / "nothing")])
+    assert missing.exit_code == 2 and "nothing" in missing.output
+
+
+# ---------------------------------------------------------------- headless Chromium
+
+CHECK_SCRIPT = """<script>
+window.__errors = [];
+window.addEventListener("error", function (e) { window.__errors.push(String(e.message || (e.target && (e.target.src || "").slice(0, 60)) || e)); }, true);
+window.addEventListener("load", function () {
+  var images = Array.prototype.slice.call(document.images);
+  var out = document.createElement("pre"); out.id = "__check";
+  out.textContent = JSON.stringify({images: images.length,
+    unloaded: images.filter(function (i) { return !(i.complete && i.naturalWidth > 0); }).map(function (i) { return i.alt; }),
+    errors: window.__errors, height: document.documentElement.scrollHeight});
+  document.body.appendChild(out);
+});
+</script>"""
+
+
+def chromium() -> str | None:
+    return shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+def run_chromium(args: list[str], profile: Path) -> subprocess.CompletedProcess:
+    command = [chromium(), "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+               "--disable-background-networking", "--disable-component-update", "--disable-sync",
+               "--hide-scrollbars", "--enable-logging=stderr", "--v=0", f"--user-data-dir={profile}", *args]
+    return subprocess.run(command, capture_output=True, text=True, timeout=120)
+
+
+def render_in_chromium(report: Path, screenshot: Path, tmp_path: Path) -> dict:
+    """Load the page from disk; returns what the page saw (images, unloaded, errors, height) and
+    saves a full-page screenshot. The check script goes into a copy, never into the report."""
+    probe = report.with_name("probe-" + report.name)
+    probe.write_text(report.read_text(encoding="utf-8").replace("<head>", "<head>" + CHECK_SCRIPT, 1),
+                     encoding="utf-8")
+    dumped = run_chromium(["--virtual-time-budget=10000", "--dump-dom", probe.as_uri()], tmp_path / "profile1")
+    probe.unlink()
+    found = re.search(r'<pre id="__check">(.*?)</pre>', dumped.stdout, re.S)
+    assert found, f"Chromium did not run the check: {dumped.stderr[-2000:]}"
+    seen = json.loads(found.group(1))
+    # The report itself, untouched: any console message at all would be an error (it has no script).
+    height = min(max(int(seen["height"]), 800), 12000)
+    shot = run_chromium([f"--window-size=1280,{height}", f"--screenshot={screenshot}", report.as_uri()],
+                        tmp_path / "profile2")
+    seen["console"] = [line for line in shot.stderr.splitlines() if re.search(r":CONSOLE[:(]", line)]
+    seen["console"] += [line for line in dumped.stderr.splitlines()
+                        if re.search(r":CONSOLE[:(]", line) and "__check" not in line]
+    return seen
+
+
+@pytest.mark.skipif(chromium() is None, reason="needs Debian's chromium (installed by .ci/run); not found on PATH")
+def test_reports_render_in_chromium(photo_diagnose, fashion_diagnose, fashion_fidelity, tmp_path):
+    ARTIFACTS.mkdir(exist_ok=True)
+    for run_dir, name in ((photo_diagnose, "report.png"), (fashion_diagnose, "report-fashion.png"),
+                          (fashion_fidelity, "report-fidelity.png")):
+        report = write_report(run_dir)
+        screenshot = ARTIFACTS / name
+        screenshot.unlink(missing_ok=True)
+        seen = render_in_chromium(report, screenshot, tmp_path)
+        expected = [tag for tag, _ in parse(report.read_text(encoding="utf-8")).tags if tag == "img"]
+        assert seen["images"] == len(expected) > 0
+        assert seen["unloaded"] == [], f"{report}: images that did not load: {seen['unloaded']}"
+        assert seen["errors"] == [] and seen["console"] == [], (seen["errors"], seen["console"])
+        with Image.open(screenshot) as shot:
+            assert shot.size[0] == 1280 and shot.size[1] >= 800
+            # Not a blank page: the figures put many distinct colours on it.
+            assert len(shot.convert("RGB").getcolors(maxcolors=1 << 20) or range(1 << 20)) > 1000
