@@ -148,7 +148,7 @@ def train_fashion(architecture: str, seed: int = 0, epochs: int = 3, out_dir: Un
         "train_data": {**train_set.identity(), "used": len(train_labels)},
         "test_data": {**test_set.identity(), "used": len(test_labels)},
         "data_hash": train_set.identity()["hash"],
-        "versions": {"torch": torch.__version__, "python": platform.python_version()},
+        "versions": {"torch": str(torch.__version__), "python": platform.python_version()},
         "threads": torch.get_num_threads(),
     }
     torch.save({"format": CHECKPOINT_FORMAT, "meta": metadata, "state_dict": model.state_dict()}, checkpoint)

@@ -13,7 +13,7 @@ from .app import app
 from . import methods  # noqa: F401  (registers `methods`)
 from . import diagnose, fidelity, summarize  # noqa: F401  (registers `diagnose`, `fidelity`, `summarize`)
 from . import report  # noqa: F401  (registers `report`)
-from . import demo, train  # noqa: F401  (registers `demo`, `train`, `confusion`)
+from . import confusion, demo, train  # noqa: F401  (registers `demo`, `train`, `confusion`)
 
 
 def main() -> None:

@@ -78,6 +78,12 @@ def sha256_file(path: Union[str, Path]) -> str:
     return digest.hexdigest()
 
 
+def _unpickler_reason(error: BaseException) -> str:
+    """The line of torch's weights-only error that names the refused global."""
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    return next((line for line in lines if "Unsupported" in line or "global" in line.lower()), lines[0] if lines else "")
+
+
 def safe_torch_load(path: Union[str, Path]):
     """``torch.load(path, weights_only=True)``, with errors that say what to do."""
     path = Path(path)
@@ -91,7 +97,7 @@ def safe_torch_load(path: Union[str, Path]):
             f"with torch.save(model)), and unpickling them can run arbitrary code. case-saliency loads files "
             f"with torch.load(weights_only=True). If you trust the file, re-save its weights with "
             f"torch.save(model.state_dict(), 'weights.pth') and pass --model ARCH --weights weights.pth. "
-            f"(torch said: {str(error).splitlines()[0]})") from error
+            f"(torch: {_unpickler_reason(error)})") from error
     except (RuntimeError, EOFError, OSError) as error:
         raise ValueError(f"{path} is not a readable PyTorch file ({error}); pass a file written by torch.save") \
             from error
