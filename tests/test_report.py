@@ -70,10 +70,10 @@ def fashion_names() -> list[str]:
 def fashion_diagnose(cnn, confusion, fashion_names, tmp_path_factory) -> Path:
     """A diagnose run with CASE's contrast from the confusion matrix, which the run dir keeps."""
     run = run_diagnose(cnn, FashionMNIST("test"), tmp_path_factory.mktemp("runs") / "diagnose",
-                       methods=["gradcam", "gradcam++", "case"], n=12, seed=3, k_percent=[5, 10], layer=LAYER,
+                       methods=["gradcam", "gradcam++", "case"], n=16, seed=3, k_percent=[5, 10], layer=LAYER,
                        transform=TRANSFORM, class_names=fashion_names, model_name="small-cnn", gallery=3,
                        contrast=ConfusionNeighbours(confusion, k=1), progress=False,
-                       command="case-saliency diagnose --model small.pt --data fashion-mnist:test --n 12")
+                       command="case-saliency diagnose --model small.pt --data fashion-mnist:test --n 16")
     np.save(run / "confusion.npy", confusion)
     return run
 
@@ -104,7 +104,7 @@ def test_histograms_draw_relative_frequencies_and_the_threshold(fashion_diagnose
     k5 = run.k_percents()[0]  # as written in results.csv
     assert float(k5) == 5.0
     agreement = {m: run.column(m, "agreement", k_percent=k5) for m in run.methods}
-    assert all(values.size == 12 for values in agreement.values())
+    assert all(values.size == 16 for values in agreement.values())
     agreement["with NaN"] = np.append(agreement["gradcam"], [np.nan, np.nan])  # degenerate pairs left out
     fig = F.agreement_histograms(agreement, threshold=50.0, k_percent=5.0)
     axes = [ax for ax in fig.axes if ax.get_visible()]
@@ -269,8 +269,15 @@ def check_self_contained(page: str) -> list[Image.Image]:
     return images
 
 
-def test_diagnose_report(fashion_diagnose):
-    out = write_report(fashion_diagnose)
+@pytest.fixture(scope="module")
+def reports(photo_diagnose, fashion_diagnose, fashion_fidelity) -> dict[str, Path]:
+    """Each run's page, written once (in the run directory, the default)."""
+    return {"photos": write_report(photo_diagnose), "diagnose": write_report(fashion_diagnose),
+            "fidelity": write_report(fashion_fidelity)}
+
+
+def test_diagnose_report(fashion_diagnose, reports):
+    out = reports["diagnose"]
     assert out == fashion_diagnose / "report.html"
     page = out.read_text(encoding="utf-8")
     images = check_self_contained(page)
@@ -298,16 +305,15 @@ def test_diagnose_report(fashion_diagnose):
     assert (f"<th scope=\"row\">{e(SPECIAL)}</th><td>{number(rates[SHIRT, SHIRT], 2)}</td>"
             f"<td>{e(names[neighbour])} ({number(rates[SHIRT, neighbour], 2)})") in page
     # Metadata and the reproducing command.
-    assert "case-saliency diagnose --model small.pt --data fashion-mnist:test --n 12" in page
+    assert "case-saliency diagnose --model small.pt --data fashion-mnist:test --n 16" in page
     assert "fashion-mnist:test" in page and "ConfusionNeighbours" in page
 
 
-def test_fidelity_report(fashion_fidelity, tmp_path):
-    out = write_report(fashion_fidelity, tmp_path / "elsewhere" / "fidelity.html")
-    page = out.read_text(encoding="utf-8")
+def test_fidelity_report(fashion_fidelity, reports):
+    page = reports["fidelity"].read_text(encoding="utf-8")
     images = check_self_contained(page)
     assert len(images) == 2  # box plots, curves (fidelity runs keep no gallery)
-    assert {p.name for p in (tmp_path / "elsewhere" / "figures").iterdir()} == {
+    assert {p.name for p in (fashion_fidelity / "figures").iterdir()} == {
         "confidence_drop.png", "confidence_drop.pdf", "curves.png", "curves.pdf"}
     means, tests = summarize_run(fashion_fidelity)["fidelity"], summarize_run(fashion_fidelity)["paired"]
     assert f"{means['insertion_auc_mean'].max():.3f}&nbsp;★" in page
@@ -324,15 +330,34 @@ def test_not_a_run_directory(tmp_path):
         write_report(tmp_path)
 
 
-def test_cli(fashion_fidelity, tmp_path):
+def test_a_run_without_rows_yet(tmp_path):
+    from case_saliency.runs.store import DIAGNOSE_COLUMNS
+
+    (tmp_path / "config.json").write_text(json.dumps({"kind": "diagnose", "methods": ["gradcam"], "threshold": 50.0,
+                                                      "command": "case-saliency diagnose <&>"}))
+    (tmp_path / "results.csv").write_text(",".join(DIAGNOSE_COLUMNS) + "\n")
+    page = write_report(tmp_path).read_text(encoding="utf-8")
+    assert "no rows yet" in page and "case-saliency diagnose &lt;&amp;&gt;" in page
+    assert check_self_contained(page) == []
+
+
+def test_cli(fashion_fidelity, fashion_diagnose, tmp_path):
     from typer.testing import CliRunner
 
     from case_saliency.cli import app
 
     runner = CliRunner()
-    result = runner.invoke(app, ["report", str(fashion_fidelity), "--out", str(tmp_path / "r.html")])
+    out = tmp_path / "elsewhere" / "r.html"
+    result = runner.invoke(app, ["report", str(fashion_fidelity), "--out", str(out)])
     assert result.exit_code == 0, result.output
-    assert (tmp_path / "r.html").exists() and str(tmp_path / "r.html") in result.output
+    assert out.exists() and str(out) in result.output
+    assert {p.name for p in (out.parent / "figures").iterdir()} == {
+        "confidence_drop.png", "confidence_drop.pdf", "curves.png", "curves.pdf"}
+    holm = runner.invoke(app, ["report", str(fashion_diagnose), "--holm", "--threshold", "40",
+                               "--out", str(tmp_path / "holm.html")])
+    assert holm.exit_code == 0, holm.output
+    page = (tmp_path / "holm.html").read_text(encoding="utf-8")
+    assert "Holm-corrected" in page and "median agreement &lt; 40%" in page
     missing = runner.invoke(app, ["report", str(tmp_path / "nothing")])
     assert missing.exit_code == 2 and "nothing" in missing.output
 
@@ -386,11 +411,11 @@ def render_in_chromium(report: Path, screenshot: Path, tmp_path: Path) -> dict:
 
 
 @pytest.mark.skipif(chromium() is None, reason="needs Debian's chromium (installed by .ci/run); not found on PATH")
-def test_reports_render_in_chromium(photo_diagnose, fashion_diagnose, fashion_fidelity, tmp_path):
+def test_reports_render_in_chromium(reports, tmp_path):
     ARTIFACTS.mkdir(exist_ok=True)
-    for run_dir, name in ((photo_diagnose, "report.png"), (fashion_diagnose, "report-fashion.png"),
-                          (fashion_fidelity, "report-fidelity.png")):
-        report = write_report(run_dir)
+    for key, name in (("photos", "report.png"), ("diagnose", "report-fashion.png"),
+                      ("fidelity", "report-fidelity.png")):
+        report = reports[key]
         screenshot = ARTIFACTS / name
         screenshot.unlink(missing_ok=True)
         seen = render_in_chromium(report, screenshot, tmp_path)

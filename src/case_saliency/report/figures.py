@@ -81,11 +81,17 @@ def agreement_histograms(agreement: Mapping[str, Sequence[float]], threshold: fl
             ax.set_xlim(0, 100)
         for ax in axes[len(methods):]:
             ax.set_visible(False)
-        handles, labels = axes[0].get_legend_handles_labels()
-        # One legend for all panels, outside them: the bars can sit anywhere in 0-100.
-        keep = [(h, lab.split(" ")[0] if lab.startswith("mean") else lab) for h, lab in zip(handles, labels)]
-        fig.legend([h for h, _ in keep], [lab for _, lab in keep], loc="outside upper center",
-                   ncol=len(keep), frameon=False)
+        # One legend for all panels, outside them (the bars can sit anywhere in 0-100); the means
+        # differ per panel, so their entry is just "mean".
+        entries: dict[str, object] = {}
+        for ax in axes[: len(methods)]:
+            for handle, label in zip(*ax.get_legend_handles_labels()):
+                entries.setdefault("mean" if label.startswith("mean") else label, handle)
+        order = ["images", "mean"] + [label for label in entries if label.startswith("threshold")]
+        entries = {label: entries[label] for label in order if label in entries}
+        if entries:
+            fig.legend(list(entries.values()), list(entries), loc="outside upper center", ncol=len(entries),
+                       frameon=False)
         fig.supxlabel(f"top-{k_percent:g}% agreement of the top-1 and top-2 maps (%)")
         fig.supylabel("relative frequency")
     return fig
@@ -155,7 +161,10 @@ def deletion_insertion_curves(fractions: Sequence[float], deletion: Mapping[str,
             ax.set_xlim(0, 1)
             ax.grid(alpha=0.3)
         axes[0].set_ylabel("class probability (mean, band ±1 SD)")
-        axes[1].legend(loc="lower right", frameon=False)
+        for ax, where in ((axes[1], "lower right"), (axes[0], "upper right")):
+            if ax.lines:  # one legend, on the insertion panel unless it is empty
+                ax.legend(loc=where, frameon=False)
+                break
     return fig
 
 
@@ -242,12 +251,23 @@ def confusion_heatmap(confusion: np.ndarray, class_names: Sequence[str], k: int 
     neighbours = contrast_neighbours(confusion, k)
     names = [_short(str(class_names[i])) for i in shown]
     size = len(shown)
+    lines = [f"{_short(str(class_names[c]), 16)}: " + ", ".join(
+        f"{_short(str(class_names[n]), 14)} {rates[c, n]:.2f}" for n in neighbours[c]) for c in shown]
+    font = 8 if size > 12 else 9
+    # Monospace glyphs are about 0.6 em wide: size the listing's panel to its longest line.
+    listing_width = 0.6 * font / 72 * max(len(line) for line in lines) + 0.3
     with rc_context(STYLE):
         side = max(3.5, 0.32 * size + 1.5)
-        fig = Figure(figsize=(side + 3.6, side), layout="constrained")
-        grid = fig.add_gridspec(1, 2, width_ratios=[side, 3.4])
+        fig = Figure(figsize=(side + 0.8 + listing_width, side), layout="constrained")
+        grid = fig.add_gridspec(1, 2, width_ratios=[side + 0.8, listing_width])
         ax = fig.add_subplot(grid[0, 0])
         image = ax.imshow(rates[np.ix_(shown, shown)], cmap=CONFUSION_CMAP, vmin=0.0, vmax=1.0)
+        if size <= 12:  # small matrices: print each rate, dark text on light cells and vice versa
+            for i, row in enumerate(shown):
+                for j, col in enumerate(shown):
+                    value = rates[row, col]
+                    ax.text(j, i, f"{value:.2f}", ha="center", va="center", fontsize=7,
+                            color="black" if value > 0.55 else "white")
         ax.set_xticks(range(size), names, rotation=90)
         ax.set_yticks(range(size), names)
         ax.set_xlabel("predicted class")
@@ -258,10 +278,8 @@ def confusion_heatmap(confusion: np.ndarray, class_names: Sequence[str], k: int 
         text = fig.add_subplot(grid[0, 1])
         text.set_axis_off()
         text.set_title(f"contrast neighbours (k={neighbours.shape[1]})", loc="left")
-        lines = [f"{_short(str(class_names[c]), 16)}: " + ", ".join(
-            f"{_short(str(class_names[n]), 14)} {rates[c, n]:.2f}" for n in neighbours[c]) for c in shown]
-        text.text(0.0, 1.0, "\n".join(lines), va="top", ha="left", family="monospace",
-                  fontsize=8 if size > 12 else 9, transform=text.transAxes)
+        text.text(0.0, 1.0, "\n".join(lines), va="top", ha="left", family="monospace", fontsize=font,
+                  transform=text.transAxes)
     return fig
 
 

@@ -279,6 +279,7 @@ table { border-collapse: collapse; margin: 0.8rem 0; font-size: 0.9rem; }
 caption { text-align: left; font-weight: 600; padding-bottom: 0.3rem; }
 th, td { border-bottom: 1px solid #e2e2e2; padding: 0.3rem 0.6rem; text-align: right; vertical-align: top; }
 th { background: #eef1f4; }
+table.summary td { white-space: nowrap; }
 td.text, th.text, table.meta td, table.meta th, table.neighbours td, table.neighbours th { text-align: left; }
 tbody tr:nth-child(even) { background: #fafafa; }
 td.best { font-weight: 700; background: #fff2b3; }
@@ -298,7 +299,10 @@ def render(run: Run, folder: Path, threshold: Optional[float] = None, alpha: Opt
     from ..runs.summary import summarize_run
 
     summary = summarize_run(run.path, threshold=threshold, alpha=alpha, correction=correction)
-    if run.kind == "diagnose":
+    if not run.rows:
+        table, plots = ("<p class=\"note\">results.csv has no rows yet: the run has not scored an image. "
+                        "Resume it, then write the report again.</p>", "")
+    elif run.kind == "diagnose":
         table, plots = _diagnose_sections(run, summary, folder)
     else:
         table, plots = _fidelity_sections(run, summary, folder)
