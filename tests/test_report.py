@@ -26,7 +26,7 @@ from case_saliency.data import open_dataset
 from case_saliency.data.fashion_mnist import FashionMNIST
 from case_saliency.report import RunDirError, read_run, write_report
 from case_saliency.report import figures as F
-from case_saliency.report.html import e, number
+from case_saliency.report.html import e
 from case_saliency.runs import run_diagnose, run_fidelity
 from case_saliency.runs.summary import summarize_run
 
@@ -302,8 +302,8 @@ def test_diagnose_report(fashion_diagnose, reports):
     rates = F.row_rates(np.load(fashion_diagnose / "confusion.npy"))
     neighbour = F.contrast_neighbours(rates, 1)[SHIRT, 0]
     names = read_run(fashion_diagnose).class_names
-    assert (f"<th scope=\"row\">{e(SPECIAL)}</th><td>{number(rates[SHIRT, SHIRT], 2)}</td>"
-            f"<td>{e(names[neighbour])} ({number(rates[SHIRT, neighbour], 2)})") in page
+    assert (f"<th scope=\"row\">{e(SPECIAL)}</th><td>{rates[SHIRT, SHIRT]:.2f}</td>"
+            f"<td>{e(names[neighbour])} ({rates[SHIRT, neighbour]:.2f})") in page
     # Metadata and the reproducing command.
     assert "case-saliency diagnose --model small.pt --data fashion-mnist:test --n 16" in page
     assert "fashion-mnist:test" in page and "ConfusionNeighbours" in page

@@ -36,7 +36,7 @@ def method_colours(count: int, cmap: str = "viridis") -> list[tuple]:
     colours = colormaps[cmap]
     if count <= 1:
         return [colours(0.35)]
-    return [colours(v) for v in np.linspace(0.0, 0.85, count)]
+    return [colours(v) for v in np.linspace(0.0, 0.75, count)]  # the lightest still reads on white
 
 
 def _grid(count: int, max_columns: int = 4) -> tuple[int, int]:
@@ -153,7 +153,7 @@ def deletion_insertion_curves(fractions: Sequence[float], deletion: Mapping[str,
                 if method not in table or np.asarray(table[method]).size == 0:
                     continue
                 mean, lower, upper = curve_band(table[method])
-                ax.fill_between(x, lower, upper, color=colours[i], alpha=0.18, linewidth=0)
+                ax.fill_between(x, lower, upper, color=colours[i], alpha=0.14, linewidth=0)
                 ax.plot(x, mean, color=colours[i], linestyle=LINE_STYLES[i % len(LINE_STYLES)],
                         marker=MARKERS[i % len(MARKERS)], markersize=3.5, linewidth=1.6, label=method)
             ax.set_title(title)

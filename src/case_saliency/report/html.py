@@ -232,8 +232,8 @@ def _confusion_section(run: Run, folder: Path) -> str:
     rates = F.row_rates(confusion)
     neighbours = F.contrast_neighbours(confusion, k)
     rows = "".join(
-        f"<tr><th scope=\"row\">{e(names[c])}</th><td>{number(rates[c, c], 2)}</td><td>"
-        + ", ".join(f"{e(names[n])} ({number(rates[c, n], 2)})" for n in neighbours[c]) + "</td></tr>"
+        f"<tr><th scope=\"row\">{e(names[c])}</th><td>{rates[c, c]:.2f}</td><td>"
+        + ", ".join(f"{e(names[n])} ({rates[c, n]:.2f})" for n in neighbours[c]) + "</td></tr>"
         for c in F.shown_classes(confusion, limit=size if size <= 100 else 50))
     table = ("<table class=\"neighbours\"><caption>Contrast neighbours (row rates)</caption><thead><tr>"
              "<th scope=\"col\">class</th><th scope=\"col\">correct</th>"
@@ -247,6 +247,8 @@ def _key_values(data: dict, skip: Sequence[str] = ()) -> str:
         if key in skip:
             continue
         text = value if isinstance(value, str) else json.dumps(value, default=str)
+        if len(text) > 800:  # e.g. a dataset's full list of file ids: meta.json has it all
+            text = f"{text[:800]} … ({len(text)} characters; see meta.json)"
         rows.append(f"<tr><th scope=\"row\">{e(key)}</th><td><code>{e(text)}</code></td></tr>")
     return f"<table class=\"meta\"><tbody>{''.join(rows)}</tbody></table>"
 
