@@ -196,18 +196,20 @@ def test_fidelity_fashion_mnist(cnn, fashion, tmp_path):
 
 
 def test_lite0_photos(lite0, tmp_path):
-    photos = open_dataset("samples")
+    photos = open_dataset("samples:skimage/chelsea,skimage/coffee,skimage/rocket")
     names = T_IMAGENET()
-    run = run_diagnose(lite0, photos, tmp_path / "diag", methods=["gradcam", "gradcam++", "case"], n=4, seed=0,
+    run = run_diagnose(lite0, photos, tmp_path / "diag", methods=["gradcam", "case"], n=0, seed=0,
                        layer="bn2", transform=lite_transform(), class_names=names, batch_size=4, gallery=1,
                        progress=False)
     _, frame = load_results(run)
-    assert len(frame) == 12 and (frame["error"] == "").all() and (frame["label"] == -1).all()
+    assert len(frame) == 6 and (frame["error"] == "").all() and (frame["label"] == -1).all()
     assert frame["agreement"].dropna().between(0, 100).all()
+    top1 = frame.drop_duplicates("image_id").set_index("image_id")["class1"]
+    assert names[top1["skimage/coffee"]] == "espresso" and names[top1["skimage/chelsea"]].endswith("cat")
     with pytest.raises(ValueError, match="no labels"):
         run_fidelity(lite0, photos, tmp_path / "fid-correct", methods=["gradcam"], n=2, layer="bn2",
                      transform=lite_transform(), progress=False)
-    fid = run_fidelity(lite0, photos, tmp_path / "fid", methods=["gradcam", "case"], n=2, seed=0, steps=2,
+    fid = run_fidelity(lite0, photos, tmp_path / "fid", methods=["gradcam", "case"], n=2, seed=0, steps=1,
                        correct_only=False, layer="bn2", transform=lite_transform(), batch_size=2, progress=False)
     _, frame = load_results(fid)
     assert len(frame) == 4 and (frame["error"] == "").all()
@@ -272,3 +274,27 @@ def test_sigkill_then_resume_equals_uninterrupted(cnn_path, tmp_path):
         with np.load(reference / "gallery" / name) as a, np.load(killed / "gallery" / name) as b:
             assert sorted(a.files) == sorted(b.files)
             assert all(np.array_equal(a[key], b[key]) for key in a.files)
+
+
+def test_cli_summarize_and_bad_inputs(cnn, fashion, tmp_path):
+    from typer.testing import CliRunner
+
+    from case_saliency.cli import app
+
+    run = run_diagnose(cnn, fashion, tmp_path / "run", methods=["gradcam", "case"], n=6, seed=5, layer=LAYER,
+                       transform=TRANSFORM, batch_size=6, gallery=0, progress=False)
+    runner = CliRunner()
+    result = runner.invoke(app, ["summarize", str(run), "--threshold", "70", "--holm"])
+    assert result.exit_code == 0, result.output
+    assert "H1 median < 70%" in result.output and "p_holm" in result.output and "case" in result.output
+    as_json = runner.invoke(app, ["summarize", str(run), "--json"])
+    records = json.loads(as_json.output)["agreement"]
+    assert {r["method"] for r in records} == {"gradcam", "case"} and all(r["n"] + r["degenerate"] == 6 for r in records)
+    missing = runner.invoke(app, ["summarize", str(tmp_path / "nothing")])
+    assert missing.exit_code == 2 and "not a run directory" in missing.output
+    bad_method = runner.invoke(app, ["diagnose", "-m", "efficientnet_lite0", "-d", "samples", "-o", str(tmp_path / "x"),
+                                     "--methods", "gradcam,nope"])
+    assert bad_method.exit_code == 2 and "nope" in bad_method.output
+    bad_k = runner.invoke(app, ["diagnose", "-m", "efficientnet_lite0", "-d", "samples", "-o", str(tmp_path / "x"),
+                                "--k", "0"])
+    assert bad_k.exit_code == 2 and "--k" in bad_k.output

@@ -166,6 +166,7 @@ def format_summary(summary: dict) -> str:
                    f"{config.get('steps')} deletion/insertion steps (means; drop_relative = max(p0-p1,0)/p0).",
              means.to_string(index=False, float_format=lambda v: f"{v:.4g}")]
     if not tests.empty:
-        parts += ["Paired tests, reference minus method, two-sided (Wilcoxon signed-rank and t-test):",
+        parts += ["Paired tests, reference minus method, both two-sided (Wilcoxon signed-rank and t-test); "
+                  f"the conclusion reads the Wilcoxon p-value at alpha {summary['alpha']:g}:",
                   tests.to_string(index=False, float_format=lambda v: f"{v:.4g}")]
     return "\n".join(parts)
