@@ -8,6 +8,8 @@ from .maps import SaliencyMaps
 from .methods import (CASE, METHODS, FinerCAM, GradCAM, GradCAMPlusPlus, HiResCAM, LayerCAM,
                       SaliencyMethod, XGradCAM, get_method)
 from .targets import resolve_targets
+from .methods import (AblationCAM, EigenCAM, GuidedGradCAM, InputXGradient, IntegratedGradients,  # baselines
+                      RandomMap, Saliency, ScoreCAM, SmoothGrad)
 
 __version__ = "0.1.0"
 
@@ -17,3 +19,5 @@ __all__ = [
     "GradCAM", "GradCAMPlusPlus", "HiResCAM", "LayerCAM", "SaliencyMethod", "XGradCAM", "get_method",
     "resolve_targets", "__version__",
 ]
+__all__ += ["AblationCAM", "EigenCAM", "GuidedGradCAM", "InputXGradient", "IntegratedGradients", "RandomMap",
+            "Saliency", "ScoreCAM", "SmoothGrad"]

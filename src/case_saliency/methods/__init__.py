@@ -9,8 +9,15 @@ from .gradcam_plusplus import GradCAMPlusPlus
 from .hirescam import HiResCAM
 from .layercam import LayerCAM
 from .xgradcam import XGradCAM
+from .ablationcam import AblationCAM  # baselines: perturbation, controls, Captum adapters
+from .eigencam import EigenCAM
+from .gradients import GuidedGradCAM, InputXGradient, IntegratedGradients, Saliency, SmoothGrad
+from .random_map import RandomMap
+from .scorecam import ScoreCAM
 
 __all__ = [
     "METHODS", "CAMMethod", "SaliencyMethod", "get_method", "register", "CASE", "remove_projection",
     "FinerCAM", "GradCAM", "GradCAMPlusPlus", "HiResCAM", "LayerCAM", "XGradCAM",
 ]
+__all__ += ["AblationCAM", "EigenCAM", "GuidedGradCAM", "InputXGradient", "IntegratedGradients", "RandomMap",
+            "Saliency", "ScoreCAM", "SmoothGrad"]

@@ -1,0 +1,149 @@
+"""Ablation-CAM (Desai & Ramaswamy, WACV 2020): a channel's weight is the relative drop of the
+class logit when that channel of the target layer is set to zero."""
+
+from __future__ import annotations
+
+import logging
+from typing import Optional, Union
+
+import torch
+from torch import Tensor, nn
+
+from ..capture import ActivationCapture, check_images
+from ..maps import SaliencyMaps, finish_maps
+from ..tail import SplitModel, split_at_layer, verify_split
+from ..targets import TargetSpec, resolve_targets
+from .base import SaliencyMethod, register
+from .channel_batches import as_rows, channel_pairs, eval_no_grad
+
+log = logging.getLogger("case_saliency")
+
+
+@register("ablationcam")
+class AblationCAM(SaliencyMethod):
+    """Ablation-CAM: ``w_c = (y - y_c) / y`` with y the target logit and y_c the logit with channel
+    c of the layer output set to ``ablation_value``; map = ReLU(sum_c w_c A_c), bilinear to (H, W).
+
+    As in pytorch-grad-cam (the parity reference) the scores are raw logits and the drop is
+    divided by the (signed) unablated logit. One deviation: pytorch-grad-cam ablates with 0 only
+    when the smallest activation of the image is exactly 0; otherwise (layers with negative, or
+    only positive, activations) it writes ``min - 1e7``, and that minimum is re-read after each
+    ablated row of a batch, so the value grows more negative along the batch. Here the ablated
+    value is ``ablation_value`` (0 by default, the paper's definition) for every channel; the two
+    agree on layers whose activations are >= 0 and reach 0 (e.g. after a ReLU).
+
+    Cost per batch of B images, when the model splits at the layer (torch.fx; torchvision
+    ResNet, VGG, DenseNet, ConvNeXt, timm EfficientNet and other traceable models): one forward of
+    the part up to the layer, then ``ceil(B * C / batch_size)`` forwards of batch_size rows through
+    only the part *after* the layer. Otherwise: one full forward, then as many full forwards of
+    batch_size images with the layer output replaced by the ablated activations. No backward;
+    all M requested classes come from the same passes, so the cost does not grow with M. The
+    split is traced once per instance and checked against the full model on the first batch.
+
+    Args:
+        model: (B, 3, H, W) -> (B, K) logits.
+        target_layer: module or dotted name of a layer with output (B, C, h, w); None picks the
+            last spatial layer.
+        batch_size: ablated rows per pass.
+        ablation_value: the value written into an ablated channel.
+        split: False forces full forward passes (the fallback path).
+    """
+
+    def __init__(self, model: nn.Module, target_layer: Union[nn.Module, str, None] = None,
+                 batch_size: int = 128, ablation_value: float = 0.0, split: bool = True):
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be a positive integer, got {batch_size}")
+        self.model = model
+        self.engine = ActivationCapture(model, target_layer)
+        self.batch_size = batch_size
+        self.ablation_value = float(ablation_value)
+        self.use_split = split
+        self._split: Optional[SplitModel] = None
+        self._split_checked = False
+
+    def split_model(self, images: Tensor) -> Optional[SplitModel]:
+        """The head/tail split at the target layer, traced and verified on first use; None when
+        the model cannot be split (then full forward passes are used)."""
+        if not self.use_split:
+            return None
+        if not self._split_checked:
+            self._split_checked = True
+            layer = self.engine.layer(images)
+            split = split_at_layer(self.model, layer)
+            with eval_no_grad(self.model):
+                if split is not None and not verify_split(split, self.model, images[:1]):
+                    log.warning("the traced tail after %r does not reproduce the model's logits; "
+                                "using full forward passes", self.engine.layer_name)
+                    split = None
+            self._split = split
+        return self._split
+
+    def explain(self, images: Tensor, targets: TargetSpec = "top1", *, relu: bool = True,
+                upsample: bool = True, normalize: bool = False) -> SaliencyMaps:
+        check_images(images)
+        images = images.detach().to(self.engine.device)
+        self.engine.layer(images)  # resolves the default layer (and its reshape) on first use
+        if self.engine.reshape is not None:
+            raise ValueError(f"Ablation-CAM ablates channels of a (B, C, h, w) layer output; layer "
+                             f"{self.engine.layer_name!r} needs a reshape (token outputs). "
+                             "Pass a convolutional target_layer")
+        split = self.split_model(images)
+        with eval_no_grad(self.model):
+            head_out = split.head(images) if split is not None else None
+        if head_out is not None and all(isinstance(t, Tensor) and t.shape[:1] == images.shape[:1]
+                                        for t in head_out):
+            activations, saved = head_out[0], list(head_out[1:])
+            with eval_no_grad(self.model):  # clones: the tail may work in place on its inputs
+                logits = split.tail(activations.clone(), *[t.clone() for t in saved])
+            path = "tail"
+        else:  # not traceable, or a tail input without a batch dimension
+            cap = self.engine(images)
+            activations, saved, logits, path = cap.activations, None, cap.logits, "full"
+        if activations.ndim != 4:
+            raise ValueError(f"Ablation-CAM needs a layer with output (B, C, h, w); "
+                             f"{self.engine.layer_name!r} gives {tuple(activations.shape)}. "
+                             "Choose a convolutional layer")
+        chosen = resolve_targets(targets, logits)
+        rows = as_rows(chosen)
+        original = logits.gather(1, rows)  # (B, M)
+        ablated = self.ablated_scores(images, activations, saved, rows)  # (B, M, C)
+        weights = (original[..., None] - ablated) / original[..., None]
+        raw = torch.einsum("bmc,bchw->bmhw", weights, activations)
+        if chosen.ndim == 1:
+            raw = raw[:, 0]
+        maps, degenerate = finish_maps(raw, tuple(images.shape[-2:]), relu=relu, upsample=upsample,
+                                       normalize=normalize)
+        return SaliencyMaps(maps=maps, targets=chosen, degenerate=degenerate, logits=logits, raw=raw,
+                            method=self.name, layer=self.engine.layer_name,
+                            info={"path": path, "channel_weights": weights if chosen.ndim == 2 else weights[:, 0]})
+
+    def ablated_scores(self, images: Tensor, activations: Tensor, saved: Optional[list[Tensor]],
+                       classes: Tensor) -> Tensor:
+        """Logits of ``classes`` (B, M) with each channel ablated: (B, M, C). ``saved`` None means
+        full forward passes with the layer output replaced."""
+        b, c = activations.shape[:2]
+        scores = activations.new_empty(b, c, classes.shape[1])
+        layer = self.engine.layer(images)
+        replacement: list[Tensor] = []
+        handle = None
+        if saved is None:
+            handle = layer.register_forward_hook(lambda module, inputs, output: replacement[0])
+        try:
+            with eval_no_grad(self.model):
+                for image_idx, channel_idx in channel_pairs(activations, self.batch_size):
+                    rows = activations[image_idx]  # (n, C, h, w), a copy
+                    rows[torch.arange(len(image_idx)), channel_idx] = self.ablation_value
+                    if saved is not None:
+                        logits = self.split_model(images).tail(rows, *[t[image_idx] for t in saved])
+                    else:
+                        replacement[:] = [rows]
+                        logits = self.model(images[image_idx])
+                    scores[image_idx, channel_idx] = logits.gather(1, classes[image_idx])
+        finally:
+            if handle is not None:
+                handle.remove()
+        return scores.transpose(1, 2)
+
+    def __repr__(self) -> str:
+        return (f"{type(self).__name__}(layer={self.engine.layer_name!r}, batch_size={self.batch_size}, "
+                f"ablation_value={self.ablation_value})")

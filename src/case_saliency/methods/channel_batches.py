@@ -1,0 +1,42 @@
+"""Shared pieces of the channel-perturbation methods (Score-CAM, Ablation-CAM): batches of
+(image, channel) pairs, target resolution and the model-state guard."""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+from typing import Iterator, Optional
+
+import torch
+from torch import Tensor, nn
+
+from ..capture import _ModelState
+
+
+def channel_pairs(activations: Tensor, batch_size: int, skip: Optional[Tensor] = None) -> Iterator[tuple[Tensor, Tensor]]:
+    """Yield ``(image_index, channel_index)`` long tensors of at most ``batch_size`` pairs, covering
+    every (b, c) of ``activations`` (B, C, ...) except where ``skip`` (B, C) is True. Batches span
+    image boundaries, so the last batch of one image is filled with the first channels of the next."""
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be a positive integer, got {batch_size}")
+    b, c = activations.shape[:2]
+    keep = torch.ones(b, c, dtype=torch.bool, device=activations.device) if skip is None else ~skip
+    images, channels = keep.nonzero(as_tuple=True)
+    for start in range(0, images.numel(), batch_size):
+        yield images[start : start + batch_size], channels[start : start + batch_size]
+
+
+def as_rows(classes: Tensor) -> Tensor:
+    """Targets (B,) or (B, M) -> (B, M)."""
+    return classes if classes.ndim == 2 else classes[:, None]
+
+
+@contextmanager
+def eval_no_grad(model: nn.Module) -> Iterator[None]:
+    """Eval mode and no autograd inside; the training flags (and grad mode) restored on exit."""
+    state = _ModelState(model)
+    try:
+        model.eval()
+        with torch.no_grad():
+            yield
+    finally:
+        state.restore()

@@ -1,0 +1,59 @@
+"""EigenCAM (Muhammad & Yeasin, 2020): the projection of the centred activations on their first
+principal component. It ignores the class: a control that should fail the class-sensitivity test."""
+
+from __future__ import annotations
+
+from typing import Optional, Union
+
+import torch
+from torch import Tensor, nn
+
+from ..capture import ActivationCapture
+from ..layers import Reshape
+from ..maps import SaliencyMaps, finish_maps
+from ..targets import TargetSpec, resolve_targets
+from .base import SaliencyMethod, register
+
+
+def first_component_projection(activations: Tensor) -> Tensor:
+    """(B, C, h, w) -> (B, h, w): each position's centred activation vector projected on the first
+    right singular vector of the (h*w, C) matrix of centred activations (as pytorch-grad-cam's
+    ``get_2d_projection``). The SVD leaves the sign free; it is fixed so that the projection
+    correlates positively with the channel sum of the activations (salient = strongly active)."""
+    b, c, h, w = activations.shape
+    x = torch.nan_to_num(activations.double(), nan=0.0).flatten(2).transpose(1, 2)  # (B, hw, C)
+    x = x - x.mean(dim=1, keepdim=True)
+    _, _, vh = torch.linalg.svd(x, full_matrices=False)
+    projection = x @ vh[:, 0, :, None]  # (B, hw, 1)
+    total = x.sum(dim=2, keepdim=True)  # centred channel sum
+    sign = torch.where((projection * total).sum(dim=1, keepdim=True) < 0, -1.0, 1.0)
+    return (projection * sign).view(b, h, w).to(activations.dtype)
+
+
+@register("eigencam")
+class EigenCAM(SaliencyMethod):
+    """EigenCAM: the same map for every class of an image (a class-agnostic control).
+
+    Cost per batch: one forward pass (no backward) and one SVD per image of the (h*w, C)
+    activation matrix, whatever the number of classes.
+    """
+
+    def __init__(self, model: nn.Module, target_layer: Union[nn.Module, str, None] = None,
+                 reshape: Optional[Reshape] = None):
+        self.model = model
+        self.engine = ActivationCapture(model, target_layer, reshape)
+
+    def explain(self, images: Tensor, targets: TargetSpec = "top1", *, relu: bool = True,
+                upsample: bool = True, normalize: bool = False) -> SaliencyMaps:
+        cap = self.engine(images)
+        chosen = resolve_targets(targets, cap.logits)
+        raw = first_component_projection(cap.activations)  # (B, h, w)
+        if chosen.ndim == 2:
+            raw = raw[:, None].expand(-1, chosen.shape[1], -1, -1)
+        maps, degenerate = finish_maps(raw, tuple(images.shape[-2:]), relu=relu, upsample=upsample,
+                                       normalize=normalize)
+        return SaliencyMaps(maps=maps, targets=chosen, degenerate=degenerate, logits=cap.logits, raw=raw,
+                            method=self.name, layer=self.engine.layer_name)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(layer={self.engine.layer_name!r})"

@@ -1,0 +1,90 @@
+"""Score-CAM (Wang et al., CVPR-W 2020): each channel, upsampled and min-max scaled to [0, 1],
+masks the input; the class logit of the masked input, softmaxed over channels, weights the channel."""
+
+from __future__ import annotations
+
+from typing import Optional, Union
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from ..capture import ActivationCapture, check_images
+from ..layers import Reshape
+from ..maps import SaliencyMaps, finish_maps
+from ..targets import TargetSpec, resolve_targets
+from .base import SaliencyMethod, register
+from .channel_batches import as_rows, channel_pairs, eval_no_grad
+
+
+@register("scorecam")
+class ScoreCAM(SaliencyMethod):
+    """Score-CAM, defined as in pytorch-grad-cam (the reference of the parity tests):
+
+    - mask_c = upsample(A_c) with bilinear ``align_corners=True`` to the input size, then
+      ``(mask_c - min) / (max - min + 1e-8)`` per channel;
+    - s_c = the raw logit of the target class for ``images * mask_c`` (not the softmax, not the
+      increase over a baseline as in the paper);
+    - weights = softmax over channels of s; map = ReLU(sum_c w_c A_c), bilinear to (H, W).
+
+    Cost per batch of B images: one forward of the B images, then forward passes of
+    ``ceil(B * C' / batch_size)`` batches of masked images, C' = the channels that are not all
+    zero (an all-zero channel masks the input to zeros, whose score one extra forward of a single
+    zero image gives for every such channel), no backward. The masks do not depend on the class,
+    so all M requested classes are scored by the same passes: the cost does not grow with M.
+
+    Args:
+        model: (B, 3, H, W) -> (B, K) logits.
+        target_layer: module or dotted name; None picks the last spatial layer.
+        reshape: maps the layer output to (B, C, h, w) (e.g. ``vit_reshape``).
+        batch_size: masked images per forward pass (memory vs. speed).
+    """
+
+    def __init__(self, model: nn.Module, target_layer: Union[nn.Module, str, None] = None,
+                 reshape: Optional[Reshape] = None, batch_size: int = 64):
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be a positive integer, got {batch_size}")
+        self.model = model
+        self.engine = ActivationCapture(model, target_layer, reshape)
+        self.batch_size = batch_size
+
+    def masked_scores(self, images: Tensor, activations: Tensor, classes: Tensor) -> Tensor:
+        """Logits of ``classes`` (B, M) for every channel mask: (B, M, C)."""
+        size = tuple(images.shape[-2:])
+        b, c = activations.shape[:2]
+        scores = activations.new_empty(b, c, classes.shape[1])
+        all_zero = activations.flatten(2).eq(0).all(-1)  # (B, C)
+        with eval_no_grad(self.model):
+            if all_zero.any():  # these channels all mask the input to exactly zero
+                zero_logits = self.model(torch.zeros_like(images[:1]))[0]  # (K,)
+                rows, cols = all_zero.nonzero(as_tuple=True)
+                scores[rows, cols] = zero_logits[classes[rows]]
+            for image_idx, channel_idx in channel_pairs(activations, self.batch_size, all_zero):
+                chosen = activations[image_idx, channel_idx][:, None]  # (n, 1, h, w)
+                masks = F.interpolate(chosen, size=size, mode="bilinear", align_corners=True)
+                lo = masks.amin(dim=(-2, -1), keepdim=True)
+                hi = masks.amax(dim=(-2, -1), keepdim=True)
+                masks = (masks - lo) / (hi - lo + 1e-8)
+                logits = self.model(images[image_idx] * masks)  # (n, K)
+                scores[image_idx, channel_idx] = logits.gather(1, classes[image_idx])
+        return scores.transpose(1, 2)
+
+    def explain(self, images: Tensor, targets: TargetSpec = "top1", *, relu: bool = True,
+                upsample: bool = True, normalize: bool = False) -> SaliencyMaps:
+        check_images(images)
+        cap = self.engine(images)
+        images = images.detach().to(cap.activations.device)
+        chosen = resolve_targets(targets, cap.logits)
+        scores = self.masked_scores(images, cap.activations, as_rows(chosen))  # (B, M, C)
+        weights = torch.softmax(scores, dim=-1)
+        raw = torch.einsum("bmc,bchw->bmhw", weights, cap.activations)
+        if chosen.ndim == 1:
+            raw = raw[:, 0]
+        maps, degenerate = finish_maps(raw, tuple(images.shape[-2:]), relu=relu, upsample=upsample,
+                                       normalize=normalize)
+        return SaliencyMaps(maps=maps, targets=chosen, degenerate=degenerate, logits=cap.logits, raw=raw,
+                            method=self.name, layer=self.engine.layer_name,
+                            info={"channel_scores": scores if chosen.ndim == 2 else scores[:, 0]})
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(layer={self.engine.layer_name!r}, batch_size={self.batch_size})"
