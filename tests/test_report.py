@@ -322,6 +322,43 @@ def test_fidelity_report(fashion_fidelity, reports):
     assert len(tests) == 8 and "Paired tests" in page  # case vs gradcam and layercam, 4 measures
 
 
+@pytest.fixture(scope="module")
+def combined_report(fashion_diagnose, fashion_fidelity, photo_diagnose, tmp_path_factory) -> Path:
+    """One page for three runs: two models, both kinds."""
+    return write_report(fashion_diagnose, tmp_path_factory.mktemp("combined") / "all.html",
+                        more_runs=[fashion_fidelity, photo_diagnose])
+
+
+def test_one_page_for_several_runs(fashion_diagnose, fashion_fidelity, photo_diagnose, combined_report):
+    from case_saliency.report.html import combined_rows
+
+    out = combined_report
+    tmp_path = out.parent
+    page = out.read_text(encoding="utf-8")
+    # 2 + 1 histograms and 3 + 3 gallery images, the confusion map, box plots and curves
+    assert len(check_self_contained(page)) == 12
+    assert sorted(p.name for p in (tmp_path / "figures").iterdir()) == [
+        "1-diagnose-small-cnn", "2-fidelity-small-cnn", "3-diagnose-efficientnet_lite0"]
+    runs = [read_run(p) for p in (fashion_diagnose, fashion_fidelity, photo_diagnose)]
+    summaries = [summarize_run(p) for p in (fashion_diagnose, fashion_fidelity, photo_diagnose)]
+    rows = {(r["model"], r["method"]): r for r in combined_rows(runs, summaries)}
+    assert set(rows) == {("small-cnn", m) for m in ("gradcam", "gradcam++", "case", "layercam")} | {
+        ("efficientnet_lite0", m) for m in ("gradcam", "gradcam++", "case")}
+    agreement, fidelity = summaries[0]["agreement"], summaries[1]["fidelity"]
+    case_k5 = agreement[(agreement["method"] == "case") & (agreement["k_percent"] == 5.0)].iloc[0]
+    case_fid = fidelity[fidelity["method"] == "case"].iloc[0]
+    assert rows["small-cnn", "case"]["mean"] == case_k5["mean"] and rows["small-cnn", "case"]["p"] == case_k5["pvalue"]
+    assert rows["small-cnn", "case"]["insertion"] == case_fid["insertion_auc_mean"]
+    assert "mean" not in rows["small-cnn", "layercam"] and "drop" not in rows["efficientnet_lite0", "case"]
+    # Best values are marked within each model: one ★ per model in the agreement column.
+    combined = page[page.index('id="combined"'):page.index('id="run1"')]
+    for model in ("small-cnn", "efficientnet_lite0"):
+        means = {m: r["mean"] for (mod, m), r in rows.items() if mod == model and "mean" in r}
+        assert f">{min(means.values()):.1f}&nbsp;★<" in combined
+    assert combined.count("★") >= 2
+    assert f"case-saliency report {fashion_diagnose} {fashion_fidelity} {photo_diagnose} --out {out}" in page
+
+
 def test_not_a_run_directory(tmp_path):
     with pytest.raises(RunDirError, match="no config.json"):
         write_report(tmp_path)
@@ -411,10 +448,11 @@ def render_in_chromium(report: Path, screenshot: Path, tmp_path: Path) -> dict:
 
 
 @pytest.mark.skipif(chromium() is None, reason="needs Debian's chromium (installed by .ci/run); not found on PATH")
-def test_reports_render_in_chromium(reports, tmp_path):
+def test_reports_render_in_chromium(reports, combined_report, tmp_path):
+    reports = {**reports, "combined": combined_report}
     ARTIFACTS.mkdir(exist_ok=True)
     for key, name in (("photos", "report.png"), ("diagnose", "report-fashion.png"),
-                      ("fidelity", "report-fidelity.png")):
+                      ("fidelity", "report-fidelity.png"), ("combined", "report-combined.png")):
         report = reports[key]
         screenshot = ARTIFACTS / name
         screenshot.unlink(missing_ok=True)

@@ -1,4 +1,4 @@
-"""`case-saliency report RUN_DIR`: one self-contained HTML page (and PNG/PDF figures) for a run."""
+"""`case-saliency report RUN_DIR [RUN_DIR ...]`: one self-contained HTML page (and PNG/PDF figures)."""
 
 from __future__ import annotations
 
@@ -12,20 +12,23 @@ from .app import app
 
 @app.command("report")
 def report(
-    run_dir: Path = typer.Argument(..., help="a run directory written by `diagnose` or `fidelity`"),
-    out: Optional[Path] = typer.Option(None, "--out", help="the HTML file to write (default RUN_DIR/report.html); "
-                                       "figures go to figures/ beside it"),
+    run_dirs: list[Path] = typer.Argument(..., metavar="RUN_DIR...", help="run directories written by `diagnose` or `fidelity`; several "
+                                          "go on one page (e.g. a model's diagnose and fidelity runs, or several "
+                                          "models) with a table across them first"),
+    out: Optional[Path] = typer.Option(None, "--out", help="the HTML file to write (default: report.html in the "
+                                       "first RUN_DIR); figures go to figures/ beside it"),
     threshold: Optional[float] = typer.Option(None, help="agreement threshold, percent (default: the run's)"),
     alpha: Optional[float] = typer.Option(None, help="significance level (default: the run's)"),
     holm: bool = typer.Option(False, help="Holm-correct the p-values"),
 ) -> None:
-    """Write a self-contained HTML report: summary table, histograms, box plots, curves, gallery, confusion."""
+    """Write a self-contained HTML report of runs: tables, histograms, box plots, curves, gallery, confusion."""
     from ..report import RunDirError, write_report
 
     try:
-        path = write_report(run_dir, out, threshold=threshold, alpha=alpha, correction="holm" if holm else None)
+        path = write_report(run_dirs[0], out, more_runs=run_dirs[1:], threshold=threshold, alpha=alpha,
+                            correction="holm" if holm else None)
     except (RunDirError, FileNotFoundError) as error:
-        typer.echo(f"error: RUN_DIR {run_dir}: {error}", err=True)
+        typer.echo(f"error: RUN_DIR: {error}", err=True)
         raise typer.Exit(2) from None
     typer.echo(f"report: {path}")
     typer.echo(f"figures (PNG, PDF): {path.parent / 'figures'}")

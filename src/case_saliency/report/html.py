@@ -11,6 +11,7 @@ import base64
 import html
 import json
 import math
+import shlex
 from pathlib import Path
 from typing import Any, Callable, Optional, Sequence
 
@@ -48,8 +49,16 @@ class Column:
     better (None: no best value is marked)."""
 
     def __init__(self, header: str, key: str, fmt: Callable[[Any], str], better: Optional[str] = None,
-                 title: str = ""):
+                 title: str = "", text: Optional[bool] = None):
         self.header, self.key, self.fmt, self.better, self.title = header, key, fmt, better, title
+        self.text = fmt is str if text is None else text  # text columns align left
+
+
+def _as_float(value: Any) -> float:
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return math.nan
 
 
 def _best_rows(rows: Sequence[dict], column: Column, groups: Sequence[Any]) -> set[int]:
@@ -59,7 +68,7 @@ def _best_rows(rows: Sequence[dict], column: Column, groups: Sequence[Any]) -> s
     best: set[int] = set()
     for group in dict.fromkeys(groups):
         members = [i for i, g in enumerate(groups) if g == group]
-        values = {i: float(rows[i].get(column.key, math.nan)) for i in members}
+        values = {i: _as_float(rows[i].get(column.key)) for i in members}
         finite = {i: v for i, v in values.items() if math.isfinite(v)}
         if len(finite) < 2:
             continue  # one value is not a "best"
@@ -76,14 +85,14 @@ def table_html(rows: Sequence[dict], columns: Sequence[Column], groups: Optional
     marks = {c.key: _best_rows(rows, c, groups) for c in columns}
     arrows = {"low": " ↓", "high": " ↑", None: ""}
     text_class = ' class="text"'
-    head = "".join(f'<th scope="col"{text_class if c.fmt is str else ""} title="{e(c.title)}">'
+    head = "".join(f'<th scope="col"{text_class if c.text else ""} title="{e(c.title)}">'
                    f'{e(c.header)}{arrows[c.better]}</th>' for c in columns)
     body = []
     for i, row in enumerate(rows):
         cells = []
         for c in columns:
             text = e(c.fmt(row.get(c.key)))
-            classes = ["text"] if c.fmt is str else []
+            classes = ["text"] if c.text else []
             if i in marks[c.key]:
                 classes.append("best")
                 text += "&nbsp;★"
@@ -91,7 +100,8 @@ def table_html(rows: Sequence[dict], columns: Sequence[Column], groups: Optional
             cells.append(f"<td{attribute}>{text}</td>")
         body.append("<tr>" + "".join(cells) + "</tr>")
     cap = f"<caption>{caption}</caption>" if caption else ""
-    return f'<table class="summary">{cap}<thead><tr>{head}</tr></thead><tbody>{"".join(body)}</tbody></table>'
+    return (f'<div class="scroll"><table class="summary">{cap}<thead><tr>{head}</tr></thead>'
+            f'<tbody>{"".join(body)}</tbody></table></div>')
 
 
 def _records(frame) -> list[dict]:
@@ -106,8 +116,9 @@ def _img(png: Path, alt: str) -> str:
 def _figure(fig, folder: Path, stem: str, alt: str, caption: str, dpi: Optional[int] = None) -> str:
     """Save a figure as PNG and PDF and return a <figure> embedding the PNG."""
     png, pdf = F.save_figure(fig, folder, stem, dpi=dpi)
+    where = "figures/" if folder.name == "figures" else f"figures/{folder.name}/"
     return (f'<figure>{_img(png, alt)}<figcaption>{caption} <span class="files">'
-            f'({e(png.name)}, {e(pdf.name)} in figures/)</span></figcaption></figure>')
+            f'({e(png.name)}, {e(pdf.name)} in {e(where)})</span></figcaption></figure>')
 
 
 def _diagnose_sections(run: Run, summary: dict, folder: Path) -> tuple[str, str]:
@@ -282,6 +293,9 @@ caption { text-align: left; font-weight: 600; padding-bottom: 0.3rem; }
 th, td { border-bottom: 1px solid #e2e2e2; padding: 0.3rem 0.6rem; text-align: right; vertical-align: top; }
 th { background: #eef1f4; }
 table.summary td { white-space: nowrap; }
+.scroll { overflow-x: auto; max-width: 100%; }
+#combined table.summary { font-size: 0.84rem; }
+#combined th, #combined td { padding: 0.3rem 0.45rem; }
 td.text, th.text, table.meta td, table.meta th, table.neighbours td, table.neighbours th { text-align: left; }
 tbody tr:nth-child(even) { background: #fafafa; }
 td.best { font-weight: 700; background: #fff2b3; }
@@ -295,12 +309,21 @@ pre { background: #f3f3f3; padding: 0.7rem; overflow-x: auto; white-space: pre-w
 """
 
 
-def render(run: Run, folder: Path, threshold: Optional[float] = None, alpha: Optional[float] = None,
-           correction: Optional[str] = None) -> str:
-    """The page's HTML for a run; figures are written to ``folder``."""
-    from ..runs.summary import summarize_run
+def _run_title(run: Run) -> str:
+    return f"{run.kind} run: {run.model} on {run.config.get('dataset')}"
 
-    summary = summarize_run(run.path, threshold=threshold, alpha=alpha, correction=correction)
+
+def _run_subtitle(run: Run) -> str:
+    config = run.config
+    return (f"layer {e(config.get('layer'))} · {len(run.methods)} methods · "
+            f"{len({row['image_id'] for row in run.rows})} images · seed {e(config.get('seed'))} · "
+            f"contrast {e(config.get('contrast'))}")
+
+
+def _run_sections(run: Run, summary: dict, folder: Path, page_command: Optional[str] = None
+                  ) -> list[tuple[str, str, str]]:
+    """(id suffix, heading, HTML) of one run's sections, empty ones left out. page_command: the
+    command that rewrites this page (default: the report of this run alone)."""
     if not run.rows:
         table, plots = ("<p class=\"note\">results.csv has no rows yet: the run has not scored an image. "
                         "Resume it, then write the report again.</p>", "")
@@ -308,19 +331,68 @@ def render(run: Run, folder: Path, threshold: Optional[float] = None, alpha: Opt
         table, plots = _diagnose_sections(run, summary, folder)
     else:
         table, plots = _fidelity_sections(run, summary, folder)
-    gallery = _gallery_section(run, folder)
-    confusion = _confusion_section(run, folder)
-    config = run.config
-    title = f"{run.kind} run: {run.model} on {config.get('dataset')}"
-    subtitle = (f"layer {e(config.get('layer'))} · {len(run.methods)} methods · "
-                f"{len({row['image_id'] for row in run.rows})} images · seed {e(config.get('seed'))} · "
-                f"contrast {e(config.get('contrast'))}")
-    sections = [("summary", "Summary", table), ("figures", "Figures", plots), ("gallery", "Gallery", gallery),
-                ("confusion", "Confusion and contrast neighbours", confusion)]
-    sections = [(key, name, body) for key, name, body in sections if body]
-    command = config.get("command") or "(not recorded)"
-    body = "".join(f'<section id="{key}"><h2>{name}</h2>{content}</section>' for key, name, content in sections)
-    nav = "".join(f'<a href="#{key}">{name}</a>' for key, name, _ in sections)
+    command = run.config.get("command") or "(not recorded)"
+    page = (f"<p>This page:</p><pre><code>{e(page_command)}</code></pre>" if page_command else
+            f"<p>Its page alone:</p><pre><code>case-saliency report {e(run.path)}</code></pre>")
+    reproduce = f"<p>The run:</p><pre><code>{e(command)}</code></pre>{page}"
+    sections = [("summary", "Summary", table), ("figures", "Figures", plots),
+                ("gallery", "Gallery", _gallery_section(run, folder)),
+                ("confusion", "Confusion and contrast neighbours", _confusion_section(run, folder)),
+                ("metadata", "Metadata", _metadata_section(run)), ("reproduce", "Reproduce", reproduce)]
+    return [(key, name, body) for key, name, body in sections if body]
+
+
+def combined_rows(runs: Sequence[Run], summaries: Sequence[dict]) -> list[dict]:
+    """One row per (model, method) over several runs: the agreement test of the diagnose runs (at
+    their first k) next to the fidelity means, so a method's class sensitivity and faithfulness
+    read side by side."""
+    rows: dict[tuple[str, str], dict] = {}
+    for run, summary in zip(runs, summaries):
+        if run.kind == "diagnose":
+            table = _records(summary["agreement"])
+            first_k = min((r["k_percent"] for r in table), default=None)
+            for r in table:
+                if r["k_percent"] != first_k:
+                    continue
+                row = rows.setdefault((run.model, r["method"]), {"model": run.model, "method": r["method"]})
+                p_key = "p_holm" if "p_holm" in r else "pvalue"
+                row.update({"k_percent": r["k_percent"], "n_agreement": r["n"], "mean": r["mean"], "sd": r["sd"],
+                            "statistic": r["statistic"], "p": r[p_key], "conclusion": r["conclusion"]})
+        else:
+            for r in _records(summary["fidelity"]):
+                row = rows.setdefault((run.model, r["method"]), {"model": run.model, "method": r["method"]})
+                row.update({"n_fidelity": r["n"], "drop": r["drop_relative_mean"], "drop_sd": r["drop_relative_sd"],
+                            "deletion": r["deletion_auc_mean"], "insertion": r["insertion_auc_mean"]})
+    return list(rows.values())
+
+
+def _combined_table(runs: Sequence[Run], summaries: Sequence[dict]) -> str:
+    rows = combined_rows(runs, summaries)
+    ks = sorted({row["k_percent"] for row in rows if "k_percent" in row})
+    k_text = "/".join(f"{k:g}" for k in ks)
+    count = lambda v: "–" if v is None or v != v else str(int(v))  # noqa: E731 (NaN-safe count)
+    columns = [Column("Model", "model", str), Column("Method", "method", str),
+               Column("N (diagnose)", "n_agreement", count),
+               Column(f"Agreement mean % at k={k_text}", "mean", lambda v: number(v, 1), "low"),
+               Column("SD", "sd", lambda v: number(v, 1)), Column("Wilcoxon W", "statistic", lambda v: number(v, 1)),
+               Column("p", "p", number, "low", "one-sided Wilcoxon signed-rank, H1: median < threshold"),
+               Column("Conclusion", "conclusion", lambda v: "–" if v is None else str(v), text=True),
+               Column("N (fidelity)", "n_fidelity", count),
+               Column("Relative drop", "drop", number, "high"), Column("SD", "drop_sd", number),
+               Column("Deletion AUC", "deletion", number, "low"), Column("Insertion AUC", "insertion", number, "high")]
+    note = ("<p class=\"note\">One row per model and method, from the runs below. ★ marks the best value of a "
+            "column within each model (↓ lower is better, ↑ higher). Low agreement means class-sensitive maps; "
+            "a high drop, low deletion and high insertion AUC mean faithful maps. Contrastive methods "
+            f"({e(', '.join(CONTRASTIVE))}) lower agreement by construction: read both halves together.</p>")
+    return table_html(rows, columns, groups=[row["model"] for row in rows],
+                      caption="Class sensitivity and fidelity, per model and method") + note
+
+
+def _page(title: str, subtitle: str, sections: Sequence[tuple[str, str, str, int]]) -> str:
+    """sections: (id, heading, HTML, level): level 2 headings are in the navigation bar."""
+    body = "".join(f'<section id="{key}"><h{level}>{name}</h{level}>{content}</section>'
+                   for key, name, content, level in sections)
+    nav = "".join(f'<a href="#{key}">{name}</a>' for key, name, _, level in sections if level == 2)
     return f"""<!DOCTYPE html>
 <html lang="en">
 <head>
@@ -334,32 +406,61 @@ def render(run: Run, folder: Path, threshold: Optional[float] = None, alpha: Opt
 <header>
 <h1>{e(title)}</h1>
 <p class="subtitle">{subtitle}</p>
-<nav>{nav}<a href="#metadata">Metadata</a><a href="#reproduce">Reproduce</a></nav>
+<nav>{nav}</nav>
 </header>
 {body}
-<section id="metadata"><h2>Metadata</h2>{_metadata_section(run)}</section>
-<section id="reproduce"><h2>Reproduce</h2>
-<p>The run:</p><pre><code>{e(command)}</code></pre>
-<p>This page:</p><pre><code>case-saliency report {e(run.path)}</code></pre>
-</section>
 </main>
 </body>
 </html>
 """
 
 
-def write_report(run_dir: Path, out: Optional[Path] = None, *, threshold: Optional[float] = None,
-                 alpha: Optional[float] = None, correction: Optional[str] = None) -> Path:
+def render(runs: Sequence[Run], folder: Path, threshold: Optional[float] = None, alpha: Optional[float] = None,
+           correction: Optional[str] = None, command: str = "") -> str:
+    """The page's HTML for one run or several; figures are written to ``folder`` (one subfolder
+    per run when there are several)."""
+    from ..runs.summary import summarize_run
+
+    summaries = [summarize_run(run.path, threshold=threshold, alpha=alpha, correction=correction) for run in runs]
+    if len(runs) == 1:
+        run = runs[0]
+        sections = [(key, name, body, 2) for key, name, body in _run_sections(run, summaries[0], folder,
+                                                                               command or None)]
+        return _page(_run_title(run), _run_subtitle(run), sections)
+    sections = [("combined", "Summary across runs", _combined_table(runs, summaries), 2)]
+    for i, (run, summary) in enumerate(zip(runs, summaries), start=1):
+        prefix = f"run{i}"
+        sub = folder / f"{i}-{run.kind}-{safe_name(run.model)}"
+        parts = _run_sections(run, summary, sub)
+        inner = "".join(f'<section id="{prefix}-{key}"><h3>{name}</h3>{body}</section>' for key, name, body in parts)
+        sections.append((prefix, e(_run_title(run)), f'<p class="subtitle">{_run_subtitle(run)}</p>{inner}', 2))
+    if command:
+        sections.append(("reproduce", "This page", f"<pre><code>{e(command)}</code></pre>", 2))
+    models = sorted({run.model for run in runs})
+    return _page(f"case-saliency report: {len(runs)} runs, {len(models)} model{'s' if len(models) > 1 else ''}",
+                 " · ".join(e(_run_title(run)) for run in runs), sections)
+
+
+def write_report(run_dir: Path, out: Optional[Path] = None, *, more_runs: Sequence[Path] = (),
+                 threshold: Optional[float] = None, alpha: Optional[float] = None,
+                 correction: Optional[str] = None) -> Path:
     """Write the self-contained report of a diagnose or fidelity run directory and return its path.
 
     out: the HTML file (default ``run_dir/report.html``); figures go to ``figures/`` beside it, as
-    PNG and PDF. threshold, alpha: override the run's for the test; correction: None or "holm".
-    Raises ``RunDirError`` (a ValueError) when ``run_dir`` is not a run directory.
+    PNG and PDF. more_runs: further run directories on the same page (e.g. the fidelity run of the
+    same model, or other models), with a table across all of them first.
+    threshold, alpha: override the runs' for the test; correction: None or "holm".
+    Raises ``RunDirError`` (a ValueError) when a directory is not a run directory.
     """
-    run = read_run(Path(run_dir))
-    out = Path(out) if out is not None else run.path / "report.html"
+    runs = [read_run(Path(path)) for path in (run_dir, *more_runs)]
+    out = Path(out) if out is not None else runs[0].path / "report.html"
     out.parent.mkdir(parents=True, exist_ok=True)
-    page = render(run, out.parent / "figures", threshold, alpha, correction)
+    paths = " ".join(shlex.quote(str(run.path)) for run in runs)
+    options = "".join([f" --out {shlex.quote(str(out))}" if out != runs[0].path / "report.html" else "",
+                       f" --threshold {threshold:g}" if threshold is not None else "",
+                       f" --alpha {alpha:g}" if alpha is not None else "", " --holm" if correction == "holm" else ""])
+    page = render(runs, out.parent / "figures", threshold, alpha, correction,
+                  command=f"case-saliency report {paths}{options}")
     tmp = out.with_name(out.name + ".tmp")
     tmp.write_text(page, encoding="utf-8")
     tmp.replace(out)
