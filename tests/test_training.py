@@ -1,0 +1,129 @@
+"""Training the Fashion-MNIST families (short runs on seeded subsets), checkpoints loaded back
+safely, and confusion matrices that refuse another model or other data."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from case_saliency.cli import app
+from case_saliency.confusion import (StaleConfusionMatrix, compute_confusion, confusion_neighbours, default_path,
+                                     load_confusion, resolve_contrast, save_confusion)
+from case_saliency.contrast import ConfusionNeighbours
+from case_saliency.data import open_dataset
+from case_saliency.data.fashion_mnist import DEFAULT_ROOT
+from case_saliency.models import load_model
+from case_saliency.models.fashion import FAMILIES, build
+from case_saliency.training import evaluate, train_fashion
+
+pytestmark = pytest.mark.skipif(not (DEFAULT_ROOT / "train-images-idx3-ubyte.gz").exists(),
+                                reason="Debian's dataset-fashion-mnist is not installed")
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """A ResNet-like model trained for one epoch on 3,000 images (seconds), seed 0."""
+    out = tmp_path_factory.mktemp("train")
+    state_before = torch.get_rng_state()
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # small batches: one thread is as fast, and immune to a busy machine
+    try:
+        result = train_fashion("resnet", seed=0, epochs=1, out_dir=out, train_limit=3000, test_limit=1000,
+                               progress=False)
+    finally:
+        torch.set_num_threads(threads)
+    assert torch.equal(torch.get_rng_state(), state_before)  # the global RNG is left alone
+    return result
+
+
+def test_short_training_learns(trained):
+    meta = trained.metadata
+    assert meta["test_accuracy"] > 60.0  # chance is 10%
+    assert meta["architecture"] == "resnet" and meta["seed"] == 0 and meta["train_data"]["used"] == 3000
+    on_disk = json.loads(trained.metadata_path.read_text())
+    assert on_disk["test_accuracy"] == meta["test_accuracy"] and len(on_disk["data_hash"]) == 64
+    assert on_disk["checkpoint_sha256"] and on_disk["target_layer"] == "layer3"
+
+
+def test_checkpoint_loads_safely_and_reproduces_its_accuracy(trained):
+    raw = torch.load(trained.checkpoint, map_location="cpu", weights_only=True)  # plain values only
+    assert raw["meta"]["architecture"] == "resnet"
+    loaded = load_model(str(trained.checkpoint))
+    assert loaded.class_names[0] == "T-shirt/top" and loaded.input_size == 28 and loaded.target_layer == "layer3"
+    test = open_dataset("fashion-mnist:test")
+    images, labels = test.tensors()
+    generator = torch.Generator().manual_seed(0)
+    torch.randperm(60000, generator=generator)  # the training subset draw, then the test subset's
+    keep = torch.randperm(10000, generator=generator)[:1000]
+    accuracy, _ = evaluate(loaded.model, images[keep], labels[keep])
+    assert accuracy == pytest.approx(trained.metadata["test_accuracy"])
+    # The PIL path (transform) gives the same inputs as the tensor path used in training.
+    image, _, _ = test[int(keep[0])]
+    direct = (images[keep[0]] - 0.2860) / 0.3530
+    assert torch.allclose(loaded.transform(image), direct, atol=1e-6)
+
+
+@pytest.mark.parametrize("architecture", sorted(FAMILIES))
+def test_families_are_seeded_and_have_spatial_target_layers(architecture):
+    first, second = build_seeded(architecture, 3), build_seeded(architecture, 3)
+    assert all(torch.equal(a, b) for a, b in zip(first.state_dict().values(), second.state_dict().values()))
+    other = build_seeded(architecture, 4)
+    assert not all(torch.equal(a, b) for a, b in zip(first.state_dict().values(), other.state_dict().values()))
+    loaded_layer = FAMILIES[architecture][1]
+    outputs = {}
+    module = dict(first.named_modules())[loaded_layer]
+    module.register_forward_hook(lambda m, i, o: outputs.setdefault("a", o))
+    logits = first(torch.zeros(2, 1, 28, 28))
+    assert logits.shape == (2, 10) and outputs["a"].shape[-2:] == (7, 7)
+
+
+def build_seeded(architecture, seed):
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return build(architecture)
+
+
+def test_confusion_matrix_stored_and_refused_when_stale(trained, tmp_path):
+    loaded = load_model(str(trained.checkpoint))
+    test = open_dataset("fashion-mnist:test")
+    matrix = compute_confusion(loaded, test, batch_size=250, limit=500, progress=False)
+    assert matrix.shape == (10, 10) and matrix.sum() == 500
+    labels = test.labels[:500]
+    assert matrix.sum(1).tolist() == np.bincount(labels, minlength=10).tolist()  # rows are true classes
+    path = default_path(loaded, test.name)
+    assert path.parent == trained.checkpoint.parent and path.name.startswith("fashion-resnet-seed0.confusion-")
+    save_confusion(path, matrix, loaded.identity, test.identity(), loaded.class_names)
+    strategy = confusion_neighbours(path, loaded, k=2, data_identity=test.identity())
+    reference = ConfusionNeighbours(matrix, k=2)
+    assert torch.equal(strategy.neighbours, reference.neighbours)
+    assert torch.equal(resolve_contrast("confusion:2", loaded, test.identity()).neighbours, reference.neighbours)
+    assert torch.equal(ConfusionNeighbours(path, k=2).neighbours, reference.neighbours)  # plain file reader too
+    other_model = dict(loaded.identity, weights_sha256="0" * 64, name="other")
+    with pytest.raises(StaleConfusionMatrix, match="computed for model 'fashion-resnet-seed0'"):
+        load_confusion(path, other_model)
+    with pytest.raises(StaleConfusionMatrix, match="not on 'fashion-mnist:train'"):
+        load_confusion(path, loaded.identity, open_dataset("fashion-mnist:train").identity())
+    with pytest.raises(ValueError, match="no labels"):
+        compute_confusion(loaded, open_dataset("samples"), progress=False)
+
+
+def test_cli_train_and_confusion(tmp_path):
+    runner = CliRunner()
+    bad = runner.invoke(app, ["train", "--arch", "alexnet", "--out", str(tmp_path)])
+    assert bad.exit_code == 2 and "choose one of" in bad.output
+    threads = torch.get_num_threads()
+    done = runner.invoke(app, ["train", "--arch", "vgg", "--epochs", "1", "--train-limit", "500", "--test-limit", "200",
+                               "--out", str(tmp_path), "--seed", "2", "--threads", "1"])
+    torch.set_num_threads(threads)
+    assert done.exit_code == 0, done.output
+    checkpoint = tmp_path / "fashion-vgg-seed2.pt"
+    assert checkpoint.exists() and (tmp_path / "fashion-vgg-seed2.json").exists()
+    result = runner.invoke(app, ["confusion", "--model", str(checkpoint), "--limit", "300"])
+    assert result.exit_code == 0, result.output
+    assert "accuracy" in result.output and (tmp_path / "fashion-vgg-seed2.confusion-fashion-mnist_test.json").exists()
+    missing = runner.invoke(app, ["confusion", "--model", str(tmp_path / "nope.pt")])
+    assert missing.exit_code == 2 and "does not exist" in missing.output
