@@ -123,6 +123,11 @@ def test_imagefolder_with_imagenet_class_index(tmp_path):
         open_dataset(f"imagefolder:{tmp_path}", class_index=index)
 
 
+def _dump(obj, path):
+    with open(path, "wb") as handle:
+        pickle.dump(obj, handle, protocol=2)  # the original CIFAR files are protocol-2 pickles
+
+
 def _cifar_batch(rng, n, label_key, classes):
     return {b"batch_label": b"testing", label_key: [int(v) for v in rng.integers(0, classes, n)],
             b"data": rng.integers(0, 255, (n, 3072), dtype=np.uint8), b"filenames": [b"x.png"] * n}
@@ -135,17 +140,17 @@ def test_cifar_python_format(tmp_path, variant):
         folder = tmp_path / "cifar-10-batches-py"
         folder.mkdir()
         for i in range(1, 6):
-            pickle.dump(_cifar_batch(rng, 4, b"labels", 10), open(folder / f"data_batch_{i}", "wb"), protocol=2)
+            _dump(_cifar_batch(rng, 4, b"labels", 10), folder / f"data_batch_{i}")
         test = _cifar_batch(rng, 3, b"labels", 10)
-        pickle.dump(test, open(folder / "test_batch", "wb"), protocol=2)
-        pickle.dump({b"label_names": [f"c{i}".encode() for i in range(10)]}, open(folder / "batches.meta", "wb"))
+        _dump(test, folder / "test_batch")
+        _dump({b"label_names": [f"c{i}".encode() for i in range(10)]}, folder / "batches.meta")
     else:
         folder = tmp_path / "cifar-100-python"
         folder.mkdir()
-        pickle.dump(_cifar_batch(rng, 5, b"fine_labels", 100), open(folder / "train", "wb"), protocol=2)
+        _dump(_cifar_batch(rng, 5, b"fine_labels", 100), folder / "train")
         test = _cifar_batch(rng, 3, b"fine_labels", 100)
-        pickle.dump(test, open(folder / "test", "wb"), protocol=2)
-        pickle.dump({b"fine_label_names": [f"f{i}" for i in range(100)]}, open(folder / "meta", "wb"))
+        _dump(test, folder / "test")
+        _dump({b"fine_label_names": [f"f{i}" for i in range(100)]}, folder / "meta")
     data = open_dataset(f"{variant}:{tmp_path}")  # the parent folder is accepted too
     assert data.name == f"{variant}:test" and len(data) == 3 and len(data.class_names) in (10, 100)
     image, label, image_id = data[1]
@@ -169,8 +174,8 @@ def test_cifar_pickle_with_code_is_refused(tmp_path):
     marker = "/tmp/case_saliency_pwned_by_test"
     if os.path.exists(marker):
         os.unlink(marker)
-    pickle.dump({b"data": _Exploit(), b"labels": [0]}, open(folder / "test_batch", "wb"))
-    pickle.dump({b"label_names": [b"a"]}, open(folder / "batches.meta", "wb"))
+    _dump({b"data": _Exploit(), b"labels": [0]}, folder / "test_batch")
+    _dump({b"label_names": [b"a"]}, folder / "batches.meta")
     with pytest.raises(ValueError, match="refusing to load (posix|os).system"):
         open_dataset(f"cifar10:{folder}")
     assert not os.path.exists(marker)
