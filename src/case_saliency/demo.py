@@ -30,7 +30,8 @@ class OutputFolderInUse(ValueError):
     """The output folder holds something other than a previous demo."""
 
 
-def _prepare_out(out: Path) -> None:
+def _prepare_out(out: Path, create: bool = True) -> None:
+    """Check ``out`` is new, empty or a previous demo; with ``create``, clear the old demo files and create it."""
     if out.exists() and not out.is_dir():
         raise OutputFolderInUse(f"--out {out} is a file; give a folder")
     if out.is_dir() and any(out.iterdir()):
@@ -42,6 +43,8 @@ def _prepare_out(out: Path) -> None:
         if not is_demo:
             raise OutputFolderInUse(f"--out {out} is not empty and does not hold a previous demo; "
                                     "give a new or empty folder")
+        if not create:
+            return
         for name in DEMO_FILES:
             (out / name).unlink(missing_ok=True)
         for name in DEMO_FOLDERS:
@@ -132,8 +135,9 @@ def run_demo(out: Union[str, Path] = "demo-output", model_name: str = "efficient
 
     started = time.time()
     out = Path(out)
-    _prepare_out(out)
+    _prepare_out(out, create=False)  # refuse a folder in use before spending time on the model
     loaded = load_model(model_name)
+    _prepare_out(out)
     photos_set = SamplePhotos()
     contrast = TopLogits(k=1)
     run_diagnose(loaded, photos_set, out, methods=DEMO_METHODS, n=len(photos_set), seed=0, k_percent=(k_percent,),
