@@ -50,7 +50,8 @@ def _prepare_out(out: Path, create: bool = True) -> None:
         for name in DEMO_FOLDERS:
             if (out / name).is_dir():
                 shutil.rmtree(out / name)
-    out.mkdir(parents=True, exist_ok=True)
+    if create:
+        out.mkdir(parents=True, exist_ok=True)
 
 
 def _number(value: str) -> Optional[float]:
