@@ -62,8 +62,10 @@ class LoadedModel:
         """A registered saliency method bound to this model at its default (or the given) layer."""
         from ..methods import get_method
 
-        return get_method(name, self.model, target_layer=target_layer or self.target_layer,
-                          reshape=self.reshape if target_layer is None else kwargs.pop("reshape", None), **kwargs)
+        reshape = kwargs.pop("reshape", self.reshape if target_layer is None else None)
+        if reshape is not None:  # only transformer layers need one; not every method takes it
+            kwargs["reshape"] = reshape
+        return get_method(name, self.model, target_layer=target_layer or self.target_layer, **kwargs)
 
 
 class UnsafeCheckpoint(ValueError):
