@@ -267,8 +267,8 @@ def test_sigkill_then_resume_equals_uninterrupted(cnn_path, tmp_path):
     assert (killed / "results.csv").read_bytes() == (reference / "results.csv").read_bytes()
     assert json.loads((killed / "config.json").read_text()) == json.loads((reference / "config.json").read_text())
     assert len(json.loads((killed / "meta.json").read_text())["resumed"]) == 2
-    ref_gallery = sorted(p.name for p in (reference / "gallery").glob("*.npz") if not p.name.endswith(".tmp.npz"))
-    got_gallery = sorted(p.name for p in (killed / "gallery").glob("*.npz") if not p.name.endswith(".tmp.npz"))
+    ref_gallery = sorted(p.name for p in (reference / "gallery").glob("*.npz"))
+    got_gallery = sorted(p.name for p in (killed / "gallery").glob("*.npz"))
     assert ref_gallery == got_gallery and len(ref_gallery) == 3
     for name in ref_gallery:
         with np.load(reference / "gallery" / name) as a, np.load(killed / "gallery" / name) as b:

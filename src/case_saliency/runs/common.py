@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import inspect
+import os
 import platform
 import sys
 from dataclasses import dataclass, field
@@ -252,6 +253,11 @@ def command_line() -> str:
 
 
 def save_npz_atomic(path: Path, **arrays: np.ndarray) -> None:
-    tmp = path.with_name(path.stem + ".tmp.npz")
-    np.savez_compressed(tmp, **arrays)
-    tmp.replace(path)
+    """Write an .npz via a temporary ``<name>.npz.tmp`` (which a ``*.npz`` glob never picks up),
+    fsync, rename: a reader sees the old file or the new one, never half of one."""
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "wb") as handle:  # a file object: NumPy adds no ".npz" suffix
+        np.savez_compressed(handle, **arrays)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(tmp, path)
