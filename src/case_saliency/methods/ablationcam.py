@@ -21,8 +21,11 @@ log = logging.getLogger("case_saliency")
 
 @register("ablationcam")
 class AblationCAM(SaliencyMethod):
-    """Ablation-CAM: ``w_c = (y - y_c) / y`` with y the target logit and y_c the logit with channel
-    c of the layer output set to ``ablation_value``; map = ReLU(sum_c w_c A_c), bilinear to (H, W).
+    """Ablation-CAM (Desai & Ramaswamy, 2020): weights = relative logit drop when a channel is zeroed.
+
+    ``w_c = (y - y_c) / y`` with y the target logit and y_c the logit with channel c of the layer
+    output set to ``ablation_value``; map = ReLU(sum_c w_c A_c), bilinear to (H, W). A target logit
+    of exactly 0 gives non-finite weights (as in the reference).
 
     As in pytorch-grad-cam (the parity reference) the scores are raw logits and the drop is
     divided by the (signed) unablated logit. One deviation: pytorch-grad-cam ablates with 0 only

@@ -114,8 +114,9 @@ class InputXGradient(CaptumMethod):
 
 @register("integrated_gradients")
 class IntegratedGradients(CaptumMethod):
-    """Integrated Gradients (Sundararajan et al., 2017) via ``captum.attr.IntegratedGradients``:
-    the path integral of gradients from ``baseline`` to the input, Gauss-Legendre quadrature.
+    """Integrated Gradients (Sundararajan et al., 2017) via ``captum.attr.IntegratedGradients``.
+
+    The path integral of gradients from ``baseline`` to the input, Gauss-Legendre quadrature.
 
     Cost per image and class: ``n_steps`` forward and ``n_steps`` backward passes to the input,
     run ``internal_batch_size`` at a time.
@@ -143,8 +144,9 @@ class IntegratedGradients(CaptumMethod):
 
 @register("smoothgrad")
 class SmoothGrad(CaptumMethod):
-    """SmoothGrad (Smilkov et al., 2017): |gradient| averaged over noisy copies of the input, via
-    ``captum.attr.NoiseTunnel(Saliency)``. The noise SD is ``noise_level`` times the value range
+    """SmoothGrad (Smilkov et al., 2017): |gradient| averaged over noisy inputs, via Captum's NoiseTunnel.
+
+    ``captum.attr.NoiseTunnel(Saliency)``; the noise SD is ``noise_level`` times the value range
     of the batch (the paper's 15%).
 
     Captum draws the noise from the global RNG; each call here forks it, seeds it from this
@@ -179,8 +181,9 @@ class SmoothGrad(CaptumMethod):
 
 @register("guided_gradcam")
 class GuidedGradCAM(CaptumMethod):
-    """Guided Grad-CAM (Selvaraju et al., 2017) via ``captum.attr.GuidedGradCam``: guided
-    backpropagation times the Grad-CAM map of ``target_layer`` (nearest-upsampled, Captum's default).
+    """Guided Grad-CAM (Selvaraju et al., 2017) via Captum: guided backprop times Grad-CAM.
+
+    Guided backpropagation times the Grad-CAM map of ``target_layer`` (nearest-upsampled, Captum's default).
     Guided backpropagation needs the model's ReLUs to be ``nn.ReLU`` modules (not functional calls).
 
     Cost per image and class: two forwards and two backwards (one for Grad-CAM to the layer, one

@@ -18,7 +18,7 @@ from .channel_batches import eval_no_grad
 
 @register("random")
 class RandomMap(SaliencyMethod):
-    """Independent uniform [0, 1) maps for every image and every requested class.
+    """Random-map control: independent uniform [0, 1) maps per image and class, seeded.
 
     The generator is seeded once at construction and advances with every call, so a fresh
     instance with the same seed reproduces the same sequence of maps, and the maps of two

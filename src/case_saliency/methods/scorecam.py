@@ -19,7 +19,9 @@ from .channel_batches import as_rows, channel_pairs, eval_no_grad
 
 @register("scorecam")
 class ScoreCAM(SaliencyMethod):
-    """Score-CAM, defined as in pytorch-grad-cam (the reference of the parity tests):
+    """Score-CAM (Wang et al., 2020): weights = softmax over channels of the logit of channel-masked inputs.
+
+    Defined as in pytorch-grad-cam (the reference of the parity tests):
 
     - mask_c = upsample(A_c) with bilinear ``align_corners=True`` to the input size, then
       ``(mask_c - min) / (max - min + 1e-8)`` per channel;
