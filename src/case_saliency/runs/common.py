@@ -39,6 +39,7 @@ class ModelBundle:
     target_layer: Optional[str]
     name: str
     identity: dict = field(default_factory=dict)
+    reshape: Optional[Callable] = None  # token -> (B, C, h, w) reshape of a transformer's default layer
 
 
 def state_sha256(model: nn.Module) -> str:
@@ -58,13 +59,16 @@ def as_bundle(model: Any, transform: Optional[Callable] = None, class_names: Opt
         loaded = model
         return ModelBundle(loaded.model, transform or loaded.transform,
                            list(class_names) if class_names is not None else loaded.class_names,
-                           target_layer or loaded.target_layer, name or loaded.name, dict(loaded.identity))
+                           target_layer or loaded.target_layer, name or loaded.name, dict(loaded.identity),
+                           loaded.reshape if target_layer is None else None)
     if hasattr(model, "model") and hasattr(model, "transform"):  # a LoadedModel
         identity = dict(getattr(model, "identity", {}) or {})
+        # The loaded model's reshape belongs to its default layer only (as LoadedModel.method).
+        reshape = getattr(model, "reshape", None) if target_layer is None else None
         return ModelBundle(model.model, transform or model.transform,
                            list(class_names) if class_names is not None else list(model.class_names or []) or None,
                            target_layer or getattr(model, "target_layer", None),
-                           name or getattr(model, "name", type(model.model).__name__), identity)
+                           name or getattr(model, "name", type(model.model).__name__), identity, reshape)
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be a LoadedModel or an nn.Module, got {type(model).__name__}")
     if transform is None:
@@ -97,14 +101,17 @@ def check_methods(methods: Sequence[str]) -> list[str]:
 
 
 def build_method(name: str, model: nn.Module, target_layer: Optional[str], contrast: Any = None,
-                 options: Optional[dict] = None) -> SaliencyMethod:
-    """``get_method`` with only the arguments the method's constructor takes: ``target_layer``
-    where it has one, ``contrast`` for CASE (other methods keep their own default contrast)."""
+                 options: Optional[dict] = None, reshape: Optional[Callable] = None) -> SaliencyMethod:
+    """``get_method`` with only the arguments the method's constructor takes: ``target_layer`` and
+    ``reshape`` (transformers) where it has them, ``contrast`` for CASE (other methods keep their
+    own default contrast)."""
     params = inspect.signature(METHODS[name].__init__).parameters
     takes_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
     kwargs = dict(options or {})
     if target_layer is not None and ("target_layer" in params or takes_any):
         kwargs.setdefault("target_layer", target_layer)
+    if reshape is not None and ("reshape" in params or takes_any):
+        kwargs.setdefault("reshape", reshape)
     if name == "case" and contrast is not None:
         kwargs.setdefault("contrast", contrast)
     return get_method(name, model, **kwargs)

@@ -70,8 +70,8 @@ def run_fidelity(model: Any, dataset: Any, run_dir: Union[str, Path], *, methods
     contrast = contrast if contrast is not None else TopLogits(k=1)
     run_dir = Path(run_dir)
     net, device = bundle.model.eval(), model_device(bundle.model)
-    built = {name: build_method(name, net, bundle.target_layer, contrast, (method_options or {}).get(name))
-             for name in methods}
+    built = {name: build_method(name, net, bundle.target_layer, contrast, (method_options or {}).get(name),
+                                bundle.reshape) for name in methods}
     layer_used = next((getattr(getattr(m, "engine", None), "layer_name", None) for m in built.values()
                        if getattr(m, "engine", None) is not None), bundle.target_layer)
     config = {"kind": "fidelity", "model": bundle.name, "weights": weights,
