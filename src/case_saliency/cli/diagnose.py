@@ -40,13 +40,28 @@ def parse_percents(values: list[str]) -> list[float]:
     return out
 
 
+def _confusion_contrast(path: Path, loaded: Any, k: int) -> Any:
+    """A matrix written by `case-saliency confusion` (.json) is checked against the model; a bare
+    array file (.npy, .pt, .csv) carries no identity, so it is used as given, with a warning."""
+    import logging
+
+    from ..confusion import confusion_neighbours
+    from ..contrast import ConfusionNeighbours
+
+    if Path(path).suffix.lower() == ".json":
+        return confusion_neighbours(path, loaded, k)
+    logging.getLogger("case_saliency").warning(
+        "--confusion %s has no model identity; make sure it was computed for this model", path)
+    return ConfusionNeighbours(str(path), k=k)
+
+
 def resolve_inputs(model: str, weights: Optional[str], data: str, root: Optional[str], methods: str,
                    contrast_k: int, confusion: Optional[Path], device: str) -> tuple[Any, Any, list[str], Any]:
     """Load model and dataset by name, check the methods, build CASE's contrast: (loaded, dataset, methods,
     contrast). Bad inputs exit with code 2 and a message naming them."""
     import torch
 
-    from ..contrast import ConfusionNeighbours, TopLogits
+    from ..contrast import TopLogits
     from ..data import open_dataset
     from ..runs.common import check_methods
 
@@ -69,7 +84,7 @@ def resolve_inputs(model: str, weights: Optional[str], data: str, root: Optional
     if contrast_k < 1:
         raise fail(f"--contrast-k {contrast_k}: CASE needs at least one contrast class")
     try:
-        contrast = ConfusionNeighbours(str(confusion), k=contrast_k) if confusion else TopLogits(k=contrast_k)
+        contrast = _confusion_contrast(confusion, loaded, contrast_k) if confusion else TopLogits(k=contrast_k)
     except (ValueError, FileNotFoundError, OSError) as error:
         raise fail(f"--confusion {confusion}: {error}") from None
     if device == "auto":
