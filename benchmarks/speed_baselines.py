@@ -3,6 +3,7 @@ images per second (medians of repeats) and the ratios ours / reference.
 
     .venv/bin/python benchmarks/speed_baselines.py                  # resnet50, 224x224, 2 threads
     .venv/bin/python benchmarks/speed_baselines.py --perturb-images 2 --perturb-repeats 3
+    .venv/bin/python benchmarks/speed_baselines.py --rows scorecam      # one group only
 
 Rows (resnet50 with random weights: speed does not depend on them; target layer "layer4"):
 - Score-CAM: ours vs pytorch-grad-cam's ScoreCAM, both with the same channel batch size. 2048
@@ -72,7 +73,8 @@ def main() -> None:
     parser.add_argument("--channel-batch", type=int, default=64, help="batch_size of both Score-/Ablation-CAMs")
     parser.add_argument("--gradient-images", type=int, default=2, help="images for IG and SmoothGrad")
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--skip-scorecam", action="store_true")
+    parser.add_argument("--rows", nargs="+", default=["ablation", "scorecam", "eigencam", "captum"],
+                        choices=["ablation", "scorecam", "eigencam", "captum"], help="which groups of rows to run")
     parser.add_argument("--arch", default="resnet50", help="a torchvision ResNet (smoke tests: resnet18)")
     parser.add_argument("--size", type=int, default=224, help="input side in pixels")
     args = parser.parse_args()
@@ -102,19 +104,20 @@ def main() -> None:
 
     rows["forward only"] = images_per_second(forward, images, reps)
 
-    for layer_name in ("layer4", "layer4[-1].conv3" if hasattr(model.layer4[-1], "conv3") else "layer4[-1].conv2"):
+    ablation_layers = ("layer4", "layer4[-1].conv3" if hasattr(model.layer4[-1], "conv3") else "layer4[-1].conv2")
+    for layer_name in ablation_layers if "ablation" in args.rows else ():
         layer, _ = resolve_layer(model, layer_name)
         ours = AblationCAM(model, layer_name, batch_size=bs)
         start = time.perf_counter()
         ours(few[:1], "top1")  # traces and verifies the split
-        rows[f"Ablation-CAM split set-up, {layer_name} (s)"] = time.perf_counter() - start
+        rows[f"Ablation-CAM 1st call (trace+check), {layer_name} (s)"] = time.perf_counter() - start
         ref = RefAblationCAM(model, [layer], batch_size=bs)
         targets = grad_cam_targets(model, few)
         theirs = images_per_second(lambda x: ref(x, targets[: len(x)]), few, prep, warmup=False)
         ref.activations_and_grads.release()
         pairs.append((f"Ablation-CAM {layer_name}", images_per_second(lambda x: ours(x, "top1"), few, prep), theirs))
 
-    if not args.skip_scorecam:
+    if "scorecam" in args.rows:
         layer, _ = resolve_layer(model, "layer4")
         ref = RefScoreCAM(model, [layer])
         ref.batch_size = bs  # pytorch-grad-cam reads this attribute (default 16)
@@ -124,12 +127,13 @@ def main() -> None:
         ours = ScoreCAM(model, "layer4", batch_size=bs)
         pairs.append(("Score-CAM layer4", images_per_second(lambda x: ours(x, "top1"), few, prep, warmup=False), theirs))
 
-    layer, _ = resolve_layer(model, "layer4")
-    ref = RefEigenCAM(model, [layer])
-    theirs = images_per_second(lambda x: ref(x, None), images, reps)
-    ref.activations_and_grads.release()
-    pairs.append(("EigenCAM layer4", images_per_second(lambda x: EigenCAM(model, "layer4")(x), images, reps), theirs))
-    rows["random control (ours)"] = images_per_second(lambda x: RandomMap(model, seed=0)(x), images, reps)
+    if "eigencam" in args.rows:
+        layer, _ = resolve_layer(model, "layer4")
+        ref = RefEigenCAM(model, [layer])
+        theirs = images_per_second(lambda x: ref(x, None), images, reps)
+        ref.activations_and_grads.release()
+        pairs.append(("EigenCAM layer4", images_per_second(lambda x: EigenCAM(model, "layer4")(x), images, reps), theirs))
+        rows["random control (ours)"] = images_per_second(lambda x: RandomMap(model, seed=0)(x), images, reps)
 
     def direct(attribution, x, **kwargs):
         with torch.no_grad():
@@ -148,7 +152,7 @@ def main() -> None:
         ("guided_gradcam layer4", GuidedGradCAM(model, "layer4"),
          lambda x: direct(CaptumGuidedGradCam(model, model.layer4), x), images[:4]),
     ]
-    for name, method, reference, batch in captum_rows:
+    for name, method, reference, batch in captum_rows if "captum" in args.rows else ():
         theirs = images_per_second(reference, batch, reps)
         pairs.append((f"{name} (Captum)", images_per_second(lambda x: method(x, "top1"), batch, reps), theirs))
 
