@@ -209,6 +209,8 @@ def test_untraceable_model_falls_back_to_full_forwards():
 
 @pytest.mark.parametrize("cls", [ScoreCAM, AblationCAM], ids=["scorecam", "ablationcam"])
 def test_model_state_restored(cls, resnet18):
+    # The fixture is shared: pytorch-grad-cam's parity runs leave .grad behind, so start clean.
+    resnet18.zero_grad(set_to_none=True)
     resnet18.train()
     resnet18.fc.eval()
     flags = [m.training for m in resnet18.modules()]
