@@ -23,9 +23,7 @@ of one run, not single timings.
 from __future__ import annotations
 
 import argparse
-import statistics
 import tempfile
-import time
 from pathlib import Path
 from typing import Callable
 
@@ -37,6 +35,7 @@ from PIL import Image
 from case_saliency import get_method
 from case_saliency.layers import resolve_layer
 from case_saliency.metrics import top_count, topk_agreement
+from common import naive_case_map, seconds
 
 OURS = ["gradcam", "gradcam++", "hirescam", "xgradcam", "layercam", "finercam", "case"]
 
@@ -65,28 +64,10 @@ def numpy_agreement(a: np.ndarray, b: np.ndarray, k: float = 5.0) -> float:
     return 100.0 * len(top_a & top_b) / n
 
 
-def naive_case_map(model: torch.nn.Module, layer: torch.nn.Module, image: torch.Tensor, target: int,
-                   contrast: list[int]) -> np.ndarray:
-    """CASE as the public code computes it: a full forward and backward pass per class."""
-    store: dict = {}
-    handle = layer.register_forward_hook(lambda m, i, o: store.update(out=o))
-    try:
-        weights = []
-        for cls in [target, *contrast]:
-            x = image[None].clone().requires_grad_(True)
-            logits = model(x)
-            store["out"].retain_grad()
-            model.zero_grad()
-            logits[0, cls].backward()
-            weights.append(store["out"].grad[0].mean(dim=(1, 2)))
-        activation = store["out"].detach()[0]
-    finally:
-        handle.remove()
-    w_t, w_s = weights[0], torch.stack(weights[1:]).mean(0)
-    w_perp = w_t - (w_t @ w_s) / (w_s @ w_s + 1e-8) * w_s
-    cam = torch.relu((w_perp[:, None, None] * activation).sum(0))[None, None]
-    cam = torch.nn.functional.interpolate(cam, size=image.shape[-2:], mode="bilinear", align_corners=False)[0, 0]
-    return cam.numpy()
+def upsample(cam: torch.Tensor, image: torch.Tensor) -> np.ndarray:
+    """A layer-resolution map at the image's size, as the public code scores it."""
+    size = image.shape[-2:]
+    return torch.nn.functional.interpolate(cam[None, None], size=size, mode="bilinear", align_corners=False)[0, 0].numpy()
 
 
 def grad_cam_library(model: torch.nn.Module, layer_name: str) -> Callable[[torch.Tensor], list]:
@@ -123,7 +104,7 @@ def grad_cam_library(model: torch.nn.Module, layer_name: str) -> Callable[[torch
         for i, image in enumerate(images):
             first = naive_case_map(model, layer, image, top2[i][0], [top2[i][1]])  # contrast: top-2
             second = naive_case_map(model, layer, image, top2[i][1], [top2[i][0]])  # contrast: top-1
-            case_scores.append(numpy_agreement(first, second))
+            case_scores.append(numpy_agreement(upsample(first, image), upsample(second, image)))
         out.append(case_scores)
         return out
 
@@ -148,15 +129,6 @@ class RandomPhotos:
 
     def identity(self) -> dict:
         return {"name": self.name, "count": len(self)}
-
-
-def seconds(fn: Callable[[], object], repeats: int) -> float:
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
 
 
 def main() -> None:

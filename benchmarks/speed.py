@@ -6,6 +6,10 @@ forward and backward passes with the input requiring grad).
 
     .venv/bin/python benchmarks/speed.py                 # resnet50 and EfficientNet-Lite0, batch 16
     .venv/bin/python benchmarks/speed.py --repeats 5 --models resnet50
+    .venv/bin/python benchmarks/speed.py --baselines     # then Score-/Ablation-/EigenCAM and Captum rows
+
+``--baselines`` appends the rows of ``speed_baselines.py`` (each baseline next to pytorch-grad-cam's
+or Captum's implementation, same run); they take several minutes, so they are opt-in.
 
 Random weights for resnet50 (speed does not depend on them); real weights for EfficientNet-Lite0.
 The machine is shared and noisy: read the ratios and medians, not single timings.
@@ -14,52 +18,25 @@ The machine is shared and noisy: read the ratios and medians, not single timings
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
-from typing import Callable
 
 import torch
 import torchvision
 
 from case_saliency import CASE, GradCAM, TopLogits
 from case_saliency.layers import resolve_layer
+from common import images_per_second, naive_case_map
 
 
 def naive_case(model: torch.nn.Module, layer_name: str, images: torch.Tensor, k: int) -> torch.Tensor:
-    """The public code's cost model: per image, one full forward and backward per class in {t} + S."""
+    """The public code's cost model: per image, a ranking forward, then one full forward and backward
+    per class in {t} + S (S = the next k logits)."""
     layer, _ = resolve_layer(model, layer_name)
     maps = []
     for image in images:
-        store: dict = {}
-        handle = layer.register_forward_hook(lambda m, i, o: store.update(out=o))
-        try:
-            with torch.no_grad():
-                order = model(image[None]).argsort(dim=1, descending=True)[0, : k + 1].tolist()
-            weights = []
-            for cls in order:
-                x = image[None].clone().requires_grad_(True)
-                logits = model(x)
-                store["out"].retain_grad()
-                model.zero_grad()
-                logits[0, cls].backward()
-                weights.append(store["out"].grad[0].mean(dim=(1, 2)))
-            activation = store["out"].detach()[0]
-        finally:
-            handle.remove()
-        w_t, w_s = weights[0], torch.stack(weights[1:]).mean(0)
-        w_perp = w_t - (w_t @ w_s) / (w_s @ w_s + 1e-8) * w_s
-        maps.append(torch.relu((w_perp[:, None, None] * activation).sum(0)))
+        with torch.no_grad():
+            order = model(image[None]).argsort(dim=1, descending=True)[0, : k + 1].tolist()
+        maps.append(naive_case_map(model, layer, image, order[0], order[1:]))
     return torch.stack(maps)
-
-
-def images_per_second(fn: Callable[[torch.Tensor], object], images: torch.Tensor, repeats: int) -> float:
-    fn(images[:2])  # warm-up
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn(images)
-        times.append(time.perf_counter() - start)
-    return len(images) / statistics.median(times)
 
 
 def bench_model(name: str, model: torch.nn.Module, layer: str, batch: int, repeats: int, naive_images: int) -> dict:
@@ -106,6 +83,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--naive-images", type=int, default=4, help="images for the (slow) naive CASE row")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--baselines", action="store_true", help="also run speed_baselines.py (minutes)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     for name in args.models:
@@ -119,6 +97,11 @@ def main() -> None:
         else:
             raise SystemExit(f"unknown model {name!r}: use resnet50 or efficientnet_lite0")
         bench_model(name, model, layer, args.batch, args.repeats, args.naive_images)
+    if args.baselines:
+        import speed_baselines
+
+        speed_baselines.main(["--batch", str(args.batch), "--repeats", str(args.repeats),
+                              "--threads", str(args.threads)])
 
 
 if __name__ == "__main__":

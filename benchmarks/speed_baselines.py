@@ -23,10 +23,8 @@ The machine is shared and noisy: read the ratios of rows measured in the same ru
 from __future__ import annotations
 
 import argparse
-import warnings
-import statistics
 import time
-from typing import Callable
+import warnings
 
 import torch
 import torchvision
@@ -34,37 +32,10 @@ import torchvision
 from case_saliency import (AblationCAM, EigenCAM, GuidedGradCAM, InputXGradient, IntegratedGradients,
                            RandomMap, Saliency, ScoreCAM, SmoothGrad)
 from case_saliency.layers import resolve_layer
+from common import grad_cam_targets, images_per_second, quiet_tqdm
 
 
-def images_per_second(fn: Callable[[torch.Tensor], object], images: torch.Tensor, repeats: int,
-                      warmup: bool = True) -> float:
-    if warmup:
-        fn(images[:1])
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn(images)
-        times.append(time.perf_counter() - start)
-    return len(images) / statistics.median(times)
-
-
-def quiet_tqdm() -> None:
-    """pytorch-grad-cam prints a tqdm bar per image; silence it (it costs little either way)."""
-    import functools
-
-    import tqdm
-
-    tqdm.tqdm.__init__ = functools.partialmethod(tqdm.tqdm.__init__, disable=True)
-
-
-def grad_cam_targets(model: torch.nn.Module, images: torch.Tensor) -> list:
-    from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
-
-    with torch.no_grad():
-        return [ClassifierOutputTarget(int(c)) for c in model(images).argmax(1)]
-
-
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--batch", type=int, default=16, help="images per call for the cheap methods")
     parser.add_argument("--repeats", type=int, default=3)
@@ -77,7 +48,7 @@ def main() -> None:
                         choices=["ablation", "scorecam", "eigencam", "captum"], help="which groups of rows to run")
     parser.add_argument("--arch", default="resnet50", help="a torchvision ResNet (smoke tests: resnet18)")
     parser.add_argument("--size", type=int, default=224, help="input side in pixels")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     quiet_tqdm()
     warnings.filterwarnings("ignore", message="Setting backward hooks on ReLU")  # Captum, direct calls

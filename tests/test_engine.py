@@ -189,3 +189,17 @@ def test_device_follows_model_on_cuda(random_images):
     model = make_tiny().cuda()
     maps = CASE(model, "features")(torch.randn(2, 3, 16, 16), "top1")  # CPU input moved to the model
     assert maps.device.type == "cuda"
+
+
+def test_cli_lists_every_method_with_its_summary():
+    from typer.testing import CliRunner
+
+    from case_saliency.cli import app
+    from case_saliency.methods import METHODS
+
+    result = CliRunner().invoke(app, ["methods"])
+    assert result.exit_code == 0, result.output
+    lines = {line.split()[0]: line for line in result.output.splitlines() if line.strip()}
+    assert set(lines) == set(METHODS)
+    assert "projection" in lines["case"] and "Grad-CAM" in lines["gradcam"]
+    assert all(len(line.split(None, 1)) == 2 for line in lines.values())  # every name has a description

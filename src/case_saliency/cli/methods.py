@@ -1,14 +1,21 @@
 """`case-saliency methods`: list the available saliency methods."""
 
+import inspect
+
 import typer
 
 from ..methods import METHODS
 from .app import app
 
 
+def summary(cls: type) -> str:
+    """The first paragraph of a method's class docstring (else its module's), on one line."""
+    doc = cls.__doc__ or inspect.getmodule(cls).__doc__ or ""
+    return " ".join(inspect.cleandoc(doc).split("\n\n")[0].split())
+
+
 @app.command("methods")
 def list_methods() -> None:
-    """List the saliency methods by name, with the first line of their description."""
+    """List the saliency methods by name, with the first paragraph of their description."""
     for name, cls in sorted(METHODS.items()):
-        doc = (cls.__doc__ or (__import__(cls.__module__, fromlist=["_"]).__doc__) or "").strip().splitlines()
-        typer.echo(f"{name:24s} {doc[0] if doc else ''}")
+        typer.echo(f"{name:24s} {summary(cls)}")

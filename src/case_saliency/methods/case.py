@@ -26,7 +26,9 @@ def remove_projection(weights: Tensor, direction: Tensor, eps: float = 1e-8) -> 
 
 @register("case")
 class CASE(CAMMethod):
-    """Contrastive Activation for Saliency Estimation.
+    """CASE (Williamson et al., 2025): the target's Grad-CAM weights minus their projection on the
+    mean weights of a contrast set (default: the next logit), so only evidence unique to the target
+    remains.
 
     Args:
         contrast: a contrast strategy (``TopLogits(k)``, ``ConfusionNeighbours(matrix, k)``,
