@@ -27,6 +27,23 @@ def images_per_second(fn: Callable[[torch.Tensor], object], images: torch.Tensor
     return len(images) / seconds(lambda: fn(images), repeats)
 
 
+def interleaved_images_per_second(rows: dict[str, tuple[Callable[[torch.Tensor], object], torch.Tensor, int]]
+                                  ) -> dict[str, float]:
+    """Images per second of each row ``name: (fn, images, repeats)``, median of its repeats, with the
+    rows timed in turn (round robin) so that slow drifts of a shared machine hit all rows alike.
+    Each row is warmed up on one image first."""
+    for fn, images, _ in rows.values():
+        fn(images[:1])
+    times: dict[str, list[float]] = {name: [] for name in rows}
+    for round_ in range(max(repeats for _, _, repeats in rows.values())):
+        for name, (fn, images, repeats) in rows.items():
+            if round_ < repeats:
+                start = time.perf_counter()
+                fn(images)
+                times[name].append(time.perf_counter() - start)
+    return {name: len(rows[name][1]) / statistics.median(t) for name, t in times.items()}
+
+
 def naive_case_map(model: torch.nn.Module, layer: torch.nn.Module, image: torch.Tensor, target: int,
                    contrast: list[int]) -> torch.Tensor:
     """CASE as the paper's public code computes it: a full forward and backward pass per class, input

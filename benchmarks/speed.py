@@ -12,7 +12,8 @@ forward and backward passes with the input requiring grad).
 or Captum's implementation, same run); they take several minutes, so they are opt-in.
 
 Random weights for resnet50 (speed does not depend on them); real weights for EfficientNet-Lite0.
-The machine is shared and noisy: read the ratios and medians, not single timings.
+The machine is shared and noisy: rows are timed in turn (round robin) and reported as medians;
+read the ratios, not single timings.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ import torchvision
 
 from case_saliency import CASE, GradCAM, TopLogits
 from case_saliency.layers import resolve_layer
-from common import images_per_second, naive_case_map
+from common import interleaved_images_per_second, naive_case_map
 
 
 def naive_case(model: torch.nn.Module, layer_name: str, images: torch.Tensor, k: int) -> torch.Tensor:
@@ -50,15 +51,14 @@ def bench_model(name: str, model: torch.nn.Module, layer: str, batch: int, repea
             return model(x)
 
     gradcam, case1, case5 = GradCAM(model, layer), CASE(model, layer, TopLogits(1)), CASE(model, layer, TopLogits(5))
-    rows = {
-        "forward only": images_per_second(forward, images, repeats),
-        "pytorch-grad-cam GradCAM": images_per_second(lambda x: ref(x, None), images, repeats),
-        "GradCAM (ours)": images_per_second(lambda x: gradcam(x, "top1"), images, repeats),
-        "CASE k=1 (ours)": images_per_second(lambda x: case1(x, "top1"), images, repeats),
-        "CASE k=5 (ours)": images_per_second(lambda x: case5(x, "top1"), images, repeats),
-        "naive CASE k=5": images_per_second(lambda x: naive_case(model, layer, x, 5), images[:naive_images],
-                                            max(1, repeats // 2)),
-    }
+    rows = interleaved_images_per_second({
+        "forward only": (forward, images, repeats),
+        "pytorch-grad-cam GradCAM": (lambda x: ref(x, None), images, repeats),
+        "GradCAM (ours)": (lambda x: gradcam(x, "top1"), images, repeats),
+        "CASE k=1 (ours)": (lambda x: case1(x, "top1"), images, repeats),
+        "CASE k=5 (ours)": (lambda x: case5(x, "top1"), images, repeats),
+        "naive CASE k=5": (lambda x: naive_case(model, layer, x, 5), images[:naive_images], max(1, repeats // 2)),
+    })
     ref.activations_and_grads.release()
     print(f"\n{name}, batch {batch}, 224x224, {torch.get_num_threads()} threads, median of {repeats}")
     print(f"{'':28s} {'img/s':>8s}")
