@@ -1,6 +1,5 @@
 """Numerical parity with pytorch-grad-cam (an independent implementation) for the Grad-CAM family."""
 
-import numpy as np
 import pytest
 import torch
 from pytorch_grad_cam import FinerCAM as RefFinerCAM

@@ -3,7 +3,7 @@ A method that does no better than this on a metric has shown nothing on that met
 
 from __future__ import annotations
 
-from typing import Optional, Union
+from typing import Union
 
 import torch
 import torch.nn.functional as F

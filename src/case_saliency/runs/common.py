@@ -209,6 +209,47 @@ def prepare_run_dir(run_dir: Path, config: dict, make_meta: Callable[[], dict]) 
     return config, meta
 
 
+@dataclass
+class OpenedRun:
+    """A run directory ready to fill: the model in eval mode on ``device``, the ``methods`` built by
+    name, the stored ``config`` and ``meta``, and the ``sample`` of dataset indices to process."""
+
+    net: nn.Module
+    device: torch.device
+    methods: dict[str, SaliencyMethod]
+    config: dict
+    meta: dict
+    sample: list[int]
+
+
+def open_run(kind: str, bundle: ModelBundle, dataset: Any, run_dir: Path, *, methods: list[str], contrast: Any,
+             method_options: Optional[dict], n: int, seed: int, correct_only: bool, batch_size: int,
+             settings: dict, weights: Optional[str], dataset_name: Optional[str],
+             command: Optional[str]) -> OpenedRun:
+    """Build the methods, write (or check, when resuming) config.json and meta.json, and draw the
+    sample. ``settings`` holds the kind's own config keys (k_percent, threshold, fill, ...)."""
+    net, device = bundle.model.eval(), model_device(bundle.model)
+    built = {name: build_method(name, net, bundle.target_layer, contrast, (method_options or {}).get(name),
+                                bundle.reshape) for name in methods}
+    # The layer a method resolved (its engine's name) beats the bundle's default, which may be None.
+    layer_used = next((getattr(getattr(m, "engine", None), "layer_name", None) for m in built.values()
+                       if getattr(m, "engine", None) is not None), bundle.target_layer)
+    config = {"kind": kind, "model": bundle.name, "weights": weights,
+              "dataset": dataset_name or getattr(dataset, "name", type(dataset).__name__),
+              "methods": methods, "n": int(n), "seed": int(seed), "layer": layer_used, "contrast": repr(contrast),
+              "correct_only": bool(correct_only), "batch_size": int(batch_size), **settings,
+              "command": command or command_line()}
+
+    def make_meta() -> dict:
+        sample = select_sample(net, dataset, bundle.transform, n, seed, correct_only, batch_size, device)
+        return {"versions": versions(), "model": bundle.identity or {"name": bundle.name}, "layer": layer_used,
+                "dataset": dataset_identity(dataset), "class_names": bundle.class_names or
+                getattr(dataset, "class_names", None), "sample": sample}
+
+    config, meta = prepare_run_dir(run_dir, config, make_meta)
+    return OpenedRun(net, device, built, config, meta, list(meta["sample"]))
+
+
 def finish_meta(run_dir: Path, meta: dict, **extra: Any) -> None:
     meta.update(extra)
     meta["finished"] = now()

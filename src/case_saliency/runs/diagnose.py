@@ -20,9 +20,8 @@ from tqdm.auto import tqdm
 from ..contrast import TopLogits
 from ..maps import SaliencyMaps
 from ..metrics import spearman, ssim, topk_agreement
-from .common import (DEFAULT_METHODS, as_bundle, batches, build_method, check_methods, command_line,
-                     dataset_identity, display_images, error_text, finish_meta, load_items, model_device,
-                     prepare_run_dir, save_npz_atomic, select_sample, versions)
+from .common import (DEFAULT_METHODS, as_bundle, batches, check_methods, display_images, error_text, finish_meta,
+                     load_items, open_run, save_npz_atomic)
 from .store import DIAGNOSE_COLUMNS, ResultsTable
 
 
@@ -92,26 +91,12 @@ def run_diagnose(model: Any, dataset: Any, run_dir: Union[str, Path], *, methods
         raise ValueError(f"k_percent={k_percent}: give one or more percentages in (0, 100], e.g. 5")
     contrast = contrast if contrast is not None else TopLogits(k=1)
     run_dir = Path(run_dir)
-    net, device = bundle.model.eval(), model_device(bundle.model)
-    built = {name: build_method(name, net, bundle.target_layer, contrast, (method_options or {}).get(name),
-                                bundle.reshape) for name in methods}
-    layer_used = next((getattr(getattr(m, "engine", None), "layer_name", None) for m in built.values()
-                       if getattr(m, "engine", None) is not None), bundle.target_layer)
-    config = {"kind": "diagnose", "model": bundle.name, "weights": weights,
-              "dataset": dataset_name or getattr(dataset, "name", type(dataset).__name__),
-              "methods": methods, "n": int(n), "seed": int(seed), "k_percent": k_percent, "threshold": float(threshold),
-              "alpha": float(alpha), "layer": layer_used, "contrast": repr(contrast), "correct_only": bool(correct_only),
-              "fill": None, "signed": bool(signed), "steps": None, "batch_size": int(batch_size),
-              "gallery": int(gallery), "command": command or command_line()}
-
-    def make_meta() -> dict:
-        sample = select_sample(net, dataset, bundle.transform, n, seed, correct_only, batch_size, device)
-        return {"versions": versions(), "model": bundle.identity or {"name": bundle.name}, "layer": layer_used,
-                "dataset": dataset_identity(dataset), "class_names": bundle.class_names or
-                getattr(dataset, "class_names", None), "sample": sample}
-
-    config, meta = prepare_run_dir(run_dir, config, make_meta)
-    sample: list[int] = list(meta["sample"])
+    run = open_run("diagnose", bundle, dataset, run_dir, methods=methods, contrast=contrast,
+                   method_options=method_options, n=n, seed=seed, correct_only=correct_only, batch_size=batch_size,
+                   settings={"k_percent": k_percent, "threshold": float(threshold), "alpha": float(alpha),
+                             "fill": None, "signed": bool(signed), "steps": None, "gallery": int(gallery)},
+                   weights=weights, dataset_name=dataset_name, command=command)
+    sample, built, device = run.sample, run.methods, run.device
     gallery_dir = run_dir / "gallery"
     if gallery > 0:
         gallery_dir.mkdir(exist_ok=True)
@@ -122,7 +107,7 @@ def run_diagnose(model: Any, dataset: Any, run_dir: Union[str, Path], *, methods
             errors += _diagnose_batch(bundle, dataset, chunk, start, methods, built, k_percent, signed, table,
                                       gallery, gallery_dir, device, bar)
         bar.close()
-    finish_meta(run_dir, meta, errors_in_last_session=errors)
+    finish_meta(run_dir, run.meta, errors_in_last_session=errors)
     return run_dir
 
 

@@ -17,9 +17,8 @@ from tqdm.auto import tqdm
 
 from ..contrast import TopLogits
 from ..metrics import FILLS, confidence_drop, deletion_insertion
-from .common import (DEFAULT_METHODS, as_bundle, batches, build_method, check_methods, command_line,
-                     dataset_identity, error_text, finish_meta, load_items, model_device, prepare_run_dir,
-                     select_sample, versions)
+from .common import (DEFAULT_METHODS, as_bundle, batches, check_methods, error_text, finish_meta, load_items,
+                     open_run)
 from .store import FIDELITY_COLUMNS, ResultsTable
 
 
@@ -69,26 +68,12 @@ def run_fidelity(model: Any, dataset: Any, run_dir: Union[str, Path], *, methods
         raise ValueError(f"steps={steps}: use 0 to skip the curves or a positive number of steps")
     contrast = contrast if contrast is not None else TopLogits(k=1)
     run_dir = Path(run_dir)
-    net, device = bundle.model.eval(), model_device(bundle.model)
-    built = {name: build_method(name, net, bundle.target_layer, contrast, (method_options or {}).get(name),
-                                bundle.reshape) for name in methods}
-    layer_used = next((getattr(getattr(m, "engine", None), "layer_name", None) for m in built.values()
-                       if getattr(m, "engine", None) is not None), bundle.target_layer)
-    config = {"kind": "fidelity", "model": bundle.name, "weights": weights,
-              "dataset": dataset_name or getattr(dataset, "name", type(dataset).__name__),
-              "methods": methods, "n": int(n), "seed": int(seed), "k_percent": [float(k_percent)], "threshold": None,
-              "alpha": float(alpha), "layer": layer_used, "contrast": repr(contrast), "correct_only": bool(correct_only),
-              "fill": fill, "signed": False, "steps": int(steps), "batch_size": int(batch_size),
-              "command": command or command_line()}
-
-    def make_meta() -> dict:
-        sample = select_sample(net, dataset, bundle.transform, n, seed, correct_only, batch_size, device)
-        return {"versions": versions(), "model": bundle.identity or {"name": bundle.name}, "layer": layer_used,
-                "dataset": dataset_identity(dataset), "class_names": bundle.class_names or
-                getattr(dataset, "class_names", None), "sample": sample}
-
-    config, meta = prepare_run_dir(run_dir, config, make_meta)
-    sample: list[int] = list(meta["sample"])
+    run = open_run("fidelity", bundle, dataset, run_dir, methods=methods, contrast=contrast,
+                   method_options=method_options, n=n, seed=seed, correct_only=correct_only, batch_size=batch_size,
+                   settings={"k_percent": [float(k_percent)], "threshold": None, "alpha": float(alpha),
+                             "fill": fill, "signed": False, "steps": int(steps)},
+                   weights=weights, dataset_name=dataset_name, command=command)
+    sample, built, device, net = run.sample, run.methods, run.device, run.net
     errors = 0
     with ResultsTable(run_dir / "results.csv", FIDELITY_COLUMNS) as table:
         bar = tqdm(total=len(sample), desc="fidelity", unit="img", disable=not progress)
@@ -106,7 +91,7 @@ def run_fidelity(model: Any, dataset: Any, run_dir: Union[str, Path], *, methods
                                            float(k_percent), fill, steps, eval_batch_size, table)
             bar.update(len(chunk))
         bar.close()
-    finish_meta(run_dir, meta, errors_in_last_session=errors)
+    finish_meta(run_dir, run.meta, errors_in_last_session=errors)
     return run_dir
 
 
