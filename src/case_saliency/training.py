@@ -8,7 +8,6 @@ sha256 of the training and test files and of the checkpoint itself.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import platform
 import time
@@ -22,6 +21,7 @@ from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from .data.fashion_mnist import CLASS_NAMES, FashionMNIST
+from .models import sha256_file
 from .models.fashion import FAMILIES, INPUT_SIZE, MEAN, STD, build
 
 CHECKPOINT_FORMAT = "case-saliency-checkpoint"
@@ -53,14 +53,6 @@ def evaluate(model: nn.Module, images: Tensor, labels: Tensor, batch_size: int =
     predictions = torch.cat([model(normalise(images[i:i + batch_size])).argmax(1)
                              for i in range(0, len(images), batch_size)])
     return float((predictions == labels).double().mean() * 100.0), predictions
-
-
-def sha256_file(path: Union[str, Path]) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def train_fashion(architecture: str, seed: int = 0, epochs: int = 3, out_dir: Union[str, Path] = "runs/train",

@@ -9,7 +9,7 @@ from typing import Optional
 import typer
 
 from .app import app
-from .diagnose import fail
+from .run_options import fail
 
 
 @app.command("summarize")

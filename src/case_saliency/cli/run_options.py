@@ -1,0 +1,134 @@
+"""What the run commands (`diagnose`, `fidelity`) share: their common options, loading model, data
+and contrast from the command line, running with clear exit codes, and errors."""
+
+from __future__ import annotations
+
+import shlex
+import sys
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+import typer
+
+DEFAULT_METHODS = "gradcam,gradcam++,hirescam,xgradcam,layercam,finercam,case"
+
+
+def fail(message: str, code: int = 2) -> typer.Exit:
+    typer.echo(f"error: {message}", err=True)
+    return typer.Exit(code)
+
+
+def parse_list(text: str, what: str) -> list[str]:
+    items = [part.strip() for part in text.split(",") if part.strip()]
+    if not items:
+        raise fail(f"--{what} is empty; give a comma-separated list")
+    return items
+
+
+def parse_percents(values: list[str]) -> list[float]:
+    out = []
+    for value in values:
+        for part in str(value).split(","):
+            try:
+                k = float(part)
+            except ValueError:
+                raise fail(f"--k {part!r} is not a number; give percentages such as --k 5 or --k 5,10") from None
+            if not 0 < k <= 100:
+                raise fail(f"--k {k:g} is outside (0, 100]; give a percentage such as 5")
+            out.append(k)
+    return out
+
+
+def _confusion_contrast(path: Path, loaded: Any, k: int) -> Any:
+    """A matrix written by `case-saliency confusion` (.json) is checked against the model; a bare
+    array file (.npy, .pt, .csv) carries no identity, so it is used as given, with a warning."""
+    import logging
+
+    from ..confusion import confusion_neighbours
+    from ..contrast import ConfusionNeighbours
+
+    if Path(path).suffix.lower() == ".json":
+        return confusion_neighbours(path, loaded, k)
+    logging.getLogger("case_saliency").warning(
+        "--confusion %s has no model identity; make sure it was computed for this model", path)
+    return ConfusionNeighbours(str(path), k=k)
+
+
+def resolve_inputs(model: str, weights: Optional[str], data: str, root: Optional[str], methods: str,
+                   contrast_k: int, confusion: Optional[Path], device: str) -> tuple[Any, Any, list[str], Any]:
+    """Load model and dataset by name, check the methods, build CASE's contrast: (loaded, dataset, methods,
+    contrast). Bad inputs exit with code 2 and a message naming them."""
+    import torch
+
+    from ..contrast import TopLogits
+    from ..data import open_dataset
+    from ..runs.common import check_methods
+
+    try:
+        names = check_methods(parse_list(methods, "methods"))
+    except ValueError as error:
+        raise fail(f"--methods: {error}") from None
+    try:
+        from ..models import load_model
+    except ImportError as error:
+        raise fail(f"model loading is unavailable in this installation ({error})", 1) from None
+    try:
+        loaded = load_model(model, weights)
+    except (ValueError, FileNotFoundError, KeyError, OSError) as error:
+        raise fail(f"--model {model!r}: {error}") from None
+    try:
+        dataset = open_dataset(data, root)
+    except (ValueError, FileNotFoundError, KeyError, OSError) as error:
+        raise fail(f"--data {data!r}: {error}") from None
+    if contrast_k < 1:
+        raise fail(f"--contrast-k {contrast_k}: CASE needs at least one contrast class")
+    try:
+        contrast = _confusion_contrast(confusion, loaded, contrast_k) if confusion else TopLogits(k=contrast_k)
+    except (ValueError, FileNotFoundError, OSError) as error:
+        raise fail(f"--confusion {confusion}: {error}") from None
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    try:
+        loaded.model.to(torch.device(device))
+    except (RuntimeError, AssertionError) as error:
+        raise fail(f"--device {device!r}: {error}") from None
+    return loaded, dataset, names, contrast
+
+
+def execute(run: Callable[[], Path], run_dir: Path, summary_options: dict) -> None:
+    """Run, then print the summary; ValueError (bad settings, e.g. a run directory holding another
+    run) exits 2, anything else 1."""
+    from ..runs.summary import format_summary, summarize_run
+
+    try:
+        run()
+    except (ValueError, FileNotFoundError, TypeError) as error:
+        raise fail(str(error)) from None
+    except KeyboardInterrupt:
+        raise fail(f"interrupted; run the same command again to resume {run_dir}", 1) from None
+    except Exception as error:  # a failure while running
+        raise fail(f"{type(error).__name__}: {error} (the rows written so far are kept; rerun to resume)", 1) from None
+    typer.echo(format_summary(summarize_run(run_dir, **summary_options)))
+    typer.echo(f"results: {run_dir / 'results.csv'}")
+
+
+def this_command() -> str:
+    return "case-saliency " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+
+
+# Options of both run commands (typer reads these as the parameters' defaults).
+MODEL = typer.Option(..., "--model", "-m", help="efficientnet_lite0, a torchvision/timm name, or a checkpoint")
+DATA = typer.Option(..., "--data", "-d", help="dataset spec: samples, fashion-mnist:test, folder:PATH, ...")
+OUT = typer.Option(..., "--out", "-o", help="run directory (created, or resumed if it exists)")
+METHODS = typer.Option(DEFAULT_METHODS, help="comma-separated method names (see `case-saliency methods`)")
+N = typer.Option(100, help="images to sample (0: all)")
+SEED = typer.Option(0, help="seed of the image sample")
+LAYER = typer.Option(None, help="target layer (default: the model's)")
+CONTRAST_K = typer.Option(1, help="CASE contrast classes per target")
+CONFUSION = typer.Option(None, help="confusion matrix file: CASE contrasts = confusion neighbours")
+BATCH_SIZE = typer.Option(16, help="images per batch")
+HOLM = typer.Option(False, help="Holm-correct the p-values in the printed summary")
+WEIGHTS = typer.Option(None, help="weights for --model (a name or a file)")
+ROOT = typer.Option(None, help="dataset root folder, when the spec has none")
+DEVICE = typer.Option("auto", help="cpu, cuda, or auto")
+QUIET = typer.Option(False, help="no progress bar")
