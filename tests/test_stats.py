@@ -11,7 +11,7 @@ import pytest
 from scipy import stats as sps
 
 from case_saliency.runs.summary import summarize_diagnose, summarize_fidelity
-from case_saliency.stats import agreement_below, holm, paired_ttest, paired_wilcoxon
+from case_saliency.stats import agreement_below, holm, paired_ttest, paired_wilcoxon, smallest_one_sided_p
 
 RNG = np.random.default_rng(0)
 AGREEMENT = np.round(RNG.uniform(0, 100, 40), 1)
@@ -23,6 +23,25 @@ def test_agreement_below_equals_scipy():
         ref = sps.wilcoxon(AGREEMENT - threshold, alternative="less")
         assert ours.alternative == "less" and ours.n == 40
         assert ours.statistic == ref.statistic and ours.pvalue == ref.pvalue
+
+
+def test_smallest_one_sided_p_is_attained_by_scipy():
+    for n in (3, 4, 5, 8):
+        all_below = -np.arange(1.0, n + 1)  # every difference negative: the most extreme sample
+        assert sps.wilcoxon(all_below, alternative="less").pvalue == pytest.approx(smallest_one_sided_p(n))
+
+
+def test_summarize_diagnose_says_when_the_sample_is_too_small():
+    def table(values):
+        rows = [{"image_id": f"i{i}", "method": "case", "k_percent": 5.0, "agreement": v, "spearman": 0.1,
+                 "ssim": 0.2, "degenerate": False, "error": ""} for i, v in enumerate(values)]
+        return summarize_diagnose(pd.DataFrame(rows), threshold=50.0, alpha=0.05).iloc[0]
+
+    four = table([10.0, 20.0, 30.0, 40.0])  # all below 50%, yet p = 1/16 > 0.05
+    assert four["pvalue"] == pytest.approx(1 / 16)
+    assert four["conclusion"].startswith("too few images to decide (n=4")
+    assert table([10.0, 20.0, 30.0, 40.0, 45.0])["conclusion"].startswith("separates")
+    assert table([60.0, 70.0, 80.0, 90.0, 95.0, 99.0])["conclusion"] == "does not separate"
 
 
 def test_agreement_below_drops_nan_and_decides():

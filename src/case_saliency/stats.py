@@ -64,6 +64,13 @@ def agreement_below(agreement: Sequence[float], threshold: float = 50.0,
     return TestResult("wilcoxon signed-rank", alternative, int(diff.size), float(res.statistic), float(res.pvalue))
 
 
+def smallest_one_sided_p(n_nonzero: int) -> float:
+    """The smallest p-value a one-sided Wilcoxon signed-rank test can reach with ``n_nonzero``
+    nonzero differences (exact null distribution: all signs agree, probability 2**-n). With
+    n <= 4 it is >= 0.0625, so no sample that small can reject at alpha 0.05."""
+    return 0.5 ** max(int(n_nonzero), 0)
+
+
 def _pairs(a: Sequence[float], b: Sequence[float]) -> tuple[np.ndarray, np.ndarray]:
     a = np.asarray(a, dtype=np.float64).ravel()
     b = np.asarray(b, dtype=np.float64).ravel()
