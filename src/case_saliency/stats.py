@@ -15,7 +15,7 @@ default ``zero_method="wilcox"``).
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from typing import Sequence
+from typing import Optional, Sequence
 
 import numpy as np
 from scipy import stats as sps
@@ -25,13 +25,22 @@ ALTERNATIVES = ("two-sided", "less", "greater")
 
 @dataclass
 class TestResult:
-    """One test: its name and sidedness, sample size, statistic and p-value."""
+    """One test: its name and sidedness, sample size, statistic and p-value; for Wilcoxon tests
+    also the number of nonzero differences it ranked (zeros are dropped)."""
 
     test: str
     alternative: str
     n: int
     statistic: float
     pvalue: float
+    n_nonzero: Optional[int] = None
+
+    def smallest_pvalue(self) -> float:
+        """The smallest p-value this test could give on a sample of this size: for a Wilcoxon test
+        2**-n_nonzero one-sided (all signs agree, exact null), twice that two-sided; 0 otherwise."""
+        if self.n_nonzero is None:
+            return 0.0
+        return min(1.0, smallest_one_sided_p(self.n_nonzero) * (2 if self.alternative == "two-sided" else 1))
 
     def reject(self, alpha: float = 0.05) -> bool:
         """True when the p-value is below ``alpha`` (False for an undefined test)."""
@@ -58,10 +67,12 @@ def agreement_below(agreement: Sequence[float], threshold: float = 50.0,
     otherwise statistic and p-value are NaN."""
     _check_alternative(alternative)
     diff = _finite(agreement) - threshold
-    if np.count_nonzero(diff) == 0:
-        return TestResult("wilcoxon signed-rank", alternative, int(diff.size), float("nan"), float("nan"))
+    nonzero = int(np.count_nonzero(diff))
+    if nonzero == 0:
+        return TestResult("wilcoxon signed-rank", alternative, int(diff.size), float("nan"), float("nan"), 0)
     res = sps.wilcoxon(diff, alternative=alternative)
-    return TestResult("wilcoxon signed-rank", alternative, int(diff.size), float(res.statistic), float(res.pvalue))
+    return TestResult("wilcoxon signed-rank", alternative, int(diff.size), float(res.statistic), float(res.pvalue),
+                      nonzero)
 
 
 def smallest_one_sided_p(n_nonzero: int) -> float:
@@ -85,10 +96,11 @@ def paired_wilcoxon(a: Sequence[float], b: Sequence[float], alternative: str = "
     alternative "greater" tests whether a tends to exceed b."""
     _check_alternative(alternative)
     a, b = _pairs(a, b)
-    if np.count_nonzero(a - b) == 0:
-        return TestResult("paired wilcoxon", alternative, int(a.size), float("nan"), float("nan"))
+    nonzero = int(np.count_nonzero(a - b))
+    if nonzero == 0:
+        return TestResult("paired wilcoxon", alternative, int(a.size), float("nan"), float("nan"), 0)
     res = sps.wilcoxon(a, b, alternative=alternative)
-    return TestResult("paired wilcoxon", alternative, int(a.size), float(res.statistic), float(res.pvalue))
+    return TestResult("paired wilcoxon", alternative, int(a.size), float(res.statistic), float(res.pvalue), nonzero)
 
 
 def paired_ttest(a: Sequence[float], b: Sequence[float], alternative: str = "two-sided") -> TestResult:

@@ -3,10 +3,10 @@
 Diagnose runs: per method and k, N (scored pairs), mean / SD / median agreement, the degenerate
 and error counts, mean Spearman and SSIM, and the one-sided Wilcoxon signed-rank test of
 agreement below the threshold (H1: median < threshold), with an optional Holm correction over
-all the table's tests. A sample too small for the test ever to reject (n <= 4 nonzero differences
-at alpha 0.05) is concluded "too few images to decide", not "does not separate". Fidelity runs: per method, the means of the drops and AUCs; and paired
-two-sided Wilcoxon and t-tests of a reference method (CASE) against each other method on the
-images both scored.
+all the table's tests. A sample too small for the test ever to reject (n <= 4 nonzero
+differences at alpha 0.05) is concluded "too few images to decide", not "does not separate".
+Fidelity runs: per method, the means of the drops and AUCs; and paired two-sided Wilcoxon and
+t-tests of a reference method (CASE) against each other method on the images both scored.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from typing import Optional, Union
 import numpy as np
 import pandas as pd
 
-from ..stats import agreement_below, holm, paired_ttest, paired_wilcoxon, smallest_one_sided_p
+from ..stats import TestResult, agreement_below, holm, paired_ttest, paired_wilcoxon
 from .store import read_json
 
 
@@ -47,7 +47,7 @@ def _order(methods: list[str], config: dict) -> list[str]:
 def summarize_diagnose(frame: pd.DataFrame, threshold: float = 50.0, alpha: float = 0.05,
                        correction: Optional[str] = None, methods_order: Optional[list[str]] = None) -> pd.DataFrame:
     """One row per (method, k_percent); see the module docstring. correction: None or "holm"."""
-    rows, nonzero = [], []
+    rows, tests = [], []
     methods = methods_order or sorted(frame["method"].unique())
     for method in methods:
         for k in sorted(frame.loc[frame["method"] == method, "k_percent"].unique()):
@@ -64,7 +64,7 @@ def summarize_diagnose(frame: pd.DataFrame, threshold: float = 50.0, alpha: floa
                          "spearman": float(part.loc[~failed, "spearman"].mean()),
                          "ssim": float(part.loc[~failed, "ssim"].mean()),
                          "statistic": test.statistic, "pvalue": test.pvalue})
-            nonzero.append(int(np.count_nonzero(scored != threshold)))
+            tests.append(test)
     table = pd.DataFrame(rows)
     if table.empty:
         return table
@@ -74,18 +74,19 @@ def summarize_diagnose(frame: pd.DataFrame, threshold: float = 50.0, alpha: floa
         decisive = "p_holm"
     elif correction not in (None, "none"):
         raise ValueError(f"correction={correction!r}: use None or 'holm'")
-    table["conclusion"] = [_agreement_conclusion(p, n, threshold, alpha)
-                           for p, n in zip(table[decisive], nonzero)]
+    table["conclusion"] = [_agreement_conclusion(p, test, threshold, alpha)
+                           for p, test in zip(table[decisive], tests)]
     return table
 
 
-def _agreement_conclusion(p: float, nonzero: int, threshold: float, alpha: float) -> str:
+def _agreement_conclusion(p: float, test: TestResult, threshold: float, alpha: float) -> str:
+    """p: the test's p-value, Holm-corrected where asked."""
     if not np.isfinite(p):
         return "n/a (no scored pairs)"
     if p < alpha:
         return f"separates (median < {threshold:g}%)"
-    if smallest_one_sided_p(nonzero) >= alpha:  # "does not separate" would blame the method, not the sample
-        return f"too few images to decide (n={nonzero}; sample more)"
+    if test.smallest_pvalue() >= alpha:  # "does not separate" would blame the method, not the sample
+        return f"too few images to decide (n={test.n_nonzero}; sample more)"
     return "does not separate"
 
 
