@@ -33,7 +33,7 @@ import torchvision
 from PIL import Image
 
 from case_saliency import get_method
-from case_saliency.layers import resolve_layer
+from case_saliency.core.layers import resolve_layer
 from case_saliency.metrics import top_count, topk_agreement
 from common import naive_case_map, seconds
 

@@ -24,7 +24,7 @@ import torch
 import torchvision
 
 from case_saliency import CASE, GradCAM, TopLogits
-from case_saliency.layers import resolve_layer
+from case_saliency.core.layers import resolve_layer
 from common import interleaved_images_per_second, naive_case_map
 
 

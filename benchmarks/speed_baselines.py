@@ -31,7 +31,7 @@ import torchvision
 
 from case_saliency import (AblationCAM, EigenCAM, GuidedGradCAM, InputXGradient, IntegratedGradients,
                            RandomMap, Saliency, ScoreCAM, SmoothGrad)
-from case_saliency.layers import resolve_layer
+from case_saliency.core.layers import resolve_layer
 from common import grad_cam_targets, images_per_second, quiet_tqdm
 
 

@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 
 from case_saliency import CASE, ConfusionNeighbours, ExplicitContrast, GradCAM, NearestLogits, TopLogits
-from case_saliency.layers import resolve_layer
+from case_saliency.core.layers import resolve_layer
 
 
 def slow_case(model, layer_name, image, target, contrast):

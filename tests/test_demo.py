@@ -69,7 +69,7 @@ def test_demo_prints_the_table(demo_run):
 
 def test_demo_replaces_its_own_output_but_not_other_folders(demo_run, tmp_path):
     out, _ = demo_run
-    from case_saliency.demo import OutputFolderInUse, _prepare_out
+    from case_saliency.report.demo import OutputFolderInUse, _prepare_out
 
     _prepare_out(out)  # a previous demo: cleared for the new run
     assert not (out / "results.csv").exists() and not (out / "gallery").exists()

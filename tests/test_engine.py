@@ -9,7 +9,7 @@ import torchvision
 from torch import nn
 
 from case_saliency import CASE, GradCAM, TopLogits, vit_reshape
-from case_saliency.capture import ActivationCapture
+from case_saliency.core.capture import ActivationCapture
 
 
 class TinyCNN(nn.Module):

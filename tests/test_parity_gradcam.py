@@ -11,7 +11,7 @@ from pytorch_grad_cam import XGradCAM as RefXGradCAM
 from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 
 from case_saliency import FinerCAM, GradCAM, GradCAMPlusPlus, HiResCAM, LayerCAM, NearestLogits, XGradCAM
-from case_saliency.layers import resolve_layer
+from case_saliency.core.layers import resolve_layer
 
 PAIRS = [(GradCAM, RefGradCAM), (GradCAMPlusPlus, RefGradCAMPlusPlus), (HiResCAM, RefHiResCAM),
          (XGradCAM, RefXGradCAM), (LayerCAM, RefLayerCAM)]

@@ -25,8 +25,8 @@ from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 from pytorch_grad_cam.utils.svd_on_activations import get_2d_projection
 
 from case_saliency import AblationCAM, EigenCAM, RandomMap, ScoreCAM, get_method
-from case_saliency.layers import resolve_layer
-from case_saliency.tail import split_at_layer, verify_split
+from case_saliency.core.layers import resolve_layer
+from case_saliency.core.split import split_at_layer, verify_split
 
 TOL = 1e-4
 

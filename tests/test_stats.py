@@ -11,7 +11,7 @@ import pytest
 from scipy import stats as sps
 
 from case_saliency.runs.summary import summarize_diagnose, summarize_fidelity
-from case_saliency.stats import agreement_below, holm, paired_ttest, paired_wilcoxon, smallest_one_sided_p
+from case_saliency.metrics.stats import agreement_below, holm, paired_ttest, paired_wilcoxon, smallest_one_sided_p
 
 RNG = np.random.default_rng(0)
 AGREEMENT = np.round(RNG.uniform(0, 100, 40), 1)

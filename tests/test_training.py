@@ -11,14 +11,14 @@ import torch
 from typer.testing import CliRunner
 
 from case_saliency.cli import app
-from case_saliency.confusion import (StaleConfusionMatrix, compute_confusion, confusion_neighbours, default_path,
+from case_saliency.workflows.confusion import (StaleConfusionMatrix, compute_confusion, confusion_neighbours, default_path,
                                      load_confusion, resolve_contrast, save_confusion)
-from case_saliency.contrast import ConfusionNeighbours
+from case_saliency.core.contrast import ConfusionNeighbours
 from case_saliency.data import open_dataset
 from case_saliency.data.fashion_mnist import DEFAULT_ROOT
 from case_saliency.models import load_model
 from case_saliency.models.fashion import FAMILIES, build
-from case_saliency.training import evaluate, train_fashion
+from case_saliency.workflows.training import evaluate, train_fashion
 
 pytestmark = pytest.mark.skipif(not (DEFAULT_ROOT / "train-images-idx3-ubyte.gz").exists(),
                                 reason="Debian's dataset-fashion-mnist is not installed")

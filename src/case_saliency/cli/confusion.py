@@ -26,7 +26,7 @@ def confusion(
     CASE's confusion-neighbour contrast refuses a matrix of another model or data."""
     import numpy as np
 
-    from ..confusion import compute_confusion, default_path, save_confusion
+    from ..workflows.confusion import compute_confusion, default_path, save_confusion
     from ..data import open_dataset
     from ..models import load_model
 

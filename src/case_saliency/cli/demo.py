@@ -21,7 +21,7 @@ def demo(
     """EfficientNet-Lite0 on the sample photos of scikit-image and scikit-learn: top-1/top-2 classes,
     Grad-CAM and CASE maps for both, and their top-5% agreement. No network needed. Writes PNG
     figures, report.html, summary.json and a diagnose run directory to --out, and prints a table."""
-    from ..demo import OutputFolderInUse, format_table, run_demo
+    from ..report.demo import OutputFolderInUse, format_table, run_demo
 
     started = time.time()
     try:

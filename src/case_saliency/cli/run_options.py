@@ -44,8 +44,8 @@ def _confusion_contrast(path: Path, loaded: Any, k: int) -> Any:
     array file (.npy, .pt, .csv) carries no identity, so it is used as given, with a warning."""
     import logging
 
-    from ..confusion import confusion_neighbours
-    from ..contrast import ConfusionNeighbours
+    from ..workflows.confusion import confusion_neighbours
+    from ..core.contrast import ConfusionNeighbours
 
     if Path(path).suffix.lower() == ".json":
         return confusion_neighbours(path, loaded, k)
@@ -60,7 +60,7 @@ def resolve_inputs(model: str, weights: Optional[str], data: str, root: Optional
     contrast). Bad inputs exit with code 2 and a message naming them."""
     import torch
 
-    from ..contrast import TopLogits
+    from ..core.contrast import TopLogits
     from ..data import open_dataset
     from ..runs.common import check_methods
 

@@ -30,7 +30,7 @@ def train(
     --model in the other commands, and a metadata JSON (architecture, seed, accuracy, data hash)."""
     import torch
 
-    from ..training import train_fashion
+    from ..workflows.training import train_fashion
 
     if arch not in FAMILY_NAMES:
         typer.echo(f"error: --arch {arch!r} is not a family; choose one of {', '.join(FAMILY_NAMES)}", err=True)

@@ -9,10 +9,10 @@ from typing import Optional, Union
 import torch
 from torch import Tensor, nn
 
-from ..capture import ActivationCapture, check_images
-from ..maps import SaliencyMaps, finish_maps
-from ..tail import SplitModel, split_at_layer, verify_split
-from ..targets import TargetSpec, resolve_targets
+from ..core.capture import ActivationCapture, check_images
+from ..core.maps import SaliencyMaps, finish_maps
+from ..core.split import SplitModel, split_at_layer, verify_split
+from ..core.targets import TargetSpec, resolve_targets
 from .base import SaliencyMethod, register
 from .channel_batches import as_rows, channel_pairs, eval_no_grad
 

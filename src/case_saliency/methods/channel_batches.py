@@ -9,7 +9,7 @@ from typing import Iterator, Optional
 import torch
 from torch import Tensor, nn
 
-from ..capture import _ModelState
+from ..core.capture import _ModelState
 
 
 def channel_pairs(activations: Tensor, batch_size: int, skip: Optional[Tensor] = None) -> Iterator[tuple[Tensor, Tensor]]:

@@ -8,10 +8,10 @@ from typing import Optional, Union
 import torch
 from torch import Tensor, nn
 
-from ..capture import ActivationCapture
-from ..layers import Reshape
-from ..maps import SaliencyMaps, finish_maps
-from ..targets import TargetSpec, resolve_targets
+from ..core.capture import ActivationCapture
+from ..core.layers import Reshape
+from ..core.maps import SaliencyMaps, finish_maps
+from ..core.targets import TargetSpec, resolve_targets
 from .base import SaliencyMethod, register
 
 

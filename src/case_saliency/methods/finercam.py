@@ -13,8 +13,8 @@ from typing import Optional, Union
 
 from torch import Tensor, nn
 
-from ..contrast import ContrastStrategy, NearestLogits
-from ..layers import Reshape
+from ..core.contrast import ContrastStrategy, NearestLogits
+from ..core.layers import Reshape
 from .base import CAMMethod, register, spatial_mean
 
 

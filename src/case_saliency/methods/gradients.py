@@ -21,10 +21,10 @@ from typing import Callable, Optional, Union
 import torch
 from torch import Tensor, nn
 
-from ..capture import _ModelState, check_images, model_device
-from ..layers import default_layer, resolve_layer
-from ..maps import SaliencyMaps, finish_maps
-from ..targets import TargetSpec, resolve_targets
+from ..core.capture import _ModelState, check_images, model_device
+from ..core.layers import default_layer, resolve_layer
+from ..core.maps import SaliencyMaps, finish_maps
+from ..core.targets import TargetSpec, resolve_targets
 from .base import SaliencyMethod, register
 
 CHANNEL_RULES: dict[str, Callable[[Tensor], Tensor]] = {

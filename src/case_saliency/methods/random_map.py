@@ -9,9 +9,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..capture import check_images, model_device
-from ..maps import SaliencyMaps, finish_maps
-from ..targets import TargetSpec, resolve_targets
+from ..core.capture import check_images, model_device
+from ..core.maps import SaliencyMaps, finish_maps
+from ..core.targets import TargetSpec, resolve_targets
 from .base import SaliencyMethod, register
 from .channel_batches import eval_no_grad
 

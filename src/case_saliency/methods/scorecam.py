@@ -9,10 +9,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..capture import ActivationCapture, check_images
-from ..layers import Reshape
-from ..maps import SaliencyMaps, finish_maps
-from ..targets import TargetSpec, resolve_targets
+from ..core.capture import ActivationCapture, check_images
+from ..core.layers import Reshape
+from ..core.maps import SaliencyMaps, finish_maps
+from ..core.targets import TargetSpec, resolve_targets
 from .base import SaliencyMethod, register
 from .channel_batches import as_rows, channel_pairs, eval_no_grad
 

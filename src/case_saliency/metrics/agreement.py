@@ -15,7 +15,7 @@ order, at the price of a set size that varies.
 
 A pair in which either map is constant (e.g. all zero after ReLU) has no ranking at all: its
 agreement is NaN and it counts as degenerate. Constancy uses the same rule as the methods'
-``degenerate`` flag (:func:`case_saliency.maps.constant_maps`).
+``degenerate`` flag (:func:`case_saliency.core.maps.constant_maps`).
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ import math
 import torch
 from torch import Tensor
 
-from ..maps import constant_maps
+from ..core.maps import constant_maps
 
 TIE_POLICIES = ("index", "inclusive")
 

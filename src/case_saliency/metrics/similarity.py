@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from ..maps import constant_maps, minmax_normalise
+from ..core.maps import constant_maps, minmax_normalise
 
 
 def average_ranks(values: Tensor) -> Tensor:

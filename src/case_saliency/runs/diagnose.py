@@ -17,8 +17,8 @@ import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from ..contrast import TopLogits
-from ..maps import SaliencyMaps
+from ..core.contrast import TopLogits
+from ..core.maps import SaliencyMaps
 from ..metrics import spearman, ssim, topk_agreement
 from .common import (DEFAULT_METHODS, as_bundle, batches, check_methods, display_images, error_text, finish_meta,
                      load_items, open_run, save_npz_atomic)

@@ -15,7 +15,7 @@ import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from ..contrast import TopLogits
+from ..core.contrast import TopLogits
 from ..metrics import FILLS, confidence_drop, deletion_insertion
 from .common import (DEFAULT_METHODS, as_bundle, batches, check_methods, error_text, finish_meta, load_items,
                      open_run)

@@ -17,7 +17,7 @@ from typing import Optional, Union
 import numpy as np
 import pandas as pd
 
-from ..stats import TestResult, agreement_below, holm, paired_ttest, paired_wilcoxon
+from ..metrics.stats import TestResult, agreement_below, holm, paired_ttest, paired_wilcoxon
 from .store import read_json
 
 

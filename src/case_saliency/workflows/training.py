@@ -20,11 +20,11 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-from .data.fashion_mnist import CLASS_NAMES, FashionMNIST
-from .models import sha256_file
-from .models.fashion import FAMILIES, INPUT_SIZE, MEAN, STD, build
+from ..data.fashion_mnist import CLASS_NAMES, FashionMNIST
+from ..models.checkpoint import CHECKPOINT_FORMAT
+from ..models.loader import sha256_file
+from ..models.fashion import FAMILIES, INPUT_SIZE, MEAN, STD, build
 
-CHECKPOINT_FORMAT = "case-saliency-checkpoint"
 
 
 @dataclass

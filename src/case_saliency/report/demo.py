@@ -15,9 +15,9 @@ from typing import Optional, Union
 
 import numpy as np
 
-from .contrast import TopLogits
-from .data import SamplePhotos
-from .models import load_model
+from ..core.contrast import TopLogits
+from ..data import SamplePhotos
+from ..models import load_model
 
 DEMO_METHODS = ("gradcam", "case")
 METHOD_TITLES = {"gradcam": "Grad-CAM", "case": "CASE"}
@@ -132,7 +132,7 @@ def run_demo(out: Union[str, Path] = "demo-output", model_name: str = "efficient
     Cost: one forward pass and one backward pass to the target layer per method for all 14 photos.
     Raises ``OutputFolderInUse`` when ``out`` holds anything but a previous demo.
     """
-    from .runs import run_diagnose
+    from ..runs import run_diagnose
 
     started = time.time()
     out = Path(out)
@@ -183,7 +183,7 @@ def run_demo(out: Union[str, Path] = "demo-output", model_name: str = "efficient
     report_path = None
     if report:
         try:
-            from .report import write_report
+            from .html import write_report
         except ImportError:  # the report package is optional for the numbers
             write_report = None
         if write_report is not None:

