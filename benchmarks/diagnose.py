@@ -25,7 +25,7 @@ from __future__ import annotations
 import argparse
 import tempfile
 from pathlib import Path
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 import torch
@@ -67,7 +67,8 @@ def numpy_agreement(a: np.ndarray, b: np.ndarray, k: float = 5.0) -> float:
 def upsample(cam: torch.Tensor, image: torch.Tensor) -> np.ndarray:
     """A layer-resolution map at the image's size, as the public code scores it."""
     size = image.shape[-2:]
-    return torch.nn.functional.interpolate(cam[None, None], size=size, mode="bilinear", align_corners=False)[0, 0].numpy()
+    upsampled = torch.nn.functional.interpolate(cam[None, None], size=size, mode="bilinear", align_corners=False)
+    return upsampled[0, 0].numpy()
 
 
 def grad_cam_library(model: torch.nn.Module, layer_name: str) -> Callable[[torch.Tensor], list]:
@@ -89,7 +90,7 @@ def grad_cam_library(model: torch.nn.Module, layer_name: str) -> Callable[[torch
         for cam in cams.values():
             first = cam(images, [ClassifierOutputTarget(c[0]) for c in top2])
             second = cam(images, [ClassifierOutputTarget(c[1]) for c in top2])
-            out.append([numpy_agreement(a, b) for a, b in zip(first, second)])
+            out.append([numpy_agreement(a, b) for a, b in zip(first, second, strict=False)])
         per_rank = []
         for rank in range(2):
             targets = []
@@ -99,7 +100,7 @@ def grad_cam_library(model: torch.nn.Module, layer_name: str) -> Callable[[torch
                 nearest = [c for c in distance.argsort().tolist() if c != target][:3]
                 targets.append(FinerWeightedTarget(target, nearest, 1.0))
             per_rank.append(finer(images, targets))
-        out.append([numpy_agreement(a, b) for a, b in zip(*per_rank)])
+        out.append([numpy_agreement(a, b) for a, b in zip(*per_rank, strict=False)])
         case_scores = []
         for i, image in enumerate(images):
             first = naive_case_map(model, layer, image, top2[i][0], [top2[i][1]])  # contrast: top-2

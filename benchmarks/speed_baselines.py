@@ -84,9 +84,11 @@ def main(argv: list[str] | None = None) -> None:
         rows[f"Ablation-CAM 1st call (trace+check), {layer_name} (s)"] = time.perf_counter() - start
         ref = RefAblationCAM(model, [layer], batch_size=bs)
         targets = grad_cam_targets(model, few)
-        theirs = images_per_second(lambda x: ref(x, targets[: len(x)]), few, prep, warmup=False)
+        theirs = images_per_second(lambda x, ref=ref, targets=targets: ref(x, targets[: len(x)]), few, prep,
+                                   warmup=False)
         ref.activations_and_grads.release()
-        pairs.append((f"Ablation-CAM {layer_name}", images_per_second(lambda x: ours(x, "top1"), few, prep), theirs))
+        ours_per_second = images_per_second(lambda x, ours=ours: ours(x, "top1"), few, prep)
+        pairs.append((f"Ablation-CAM {layer_name}", ours_per_second, theirs))
 
     if "scorecam" in args.rows:
         layer, _ = resolve_layer(model, "layer4")
@@ -96,14 +98,16 @@ def main(argv: list[str] | None = None) -> None:
         theirs = images_per_second(lambda x: ref(x, targets[: len(x)]), few, prep, warmup=False)
         ref.activations_and_grads.release()
         ours = ScoreCAM(model, "layer4", batch_size=bs)
-        pairs.append(("Score-CAM layer4", images_per_second(lambda x: ours(x, "top1"), few, prep, warmup=False), theirs))
+        ours_per_second = images_per_second(lambda x: ours(x, "top1"), few, prep, warmup=False)
+        pairs.append(("Score-CAM layer4", ours_per_second, theirs))
 
     if "eigencam" in args.rows:
         layer, _ = resolve_layer(model, "layer4")
         ref = RefEigenCAM(model, [layer])
         theirs = images_per_second(lambda x: ref(x, None), images, reps)
         ref.activations_and_grads.release()
-        pairs.append(("EigenCAM layer4", images_per_second(lambda x: EigenCAM(model, "layer4")(x), images, reps), theirs))
+        ours_per_second = images_per_second(lambda x: EigenCAM(model, "layer4")(x), images, reps)
+        pairs.append(("EigenCAM layer4", ours_per_second, theirs))
         rows["random control (ours)"] = images_per_second(lambda x: RandomMap(model, seed=0)(x), images, reps)
 
     def direct(attribution, x, **kwargs):
@@ -125,9 +129,11 @@ def main(argv: list[str] | None = None) -> None:
     ]
     for name, method, reference, batch in captum_rows if "captum" in args.rows else ():
         theirs = images_per_second(reference, batch, reps)
-        pairs.append((f"{name} (Captum)", images_per_second(lambda x: method(x, "top1"), batch, reps), theirs))
+        ours_per_second = images_per_second(lambda x, method=method: method(x, "top1"), batch, reps)
+        pairs.append((f"{name} (Captum)", ours_per_second, theirs))
 
-    print(f"\n{args.arch} (random weights), {args.size}x{args.size}, {torch.get_num_threads()} threads; batch {args.batch} "
+    print(f"\n{args.arch} (random weights), {args.size}x{args.size}, {torch.get_num_threads()} threads; "
+          f"batch {args.batch} "
           f"(Score-/Ablation-CAM: {args.perturb_images} image(s), median of {prep}, channel batch {bs}; "
           f"IG/SmoothGrad: {args.gradient_images} images; others: median of {reps})")
     for row, value in rows.items():

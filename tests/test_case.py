@@ -18,7 +18,7 @@ def slow_case(model, layer_name, image, target, contrast):
     weights, activation = [], None
     for cls in [target, *contrast]:
         store = {}
-        handle = layer.register_forward_hook(lambda m, i, o: store.update(out=o))
+        handle = layer.register_forward_hook(lambda m, i, o, store=store: store.update(out=o))
         x = image[None].clone().requires_grad_(True)
         try:
             logits = model(x)
@@ -111,7 +111,8 @@ def test_confusion_neighbours_row_normalised_self_excluded(tmp_path):
     targets = torch.tensor([[2], [0]])
     assert strategy(torch.zeros(2, 3), targets).tolist() == [[[1]], [[1]]]
     np.save(tmp_path / "m.npy", counts)
-    assert torch.equal(ConfusionNeighbours(tmp_path / "m.npy", k=2).neighbours, ConfusionNeighbours(counts, 2).neighbours)
+    from_file = ConfusionNeighbours(tmp_path / "m.npy", k=2).neighbours
+    assert torch.equal(from_file, ConfusionNeighbours(counts, 2).neighbours)
     with pytest.raises(ValueError, match="square"):
         ConfusionNeighbours(np.ones((2, 3)))
     with pytest.raises(ValueError, match="outputs 4"):

@@ -142,7 +142,8 @@ def test_output_options(resnet18, random_images):
     upsampled = torch.nn.functional.interpolate(raw.raw[:, None], size=(224, 224), mode="bilinear")[:, 0]
     assert default.shape == (2, 224, 224) and torch.allclose(default, upsampled.clamp_min(0), atol=1e-6)
     norm = cam(random_images, "top1", normalize=True)
-    assert torch.allclose(norm.flatten(1).amax(1), torch.ones(2)) and torch.allclose(norm.flatten(1).amin(1), torch.zeros(2))
+    assert torch.allclose(norm.flatten(1).amax(1), torch.ones(2))
+    assert torch.allclose(norm.flatten(1).amin(1), torch.zeros(2))
 
 
 def test_constant_map_is_flagged_not_noise():

@@ -139,7 +139,8 @@ def small_vgg() -> torch.nn.Module:
     cfg = [16, "M", 32, "M", 64, 64, "M", 128, "M", 128, "M"]
     features = torchvision.models.vgg.make_layers(cfg, batch_norm=True)
     model = torchvision.models.VGG(features, num_classes=100, init_weights=False)
-    model.classifier = torch.nn.Sequential(torch.nn.Linear(128 * 7 * 7, 64), torch.nn.ReLU(True), torch.nn.Linear(64, 100))
+    model.classifier = torch.nn.Sequential(torch.nn.Linear(128 * 7 * 7, 64), torch.nn.ReLU(True),
+                                           torch.nn.Linear(64, 100))
     return model
 
 

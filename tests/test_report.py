@@ -110,7 +110,7 @@ def test_histograms_draw_relative_frequencies_and_the_threshold(fashion_diagnose
     axes = [ax for ax in fig.axes if ax.get_visible()]
     assert len(axes) == 4
     bins = np.arange(0.0, 101.0, 5.0)
-    for ax, (method, values) in zip(axes, agreement.items()):
+    for ax, (method, values) in zip(axes, agreement.items(), strict=False):
         finite = values[np.isfinite(values)]
         heights = np.array([bar.get_height() for bar in ax.patches])
         assert heights.sum() == pytest.approx(1.0)
@@ -150,16 +150,16 @@ def test_curves_are_the_mean_with_a_band_of_one_sd(fashion_fidelity):
     assert deletion["case"].shape == (12, 9)
     fractions = np.linspace(0, 1, 9)
     fig = F.deletion_insertion_curves(fractions, deletion, insertion)
-    for ax, table in zip(fig.axes, (deletion, insertion)):
+    for ax, table in zip(fig.axes, (deletion, insertion), strict=False):
         lines = [line for line in ax.lines if line.get_label() in table]
         bands = [c for c in ax.collections if isinstance(c, PolyCollection)]
         assert [line.get_label() for line in lines] == list(table) and len(bands) == len(table)
-        for line, band, curves in zip(lines, bands, table.values()):
+        for line, band, curves in zip(lines, bands, table.values(), strict=False):
             mean, sd = curves.mean(0), curves.std(0, ddof=1)
             np.testing.assert_allclose(line.get_xdata(), fractions)
             np.testing.assert_allclose(line.get_ydata(), mean)
             vertices = band.get_paths()[0].vertices
-            for x, low, high in zip(fractions, np.clip(mean - sd, 0, 1), np.clip(mean + sd, 0, 1)):
+            for x, low, high in zip(fractions, np.clip(mean - sd, 0, 1), np.clip(mean + sd, 0, 1), strict=False):
                 at_x = vertices[np.isclose(vertices[:, 0], x), 1]
                 assert at_x.min() == pytest.approx(low) and at_x.max() == pytest.approx(high)
     # Distinct line styles, so the methods stay apart in greyscale.
@@ -202,7 +202,8 @@ def test_confusion_heatmap_and_neighbours(confusion, fashion_names):
     assert [t.get_text() for t in heat.get_yticklabels()] == [F._short(n) for n in fashion_names]
     listing = fig.axes[2].texts[0].get_text().splitlines()
     shirt_neighbour = int(ConfusionNeighbours(confusion, k=1).neighbours[SHIRT, 0])
-    assert listing[SHIRT].startswith(F._short(SPECIAL, 16)) and F._short(fashion_names[shirt_neighbour], 14) in listing[SHIRT]
+    assert listing[SHIRT].startswith(F._short(SPECIAL, 16))
+    assert F._short(fashion_names[shirt_neighbour], 14) in listing[SHIRT]
     # More classes than the limit: the most confused ones (largest off-diagonal row + column mass).
     off = rates.copy()
     np.fill_diagonal(off, 0)
@@ -403,12 +404,15 @@ def test_cli(fashion_fidelity, fashion_diagnose, tmp_path):
 
 CHECK_SCRIPT = """<script>
 window.__errors = [];
-window.addEventListener("error", function (e) { window.__errors.push(String(e.message || (e.target && (e.target.src || "").slice(0, 60)) || e)); }, true);
+window.addEventListener("error", function (e) {
+  window.__errors.push(String(e.message || (e.target && (e.target.src || "").slice(0, 60)) || e));
+}, true);
 window.addEventListener("load", function () {
   var images = Array.prototype.slice.call(document.images);
   var out = document.createElement("pre"); out.id = "__check";
   out.textContent = JSON.stringify({images: images.length,
-    unloaded: images.filter(function (i) { return !(i.complete && i.naturalWidth > 0); }).map(function (i) { return i.alt; }),
+    unloaded: images.filter(function (i) { return !(i.complete && i.naturalWidth > 0); })
+      .map(function (i) { return i.alt; }),
     errors: window.__errors, height: document.documentElement.scrollHeight});
   document.body.appendChild(out);
 });

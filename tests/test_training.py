@@ -11,8 +11,8 @@ import torch
 from typer.testing import CliRunner
 
 from case_saliency.cli import app
-from case_saliency.workflows.confusion import (StaleConfusionMatrix, compute_confusion, confusion_neighbours, default_path,
-                                     load_confusion, resolve_contrast, save_confusion)
+from case_saliency.workflows.confusion import (StaleConfusionMatrix, compute_confusion, confusion_neighbours,
+                                               default_path, load_confusion, resolve_contrast, save_confusion)
 from case_saliency.core.contrast import ConfusionNeighbours
 from case_saliency.data import open_dataset
 from case_saliency.data.fashion_mnist import DEFAULT_ROOT
@@ -70,9 +70,11 @@ def test_checkpoint_loads_safely_and_reproduces_its_accuracy(trained):
 @pytest.mark.parametrize("architecture", sorted(FAMILIES))
 def test_families_are_seeded_and_have_spatial_target_layers(architecture):
     first, second = build_seeded(architecture, 3), build_seeded(architecture, 3)
-    assert all(torch.equal(a, b) for a, b in zip(first.state_dict().values(), second.state_dict().values()))
+    pairs = zip(first.state_dict().values(), second.state_dict().values(), strict=True)
+    assert all(torch.equal(a, b) for a, b in pairs)
     other = build_seeded(architecture, 4)
-    assert not all(torch.equal(a, b) for a, b in zip(first.state_dict().values(), other.state_dict().values()))
+    pairs = zip(first.state_dict().values(), other.state_dict().values(), strict=True)
+    assert not all(torch.equal(a, b) for a, b in pairs)
     loaded_layer = FAMILIES[architecture][1]
     outputs = {}
     module = dict(first.named_modules())[loaded_layer]

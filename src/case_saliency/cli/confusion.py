@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
 
 import typer
 
@@ -13,12 +12,12 @@ from .app import app
 @app.command("confusion")
 def confusion(
     model: str = typer.Option(..., "--model", "-m", help="model name or checkpoint path (see `load_model`)"),
-    weights: Optional[str] = typer.Option(None, help="weights file for an architecture name"),
+    weights: str | None = typer.Option(None, help="weights file for an architecture name"),
     data: str = typer.Option("fashion-mnist:test", "--data", "-d", help="labelled dataset spec, e.g. "
                              "fashion-mnist:test, imagefolder:PATH, cifar10:PATH"),
-    root: Optional[Path] = typer.Option(None, help="dataset root override (e.g. the Fashion-MNIST folder)"),
-    out: Optional[Path] = typer.Option(None, help="output JSON (default: next to the checkpoint, else runs/confusion/)"),
-    limit: Optional[int] = typer.Option(None, min=1, help="use the first N images only"),
+    root: Path | None = typer.Option(None, help="dataset root override (e.g. the Fashion-MNIST folder)"),
+    out: Path | None = typer.Option(None, help="output JSON (default: next to the checkpoint, else runs/confusion/)"),
+    limit: int | None = typer.Option(None, min=1, help="use the first N images only"),
     batch_size: int = typer.Option(256, min=1, help="batch size"),
     top: int = typer.Option(5, min=0, help="print the N most confused pairs"),
 ) -> None:
@@ -35,15 +34,15 @@ def confusion(
         dataset = open_dataset(data, root)
     except (FileNotFoundError, ValueError) as error:
         typer.echo(f"error: {error}", err=True)
-        raise typer.Exit(2)
+        raise typer.Exit(2) from None
     except RuntimeError as error:  # weights unavailable offline
         typer.echo(f"error: {error}", err=True)
-        raise typer.Exit(1)
+        raise typer.Exit(1) from None
     try:
         matrix = compute_confusion(loaded, dataset, batch_size=batch_size, limit=limit)
     except ValueError as error:
         typer.echo(f"error: {error}", err=True)
-        raise typer.Exit(2)
+        raise typer.Exit(2) from None
     identity = dict(dataset.identity())
     identity["used"] = int(matrix.sum())
     path = out or default_path(loaded, dataset.name)

@@ -28,13 +28,13 @@ def demo(
         summary = run_demo(out, model_name=model, k_percent=k, report=report)
     except OutputFolderInUse as error:
         typer.echo(f"error: {error}", err=True)
-        raise typer.Exit(2)
+        raise typer.Exit(2) from None
     except (ValueError, FileNotFoundError) as error:  # a bad --model or --out
         typer.echo(f"error: {error}", err=True)
-        raise typer.Exit(2)
+        raise typer.Exit(2) from None
     except RuntimeError as error:  # e.g. hub weights unavailable offline
         typer.echo(f"error: {error}", err=True)
-        raise typer.Exit(1)
+        raise typer.Exit(1) from None
     typer.echo(f"{summary['model']['name']} at layer {summary['layer']}; CASE contrast {summary['contrast']}; "
                f"top-{k:g}% agreement of the top-1 and top-2 maps (percent, lower = more class-specific)")
     typer.echo(format_table(summary["photos"]))

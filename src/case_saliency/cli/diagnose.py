@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
 
 import typer
 
@@ -20,18 +19,19 @@ def diagnose(
     n: int = opt.N,
     seed: int = opt.SEED,
     k: list[str] = typer.Option(["5"], "--k", help="top-k% for the agreement; repeat or comma-separate for several"),
-    threshold: float = typer.Option(50.0, help="agreement threshold of the Wilcoxon test, percent (paper: 50; its code: 70)"),
+    threshold: float = typer.Option(50.0, help="agreement threshold of the Wilcoxon test, percent "
+                                    "(paper: 50; its code: 70)"),
     alpha: float = typer.Option(0.05, help="significance level"),
-    layer: Optional[str] = opt.LAYER,
+    layer: str | None = opt.LAYER,
     contrast_k: int = opt.CONTRAST_K,
-    confusion: Optional[Path] = opt.CONFUSION,
+    confusion: Path | None = opt.CONFUSION,
     correct_only: bool = typer.Option(False, "--correct-only/--all", help="keep only correctly classified images"),
     batch_size: int = opt.BATCH_SIZE,
     gallery: int = typer.Option(8, help="save the maps of the first N images for the report"),
     signed: bool = typer.Option(False, help="rank raw signed maps (no ReLU) in the agreement"),
     holm: bool = opt.HOLM,
-    weights: Optional[str] = opt.WEIGHTS,
-    root: Optional[str] = opt.ROOT,
+    weights: str | None = opt.WEIGHTS,
+    root: str | None = opt.ROOT,
     device: str = opt.DEVICE,
     quiet: bool = opt.QUIET,
 ) -> None:
@@ -41,9 +41,11 @@ def diagnose(
     percents = opt.parse_percents(k)
     if n < 0 or batch_size < 1 or gallery < 0:
         raise opt.fail("--n and --gallery must be >= 0 and --batch-size >= 1")
-    loaded, dataset, names, contrast = opt.resolve_inputs(model, weights, data, root, methods, contrast_k, confusion, device)
+    loaded, dataset, names, contrast = opt.resolve_inputs(model, weights, data, root, methods, contrast_k, confusion,
+                                                          device)
     opt.execute(lambda: run_diagnose(loaded, dataset, out, methods=names, n=n, seed=seed, k_percent=percents,
                                      threshold=threshold, alpha=alpha, layer=layer, contrast=contrast,
                                      correct_only=correct_only, batch_size=batch_size, gallery=gallery, signed=signed,
-                                     dataset_name=data, progress=not quiet, command=opt.this_command(), weights=weights),
+                                     dataset_name=data, progress=not quiet, command=opt.this_command(),
+                                     weights=weights),
                 out, {"correction": "holm" if holm else None})

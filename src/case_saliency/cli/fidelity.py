@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
 
 import typer
 
@@ -20,18 +19,20 @@ def fidelity(
     n: int = opt.N,
     seed: int = opt.SEED,
     k: float = typer.Option(50.0, "--k", help="percent of the most salient pixels removed for the confidence drop"),
-    fill: str = typer.Option("zero", help="what removed pixels become: zero (the paper: 0 in the normalised input), mean, blur"),
+    fill: str = typer.Option("zero", help="what removed pixels become: zero (the paper: 0 in the normalised "
+                             "input), mean, blur"),
     steps: int = typer.Option(20, help="deletion/insertion steps (0: skip the curves)"),
-    correct_only: bool = typer.Option(True, "--correct-only/--all", help="only correctly classified images (the paper)"),
+    correct_only: bool = typer.Option(True, "--correct-only/--all",
+                                      help="only correctly classified images (the paper)"),
     alpha: float = typer.Option(0.05, help="significance level of the paired tests"),
-    layer: Optional[str] = opt.LAYER,
+    layer: str | None = opt.LAYER,
     contrast_k: int = opt.CONTRAST_K,
-    confusion: Optional[Path] = opt.CONFUSION,
+    confusion: Path | None = opt.CONFUSION,
     batch_size: int = opt.BATCH_SIZE,
     eval_batch_size: int = typer.Option(64, help="perturbed images per forward pass"),
     holm: bool = opt.HOLM,
-    weights: Optional[str] = opt.WEIGHTS,
-    root: Optional[str] = opt.ROOT,
+    weights: str | None = opt.WEIGHTS,
+    root: str | None = opt.ROOT,
     device: str = opt.DEVICE,
     quiet: bool = opt.QUIET,
 ) -> None:
@@ -45,9 +46,11 @@ def fidelity(
         raise opt.fail(f"--k {k:g} is outside (0, 100]; give a percentage such as 50")
     if n < 0 or steps < 0 or batch_size < 1 or eval_batch_size < 1:
         raise opt.fail("--n and --steps must be >= 0, --batch-size and --eval-batch-size >= 1")
-    loaded, dataset, names, contrast = opt.resolve_inputs(model, weights, data, root, methods, contrast_k, confusion, device)
+    loaded, dataset, names, contrast = opt.resolve_inputs(model, weights, data, root, methods, contrast_k, confusion,
+                                                          device)
     opt.execute(lambda: run_fidelity(loaded, dataset, out, methods=names, n=n, seed=seed, k_percent=k, fill=fill,
-                                     steps=steps, correct_only=correct_only, alpha=alpha, layer=layer, contrast=contrast,
+                                     steps=steps, correct_only=correct_only, alpha=alpha, layer=layer,
+                                     contrast=contrast,
                                      batch_size=batch_size, eval_batch_size=eval_batch_size, dataset_name=data,
                                      progress=not quiet, command=opt.this_command(), weights=weights),
                 out, {"correction": "holm" if holm else None})

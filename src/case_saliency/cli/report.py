@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
 
 import typer
 
@@ -12,13 +11,14 @@ from .app import app
 
 @app.command("report")
 def report(
-    run_dirs: list[Path] = typer.Argument(..., metavar="RUN_DIR...", help="run directories written by `diagnose` or `fidelity`; several "
+    run_dirs: list[Path] = typer.Argument(..., metavar="RUN_DIR...",
+                                          help="run directories written by `diagnose` or `fidelity`; several "
                                           "go on one page (e.g. a model's diagnose and fidelity runs, or several "
                                           "models) with a table across them first"),
-    out: Optional[Path] = typer.Option(None, "--out", help="the HTML file to write (default: report.html in the "
+    out: Path | None = typer.Option(None, "--out", help="the HTML file to write (default: report.html in the "
                                        "first RUN_DIR); figures go to figures/ beside it"),
-    threshold: Optional[float] = typer.Option(None, help="agreement threshold, percent (default: the run's)"),
-    alpha: Optional[float] = typer.Option(None, help="significance level (default: the run's)"),
+    threshold: float | None = typer.Option(None, help="agreement threshold, percent (default: the run's)"),
+    alpha: float | None = typer.Option(None, help="significance level (default: the run's)"),
     holm: bool = typer.Option(False, help="Holm-correct the p-values"),
 ) -> None:
     """Write a self-contained HTML report of runs: tables, histograms, box plots, curves, gallery, confusion."""

@@ -6,7 +6,8 @@ from __future__ import annotations
 import shlex
 import sys
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any
+from collections.abc import Callable
 
 import typer
 
@@ -54,8 +55,8 @@ def _confusion_contrast(path: Path, loaded: Any, k: int) -> Any:
     return ConfusionNeighbours(str(path), k=k)
 
 
-def resolve_inputs(model: str, weights: Optional[str], data: str, root: Optional[str], methods: str,
-                   contrast_k: int, confusion: Optional[Path], device: str) -> tuple[Any, Any, list[str], Any]:
+def resolve_inputs(model: str, weights: str | None, data: str, root: str | None, methods: str,
+                   contrast_k: int, confusion: Path | None, device: str) -> tuple[Any, Any, list[str], Any]:
     """Load model and dataset by name, check the methods, build CASE's contrast: (loaded, dataset, methods,
     contrast). Bad inputs exit with code 2 and a message naming them."""
     import torch

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Optional
 
 import typer
 
@@ -15,8 +14,8 @@ from .run_options import fail
 @app.command("summarize")
 def summarize(
     run_dir: Path = typer.Argument(..., help="a run directory written by `diagnose` or `fidelity`"),
-    threshold: Optional[float] = typer.Option(None, help="agreement threshold, percent (default: the run's)"),
-    alpha: Optional[float] = typer.Option(None, help="significance level (default: the run's)"),
+    threshold: float | None = typer.Option(None, help="agreement threshold, percent (default: the run's)"),
+    alpha: float | None = typer.Option(None, help="significance level (default: the run's)"),
     holm: bool = typer.Option(False, help="Holm-correct the p-values"),
     reference: str = typer.Option("case", help="fidelity: the method compared with each other method"),
     as_json: bool = typer.Option(False, "--json", help="print the tables as JSON records"),

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import Callable, Optional, Union
+from collections.abc import Callable
 
 import torch
 from torch import Tensor, nn
@@ -19,7 +19,7 @@ from .layers import Reshape, resolve_layer
 
 log = logging.getLogger("case_saliency")
 
-ClassSelector = Union[Tensor, Callable[[Tensor], Tensor], None]
+ClassSelector = Tensor | Callable[[Tensor], Tensor] | None
 
 
 @dataclass
@@ -34,8 +34,8 @@ class Capture:
 
     logits: Tensor
     activations: Tensor
-    gradients: Optional[Tensor]
-    classes: Optional[Tensor]
+    gradients: Tensor | None
+    classes: Tensor | None
 
 
 def model_device(model: nn.Module) -> torch.device:
@@ -87,14 +87,14 @@ class ActivationCapture:
     (training flags, ``requires_grad``, parameter ``.grad``, hooks), also when an error is raised.
     """
 
-    def __init__(self, model: nn.Module, target_layer: Union[nn.Module, str, None] = None,
-                 reshape: Optional[Reshape] = None):
+    def __init__(self, model: nn.Module, target_layer: nn.Module | str | None = None,
+                 reshape: Reshape | None = None):
         if not isinstance(model, nn.Module):
             raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
         self.model = model
         self._layer_spec = target_layer
-        self._layer: Optional[nn.Module] = None
-        self.layer_name: Optional[str] = None
+        self._layer: nn.Module | None = None
+        self.layer_name: str | None = None
         self.reshape = reshape
         if target_layer is not None:
             self._layer, self.layer_name = resolve_layer(model, target_layer)

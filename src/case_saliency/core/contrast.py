@@ -6,7 +6,8 @@ from __future__ import annotations
 import json
 import warnings
 from pathlib import Path
-from typing import Protocol, Sequence, Union
+from typing import Protocol
+from collections.abc import Sequence
 
 import numpy as np
 import torch
@@ -77,7 +78,7 @@ class ConfusionNeighbours:
         k: neighbours per class.
     """
 
-    def __init__(self, matrix: Union[np.ndarray, Tensor, str, Path, Sequence[Sequence[float]]], k: int = 1):
+    def __init__(self, matrix: np.ndarray | Tensor | str | Path | Sequence[Sequence[float]], k: int = 1):
         self.k = _check_k(k)
         self.source = str(matrix) if isinstance(matrix, (str, Path)) else "array"
         table = load_confusion_matrix(matrix) if isinstance(matrix, (str, Path)) else torch.as_tensor(
@@ -114,7 +115,7 @@ class ConfusionNeighbours:
 class ExplicitContrast:
     """A fixed contrast set: the same classes for every target, (k,), or one row per image, (B, k)."""
 
-    def __init__(self, classes: Union[Sequence[int], Tensor]):
+    def __init__(self, classes: Sequence[int] | Tensor):
         self.classes = torch.as_tensor(classes).long()
         if self.classes.ndim not in (1, 2):
             raise ValueError(f"explicit contrast classes must be (k,) or (B, k), got {tuple(self.classes.shape)}")
@@ -133,7 +134,7 @@ class ExplicitContrast:
         return f"ExplicitContrast({self.classes.tolist()})"
 
 
-def load_confusion_matrix(path: Union[str, Path]) -> Tensor:
+def load_confusion_matrix(path: str | Path) -> Tensor:
     """Read a (K, K) confusion matrix from .npy, .pt, .csv or .json (key "matrix")."""
     path = Path(path)
     if not path.exists():

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import difflib
 import math
-from typing import Callable, Optional, Union
+from collections.abc import Callable
 
 import torch
 from torch import Tensor, nn
@@ -13,7 +13,7 @@ from torch import Tensor, nn
 Reshape = Callable[[Tensor], Tensor]
 
 
-def resolve_layer(model: nn.Module, layer: Union[nn.Module, str]) -> tuple[nn.Module, str]:
+def resolve_layer(model: nn.Module, layer: nn.Module | str) -> tuple[nn.Module, str]:
     """Return ``(module, dotted_name)`` for a module of ``model`` given as a module or a name.
 
     Names accept index notation too: ``"layer4[2].conv3"`` equals ``"layer4.2.conv3"``.
@@ -39,7 +39,7 @@ def resolve_layer(model: nn.Module, layer: Union[nn.Module, str]) -> tuple[nn.Mo
                      "List them with [n for n, _ in model.named_modules()]")
 
 
-def _walk(module: nn.Module, parts: list[str]) -> Optional[nn.Module]:
+def _walk(module: nn.Module, parts: list[str]) -> nn.Module | None:
     for part in parts:
         children = list(module.named_children())
         if part.lstrip("-").isdigit() and children:
@@ -54,7 +54,7 @@ def _walk(module: nn.Module, parts: list[str]) -> Optional[nn.Module]:
     return module
 
 
-def vit_reshape(tokens: Tensor, prefix_tokens: int = 1, grid: Optional[tuple[int, int]] = None) -> Tensor:
+def vit_reshape(tokens: Tensor, prefix_tokens: int = 1, grid: tuple[int, int] | None = None) -> Tensor:
     """(B, N, D) transformer tokens -> (B, D, h, w), dropping ``prefix_tokens`` (class/register
     tokens) and laying the rest on a square grid (or ``grid``)."""
     if tokens.ndim != 3:
@@ -70,7 +70,7 @@ def vit_reshape(tokens: Tensor, prefix_tokens: int = 1, grid: Optional[tuple[int
     return patches.transpose(1, 2).reshape(tokens.shape[0], tokens.shape[2], *grid)
 
 
-def _transformer_default(model: nn.Module) -> Optional[tuple[str, Reshape]]:
+def _transformer_default(model: nn.Module) -> tuple[str, Reshape] | None:
     """The usual target of torchvision and timm ViTs: the first norm of the last block."""
     encoder = getattr(model, "encoder", None)
     if encoder is not None and hasattr(encoder, "layers") and hasattr(model, "class_token"):
@@ -82,7 +82,7 @@ def _transformer_default(model: nn.Module) -> Optional[tuple[str, Reshape]]:
     return None
 
 
-def default_layer(model: nn.Module, sample: Tensor) -> tuple[nn.Module, str, Optional[Reshape]]:
+def default_layer(model: nn.Module, sample: Tensor) -> tuple[nn.Module, str, Reshape | None]:
     """The default target layer: the last module to finish with a spatial (B, C, h, w) output,
     h * w > 1 (for a CNN the last feature block), found by one forward pass of ``sample``;
     vision transformers get the first norm of their last block and a token reshape."""

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Optional
 
 import torch
 import torch.nn.functional as F
@@ -26,11 +25,11 @@ class SaliencyMaps:
     maps: Tensor
     targets: Tensor
     degenerate: Tensor
-    logits: Optional[Tensor] = None
-    contrast: Optional[Tensor] = None
-    raw: Optional[Tensor] = None
+    logits: Tensor | None = None
+    contrast: Tensor | None = None
+    raw: Tensor | None = None
     method: str = ""
-    layer: Optional[str] = None
+    layer: str | None = None
     info: dict = field(default_factory=dict)
 
 
@@ -42,7 +41,7 @@ def constant_maps(maps: Tensor, rtol: float = 1e-6) -> Tensor:
     return (hi - lo) <= rtol * scale
 
 
-def minmax_normalise(maps: Tensor, degenerate: Optional[Tensor] = None) -> Tensor:
+def minmax_normalise(maps: Tensor, degenerate: Tensor | None = None) -> Tensor:
     """Scale each map (last two dims) to [0, 1]; constant maps become all zero."""
     flat = maps.flatten(-2)
     lo = flat.amin(-1, keepdim=True)

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import Optional
 
 import torch
 from torch import Tensor, fx, nn
@@ -59,7 +58,7 @@ def _timm_notrace() -> tuple[tuple, tuple]:
     return tuple(timm_fx.get_notrace_modules()), tuple(timm_fx.get_notrace_functions())
 
 
-def split_at_layer(model: nn.Module, layer: nn.Module) -> Optional[SplitModel]:
+def split_at_layer(model: nn.Module, layer: nn.Module) -> SplitModel | None:
     """Split ``model`` at ``layer`` (a submodule used once in the forward), or None if it cannot.
 
     Returns None (and logs why) when tracing fails, when the layer is not called exactly once as a

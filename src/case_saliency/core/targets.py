@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import re
-from typing import Sequence, Union
+from collections.abc import Sequence
 
 import torch
 from torch import Tensor
 
-TargetSpec = Union[str, int, Sequence[int], Tensor]
+TargetSpec = str | int | Sequence[int] | Tensor
 
 _RANK = re.compile(r"top(\d+)$")
 _TOPK = re.compile(r"topk:(\d+)$")

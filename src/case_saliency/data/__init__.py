@@ -5,7 +5,7 @@ Every dataset yields ``(PIL image "RGB" or "L", label or -1, image_id)``."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional, Union
+
 
 from .base import ImageDataset, to_model_mode
 from .cifar import CIFAR, safe_load_pickle
@@ -16,8 +16,8 @@ SPECS = ("samples", "fashion-mnist:train", "fashion-mnist:test", "folder:PATH", 
          "cifar10:PATH[:train|:test]", "cifar100:PATH[:train|:test]")
 
 
-def open_dataset(spec: str, root: Optional[Union[str, Path]] = None,
-                 class_index: Optional[Union[str, Path]] = None) -> ImageDataset:
+def open_dataset(spec: str, root: str | Path | None = None,
+                 class_index: str | Path | None = None) -> ImageDataset:
     """Open a dataset by spec (see ``SPECS``).
 
     ``root`` overrides the Fashion-MNIST folder, or gives the path when the spec has none

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import warnings
-from typing import Iterable, Optional
+from collections.abc import Iterable
 
 from PIL import Image
 
@@ -19,7 +19,7 @@ class ImageDataset:
     """
 
     name: str = "dataset"
-    class_names: Optional[list[str]] = None
+    class_names: list[str] | None = None
 
     def __len__(self) -> int:  # pragma: no cover - abstract
         raise NotImplementedError

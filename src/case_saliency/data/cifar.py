@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import pickle
 from pathlib import Path
-from typing import Optional, Union
 
 import numpy as np
 from PIL import Image
@@ -36,7 +35,7 @@ class _NumpyOnlyUnpickler(pickle.Unpickler):
                                      "lists and strings; this file is not a genuine CIFAR batch")
 
 
-def safe_load_pickle(path: Union[str, Path]) -> dict:
+def safe_load_pickle(path: str | Path) -> dict:
     """Load a CIFAR python-format pickle (bytes keys decoded to str) with the restricted unpickler."""
     with open(path, "rb") as handle:
         try:
@@ -57,7 +56,7 @@ class CIFAR(ImageDataset):
     folder (``cifar-10-batches-py`` / ``cifar-100-python``) or the folder that contains it.
     Items are 32x32 RGB PIL images with ids ``"<split>:<index>"``."""
 
-    def __init__(self, variant: str, root: Union[str, Path], split: str = "test"):
+    def __init__(self, variant: str, root: str | Path, split: str = "test"):
         if variant not in LAYOUTS:
             raise ValueError(f"CIFAR variant must be one of {sorted(LAYOUTS)}, got {variant!r}")
         if split not in ("train", "test"):
@@ -94,7 +93,7 @@ class CIFAR(ImageDataset):
         if len(self.images) == 0:
             raise ValueError(f"{variant} {split} in {root_path} holds no images")
         self.class_names = _decode(safe_load_pickle(root_path / meta_file)[names_key])
-        self._hash: Optional[str] = None
+        self._hash: str | None = None
 
     def __len__(self) -> int:
         return len(self.labels)

@@ -7,7 +7,6 @@ from __future__ import annotations
 import gzip
 import os
 from pathlib import Path
-from typing import Optional, Union
 
 import numpy as np
 import torch
@@ -25,7 +24,7 @@ FILES = {"train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
 _IDX_TYPES = {0x08: ">u1", 0x09: ">i1", 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
 
 
-def read_idx(path: Union[str, Path]) -> np.ndarray:
+def read_idx(path: str | Path) -> np.ndarray:
     """Parse one IDX file (``.gz`` or plain) into an array of its declared type and shape."""
     path = Path(path)
     opener = gzip.open if path.suffix == ".gz" else open
@@ -43,7 +42,7 @@ def read_idx(path: Union[str, Path]) -> np.ndarray:
     return np.frombuffer(raw, dtype=dtype, offset=header).reshape(shape).astype(dtype.newbyteorder("="))
 
 
-def resolve_root(root: Optional[Union[str, Path]] = None) -> Path:
+def resolve_root(root: str | Path | None = None) -> Path:
     """The folder holding the IDX files: ``root``, else $CASE_SALIENCY_FASHION_MNIST, else Debian's path."""
     return Path(root or os.environ.get("CASE_SALIENCY_FASHION_MNIST") or DEFAULT_ROOT)
 
@@ -66,7 +65,7 @@ class FashionMNIST(ImageDataset):
 
     class_names = CLASS_NAMES
 
-    def __init__(self, split: str = "train", root: Optional[Union[str, Path]] = None):
+    def __init__(self, split: str = "train", root: str | Path | None = None):
         if split not in FILES:
             raise ValueError(f"Fashion-MNIST split must be 'train' or 'test', got {split!r}")
         self.split = split
@@ -78,7 +77,7 @@ class FashionMNIST(ImageDataset):
         if self.images.ndim != 3 or self.labels.ndim != 1 or len(self.images) != len(self.labels):
             raise ValueError(f"Fashion-MNIST files in {self.root} disagree: images {self.images.shape}, "
                              f"labels {self.labels.shape}")
-        self._hash: Optional[str] = None
+        self._hash: str | None = None
 
     def __len__(self) -> int:
         return len(self.labels)

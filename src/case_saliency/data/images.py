@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Callable, Optional, Union
+from collections.abc import Callable
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
@@ -68,7 +68,7 @@ class ImageFiles(ImageDataset):
     data turns out to be truncated raises ``ValueError`` naming it when the item is read.
     """
 
-    def __init__(self, root: Union[str, Path]):
+    def __init__(self, root: str | Path):
         self.root = str(Path(root))
         root_path = Path(root)
         if not root_path.is_dir():
@@ -97,7 +97,7 @@ class ImageFiles(ImageDataset):
         return {"hash": sha256_items((self.image_id(i), self.labels[i]) for i in range(len(self)))}
 
 
-def read_class_index(path: Union[str, Path]) -> tuple[list[str], list[str]]:
+def read_class_index(path: str | Path) -> tuple[list[str], list[str]]:
     """Read a class-index file -> (folder names in class-index order, human-readable names).
 
     Formats: Keras' ``imagenet_class_index.json`` ({"0": ["n01440764", "tench"], ...}), a JSON list of
@@ -135,7 +135,7 @@ class ImageFolderDataset(ImageFiles):
     (``class_index`` or one of ``CLASS_INDEX_FILES`` in ``root``; ImageNet's validation layout with
     wnid folders) or, without one, the sorted folder names (torchvision's ImageFolder order)."""
 
-    def __init__(self, root: Union[str, Path], class_index: Optional[Union[str, Path]] = None):
+    def __init__(self, root: str | Path, class_index: str | Path | None = None):
         root_path = Path(root)
         if not root_path.is_dir():
             raise FileNotFoundError(f"image folder {root} does not exist or is not a folder")
@@ -207,7 +207,7 @@ class SamplePhotos(ImageDataset):
     """The 14 photos shipped with scikit-image and scikit-learn (``SAMPLE_PHOTOS``), labels -1.
     ``names`` picks a subset by id."""
 
-    def __init__(self, names: Optional[list[str]] = None):
+    def __init__(self, names: list[str] | None = None):
         ids = list(SAMPLE_PHOTOS) if names is None else list(names)
         unknown = [n for n in ids if n not in SAMPLE_PHOTOS]
         if unknown:

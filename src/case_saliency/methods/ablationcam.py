@@ -4,7 +4,6 @@ class logit when that channel of the target layer is set to zero."""
 from __future__ import annotations
 
 import logging
-from typing import Optional, Union
 
 import torch
 from torch import Tensor, nn
@@ -52,7 +51,7 @@ class AblationCAM(SaliencyMethod):
         split: False forces full forward passes (the fallback path).
     """
 
-    def __init__(self, model: nn.Module, target_layer: Union[nn.Module, str, None] = None,
+    def __init__(self, model: nn.Module, target_layer: nn.Module | str | None = None,
                  batch_size: int = 128, ablation_value: float = 0.0, split: bool = True):
         if batch_size < 1:
             raise ValueError(f"batch_size must be a positive integer, got {batch_size}")
@@ -61,10 +60,10 @@ class AblationCAM(SaliencyMethod):
         self.batch_size = batch_size
         self.ablation_value = float(ablation_value)
         self.use_split = split
-        self._split: Optional[SplitModel] = None
+        self._split: SplitModel | None = None
         self._split_checked = False
 
-    def split_model(self, images: Tensor) -> Optional[SplitModel]:
+    def split_model(self, images: Tensor) -> SplitModel | None:
         """The head/tail split at the target layer, traced and verified on first use; None when
         the model cannot be split (then full forward passes are used)."""
         if not self.use_split:
@@ -120,7 +119,7 @@ class AblationCAM(SaliencyMethod):
                             method=self.name, layer=self.engine.layer_name,
                             info={"path": path, "channel_weights": weights if chosen.ndim == 2 else weights[:, 0]})
 
-    def ablated_scores(self, images: Tensor, activations: Tensor, saved: Optional[list[Tensor]],
+    def ablated_scores(self, images: Tensor, activations: Tensor, saved: list[Tensor] | None,
                        classes: Tensor) -> Tensor:
         """Logits of ``classes`` (B, M) with each channel ablated: (B, M, C). ``saved`` None means
         full forward passes with the layer output replaced."""

@@ -8,7 +8,7 @@ gradient CAMs, which are small rules from activations ``A`` (B, C, h, w) and gra
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import Callable, Optional, Union
+from collections.abc import Callable
 
 import torch
 from torch import Tensor, nn
@@ -18,7 +18,7 @@ from ..core.layers import Reshape
 from ..core.maps import SaliencyMaps, finish_maps
 from ..core.targets import TargetSpec, resolve_targets
 
-METHODS: dict[str, type["SaliencyMethod"]] = {}
+METHODS: dict[str, type[SaliencyMethod]] = {}
 
 
 def register(name: str) -> Callable[[type], type]:
@@ -32,7 +32,7 @@ def register(name: str) -> Callable[[type], type]:
     return wrap
 
 
-def get_method(name: str, model: nn.Module, **kwargs) -> "SaliencyMethod":
+def get_method(name: str, model: nn.Module, **kwargs) -> SaliencyMethod:
     """Build a registered method by name, e.g. ``get_method("case", model, target_layer="layer4")``."""
     key = name.lower()
     if key not in METHODS:
@@ -73,15 +73,15 @@ class CAMMethod(SaliencyMethod):
 
     contrast = None  # a ContrastStrategy for contrastive methods
 
-    def __init__(self, model: nn.Module, target_layer: Union[nn.Module, str, None] = None,
-                 reshape: Optional[Reshape] = None):
+    def __init__(self, model: nn.Module, target_layer: nn.Module | str | None = None,
+                 reshape: Reshape | None = None):
         self.model = model
         self.engine = ActivationCapture(model, target_layer, reshape)
 
     def channel_weights(self, activations: Tensor, gradients: Tensor) -> Tensor:
         raise NotImplementedError(f"{type(self).__name__} must define channel_weights or cam")
 
-    def cam(self, activations: Tensor, gradients: Tensor, contrast_gradients: Optional[Tensor]) -> Tensor:
+    def cam(self, activations: Tensor, gradients: Tensor, contrast_gradients: Tensor | None) -> Tensor:
         """A (B, C, h, w), G (B, M, C, h, w), contrast G (B, M, k, C, h, w) or None -> (B, M, h, w)."""
         weights = self.channel_weights(activations, gradients)
         return torch.einsum("bmc,bchw->bmhw", weights, activations)

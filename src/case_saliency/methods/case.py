@@ -9,7 +9,6 @@ target (the paper's public code runs k + 1 full forward and backward passes per 
 from __future__ import annotations
 
 import warnings
-from typing import Optional, Union
 
 from torch import Tensor, nn
 
@@ -38,15 +37,15 @@ class CASE(CAMMethod):
         eps: added to ||w_S||^2 in the projection.
     """
 
-    def __init__(self, model: nn.Module, target_layer: Union[nn.Module, str, None] = None,
-                 contrast: Optional[ContrastStrategy] = None, reshape: Optional[Reshape] = None,
+    def __init__(self, model: nn.Module, target_layer: nn.Module | str | None = None,
+                 contrast: ContrastStrategy | None = None, reshape: Reshape | None = None,
                  eps: float = 1e-8):
         super().__init__(model, target_layer, reshape)
         self.contrast = contrast if contrast is not None else TopLogits(k=1)
         self.eps = eps
         self._warned = False
 
-    def cam(self, activations: Tensor, gradients: Tensor, contrast_gradients: Optional[Tensor]) -> Tensor:
+    def cam(self, activations: Tensor, gradients: Tensor, contrast_gradients: Tensor | None) -> Tensor:
         target_w = spatial_mean(gradients)  # (B, M, C)
         if contrast_gradients is None:
             self._warn_once("CASE has an empty contrast set (k=0); its maps equal Grad-CAM's")

@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 from contextlib import contextmanager
-from typing import Iterator, Optional
+from collections.abc import Iterator
 
 import torch
 from torch import Tensor, nn
@@ -12,7 +12,7 @@ from torch import Tensor, nn
 from ..core.capture import _ModelState
 
 
-def channel_pairs(activations: Tensor, batch_size: int, skip: Optional[Tensor] = None) -> Iterator[tuple[Tensor, Tensor]]:
+def channel_pairs(activations: Tensor, batch_size: int, skip: Tensor | None = None) -> Iterator[tuple[Tensor, Tensor]]:
     """Yield ``(image_index, channel_index)`` long tensors of at most ``batch_size`` pairs, covering
     every (b, c) of ``activations`` (B, C, ...) except where ``skip`` (B, C) is True. Batches span
     image boundaries, so the last batch of one image is filled with the first channels of the next."""

@@ -3,7 +3,6 @@ principal component. It ignores the class: a control that should fail the class-
 
 from __future__ import annotations
 
-from typing import Optional, Union
 
 import torch
 from torch import Tensor, nn
@@ -38,8 +37,8 @@ class EigenCAM(SaliencyMethod):
     activation matrix, whatever the number of classes.
     """
 
-    def __init__(self, model: nn.Module, target_layer: Union[nn.Module, str, None] = None,
-                 reshape: Optional[Reshape] = None):
+    def __init__(self, model: nn.Module, target_layer: nn.Module | str | None = None,
+                 reshape: Reshape | None = None):
         self.model = model
         self.engine = ActivationCapture(model, target_layer, reshape)
 

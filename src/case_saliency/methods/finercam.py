@@ -9,7 +9,6 @@ Cost: as Grad-CAM, with 1 + k classes in the same backward.
 
 from __future__ import annotations
 
-from typing import Optional, Union
 
 from torch import Tensor, nn
 
@@ -27,14 +26,14 @@ class FinerCAM(CAMMethod):
         gamma: comparison strength, default 1.
     """
 
-    def __init__(self, model: nn.Module, target_layer: Union[nn.Module, str, None] = None,
-                 contrast: Optional[ContrastStrategy] = None, reshape: Optional[Reshape] = None,
+    def __init__(self, model: nn.Module, target_layer: nn.Module | str | None = None,
+                 contrast: ContrastStrategy | None = None, reshape: Reshape | None = None,
                  gamma: float = 1.0):
         super().__init__(model, target_layer, reshape)
         self.contrast = contrast if contrast is not None else NearestLogits(k=3)
         self.gamma = gamma
 
-    def cam(self, activations: Tensor, gradients: Tensor, contrast_gradients: Optional[Tensor]) -> Tensor:
+    def cam(self, activations: Tensor, gradients: Tensor, contrast_gradients: Tensor | None) -> Tensor:
         weights = spatial_mean(gradients)  # (B, M, C)
         if contrast_gradients is not None:
             weights = weights - self.gamma * spatial_mean(contrast_gradients).mean(dim=2)

@@ -16,7 +16,7 @@ before afterwards, also when an error is raised.
 from __future__ import annotations
 
 import warnings
-from typing import Callable, Optional, Union
+from collections.abc import Callable
 
 import torch
 from torch import Tensor, nn
@@ -128,7 +128,7 @@ class IntegratedGradients(CaptumMethod):
     """
 
     def __init__(self, model: nn.Module, channels: str = "sum", baseline: float = 0.0, n_steps: int = 50,
-                 internal_batch_size: Optional[int] = 64):
+                 internal_batch_size: int | None = 64):
         super().__init__(model, channels)
         self.baseline = float(baseline)
         self.n_steps = int(n_steps)
@@ -157,7 +157,7 @@ class SmoothGrad(CaptumMethod):
     """
 
     def __init__(self, model: nn.Module, channels: str = "sum", samples: int = 25, noise_level: float = 0.15,
-                 seed: int = 0, samples_batch_size: Optional[int] = 8):
+                 seed: int = 0, samples_batch_size: int | None = 8):
         super().__init__(model, channels)
         self.samples = int(samples)
         self.noise_level = float(noise_level)
@@ -190,10 +190,10 @@ class GuidedGradCAM(CaptumMethod):
     for guided backpropagation to the input).
     """
 
-    def __init__(self, model: nn.Module, target_layer: Union[nn.Module, str, None] = None, channels: str = "sum"):
+    def __init__(self, model: nn.Module, target_layer: nn.Module | str | None = None, channels: str = "sum"):
         super().__init__(model, channels)
-        self.layer: Optional[nn.Module] = None
-        self.layer_name: Optional[str] = None
+        self.layer: nn.Module | None = None
+        self.layer_name: str | None = None
         if target_layer is not None:
             self.layer, self.layer_name = resolve_layer(model, target_layer)
 

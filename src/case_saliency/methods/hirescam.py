@@ -1,6 +1,5 @@
 """HiResCAM (Draelos & Carin, 2020): gradient times activation, summed over channels, no pooling."""
 
-from typing import Optional
 
 from torch import Tensor
 
@@ -9,5 +8,5 @@ from .base import CAMMethod, register
 
 @register("hirescam")
 class HiResCAM(CAMMethod):
-    def cam(self, activations: Tensor, gradients: Tensor, contrast_gradients: Optional[Tensor]) -> Tensor:
+    def cam(self, activations: Tensor, gradients: Tensor, contrast_gradients: Tensor | None) -> Tensor:
         return (gradients * activations[:, None]).sum(dim=2)

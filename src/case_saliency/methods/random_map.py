@@ -3,7 +3,6 @@ A method that does no better than this on a metric has shown nothing on that met
 
 from __future__ import annotations
 
-from typing import Union
 
 import torch
 import torch.nn.functional as F
@@ -33,7 +32,7 @@ class RandomMap(SaliencyMethod):
             bilinearly, for smooth blobs like a CAM's; None draws one value per pixel.
     """
 
-    def __init__(self, model: nn.Module, seed: int = 0, grid: Union[int, tuple[int, int], None] = None):
+    def __init__(self, model: nn.Module, seed: int = 0, grid: int | tuple[int, int] | None = None):
         self.model = model
         self.seed = int(seed)
         self.grid = (grid, grid) if isinstance(grid, int) else grid

@@ -3,7 +3,6 @@ masks the input; the class logit of the masked input, softmaxed over channels, w
 
 from __future__ import annotations
 
-from typing import Optional, Union
 
 import torch
 import torch.nn.functional as F
@@ -42,8 +41,8 @@ class ScoreCAM(SaliencyMethod):
         batch_size: masked images per forward pass (memory vs. speed).
     """
 
-    def __init__(self, model: nn.Module, target_layer: Union[nn.Module, str, None] = None,
-                 reshape: Optional[Reshape] = None, batch_size: int = 64):
+    def __init__(self, model: nn.Module, target_layer: nn.Module | str | None = None,
+                 reshape: Reshape | None = None, batch_size: int = 64):
         if batch_size < 1:
             raise ValueError(f"batch_size must be a positive integer, got {batch_size}")
         self.model = model

@@ -22,7 +22,7 @@ the map and the image share one (H, W) layout).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Iterator
+from collections.abc import Iterator
 
 import torch
 import torchvision.transforms.functional as TF

@@ -15,7 +15,7 @@ default ``zero_method="wilcox"``).
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from typing import Optional, Sequence
+from collections.abc import Sequence
 
 import numpy as np
 from scipy import stats as sps
@@ -33,7 +33,7 @@ class TestResult:
     n: int
     statistic: float
     pvalue: float
-    n_nonzero: Optional[int] = None
+    n_nonzero: int | None = None
 
     def smallest_pvalue(self) -> float:
         """The smallest p-value this test could give on a sample of this size: for a Wilcoxon test

@@ -5,7 +5,7 @@ spatial (7x7) block, as the paper's ImageNet layers are for ResNet, DenseNet and
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 from torch import Tensor, nn

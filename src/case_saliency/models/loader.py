@@ -18,7 +18,7 @@ import pickle
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Optional, Sequence, Union
+from collections.abc import Callable, Sequence
 
 import torch
 from PIL import Image
@@ -51,15 +51,15 @@ class LoadedModel:
     target_layer: str
     input_size: int
     identity: dict
-    reshape: Optional[Reshape] = None
-    paper_layer: Optional[str] = None
+    reshape: Reshape | None = None
+    paper_layer: str | None = None
     metadata: dict = field(default_factory=dict)
 
     def preprocess(self, images: Sequence[Image.Image]) -> Tensor:
         """PIL images -> (B, C, input_size, input_size)."""
         return self.transform.batch(list(images))
 
-    def method(self, name: str, target_layer: Optional[str] = None, **kwargs):
+    def method(self, name: str, target_layer: str | None = None, **kwargs):
         """A registered saliency method bound to this model at its default (or the given) layer."""
         from ..methods import get_method
 
@@ -73,7 +73,7 @@ class UnsafeCheckpoint(ValueError):
     """A file that needs arbitrary pickled Python objects to load."""
 
 
-def sha256_file(path: Union[str, Path]) -> str:
+def sha256_file(path: str | Path) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as handle:
         for block in iter(lambda: handle.read(1 << 20), b""):
@@ -84,10 +84,11 @@ def sha256_file(path: Union[str, Path]) -> str:
 def _unpickler_reason(error: BaseException) -> str:
     """The line of torch's weights-only error that names the refused global."""
     lines = [line.strip() for line in str(error).splitlines() if line.strip()]
-    return next((line for line in lines if "Unsupported" in line or "global" in line.lower()), lines[0] if lines else "")
+    named = (line for line in lines if "Unsupported" in line or "global" in line.lower())
+    return next(named, lines[0] if lines else "")
 
 
-def safe_torch_load(path: Union[str, Path]):
+def safe_torch_load(path: str | Path):
     """``torch.load(path, weights_only=True)``, with errors that say what to do."""
     path = Path(path)
     if not path.is_file():
@@ -106,13 +107,16 @@ def safe_torch_load(path: Union[str, Path]):
             from error
 
 
-def _class_names(given: Optional[Union[Sequence[str], str, Path]], num_classes: int) -> list[str]:
+def _class_names(given: Sequence[str] | str | Path | None, num_classes: int) -> list[str]:
     if given is None:
         return zoo.imagenet_class_names() if num_classes == 1000 else [f"class {i}" for i in range(num_classes)]
     if isinstance(given, (str, Path)):
         path = Path(given)
         text = path.read_text()
-        names = json.loads(text) if path.suffix.lower() == ".json" else [l.strip() for l in text.splitlines() if l.strip()]
+        if path.suffix.lower() == ".json":
+            names = json.loads(text)
+        else:
+            names = [line.strip() for line in text.splitlines() if line.strip()]
     else:
         names = list(given)
     if len(names) != num_classes:
@@ -126,7 +130,7 @@ def _random_init(build: Callable[[], nn.Module], seed: int = 0) -> nn.Module:
         return build()
 
 
-def _load_lite(name: str, weights: Optional[str], class_names) -> LoadedModel:
+def _load_lite(name: str, weights: str | None, class_names) -> LoadedModel:
     variant = int(name[-1])
     resize, crop = lite.preprocess_sizes(variant)
     if weights in (None, "package", "hub"):
@@ -136,7 +140,8 @@ def _load_lite(name: str, weights: Optional[str], class_names) -> LoadedModel:
     elif weights == "random":
         import timm
 
-        model, path, source = _random_init(lambda: timm.create_model(f"tf_efficientnet_lite{variant}")).eval(), None, "random"
+        model = _random_init(lambda: timm.create_model(f"tf_efficientnet_lite{variant}")).eval()
+        path, source = None, "random"
     else:
         import timm
 
@@ -153,7 +158,7 @@ def _load_lite(name: str, weights: Optional[str], class_names) -> LoadedModel:
                        identity=_identity(name, source, path, num_classes))
 
 
-def _identity(name: str, source: str, path: Optional[Union[str, Path]], num_classes: int, **extra) -> dict:
+def _identity(name: str, source: str, path: str | Path | None, num_classes: int, **extra) -> dict:
     return {"name": name, "source": source, "weights": str(path) if path else None,
             "weights_sha256": sha256_file(path) if path and Path(path).is_file() else None,
             "num_classes": num_classes, **extra}
@@ -184,7 +189,7 @@ def _load_checkpoint(path: Path, class_names) -> LoadedModel:
                        target_layer=meta["target_layer"], input_size=size, identity=identity, metadata=meta)
 
 
-def _load_torchvision(name: str, weights: Optional[str], class_names) -> LoadedModel:
+def _load_torchvision(name: str, weights: str | None, class_names) -> LoadedModel:
     hub_names = ("hub", "default", "imagenet")
     weights_key = weights.lower() if isinstance(weights, str) else None
     is_enum_name = isinstance(weights, str) and re.fullmatch(r"[A-Z0-9_]+", weights) is not None
@@ -211,7 +216,7 @@ def _load_torchvision(name: str, weights: Optional[str], class_names) -> LoadedM
                        identity=_identity(name, source, path, num_classes), paper_layer=zoo.PAPER_LAYERS.get(name))
 
 
-def _load_timm(name: str, weights: Optional[str], class_names) -> LoadedModel:
+def _load_timm(name: str, weights: str | None, class_names) -> LoadedModel:
     weights_key = weights.lower() if isinstance(weights, str) else None
     path = None
     if weights is None or weights_key in ("hub", "default", "imagenet"):
@@ -240,8 +245,8 @@ def _num_outputs(model: nn.Module, size: int) -> int:
         return int(model(torch.zeros(1, 3, size, size)).shape[1])
 
 
-def load_model(name_or_path: Union[str, Path], weights: Optional[Union[str, Path]] = None,
-               class_names: Optional[Union[Sequence[str], str, Path]] = None) -> LoadedModel:
+def load_model(name_or_path: str | Path, weights: str | Path | None = None,
+               class_names: Sequence[str] | str | Path | None = None) -> LoadedModel:
     """Load a model by name or checkpoint path (see the module docstring), in eval mode.
 
     class_names: names for a model whose classes are not ImageNet's (a list, or a .json/.txt file).

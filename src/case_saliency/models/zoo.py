@@ -7,7 +7,6 @@ import os
 import re
 import urllib.error
 from pathlib import Path
-from typing import Optional, Union
 
 import torch
 from torch import nn
@@ -71,7 +70,7 @@ def _hub_error(name: str, error: BaseException) -> WeightsUnavailable:
         f"or weights='random' for an untrained network.")
 
 
-def torchvision_preprocess(name: str, weights_name: Optional[str] = None) -> tuple[Preprocess, Optional[object]]:
+def torchvision_preprocess(name: str, weights_name: str | None = None) -> tuple[Preprocess, object | None]:
     """Preprocessing from the torchvision weights' own transforms (the paper's IMAGENET1K_V1 where
     there is one), and the weights enum entry."""
     import torchvision
@@ -124,7 +123,7 @@ def timm_preprocess(model: nn.Module) -> Preprocess:
     return Preprocess(resize, crop, tuple(config["mean"]), tuple(config["std"]))
 
 
-def build_timm(name: str, num_classes: Optional[int] = None, pretrained: bool = False) -> nn.Module:
+def build_timm(name: str, num_classes: int | None = None, pretrained: bool = False) -> nn.Module:
     import timm
 
     kwargs = {} if num_classes is None else {"num_classes": num_classes}
@@ -147,13 +146,13 @@ def default_target_layer(name: str, model: nn.Module, input_size: int, channels:
     return layer, reshape
 
 
-def classifier_classes(state: dict) -> Optional[int]:
+def classifier_classes(state: dict) -> int | None:
     """Number of classes of a state dict: rows of its last 2-D weight (the classifier), if any."""
     matrices = [v for k, v in state.items() if k.endswith("weight") and getattr(v, "ndim", 0) == 2]
     return int(matrices[-1].shape[0]) if matrices else None
 
 
-def unwrap_state_dict(data: Union[dict, object], source: Union[str, Path]) -> dict:
+def unwrap_state_dict(data: dict | object, source: str | Path) -> dict:
     """The state dict inside a loaded file: itself, or under "state_dict"/"model"/"model_state_dict";
     the "module." prefix of DataParallel is removed."""
     if not isinstance(data, dict):

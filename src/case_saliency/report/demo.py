@@ -11,7 +11,6 @@ import math
 import shutil
 import time
 from pathlib import Path
-from typing import Optional, Union
 
 import numpy as np
 
@@ -54,7 +53,7 @@ def _prepare_out(out: Path, create: bool = True) -> None:
         out.mkdir(parents=True, exist_ok=True)
 
 
-def _number(value: str) -> Optional[float]:
+def _number(value: str) -> float | None:
     try:
         number = float(value)
     except (TypeError, ValueError):
@@ -78,7 +77,7 @@ def _overlay(image: np.ndarray, saliency: np.ndarray, alpha: float = 0.5) -> np.
 
 
 def _side_by_side(path: Path, image: np.ndarray, maps: dict[str, np.ndarray], names: tuple[str, str],
-                  probs: tuple[float, float], agreement: dict[str, Optional[float]]) -> None:
+                  probs: tuple[float, float], agreement: dict[str, float | None]) -> None:
     """One PNG: the photo, then per method its top-1 and top-2 maps overlaid, with captions
     (class, probability, the method's top-k% agreement). Composed with PIL: fast, no figure layout."""
     from PIL import Image, ImageDraw
@@ -108,7 +107,7 @@ def format_table(photos: list[dict]) -> str:
     header = f"{'photo':<30} {'top-1 (p)':<28} {'top-2 (p)':<28} {'Grad-CAM':>9} {'CASE':>7}"
     lines = [header, "-" * len(header)]
 
-    def cell(value: Optional[float]) -> str:
+    def cell(value: float | None) -> str:
         return "n/a" if value is None else f"{value:.1f}"
 
     for photo in photos:
@@ -125,7 +124,7 @@ def format_table(photos: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def run_demo(out: Union[str, Path] = "demo-output", model_name: str = "efficientnet_lite0", k_percent: float = 5.0,
+def run_demo(out: str | Path = "demo-output", model_name: str = "efficientnet_lite0", k_percent: float = 5.0,
              progress: bool = True, report: bool = True) -> dict:
     """Run the demo into ``out`` and return the summary (also written to ``out/summary.json``).
 

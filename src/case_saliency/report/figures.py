@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Mapping, Optional, Sequence
+from collections.abc import Mapping, Sequence
 
 import matplotlib
 
@@ -65,7 +65,7 @@ def agreement_histograms(agreement: Mapping[str, Sequence[float]], threshold: fl
         fig = Figure(figsize=(3.2 * columns, 2.6 * rows), layout="constrained")
         axes = np.atleast_1d(fig.subplots(rows, columns, sharex=True, sharey=True, squeeze=False)).ravel()
         colour = method_colours(1)[0]
-        for ax, method in zip(axes, methods):
+        for ax, method in zip(axes, methods, strict=False):
             values = _finite(agreement[method])
             nan_count = np.asarray(agreement[method], dtype=np.float64).size - values.size
             if values.size:
@@ -85,7 +85,7 @@ def agreement_histograms(agreement: Mapping[str, Sequence[float]], threshold: fl
         # differ per panel, so their entry is just "mean".
         entries: dict[str, object] = {}
         for ax in axes[: len(methods)]:
-            for handle, label in zip(*ax.get_legend_handles_labels()):
+            for handle, label in zip(*ax.get_legend_handles_labels(), strict=False):
                 entries.setdefault("mean" if label.startswith("mean") else label, handle)
         order = ["images", "mean"] + [label for label in entries if label.startswith("threshold")]
         entries = {label: entries[label] for label in order if label in entries}
@@ -112,8 +112,8 @@ def drop_boxplots(values: Mapping[str, Sequence[float]], ylabel: str = "relative
                                       "gid": "mean"},
                            medianprops={"color": "black", "linewidth": 1.8, "gid": "median"},
                            flierprops={"marker": ".", "alpha": 0.6})
-        ax.set_xticks(range(1, len(methods) + 1), [f"{m}\nn={d.size}" for m, d in zip(methods, data)])
-        for box, colour in zip(parts["boxes"], colours):
+        ax.set_xticks(range(1, len(methods) + 1), [f"{m}\nn={d.size}" for m, d in zip(methods, data, strict=False)])
+        for box, colour in zip(parts["boxes"], colours, strict=False):
             box.set_facecolor(colour)
             box.set_alpha(0.8)
         ax.set_ylabel(ylabel)
@@ -121,7 +121,8 @@ def drop_boxplots(values: Mapping[str, Sequence[float]], ylabel: str = "relative
     return fig
 
 
-def curve_band(curves: np.ndarray, limits: tuple[float, float] = (0.0, 1.0)) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def curve_band(curves: np.ndarray,
+               limits: tuple[float, float] = (0.0, 1.0)) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Mean and the band mean +- 1 SD (ddof=1; zero width for one curve) of curves (N, S+1), NaN
     rows ignored, the band clipped to ``limits`` (probabilities: [0, 1]): (mean, lower, upper),
     each (S+1,)."""
@@ -146,7 +147,8 @@ def deletion_insertion_curves(fractions: Sequence[float], deletion: Mapping[str,
     with rc_context(STYLE):
         fig = Figure(figsize=(9.0, 3.6), layout="constrained")
         axes = fig.subplots(1, 2, sharey=True)
-        for ax, table, title, xlabel in ((axes[0], deletion, "deletion (lower is better)", "fraction of pixels removed"),
+        for ax, table, title, xlabel in ((axes[0], deletion, "deletion (lower is better)",
+                                          "fraction of pixels removed"),
                                          (axes[1], insertion, "insertion (higher is better)",
                                           "fraction of pixels revealed")):
             for i, method in enumerate(methods):
@@ -283,7 +285,7 @@ def confusion_heatmap(confusion: np.ndarray, class_names: Sequence[str], k: int 
     return fig
 
 
-def save_figure(fig: Figure, folder: Path, stem: str, dpi: Optional[int] = None) -> tuple[Path, Path]:
+def save_figure(fig: Figure, folder: Path, stem: str, dpi: int | None = None) -> tuple[Path, Path]:
     """Write ``folder/stem.png`` and ``folder/stem.pdf``; returns both paths."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)

@@ -13,7 +13,8 @@ import json
 import math
 import shlex
 from pathlib import Path
-from typing import Any, Callable, Optional, Sequence
+from typing import Any
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
@@ -48,8 +49,8 @@ class Column:
     """A summary-table column: a header, a key in the summary row, a formatter, and which way is
     better (None: no best value is marked)."""
 
-    def __init__(self, header: str, key: str, fmt: Callable[[Any], str], better: Optional[str] = None,
-                 title: str = "", text: Optional[bool] = None):
+    def __init__(self, header: str, key: str, fmt: Callable[[Any], str], better: str | None = None,
+                 title: str = "", text: bool | None = None):
         self.header, self.key, self.fmt, self.better, self.title = header, key, fmt, better, title
         self.text = fmt is str if text is None else text  # text columns align left
 
@@ -77,7 +78,7 @@ def _best_rows(rows: Sequence[dict], column: Column, groups: Sequence[Any]) -> s
     return best
 
 
-def table_html(rows: Sequence[dict], columns: Sequence[Column], groups: Optional[Sequence[Any]] = None,
+def table_html(rows: Sequence[dict], columns: Sequence[Column], groups: Sequence[Any] | None = None,
                caption: str = "") -> str:
     """An HTML table of summary rows, the best value of each directed column marked with ★ (within
     each group, e.g. each k)."""
@@ -113,7 +114,7 @@ def _img(png: Path, alt: str) -> str:
     return f'<img src="data:image/png;base64,{data}" alt="{e(alt)}">'
 
 
-def _figure(fig, folder: Path, stem: str, alt: str, caption: str, dpi: Optional[int] = None) -> str:
+def _figure(fig, folder: Path, stem: str, alt: str, caption: str, dpi: int | None = None) -> str:
     """Save a figure as PNG and PDF and return a <figure> embedding the PNG."""
     png, pdf = F.save_figure(fig, folder, stem, dpi=dpi)
     where = "figures/" if folder.name == "figures" else f"figures/{folder.name}/"
@@ -320,7 +321,7 @@ def _run_subtitle(run: Run) -> str:
             f"contrast {e(config.get('contrast'))}")
 
 
-def _run_sections(run: Run, summary: dict, folder: Path, page_command: Optional[str] = None
+def _run_sections(run: Run, summary: dict, folder: Path, page_command: str | None = None
                   ) -> list[tuple[str, str, str]]:
     """(id suffix, heading, HTML) of one run's sections, empty ones left out. page_command: the
     command that rewrites this page (default: the report of this run alone)."""
@@ -347,7 +348,7 @@ def combined_rows(runs: Sequence[Run], summaries: Sequence[dict]) -> list[dict]:
     their first k) next to the fidelity means, so a method's class sensitivity and faithfulness
     read side by side."""
     rows: dict[tuple[str, str], dict] = {}
-    for run, summary in zip(runs, summaries):
+    for run, summary in zip(runs, summaries, strict=False):
         if run.kind == "diagnose":
             table = _records(summary["agreement"])
             first_k = min((r["k_percent"] for r in table), default=None)
@@ -415,8 +416,8 @@ def _page(title: str, subtitle: str, sections: Sequence[tuple[str, str, str, int
 """
 
 
-def render(runs: Sequence[Run], folder: Path, threshold: Optional[float] = None, alpha: Optional[float] = None,
-           correction: Optional[str] = None, command: str = "") -> str:
+def render(runs: Sequence[Run], folder: Path, threshold: float | None = None, alpha: float | None = None,
+           correction: str | None = None, command: str = "") -> str:
     """The page's HTML for one run or several; figures are written to ``folder`` (one subfolder
     per run when there are several)."""
     from ..runs.summary import summarize_run
@@ -428,7 +429,7 @@ def render(runs: Sequence[Run], folder: Path, threshold: Optional[float] = None,
                                                                                command or None)]
         return _page(_run_title(run), _run_subtitle(run), sections)
     sections = [("combined", "Summary across runs", _combined_table(runs, summaries), 2)]
-    for i, (run, summary) in enumerate(zip(runs, summaries), start=1):
+    for i, (run, summary) in enumerate(zip(runs, summaries, strict=False), start=1):
         prefix = f"run{i}"
         sub = folder / f"{i}-{run.kind}-{safe_name(run.model)}"
         parts = _run_sections(run, summary, sub)
@@ -441,9 +442,9 @@ def render(runs: Sequence[Run], folder: Path, threshold: Optional[float] = None,
                  " · ".join(e(_run_title(run)) for run in runs), sections)
 
 
-def write_report(run_dir: Path, out: Optional[Path] = None, *, more_runs: Sequence[Path] = (),
-                 threshold: Optional[float] = None, alpha: Optional[float] = None,
-                 correction: Optional[str] = None) -> Path:
+def write_report(run_dir: Path, out: Path | None = None, *, more_runs: Sequence[Path] = (),
+                 threshold: float | None = None, alpha: float | None = None,
+                 correction: str | None = None) -> Path:
     """Write the self-contained report of a diagnose or fidelity run directory and return its path.
 
     out: the HTML file (default ``run_dir/report.html``); figures go to ``figures/`` beside it, as

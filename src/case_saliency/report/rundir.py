@@ -11,7 +11,6 @@ import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Optional
 
 import numpy as np
 
@@ -44,9 +43,9 @@ class Run:
     config: dict
     meta: dict
     rows: list[dict[str, str]]
-    class_names: Optional[list[str]]
+    class_names: list[str] | None
     gallery: list[GalleryItem] = field(default_factory=list)
-    confusion: Optional[np.ndarray] = None
+    confusion: np.ndarray | None = None
 
     @property
     def model(self) -> str:

@@ -6,5 +6,6 @@ from .diagnose import run_diagnose
 from .fidelity import run_fidelity
 from .store import DIAGNOSE_COLUMNS, FIDELITY_COLUMNS, ResultsTable
 
-__all__ = ["DEFAULT_METHODS", "ModelBundle", "as_bundle", "select_sample", "run_diagnose", "run_fidelity", "DIAGNOSE_COLUMNS",
+__all__ = ["DEFAULT_METHODS", "ModelBundle", "as_bundle", "select_sample", "run_diagnose", "run_fidelity",
+           "DIAGNOSE_COLUMNS",
            "FIDELITY_COLUMNS", "ResultsTable"]

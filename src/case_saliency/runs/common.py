@@ -12,7 +12,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from importlib import metadata
 from pathlib import Path
-from typing import Any, Callable, Iterator, Optional, Sequence
+from typing import Any
+from collections.abc import Callable, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -35,11 +36,11 @@ class ModelBundle:
 
     model: nn.Module
     transform: Callable
-    class_names: Optional[list[str]]
-    target_layer: Optional[str]
+    class_names: list[str] | None
+    target_layer: str | None
     name: str
     identity: dict = field(default_factory=dict)
-    reshape: Optional[Callable] = None  # token -> (B, C, h, w) reshape of a transformer's default layer
+    reshape: Callable | None = None  # token -> (B, C, h, w) reshape of a transformer's default layer
 
 
 def state_sha256(model: nn.Module) -> str:
@@ -51,8 +52,8 @@ def state_sha256(model: nn.Module) -> str:
     return digest.hexdigest()
 
 
-def as_bundle(model: Any, transform: Optional[Callable] = None, class_names: Optional[Sequence[str]] = None,
-              target_layer: Optional[str] = None, name: Optional[str] = None) -> ModelBundle:
+def as_bundle(model: Any, transform: Callable | None = None, class_names: Sequence[str] | None = None,
+              target_layer: str | None = None, name: str | None = None) -> ModelBundle:
     """Accept a ``LoadedModel`` (from ``case_saliency.models.load_model``) or a bare ``nn.Module``
     plus its transform; explicit arguments override the loaded model's fields."""
     if isinstance(model, ModelBundle):
@@ -100,8 +101,8 @@ def check_methods(methods: Sequence[str]) -> list[str]:
     return names
 
 
-def build_method(name: str, model: nn.Module, target_layer: Optional[str], contrast: Any = None,
-                 options: Optional[dict] = None, reshape: Optional[Callable] = None) -> SaliencyMethod:
+def build_method(name: str, model: nn.Module, target_layer: str | None, contrast: Any = None,
+                 options: dict | None = None, reshape: Callable | None = None) -> SaliencyMethod:
     """``get_method`` with only the arguments the method's constructor takes: ``target_layer`` and
     ``reshape`` (transformers) where it has them, ``contrast`` for CASE (other methods keep their
     own default contrast)."""
@@ -135,7 +136,7 @@ def load_items(dataset: Any, indices: Sequence[int], transform: Callable) -> tup
 
 @torch.no_grad()
 def select_sample(model: nn.Module, dataset: Any, transform: Callable, n: int, seed: int, correct_only: bool,
-                  batch_size: int = 32, device: Optional[torch.device] = None) -> list[int]:
+                  batch_size: int = 32, device: torch.device | None = None) -> list[int]:
     """Dataset indices of the run, in processing order: a seeded random permutation of the dataset
     (``torch.randperm`` with its own generator), cut to ``n``; with ``correct_only``, walking the
     permutation and keeping images whose top-1 prediction equals their label until ``n`` are kept
@@ -156,7 +157,7 @@ def select_sample(model: nn.Module, dataset: Any, transform: Callable, n: int, s
             raise ValueError(f"dataset {getattr(dataset, 'name', '')!r} has no labels, so 'correct only' cannot "
                              "be applied; use all images (--all / correct_only=False)")
         pred = model(images.to(device)).argmax(1).cpu().tolist()
-        kept.extend(i for i, p, y in zip(chunk, pred, labels) if p == y)
+        kept.extend(i for i, p, y in zip(chunk, pred, labels, strict=False) if p == y)
         if len(kept) >= want:
             break
     return kept[:want]
@@ -223,9 +224,9 @@ class OpenedRun:
 
 
 def open_run(kind: str, bundle: ModelBundle, dataset: Any, run_dir: Path, *, methods: list[str], contrast: Any,
-             method_options: Optional[dict], n: int, seed: int, correct_only: bool, batch_size: int,
-             settings: dict, weights: Optional[str], dataset_name: Optional[str],
-             command: Optional[str]) -> OpenedRun:
+             method_options: dict | None, n: int, seed: int, correct_only: bool, batch_size: int,
+             settings: dict, weights: str | None, dataset_name: str | None,
+             command: str | None) -> OpenedRun:
     """Build the methods, write (or check, when resuming) config.json and meta.json, and draw the
     sample. ``settings`` holds the kind's own config keys (k_percent, threshold, fill, ...)."""
     net, device = bundle.model.eval(), model_device(bundle.model)
@@ -263,7 +264,7 @@ def batches(items: Sequence[int], size: int) -> Iterator[tuple[int, Sequence[int
         yield start, items[start:start + size]
 
 
-def find_normalize(transform: Any) -> Optional[tuple[Tensor, Tensor]]:
+def find_normalize(transform: Any) -> tuple[Tensor, Tensor] | None:
     """(mean, std) of a torchvision ``Normalize`` inside ``transform`` (searched through
     ``.transforms``), if there is one."""
     from torchvision import transforms as T

@@ -10,7 +10,8 @@ get their maps saved for the report.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Callable, Optional, Sequence, Union
+from typing import Any
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import torch
@@ -25,14 +26,14 @@ from .common import (DEFAULT_METHODS, as_bundle, batches, check_methods, display
 from .store import DIAGNOSE_COLUMNS, ResultsTable
 
 
-def _contrast_text(contrast: Optional[Tensor], index: int, slot: int) -> str:
+def _contrast_text(contrast: Tensor | None, index: int, slot: int) -> str:
     if contrast is None:
         return ""
     return " ".join(str(int(c)) for c in contrast[index, slot].reshape(-1).tolist())
 
 
 def _pair_rows(method: str, image_id: str, label: int, classes: Tensor, probs: Tensor, k_percent: Sequence[float],
-               numbers: Optional[dict], index: int, error: str = "") -> list[dict]:
+               numbers: dict | None, index: int, error: str = "") -> list[dict]:
     """The rows of one (image, method) pair, one per k."""
     rows = []
     for j, k in enumerate(k_percent):
@@ -66,14 +67,14 @@ def pair_measures(result: SaliencyMaps, k_percent: Sequence[float], signed: bool
             "contrast": None if result.contrast is None else result.contrast.cpu(), "maps": maps}
 
 
-def run_diagnose(model: Any, dataset: Any, run_dir: Union[str, Path], *, methods: Sequence[str] = DEFAULT_METHODS,
+def run_diagnose(model: Any, dataset: Any, run_dir: str | Path, *, methods: Sequence[str] = DEFAULT_METHODS,
                  n: int = 100, seed: int = 0, k_percent: Sequence[float] = (5.0,), threshold: float = 50.0,
-                 alpha: float = 0.05, layer: Optional[str] = None, contrast: Any = None,
+                 alpha: float = 0.05, layer: str | None = None, contrast: Any = None,
                  correct_only: bool = False, batch_size: int = 16, gallery: int = 8, signed: bool = False,
-                 transform: Optional[Callable] = None, class_names: Optional[Sequence[str]] = None,
-                 model_name: Optional[str] = None, dataset_name: Optional[str] = None,
-                 method_options: Optional[dict] = None, progress: bool = True, command: Optional[str] = None,
-                 weights: Optional[str] = None) -> Path:
+                 transform: Callable | None = None, class_names: Sequence[str] | None = None,
+                 model_name: str | None = None, dataset_name: str | None = None,
+                 method_options: dict | None = None, progress: bool = True, command: str | None = None,
+                 weights: str | None = None) -> Path:
     """Run (or resume) the class-sensitivity diagnostic and return the run directory.
 
     model: a ``LoadedModel`` or an ``nn.Module`` (then give ``transform``, and ``class_names``).
@@ -135,7 +136,7 @@ def _diagnose_batch(bundle, dataset, chunk, start, methods, built, k_percent, si
     todo = {}
     for name in methods:
         missing = [b for b, image_id in enumerate(ids) if (image_id, name) not in table.done]
-        wants_gallery = any(g and not _gallery_has(p, name) for g, p in zip(in_gallery, gallery_paths))
+        wants_gallery = any(g and not _gallery_has(p, name) for g, p in zip(in_gallery, gallery_paths, strict=False))
         if missing or wants_gallery:
             todo[name] = missing
     if not todo:
@@ -168,7 +169,7 @@ def _diagnose_batch(bundle, dataset, chunk, start, methods, built, k_percent, si
     return errors
 
 
-def _one_by_one(method, images, classes, k_percent, signed, batch_error) -> tuple[Optional[dict], dict]:
+def _one_by_one(method, images, classes, k_percent, signed, batch_error) -> tuple[dict | None, dict]:
     """Run a method image by image after a batch failed; returns measures stacked over the batch
     (NaN rows for failures) and {index: error text}."""
     parts, failures = [], {}

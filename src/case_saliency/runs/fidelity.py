@@ -9,7 +9,8 @@ insertion curves with their AUC. Every method sees the same images, so ``summari
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Callable, Optional, Sequence, Union
+from typing import Any
+from collections.abc import Callable, Sequence
 
 import torch
 from torch import Tensor
@@ -40,13 +41,13 @@ def fidelity_measures(model: torch.nn.Module, images: Tensor, maps: Tensor, pred
     return out
 
 
-def run_fidelity(model: Any, dataset: Any, run_dir: Union[str, Path], *, methods: Sequence[str] = DEFAULT_METHODS,
+def run_fidelity(model: Any, dataset: Any, run_dir: str | Path, *, methods: Sequence[str] = DEFAULT_METHODS,
                  n: int = 100, seed: int = 0, k_percent: float = 50.0, fill: str = "zero", steps: int = 20,
-                 correct_only: bool = True, alpha: float = 0.05, layer: Optional[str] = None, contrast: Any = None,
-                 batch_size: int = 16, eval_batch_size: int = 64, transform: Optional[Callable] = None,
-                 class_names: Optional[Sequence[str]] = None, model_name: Optional[str] = None,
-                 dataset_name: Optional[str] = None, method_options: Optional[dict] = None, progress: bool = True,
-                 command: Optional[str] = None, weights: Optional[str] = None) -> Path:
+                 correct_only: bool = True, alpha: float = 0.05, layer: str | None = None, contrast: Any = None,
+                 batch_size: int = 16, eval_batch_size: int = 64, transform: Callable | None = None,
+                 class_names: Sequence[str] | None = None, model_name: str | None = None,
+                 dataset_name: str | None = None, method_options: dict | None = None, progress: bool = True,
+                 command: str | None = None, weights: str | None = None) -> Path:
     """Run (or resume) the fidelity test and return the run directory.
 
     k_percent: share of pixels removed for the confidence drop (the public script: 50).

@@ -18,7 +18,8 @@ import math
 import os
 from collections import Counter
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any
+from collections.abc import Iterable, Mapping, Sequence
 
 DIAGNOSE_COLUMNS = ["image_id", "method", "k_percent", "agreement", "spearman", "ssim", "degenerate", "class1",
                     "class2", "prob1", "prob2", "label", "contrast1", "contrast2", "error"]
@@ -84,7 +85,7 @@ class ResultsTable:
         self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
 
     def _repair_and_load(self) -> None:
-        header = _csv_lines([dict(zip(self.columns, self.columns))], self.columns)
+        header = _csv_lines([dict(zip(self.columns, self.columns, strict=False))], self.columns)
         if not self.path.exists() or self.path.stat().st_size == 0:
             self._atomic_write(header)
             return
@@ -103,7 +104,7 @@ class ResultsTable:
             raise ValueError(f"{self.path} has more rows than expected for {len(over)} (image, method) pairs "
                              f"(e.g. {next(iter(over))}); it was written by a run with other settings")
         if incomplete:
-            lines = [lines[0]] + [line for line, pair in zip(lines[1:], pairs) if pair not in incomplete]
+            lines = [lines[0]] + [line for line, pair in zip(lines[1:], pairs, strict=False) if pair not in incomplete]
         if incomplete or keep_upto != len(text):
             self._atomic_write("".join(lines))
         self.done = set(counts) - incomplete
@@ -132,7 +133,7 @@ class ResultsTable:
             os.close(self._fd)
             self._fd = -1
 
-    def __enter__(self) -> "ResultsTable":
+    def __enter__(self) -> ResultsTable:
         return self
 
     def __exit__(self, *exc) -> None:

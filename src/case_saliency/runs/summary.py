@@ -12,7 +12,6 @@ t-tests of a reference method (CASE) against each other method on the images bot
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional, Union
 
 import numpy as np
 import pandas as pd
@@ -21,7 +20,7 @@ from ..metrics.stats import TestResult, agreement_below, holm, paired_ttest, pai
 from .store import read_json
 
 
-def load_results(run_dir: Union[str, Path]) -> tuple[dict, pd.DataFrame]:
+def load_results(run_dir: str | Path) -> tuple[dict, pd.DataFrame]:
     """(config, results table) of a run directory; text columns stay text."""
     run_dir = Path(run_dir)
     config_path, results_path = run_dir / "config.json", run_dir / "results.csv"
@@ -45,7 +44,7 @@ def _order(methods: list[str], config: dict) -> list[str]:
 
 
 def summarize_diagnose(frame: pd.DataFrame, threshold: float = 50.0, alpha: float = 0.05,
-                       correction: Optional[str] = None, methods_order: Optional[list[str]] = None) -> pd.DataFrame:
+                       correction: str | None = None, methods_order: list[str] | None = None) -> pd.DataFrame:
     """One row per (method, k_percent); see the module docstring. correction: None or "holm"."""
     rows, tests = [], []
     methods = methods_order or sorted(frame["method"].unique())
@@ -75,7 +74,7 @@ def summarize_diagnose(frame: pd.DataFrame, threshold: float = 50.0, alpha: floa
     elif correction not in (None, "none"):
         raise ValueError(f"correction={correction!r}: use None or 'holm'")
     table["conclusion"] = [_agreement_conclusion(p, test, threshold, alpha)
-                           for p, test in zip(table[decisive], tests)]
+                           for p, test in zip(table[decisive], tests, strict=False)]
     return table
 
 
@@ -94,8 +93,8 @@ FIDELITY_MEASURES = ("drop_relative", "drop_absolute", "deletion_auc", "insertio
 
 
 def summarize_fidelity(frame: pd.DataFrame, reference: str = "case", alpha: float = 0.05,
-                       correction: Optional[str] = None,
-                       methods_order: Optional[list[str]] = None) -> tuple[pd.DataFrame, pd.DataFrame]:
+                       correction: str | None = None,
+                       methods_order: list[str] | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(per-method means, paired tests of ``reference`` against each other method).
 
     Paired tests use the images where both methods have a number; differences are
@@ -142,8 +141,8 @@ def summarize_fidelity(frame: pd.DataFrame, reference: str = "case", alpha: floa
     return pd.DataFrame(means), tests_frame
 
 
-def summarize_run(run_dir: Union[str, Path], threshold: Optional[float] = None, alpha: Optional[float] = None,
-                  correction: Optional[str] = None, reference: str = "case") -> dict:
+def summarize_run(run_dir: str | Path, threshold: float | None = None, alpha: float | None = None,
+                  correction: str | None = None, reference: str = "case") -> dict:
     """The run's tables: {"kind", "config", and "agreement"} for diagnose runs, or
     {"kind", "config", "fidelity", "paired"} for fidelity runs. threshold/alpha default to the run's."""
     config, frame = load_results(run_dir)

@@ -12,7 +12,6 @@ import json
 import re
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Optional, Union
 
 import numpy as np
 import torch
@@ -28,7 +27,7 @@ class StaleConfusionMatrix(ValueError):
 
 
 @torch.no_grad()
-def compute_confusion(loaded, dataset, batch_size: int = 256, limit: Optional[int] = None,
+def compute_confusion(loaded, dataset, batch_size: int = 256, limit: int | None = None,
                       progress: bool = True) -> np.ndarray:
     """(K, K) int64 counts, rows = true class, columns = predicted, for ``loaded`` (a LoadedModel) on a
     labelled ``dataset``; ``limit`` takes its first images only."""
@@ -54,7 +53,7 @@ def _slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("_")
 
 
-def default_path(loaded, dataset_name: str, out_dir: Optional[Union[str, Path]] = None) -> Path:
+def default_path(loaded, dataset_name: str, out_dir: str | Path | None = None) -> Path:
     """Where a matrix is stored: next to the model's checkpoint (``<stem>.confusion-<data>.json``) for
     checkpoints written by ``case-saliency train``, else in ``out_dir`` (default ``runs/confusion``)."""
     weights = loaded.identity.get("weights")
@@ -64,7 +63,7 @@ def default_path(loaded, dataset_name: str, out_dir: Optional[Union[str, Path]] 
     return Path(out_dir or "runs/confusion") / f"{_slug(loaded.name)}.confusion-{_slug(dataset_name)}.json"
 
 
-def save_confusion(path: Union[str, Path], matrix: np.ndarray, model_identity: dict, data_identity: dict,
+def save_confusion(path: str | Path, matrix: np.ndarray, model_identity: dict, data_identity: dict,
                    class_names: list[str]) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -89,7 +88,7 @@ def _data_key(identity: dict) -> tuple:
     return (identity.get("name"), identity.get("hash"), identity.get("count"))
 
 
-def load_confusion(path: Union[str, Path], model_identity: dict, data_identity: Optional[dict] = None) -> dict:
+def load_confusion(path: str | Path, model_identity: dict, data_identity: dict | None = None) -> dict:
     """Read a stored matrix and check it belongs to this model (and this data, when given).
     Returns the record with ``matrix`` as a (K, K) float64 array. Raises ``StaleConfusionMatrix``."""
     path = Path(path)
@@ -122,7 +121,8 @@ def load_confusion(path: Union[str, Path], model_identity: dict, data_identity: 
     return record
 
 
-def confusion_neighbours(path: Union[str, Path], loaded, k: int = 1, data_identity: Optional[dict] = None) -> ConfusionNeighbours:
+def confusion_neighbours(path: str | Path, loaded, k: int = 1,
+                         data_identity: dict | None = None) -> ConfusionNeighbours:
     """CASE's confusion-neighbour contrast from a stored matrix, after checking it is this model's."""
     record = load_confusion(path, loaded.identity, data_identity)
     strategy = ConfusionNeighbours(record["matrix"], k=k)
@@ -130,7 +130,7 @@ def confusion_neighbours(path: Union[str, Path], loaded, k: int = 1, data_identi
     return strategy
 
 
-def resolve_contrast(spec: str, loaded=None, data_identity: Optional[dict] = None):
+def resolve_contrast(spec: str, loaded=None, data_identity: dict | None = None):
     """A contrast strategy by name: ``top[:k]`` (TopLogits), ``nearest[:k]`` (NearestLogits),
     ``confusion[:k]`` (the stored matrix of ``loaded`` found at its default place, next to the
     checkpoint), or ``confusion:PATH[:k]`` / ``PATH.json`` (a given matrix file, identity-checked)."""

@@ -13,7 +13,6 @@ import platform
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional, Union
 
 import torch
 import torch.nn.functional as F
@@ -34,7 +33,7 @@ class TrainResult:
     metadata: dict
 
 
-def _subset(images: Tensor, labels: Tensor, limit: Optional[int], generator: torch.Generator) -> tuple[Tensor, Tensor]:
+def _subset(images: Tensor, labels: Tensor, limit: int | None, generator: torch.Generator) -> tuple[Tensor, Tensor]:
     if limit is None or limit >= len(labels):
         return images, labels
     keep = torch.randperm(len(labels), generator=generator)[:limit]
@@ -55,9 +54,9 @@ def evaluate(model: nn.Module, images: Tensor, labels: Tensor, batch_size: int =
     return float((predictions == labels).double().mean() * 100.0), predictions
 
 
-def train_fashion(architecture: str, seed: int = 0, epochs: int = 3, out_dir: Union[str, Path] = "runs/train",
-                  root: Optional[Union[str, Path]] = None, batch_size: int = 128, max_lr: float = 5e-3,
-                  weight_decay: float = 5e-4, train_limit: Optional[int] = None, test_limit: Optional[int] = None,
+def train_fashion(architecture: str, seed: int = 0, epochs: int = 3, out_dir: str | Path = "runs/train",
+                  root: str | Path | None = None, batch_size: int = 128, max_lr: float = 5e-3,
+                  weight_decay: float = 5e-4, train_limit: int | None = None, test_limit: int | None = None,
                   progress: bool = True) -> TrainResult:
     """Train one Fashion-MNIST family member and write checkpoint + metadata.
 
