@@ -57,6 +57,6 @@ def test_checker_reads_relative_and_absolute_imports():
     """The checker itself: it resolves every import form the package uses to the right layer."""
     demo = [(_layer(t), ".".join(t)) for _, t in _imports(PACKAGE / "report" / "demo.py")]
     assert ("runs", "runs") in demo  # `from ..runs import run_diagnose`, inside a function
-    assert ("report", "report.html") in demo  # `from .html import write_report`
+    assert ("report", "report.page") in demo  # `from .page import write_report`
     cli = [".".join(t) for _, t in _imports(PACKAGE / "cli" / "__init__.py")]
     assert "cli.methods" in cli and "cli.report" in cli  # `from . import methods`

@@ -26,7 +26,7 @@ from case_saliency.data import open_dataset
 from case_saliency.data.fashion_mnist import FashionMNIST
 from case_saliency.report import RunDirError, read_run, write_report
 from case_saliency.report import figures as F
-from case_saliency.report.html import e
+from case_saliency.report.tables import e
 from case_saliency.runs import run_diagnose, run_fidelity
 from case_saliency.runs.summary import summarize_run
 
@@ -331,7 +331,7 @@ def combined_report(fashion_diagnose, fashion_fidelity, photo_diagnose, tmp_path
 
 
 def test_one_page_for_several_runs(fashion_diagnose, fashion_fidelity, photo_diagnose, combined_report):
-    from case_saliency.report.html import combined_rows
+    from case_saliency.report.sections import combined_rows
 
     out = combined_report
     tmp_path = out.parent

@@ -1,6 +1,7 @@
-"""Reports of run directories: matplotlib figures (PNG and PDF) and one self-contained HTML page."""
+"""Reports of run directories: matplotlib figures (PNG and PDF) and one self-contained HTML page
+(``tables``, ``sections``, ``page`` with ``style.css``)."""
 
-from .html import write_report
+from .page import write_report
 from .rundir import GalleryItem, Run, RunDirError, read_run
 
 __all__ = ["write_report", "read_run", "Run", "GalleryItem", "RunDirError"]

@@ -182,7 +182,7 @@ def run_demo(out: str | Path = "demo-output", model_name: str = "efficientnet_li
     report_path = None
     if report:
         try:
-            from .html import write_report
+            from .page import write_report
         except ImportError:  # the report package is optional for the numbers
             write_report = None
         if write_report is not None:

@@ -1,112 +1,23 @@
-"""One self-contained HTML page for a run directory: tables, figures (embedded as base64 PNG data
-URIs), the gallery, the confusion heat map, the metadata and the command that reproduces the run.
-
-The page loads nothing from the network and runs no script. Every piece of text that comes from
-the data (class names, image ids, file names, config values) is HTML-escaped.
-"""
+"""The sections of a report page: summary tables and figures of a diagnose or fidelity run, the
+gallery, the confusion matrix, the metadata, the command that reproduces it, and the table across
+several runs."""
 
 from __future__ import annotations
 
 import base64
-import html
-import json
-import math
-import shlex
 from pathlib import Path
-from typing import Any
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
 from . import figures as F
-from .rundir import Run, read_run, safe_name
+from .rundir import Run, safe_name
+from .tables import Column, e, key_values, number, records, table_html
 
 # Methods whose top-1 and top-2 maps remove each other's direction by construction: their low
 # agreement is partly circular and must be read with fidelity (paper notes, section 3).
 CONTRASTIVE = ("case", "finercam")
 NEIGHBOURS_K = 3
-
-
-def e(value: Any) -> str:
-    """Text from the data, escaped for HTML element content and attribute values."""
-    return html.escape(str(value), quote=True)
-
-
-def number(value: Any, digits: int = 3) -> str:
-    """A table cell: '–' for missing/NaN, p-values and small numbers in scientific notation."""
-    try:
-        value = float(value)
-    except (TypeError, ValueError):
-        return "–"
-    if not math.isfinite(value):
-        return "–"
-    if value != 0 and abs(value) < 10 ** -digits:
-        return f"{value:.2e}"
-    return f"{value:.{digits}f}"
-
-
-class Column:
-    """A summary-table column: a header, a key in the summary row, a formatter, and which way is
-    better (None: no best value is marked)."""
-
-    def __init__(self, header: str, key: str, fmt: Callable[[Any], str], better: str | None = None,
-                 title: str = "", text: bool | None = None):
-        self.header, self.key, self.fmt, self.better, self.title = header, key, fmt, better, title
-        self.text = fmt is str if text is None else text  # text columns align left
-
-
-def _as_float(value: Any) -> float:
-    try:
-        return float(value)
-    except (TypeError, ValueError):
-        return math.nan
-
-
-def _best_rows(rows: Sequence[dict], column: Column, groups: Sequence[Any]) -> set[int]:
-    """Indices of the rows holding the best finite value of ``column`` within their group."""
-    if column.better is None:
-        return set()
-    best: set[int] = set()
-    for group in dict.fromkeys(groups):
-        members = [i for i, g in enumerate(groups) if g == group]
-        values = {i: _as_float(rows[i].get(column.key)) for i in members}
-        finite = {i: v for i, v in values.items() if math.isfinite(v)}
-        if len(finite) < 2:
-            continue  # one value is not a "best"
-        target = min(finite.values()) if column.better == "low" else max(finite.values())
-        best |= {i for i, v in finite.items() if v == target}
-    return best
-
-
-def table_html(rows: Sequence[dict], columns: Sequence[Column], groups: Sequence[Any] | None = None,
-               caption: str = "") -> str:
-    """An HTML table of summary rows, the best value of each directed column marked with ★ (within
-    each group, e.g. each k)."""
-    groups = list(groups) if groups is not None else [0] * len(rows)
-    marks = {c.key: _best_rows(rows, c, groups) for c in columns}
-    arrows = {"low": " ↓", "high": " ↑", None: ""}
-    text_class = ' class="text"'
-    head = "".join(f'<th scope="col"{text_class if c.text else ""} title="{e(c.title)}">'
-                   f'{e(c.header)}{arrows[c.better]}</th>' for c in columns)
-    body = []
-    for i, row in enumerate(rows):
-        cells = []
-        for c in columns:
-            text = e(c.fmt(row.get(c.key)))
-            classes = ["text"] if c.text else []
-            if i in marks[c.key]:
-                classes.append("best")
-                text += "&nbsp;★"
-            attribute = f' class="{" ".join(classes)}"' if classes else ""
-            cells.append(f"<td{attribute}>{text}</td>")
-        body.append("<tr>" + "".join(cells) + "</tr>")
-    cap = f"<caption>{caption}</caption>" if caption else ""
-    return (f'<div class="scroll"><table class="summary">{cap}<thead><tr>{head}</tr></thead>'
-            f'<tbody>{"".join(body)}</tbody></table></div>')
-
-
-def _records(frame) -> list[dict]:
-    return [] if frame is None or frame.empty else frame.to_dict(orient="records")
 
 
 def _img(png: Path, alt: str) -> str:
@@ -125,7 +36,7 @@ def _figure(fig, folder: Path, stem: str, alt: str, caption: str, dpi: int | Non
 def _diagnose_sections(run: Run, summary: dict, folder: Path) -> tuple[str, str]:
     """(summary table, figures) of a diagnose run."""
     threshold, alpha = summary["threshold"], summary["alpha"]
-    rows = _records(summary["agreement"])
+    rows = records(summary["agreement"])
     for row in rows:
         row["model"] = run.model
     p_key = "p_holm" if rows and "p_holm" in rows[0] else "pvalue"
@@ -165,7 +76,7 @@ def _diagnose_sections(run: Run, summary: dict, folder: Path) -> tuple[str, str]
 
 def _fidelity_sections(run: Run, summary: dict, folder: Path) -> tuple[str, str]:
     """(summary tables, figures) of a fidelity run."""
-    rows = _records(summary["fidelity"])
+    rows = records(summary["fidelity"])
     for row in rows:
         row["model"] = run.model
     k = run.config.get("k_percent")
@@ -183,7 +94,7 @@ def _fidelity_sections(run: Run, summary: dict, folder: Path) -> tuple[str, str]
     table += ("<p class=\"note\">★ marks the best value of a column (↓ lower is better, ↑ higher). "
               f"Fill of removed pixels: {e(run.config.get('fill'))}; "
               f"{e(run.config.get('steps'))} deletion/insertion steps.</p>")
-    tests = _records(summary.get("paired"))
+    tests = records(summary.get("paired"))
     if tests:
         test_columns = [Column("Reference", "reference", str), Column("Method", "method", str),
                         Column("Measure", "measure", str), Column("N", "n", lambda v: str(int(v))),
@@ -253,18 +164,6 @@ def _confusion_section(run: Run, folder: Path) -> str:
     return figure + table
 
 
-def _key_values(data: dict, skip: Sequence[str] = ()) -> str:
-    rows = []
-    for key, value in data.items():
-        if key in skip:
-            continue
-        text = value if isinstance(value, str) else json.dumps(value, default=str)
-        if len(text) > 800:  # e.g. a dataset's full list of file ids: meta.json has it all
-            text = f"{text[:800]} … ({len(text)} characters; see meta.json)"
-        rows.append(f"<tr><th scope=\"row\">{e(key)}</th><td><code>{e(text)}</code></td></tr>")
-    return f"<table class=\"meta\"><tbody>{''.join(rows)}</tbody></table>"
-
-
 def _metadata_section(run: Run) -> str:
     meta = dict(run.meta)
     names = meta.pop("class_names", None)
@@ -274,54 +173,22 @@ def _metadata_section(run: Run) -> str:
             ", …" if len(names) > 10 else "")
     if sample is not None:
         meta["sample"] = f"{len(sample)} dataset indices"
-    return ("<h3>Configuration (config.json)</h3>" + _key_values(run.config, skip=("command",))
-            + "<h3>Provenance (meta.json)</h3>" + _key_values(meta))
+    return ("<h3>Configuration (config.json)</h3>" + key_values(run.config, skip=("command",))
+            + "<h3>Provenance (meta.json)</h3>" + key_values(meta))
 
 
-STYLE = """
-:root { color-scheme: light; }
-body { font: 15px/1.5 system-ui, -apple-system, "Segoe UI", Roboto, "DejaVu Sans", sans-serif; color: #1d1d1f;
-       margin: 0; background: #f6f6f4; }
-main { max-width: 1280px; margin: 0 auto; padding: 1.2rem 2rem 3rem; background: #fff; }
-header { border-bottom: 3px solid #2c3e50; margin-bottom: 1rem; }
-h1 { font-size: 1.6rem; margin: 0.6rem 0 0.2rem; }
-h2 { font-size: 1.25rem; margin-top: 2.2rem; border-bottom: 1px solid #ddd; padding-bottom: 0.2rem; }
-h3 { font-size: 1.05rem; }
-.subtitle { color: #555; margin: 0 0 0.8rem; }
-nav a { margin-right: 1rem; color: #2c3e50; }
-table { border-collapse: collapse; margin: 0.8rem 0; font-size: 0.9rem; }
-caption { text-align: left; font-weight: 600; padding-bottom: 0.3rem; }
-th, td { border-bottom: 1px solid #e2e2e2; padding: 0.3rem 0.6rem; text-align: right; vertical-align: top; }
-th { background: #eef1f4; }
-table.summary td { white-space: nowrap; }
-.scroll { overflow-x: auto; max-width: 100%; }
-#combined table.summary { font-size: 0.84rem; }
-#combined th, #combined td { padding: 0.3rem 0.45rem; }
-td.text, th.text, table.meta td, table.meta th, table.neighbours td, table.neighbours th { text-align: left; }
-tbody tr:nth-child(even) { background: #fafafa; }
-td.best { font-weight: 700; background: #fff2b3; }
-table.meta code { white-space: pre-wrap; word-break: break-word; }
-figure { margin: 1.2rem 0; }
-figure img { max-width: 100%; height: auto; border: 1px solid #eee; }
-figcaption { font-size: 0.88rem; color: #444; }
-.files { color: #888; }
-.note { font-size: 0.88rem; color: #444; max-width: 60rem; }
-pre { background: #f3f3f3; padding: 0.7rem; overflow-x: auto; white-space: pre-wrap; word-break: break-all; }
-"""
-
-
-def _run_title(run: Run) -> str:
+def run_title(run: Run) -> str:
     return f"{run.kind} run: {run.model} on {run.config.get('dataset')}"
 
 
-def _run_subtitle(run: Run) -> str:
+def run_subtitle(run: Run) -> str:
     config = run.config
     return (f"layer {e(config.get('layer'))} · {len(run.methods)} methods · "
             f"{len({row['image_id'] for row in run.rows})} images · seed {e(config.get('seed'))} · "
             f"contrast {e(config.get('contrast'))}")
 
 
-def _run_sections(run: Run, summary: dict, folder: Path, page_command: str | None = None
+def run_sections(run: Run, summary: dict, folder: Path, page_command: str | None = None
                   ) -> list[tuple[str, str, str]]:
     """(id suffix, heading, HTML) of one run's sections, empty ones left out. page_command: the
     command that rewrites this page (default: the report of this run alone)."""
@@ -350,7 +217,7 @@ def combined_rows(runs: Sequence[Run], summaries: Sequence[dict]) -> list[dict]:
     rows: dict[tuple[str, str], dict] = {}
     for run, summary in zip(runs, summaries, strict=False):
         if run.kind == "diagnose":
-            table = _records(summary["agreement"])
+            table = records(summary["agreement"])
             first_k = min((r["k_percent"] for r in table), default=None)
             for r in table:
                 if r["k_percent"] != first_k:
@@ -360,14 +227,14 @@ def combined_rows(runs: Sequence[Run], summaries: Sequence[dict]) -> list[dict]:
                 row.update({"k_percent": r["k_percent"], "n_agreement": r["n"], "mean": r["mean"], "sd": r["sd"],
                             "statistic": r["statistic"], "p": r[p_key], "conclusion": r["conclusion"]})
         else:
-            for r in _records(summary["fidelity"]):
+            for r in records(summary["fidelity"]):
                 row = rows.setdefault((run.model, r["method"]), {"model": run.model, "method": r["method"]})
                 row.update({"n_fidelity": r["n"], "drop": r["drop_relative_mean"], "drop_sd": r["drop_relative_sd"],
                             "deletion": r["deletion_auc_mean"], "insertion": r["insertion_auc_mean"]})
     return list(rows.values())
 
 
-def _combined_table(runs: Sequence[Run], summaries: Sequence[dict]) -> str:
+def combined_table(runs: Sequence[Run], summaries: Sequence[dict]) -> str:
     rows = combined_rows(runs, summaries)
     ks = sorted({row["k_percent"] for row in rows if "k_percent" in row})
     k_text = "/".join(f"{k:g}" for k in ks)
@@ -387,82 +254,3 @@ def _combined_table(runs: Sequence[Run], summaries: Sequence[dict]) -> str:
             f"({e(', '.join(CONTRASTIVE))}) lower agreement by construction: read both halves together.</p>")
     return table_html(rows, columns, groups=[row["model"] for row in rows],
                       caption="Class sensitivity and fidelity, per model and method") + note
-
-
-def _page(title: str, subtitle: str, sections: Sequence[tuple[str, str, str, int]]) -> str:
-    """sections: (id, heading, HTML, level): level 2 headings are in the navigation bar."""
-    body = "".join(f'<section id="{key}"><h{level}>{name}</h{level}>{content}</section>'
-                   for key, name, content, level in sections)
-    nav = "".join(f'<a href="#{key}">{name}</a>' for key, name, _, level in sections if level == 2)
-    return f"""<!DOCTYPE html>
-<html lang="en">
-<head>
-<meta charset="utf-8">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<title>{e(title)} – case-saliency</title>
-<style>{STYLE}</style>
-</head>
-<body>
-<main>
-<header>
-<h1>{e(title)}</h1>
-<p class="subtitle">{subtitle}</p>
-<nav>{nav}</nav>
-</header>
-{body}
-</main>
-</body>
-</html>
-"""
-
-
-def render(runs: Sequence[Run], folder: Path, threshold: float | None = None, alpha: float | None = None,
-           correction: str | None = None, command: str = "") -> str:
-    """The page's HTML for one run or several; figures are written to ``folder`` (one subfolder
-    per run when there are several)."""
-    from ..runs.summary import summarize_run
-
-    summaries = [summarize_run(run.path, threshold=threshold, alpha=alpha, correction=correction) for run in runs]
-    if len(runs) == 1:
-        run = runs[0]
-        sections = [(key, name, body, 2) for key, name, body in _run_sections(run, summaries[0], folder,
-                                                                               command or None)]
-        return _page(_run_title(run), _run_subtitle(run), sections)
-    sections = [("combined", "Summary across runs", _combined_table(runs, summaries), 2)]
-    for i, (run, summary) in enumerate(zip(runs, summaries, strict=False), start=1):
-        prefix = f"run{i}"
-        sub = folder / f"{i}-{run.kind}-{safe_name(run.model)}"
-        parts = _run_sections(run, summary, sub)
-        inner = "".join(f'<section id="{prefix}-{key}"><h3>{name}</h3>{body}</section>' for key, name, body in parts)
-        sections.append((prefix, e(_run_title(run)), f'<p class="subtitle">{_run_subtitle(run)}</p>{inner}', 2))
-    if command:
-        sections.append(("reproduce", "This page", f"<pre><code>{e(command)}</code></pre>", 2))
-    models = sorted({run.model for run in runs})
-    return _page(f"case-saliency report: {len(runs)} runs, {len(models)} model{'s' if len(models) > 1 else ''}",
-                 " · ".join(e(_run_title(run)) for run in runs), sections)
-
-
-def write_report(run_dir: Path, out: Path | None = None, *, more_runs: Sequence[Path] = (),
-                 threshold: float | None = None, alpha: float | None = None,
-                 correction: str | None = None) -> Path:
-    """Write the self-contained report of a diagnose or fidelity run directory and return its path.
-
-    out: the HTML file (default ``run_dir/report.html``); figures go to ``figures/`` beside it, as
-    PNG and PDF. more_runs: further run directories on the same page (e.g. the fidelity run of the
-    same model, or other models), with a table across all of them first.
-    threshold, alpha: override the runs' for the test; correction: None or "holm".
-    Raises ``RunDirError`` (a ValueError) when a directory is not a run directory.
-    """
-    runs = [read_run(Path(path)) for path in (run_dir, *more_runs)]
-    out = Path(out) if out is not None else runs[0].path / "report.html"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    paths = " ".join(shlex.quote(str(run.path)) for run in runs)
-    options = "".join([f" --out {shlex.quote(str(out))}" if out != runs[0].path / "report.html" else "",
-                       f" --threshold {threshold:g}" if threshold is not None else "",
-                       f" --alpha {alpha:g}" if alpha is not None else "", " --holm" if correction == "holm" else ""])
-    page = render(runs, out.parent / "figures", threshold, alpha, correction,
-                  command=f"case-saliency report {paths}{options}")
-    tmp = out.with_name(out.name + ".tmp")
-    tmp.write_text(page, encoding="utf-8")
-    tmp.replace(out)
-    return out
