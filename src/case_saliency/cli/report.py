@@ -30,5 +30,10 @@ def report(
     except (RunDirError, FileNotFoundError) as error:
         typer.echo(f"error: RUN_DIR: {error}", err=True)
         raise typer.Exit(2) from None
+    except OSError as error:  # e.g. a run on a read-only file system: the page can go elsewhere
+        target = out or run_dirs[0] / "report.html"
+        typer.echo(f"error: cannot write the report at {target} ({error.strerror or error}); write it "
+                   "elsewhere with --out FILE", err=True)
+        raise typer.Exit(2) from None
     typer.echo(f"report: {path}")
     typer.echo(f"figures (PNG, PDF): {path.parent / 'figures'}")

@@ -99,6 +99,7 @@ def resolve_inputs(model: str, weights: str | None, data: str, root: str | None,
 def execute(run: Callable[[], Path], run_dir: Path, summary_options: dict) -> None:
     """Run, then print the summary; ValueError (bad settings, e.g. a run directory holding another
     run) exits 2, anything else 1."""
+    from ..runs.store import read_run
     from ..runs.summary import format_summary, summarize_run
 
     try:
@@ -109,6 +110,11 @@ def execute(run: Callable[[], Path], run_dir: Path, summary_options: dict) -> No
         raise fail(f"interrupted; run the same command again to resume {run_dir}", 1) from None
     except Exception as error:  # a failure while running
         raise fail(f"{type(error).__name__}: {error} (the rows written so far are kept; rerun to resume)", 1) from None
+    stored = read_run(run_dir)
+    failed = stored.every_row_failed()
+    if failed is not None:  # a run with nothing but errors is a failure, whatever its cause
+        raise fail(f"every one of the {len(stored.rows)} rows of {run_dir / 'results.csv'} records an error; "
+                   f"the first: {failed}", 1)
     typer.echo(format_summary(summarize_run(run_dir, **summary_options)))
     typer.echo(f"results: {run_dir / 'results.csv'}")
 

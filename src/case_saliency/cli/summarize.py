@@ -4,11 +4,29 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import typer
 
 from .app import app
 from .run_options import fail
+
+
+def strict_json(value: Any) -> Any:
+    """``value`` with NaN and infinities as None (JSON null) and NumPy scalars as Python numbers."""
+    import math
+
+    if isinstance(value, dict):
+        return {str(key): strict_json(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [strict_json(item) for item in value]
+    if hasattr(value, "item") and not isinstance(value, (str, bytes)):  # NumPy scalars
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if value is None or isinstance(value, (str, int, float, bool)):
+        return value
+    return str(value)
 
 
 @app.command("summarize")
@@ -30,6 +48,6 @@ def summarize(
     if as_json:
         tables = {key: value.to_dict(orient="records") for key, value in summary.items()
                   if hasattr(value, "to_dict")}
-        typer.echo(json.dumps({"kind": summary["kind"], **tables}, indent=2, default=float))
+        typer.echo(json.dumps(strict_json({"kind": summary["kind"], **tables}), indent=2, allow_nan=False))
     else:
         typer.echo(format_summary(summary))

@@ -98,6 +98,10 @@ class CIFAR(ImageDataset):
     def __len__(self) -> int:
         return len(self.labels)
 
+    def image_id(self, index: int) -> str:
+        """The id of item ``index`` (``"<split>:<index>"``) without decoding it."""
+        return f"{self.split}:{range(len(self))[index]}"
+
     def __getitem__(self, index: int) -> tuple[Image.Image, int, str]:
         index = range(len(self))[index]
         return Image.fromarray(self.images[index], mode="RGB"), int(self.labels[index]), f"{self.split}:{index}"

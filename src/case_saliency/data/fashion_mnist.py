@@ -82,6 +82,10 @@ class FashionMNIST(ImageDataset):
     def __len__(self) -> int:
         return len(self.labels)
 
+    def image_id(self, index: int) -> str:
+        """The id of item ``index`` (``"<split>:<index>"``) without decoding it."""
+        return f"{self.split}:{range(len(self))[index]}"
+
     def __getitem__(self, index: int) -> tuple[Image.Image, int, str]:
         if not -len(self) <= index < len(self):
             raise IndexError(f"index {index} out of range for {len(self)} images")

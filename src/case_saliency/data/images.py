@@ -94,7 +94,10 @@ class ImageFiles(ImageDataset):
         return _open_image(self.paths[index]), self.labels[index], self.image_id(index)
 
     def _identity_fields(self) -> dict:
-        return {"hash": sha256_items((self.image_id(i), self.labels[i]) for i in range(len(self)))}
+        # "hash" (ids and labels) identifies the data for confusion matrices; "files" adds each file's
+        # size, so that a run resumed on a folder whose files were replaced is refused.
+        return {"hash": sha256_items((self.image_id(i), self.labels[i]) for i in range(len(self))),
+                "files": sha256_items((self.image_id(i), path.stat().st_size) for i, path in enumerate(self.paths))}
 
 
 def read_class_index(path: str | Path) -> tuple[list[str], list[str]]:
@@ -222,6 +225,9 @@ class SamplePhotos(ImageDataset):
 
     def __len__(self) -> int:
         return len(self.ids)
+
+    def image_id(self, index: int) -> str:
+        return self.ids[index]
 
     def __getitem__(self, index: int) -> tuple[Image.Image, int, str]:
         image_id = self.ids[index]

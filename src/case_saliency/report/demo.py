@@ -61,13 +61,6 @@ def _number(value: str) -> float | None:
     return None if math.isnan(number) else number
 
 
-def _read_rows(run_dir: Path) -> list[dict]:
-    import csv
-
-    with open(run_dir / "results.csv", newline="", encoding="utf-8") as handle:
-        return list(csv.DictReader(handle))
-
-
 def _overlay(image: np.ndarray, saliency: np.ndarray, alpha: float = 0.5) -> np.ndarray:
     """(H, W, 3) uint8 photo blended with a (H, W) map in [0, 1] through the "jet" colour map."""
     from matplotlib import colormaps
@@ -132,6 +125,7 @@ def run_demo(out: str | Path = "demo-output", model_name: str = "efficientnet_li
     Raises ``OutputFolderInUse`` when ``out`` holds anything but a previous demo.
     """
     from ..runs import run_diagnose
+    from ..runs.store import file_stem, gallery_path, read_run, write_json
 
     started = time.time()
     out = Path(out)
@@ -143,7 +137,7 @@ def run_demo(out: str | Path = "demo-output", model_name: str = "efficientnet_li
     run_diagnose(loaded, photos_set, out, methods=DEMO_METHODS, n=len(photos_set), seed=0, k_percent=(k_percent,),
                  contrast=contrast, batch_size=len(photos_set), gallery=len(photos_set), progress=progress,
                  command=f"case-saliency demo --out {out}")
-    rows = _read_rows(out)
+    rows = read_run(out).rows
     by_image: dict[str, dict[str, dict]] = {}
     for row in rows:
         by_image.setdefault(row["image_id"], {})[row["method"]] = row
@@ -160,9 +154,8 @@ def run_demo(out: str | Path = "demo-output", model_name: str = "efficientnet_li
         agreement = {m: _number(by_image[image_id][m]["agreement"]) for m in DEMO_METHODS if m in by_image[image_id]}
         errors = {m: by_image[image_id][m]["error"] for m in DEMO_METHODS
                   if m in by_image[image_id] and by_image[image_id][m].get("error")}
-        stem = "".join(c if c.isalnum() or c in "-_." else "_" for c in image_id)
-        figure = photos_dir / f"{stem}.png"
-        with np.load(out / "gallery" / f"{stem}.npz", allow_pickle=False) as data:
+        figure = photos_dir / f"{file_stem(image_id)}.png"
+        with np.load(gallery_path(out, image_id), allow_pickle=False) as data:
             maps = {m: data[f"map_{m}"] for m in DEMO_METHODS if f"map_{m}" in data.files}
             _side_by_side(figure, data["image"], maps, (names[classes[0]], names[classes[1]]), probs, agreement)
         photos.append({
@@ -201,5 +194,5 @@ def run_demo(out: str | Path = "demo-output", model_name: str = "efficientnet_li
         "note": ("agreement = share of the top-k% pixels of the top-1 map that are also top-k% pixels of the "
                  "top-2 map; high values mean the method shows the same evidence for both classes"),
     }
-    (out / "summary.json").write_text(json.dumps(summary, indent=2))
+    write_json(out / "summary.json", summary)
     return summary

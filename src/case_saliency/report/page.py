@@ -13,6 +13,7 @@ from importlib import resources
 from pathlib import Path
 from collections.abc import Sequence
 
+from ..runs.store import atomic_write
 from .rundir import Run, read_run, safe_name
 from .sections import combined_table, run_sections, run_subtitle, run_title
 from .tables import e
@@ -98,7 +99,5 @@ def write_report(run_dir: Path, out: Path | None = None, *, more_runs: Sequence[
                        f" --alpha {alpha:g}" if alpha is not None else "", " --holm" if correction == "holm" else ""])
     page = render(runs, out.parent / "figures", threshold, alpha, correction,
                   command=f"case-saliency report {paths}{options}")
-    tmp = out.with_name(out.name + ".tmp")
-    tmp.write_text(page, encoding="utf-8")
-    tmp.replace(out)
+    atomic_write(out, page)
     return out

@@ -6,19 +6,16 @@ table holds NaN or nothing (failed rows, degenerate pairs).
 
 from __future__ import annotations
 
-import csv
-import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-KINDS = ("diagnose", "fidelity")
+from ..runs.store import KINDS, RunDirError, legacy_stem
+from ..runs.store import read_run as store_read_run
 
-
-class RunDirError(ValueError):
-    """The directory is not a readable run directory; the message says what is missing."""
+__all__ = ["KINDS", "RunDirError", "GalleryItem", "Run", "read_run", "to_float", "safe_name"]
 
 
 @dataclass
@@ -92,8 +89,10 @@ class Run:
         return np.stack(parsed)
 
 
-def to_float(cell: str) -> float:
+def to_float(cell: str | float | None) -> float:
     """A CSV cell as a float: empty -> NaN."""
+    if isinstance(cell, (int, float)):
+        return float(cell)
     cell = (cell or "").strip()
     if not cell:
         return math.nan
@@ -103,61 +102,33 @@ def to_float(cell: str) -> float:
         return math.nan
 
 
-def safe_name(image_id: str) -> str:
-    """The gallery file stem the runs write for an image id (ids may be relative paths)."""
-    return "".join(c if c.isalnum() or c in "-_." else "_" for c in image_id)
-
-
-def _read_json(path: Path) -> dict:
-    try:
-        with open(path, encoding="utf-8") as handle:
-            return json.load(handle)
-    except json.JSONDecodeError as error:
-        raise RunDirError(f"{path} is not valid JSON ({error}); rewrite it or rerun the run") from error
+def safe_name(text: str) -> str:
+    """A short file stem for a label such as a k or a model name (image ids: ``runs.store.file_stem``)."""
+    return legacy_stem(str(text))
 
 
 def read_run(run_dir: Path) -> Run:
-    """Read config.json, meta.json, results.csv, gallery/*.npz and confusion.npy of a run."""
-    run_dir = Path(run_dir)
-    if not run_dir.is_dir():
-        raise RunDirError(f"{run_dir} is not a directory; give the directory a diagnose or fidelity run wrote")
-    config_path = run_dir / "config.json"
-    if not config_path.exists():
-        raise RunDirError(f"{run_dir} has no config.json, so it is not a run directory; give the directory "
-                          "that `case-saliency diagnose` or `case-saliency fidelity` wrote")
-    config = _read_json(config_path)
-    kind = config.get("kind")
-    if kind not in KINDS:
-        raise RunDirError(f"{config_path}: kind={kind!r}; a report needs a run of kind 'diagnose' or 'fidelity'")
-    meta = _read_json(run_dir / "meta.json") if (run_dir / "meta.json").exists() else {}
-    results = run_dir / "results.csv"
-    rows: list[dict[str, str]] = []
-    if results.exists():
-        with open(results, newline="", encoding="utf-8") as handle:
-            rows = [row for row in csv.DictReader(handle) if row.get("method")]
-    names = meta.get("class_names")
-    run = Run(run_dir, kind, config, meta, rows, [str(n) for n in names] if names else None)
-    run.gallery = _read_gallery(run_dir / "gallery", [row["image_id"] for row in rows])
-    if (run_dir / "confusion.npy").exists():
-        run.confusion = np.load(run_dir / "confusion.npy", allow_pickle=False).astype(np.float64)
+    """Read a run directory through the run store's reader (``runs.store.read_run``: config.json,
+    meta.json and a validated results.csv), plus its gallery and confusion.npy."""
+    stored = store_read_run(run_dir)
+    names = stored.meta.get("class_names")
+    run = Run(stored.path, stored.kind, stored.config, stored.meta, stored.rows,
+              [str(n) for n in names] if names else None)
+    run.gallery = _read_gallery(stored.gallery_files())
+    if (stored.path / "confusion.npy").exists():
+        run.confusion = np.load(stored.path / "confusion.npy", allow_pickle=False).astype(np.float64)
     return run
 
 
-def _read_gallery(folder: Path, image_ids: list[str]) -> list[GalleryItem]:
-    """Gallery files in the order their images first appear in results.csv (files whose image is
-    not in the table yet come last, by name). Half-written ``*.tmp.npz`` files are skipped."""
-    if not folder.is_dir():
-        return []
-    files = {p.stem: p for p in folder.glob("*.npz") if not p.name.endswith(".tmp.npz")}
-    order: list[tuple[str, str]] = []
-    for image_id in dict.fromkeys(image_ids):
-        stem = safe_name(image_id)
-        if stem in files and all(stem != s for s, _ in order):
-            order.append((stem, image_id))
-    order += [(stem, stem) for stem in sorted(files) if all(stem != s for s, _ in order)]
+def _read_gallery(files: dict[str, Path]) -> list[GalleryItem]:
+    """Gallery files in the order their images first appear in results.csv (``StoredRun.gallery_files``)."""
     items = []
-    for stem, image_id in order:
-        with np.load(files[stem], allow_pickle=False) as data:
+    for image_id, path in files.items():
+        try:
+            data = np.load(path, allow_pickle=False)
+        except (OSError, ValueError) as error:
+            raise RunDirError(f"{path} is damaged ({error}); delete it and rerun the run's command") from None
+        with data:
             maps = {key[len("map_"):]: data[key].astype(np.float32) for key in data.files if key.startswith("map_")}
             items.append(GalleryItem(image_id, np.asarray(data["image"], dtype=np.uint8),
                                      np.asarray(data["classes"]).astype(np.int64).ravel(),

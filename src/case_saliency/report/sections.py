@@ -11,6 +11,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from . import figures as F
+from ..runs.store import file_stem
 from .rundir import Run, safe_name
 from .tables import Column, e, key_values, number, records, table_html
 
@@ -135,7 +136,7 @@ def _gallery_section(run: Run, folder: Path) -> str:
                    f"(p = {item.probs[0]:.2f}); top-2: {e(names[1])} (p = {item.probs[1]:.2f}). "
                    "Upper row: each method's map for the top-1 class, lower row: for the top-2 class "
                    "(bright = salient).")
-        parts.append(_figure(fig, folder, f"gallery_{safe_name(item.image_id)}", f"gallery {item.image_id}",
+        parts.append(_figure(fig, folder, f"gallery_{file_stem(item.image_id)}", f"gallery {item.image_id}",
                              caption, dpi=110))
     return "\n".join(parts)
 

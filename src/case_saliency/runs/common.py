@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import hashlib
 import inspect
-import os
 import platform
 import sys
 from dataclasses import dataclass, field
@@ -20,7 +19,7 @@ import torch
 from torch import Tensor, nn
 
 from ..methods import METHODS, SaliencyMethod, get_method
-from .store import read_json, write_json
+from .store import ResultsTable, read_json, write_json
 
 # Parameters that change the numbers in results.csv: a resumed run must match them exactly.
 RESULT_KEYS = ("kind", "model", "dataset", "methods", "n", "seed", "k_percent", "layer", "contrast",
@@ -123,8 +122,52 @@ def error_text(exc: BaseException) -> str:
     return " ".join(f"{type(exc).__name__}: {exc}".split())[:500]
 
 
+def item_id(dataset: Any, index: int) -> str:
+    """The stable id of dataset item ``index`` without decoding it where the dataset can tell
+    (``dataset.image_id(index)``); else from the item itself; ``#<index>`` when it cannot be read."""
+    getter = getattr(dataset, "image_id", None)
+    try:
+        return str(getter(int(index))) if callable(getter) else str(dataset[int(index)][2])
+    except Exception:  # an unreadable item still needs a name in the error row
+        return f"#{int(index)}"
+
+
+@dataclass
+class Batch:
+    """One batch of a run's sample, decoded: for every position ``ids`` and ``labels`` (-1 when the
+    item could not be read); ``images`` (B_ok, C, H, W) holds the decoded items at positions ``ok``;
+    ``failures`` maps the other positions to their error text."""
+
+    ids: list[str]
+    labels: list[int]
+    images: Tensor | None
+    ok: list[int]
+    failures: dict[int, str]
+
+
+def load_batch(dataset: Any, indices: Sequence[int], transform: Callable) -> Batch:
+    """Decode and transform dataset ``indices``; an item that cannot be read or transformed is
+    recorded in ``failures`` (its error text), not raised, so the run records it and goes on."""
+    tensors, ids, labels, ok, failures = [], [], [], [], {}
+    for position, index in enumerate(indices):
+        try:
+            image, label, image_id = dataset[int(index)]
+            tensor = transform(image)
+        except Exception as error:  # recorded in the rows of this image; the run goes on
+            ids.append(item_id(dataset, index))
+            labels.append(-1)
+            failures[position] = error_text(error)
+            continue
+        ids.append(str(image_id))
+        labels.append(int(label))
+        tensors.append(tensor)
+        ok.append(position)
+    return Batch(ids, labels, torch.stack(tensors) if tensors else None, ok, failures)
+
+
 def load_items(dataset: Any, indices: Sequence[int], transform: Callable) -> tuple[Tensor, list[int], list[str]]:
-    """Images (B, C, H, W) after ``transform``, labels and ids for dataset ``indices``."""
+    """Images (B, C, H, W) after ``transform``, labels and ids for dataset ``indices`` (raises on
+    an unreadable item; runs use ``load_batch``)."""
     tensors, labels, ids = [], [], []
     for index in indices:
         image, label, image_id = dataset[int(index)]
@@ -140,7 +183,7 @@ def select_sample(model: nn.Module, dataset: Any, transform: Callable, n: int, s
     """Dataset indices of the run, in processing order: a seeded random permutation of the dataset
     (``torch.randperm`` with its own generator), cut to ``n``; with ``correct_only``, walking the
     permutation and keeping images whose top-1 prediction equals their label until ``n`` are kept
-    (fewer if the dataset runs out). n <= 0 means every image."""
+    (fewer if the dataset runs out; an image that cannot be read is not kept). n <= 0 means every image."""
     total = len(dataset)
     if total == 0:
         raise ValueError("the dataset is empty")
@@ -152,12 +195,15 @@ def select_sample(model: nn.Module, dataset: Any, transform: Callable, n: int, s
     kept: list[int] = []
     for start in range(0, total, batch_size):
         chunk = order[start:start + batch_size]
-        images, labels, _ = load_items(dataset, chunk, transform)
+        batch = load_batch(dataset, chunk, transform)
+        if batch.images is None:
+            continue
+        labels = [batch.labels[p] for p in batch.ok]
         if all(label < 0 for label in labels):
             raise ValueError(f"dataset {getattr(dataset, 'name', '')!r} has no labels, so 'correct only' cannot "
                              "be applied; use all images (--all / correct_only=False)")
-        pred = model(images.to(device)).argmax(1).cpu().tolist()
-        kept.extend(i for i, p, y in zip(chunk, pred, labels, strict=False) if p == y)
+        pred = model(batch.images.to(device)).argmax(1).cpu().tolist()
+        kept.extend(chunk[p] for p, guess, label in zip(batch.ok, pred, labels, strict=True) if guess == label)
         if len(kept) >= want:
             break
     return kept[:want]
@@ -184,51 +230,86 @@ def dataset_identity(dataset: Any) -> dict:
     return {"name": getattr(dataset, "name", type(dataset).__name__), "count": len(dataset)}
 
 
-def prepare_run_dir(run_dir: Path, config: dict, make_meta: Callable[[], dict]) -> tuple[dict, dict]:
-    """Create ``run_dir`` with config.json and meta.json, or check that an existing run has the same
-    result-shaping parameters (RESULT_KEYS) and reopen it. Returns (config, meta)."""
-    run_dir.mkdir(parents=True, exist_ok=True)
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text[:15] + "...'" if isinstance(value, str) and len(value) > 16 else text
+
+
+def dataset_changes(old: dict, new: dict) -> list[str]:
+    """What differs between two dataset identities (keys both have; the root folder may move)."""
+    keys = [key for key in old if key in new and key != "root"]
+    return [f"{key} {_short(old[key])} then, {_short(new[key])} now" for key in keys if old[key] != new[key]]
+
+
+class SettingsError(ValueError):
+    """Settings that make every image fail (found on the first batch, before any row is written)."""
+
+
+def read_existing_run(run_dir: Path, kind: str) -> tuple[dict, dict] | None:
+    """(config, meta) of the run in ``run_dir``; None when ``run_dir`` does not exist or holds no run
+    yet. Writes nothing: a file, a non-empty folder that is not a run, or a run of another kind is
+    refused with ``ValueError`` and left as it was."""
+    if run_dir.exists() and not run_dir.is_dir():
+        raise ValueError(f"--out {run_dir} is a file; give a folder for the run")
+    if not run_dir.is_dir():
+        return None
+    entries = {entry.name for entry in run_dir.iterdir()}
     config_path, meta_path = run_dir / "config.json", run_dir / "meta.json"
-    if config_path.exists() and meta_path.exists():
-        old = read_json(config_path)
-        differ = [key for key in RESULT_KEYS if old.get(key) != config.get(key)]
-        if differ:
-            shown = "; ".join(f"{key}: {old.get(key)!r} there, {config.get(key)!r} now" for key in differ)
-            raise ValueError(f"{run_dir} holds a run with other settings ({shown}); resume it with the same "
-                             "settings or choose a new run directory")
-        meta = read_json(meta_path)
-        meta.setdefault("resumed", []).append(now())
-        meta["finished"] = None
-        write_json(meta_path, meta)
-        write_json(config_path, config)  # summary-only settings (threshold, alpha, command) may change
-        return config, meta
-    meta = make_meta()
-    meta["started"] = now()
-    meta["finished"] = None
-    write_json(config_path, config)
-    write_json(meta_path, meta)
+    # A start killed before config.json (written last) leaves at most meta.json: still a new run.
+    if not entries - {"meta.json", "meta.json.tmp", "config.json.tmp"}:
+        return None
+    if not config_path.exists() or not meta_path.exists():
+        raise ValueError(f"--out {run_dir} is not empty and holds no run (no config.json and meta.json); give a "
+                         "new or empty folder, or the folder of the run to resume")
+    config, meta = read_json(config_path), read_json(meta_path)
+    if config.get("kind") != kind:
+        raise ValueError(f"--out {run_dir} holds a {config.get('kind')!r} run, not a {kind!r} run; give another "
+                         "folder")
     return config, meta
 
 
 @dataclass
 class OpenedRun:
-    """A run directory ready to fill: the model in eval mode on ``device``, the ``methods`` built by
-    name, the stored ``config`` and ``meta``, and the ``sample`` of dataset indices to process."""
+    """A run ready to fill, with nothing written yet: the model in eval mode on ``device``, the
+    ``methods`` built by name, the ``config`` and ``meta`` to store, the ``sample`` of dataset indices
+    and their ``sample_ids``, and the (image_id, method) pairs already ``done`` when resuming.
+    ``commit()`` writes config.json and meta.json: call it just before the first row is written."""
 
+    run_dir: Path
     net: nn.Module
     device: torch.device
     methods: dict[str, SaliencyMethod]
     config: dict
     meta: dict
     sample: list[int]
+    sample_ids: list[str]
+    resumed: bool
+    done: set[tuple[str, str]]
+    committed: bool = False
+
+    def commit(self) -> None:
+        if self.committed:
+            return
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        if self.resumed:
+            self.meta.setdefault("resumed", []).append(now())
+        else:
+            self.meta["started"] = now()
+        self.meta["finished"] = None
+        write_json(self.run_dir / "meta.json", self.meta)
+        write_json(self.run_dir / "config.json", self.config)  # last: its presence marks a run
+        self.committed = True
 
 
 def open_run(kind: str, bundle: ModelBundle, dataset: Any, run_dir: Path, *, methods: list[str], contrast: Any,
              method_options: dict | None, n: int, seed: int, correct_only: bool, batch_size: int,
              settings: dict, weights: str | None, dataset_name: str | None,
-             command: str | None) -> OpenedRun:
-    """Build the methods, write (or check, when resuming) config.json and meta.json, and draw the
-    sample. ``settings`` holds the kind's own config keys (k_percent, threshold, fill, ...)."""
+             command: str | None, columns: Sequence[str], rows_per_pair: int) -> OpenedRun:
+    """Check ``run_dir`` (a new folder, or a run with the same settings on the same data), build the
+    methods and draw the sample; writes nothing (see ``OpenedRun.commit``). ``settings`` holds the
+    kind's own config keys (k_percent, threshold, fill, ...). Refusals raise ``ValueError``."""
+    run_dir = Path(run_dir)
+    existing = read_existing_run(run_dir, kind)
     net, device = bundle.model.eval(), model_device(bundle.model)
     built = {name: build_method(name, net, bundle.target_layer, contrast, (method_options or {}).get(name),
                                 bundle.reshape) for name in methods}
@@ -240,15 +321,55 @@ def open_run(kind: str, bundle: ModelBundle, dataset: Any, run_dir: Path, *, met
               "methods": methods, "n": int(n), "seed": int(seed), "layer": layer_used, "contrast": repr(contrast),
               "correct_only": bool(correct_only), "batch_size": int(batch_size), **settings,
               "command": command or command_line()}
+    identity = dataset_identity(dataset)
+    if existing is not None:
+        old, meta = existing
+        differ = [key for key in RESULT_KEYS if old.get(key) != config.get(key)]
+        if differ:
+            shown = "; ".join(f"{key}: {old.get(key)!r} there, {config.get(key)!r} now" for key in differ)
+            raise ValueError(f"{run_dir} holds a run with other settings ({shown}); resume it with the same "
+                             "settings or choose a new run directory")
+        changed = dataset_changes(meta.get("dataset") or {}, identity)
+        if changed:
+            raise ValueError(f"the data of {run_dir} changed since the run started ({'; '.join(changed)}); a run "
+                             "resumes only on the same data: restore it, or start a new run directory")
+        sample = [int(i) for i in meta["sample"]]
+        ids = [item_id(dataset, i) for i in sample]
+        stored = meta.get("sample_ids")
+        if stored is not None and list(stored) != ids:
+            moved = next(p for p, (a, b) in enumerate(zip(stored, ids, strict=False)) if a != b) \
+                if len(stored) == len(ids) else 0
+            raise ValueError(f"the data of {run_dir} changed since the run started: sample image {moved + 1} was "
+                             f"{stored[moved]!r}, it is now {ids[moved]!r}; start a new run directory")
+        meta["sample_ids"] = ids
+        done = ResultsTable.inspect(run_dir / "results.csv", columns, rows_per_pair, ids)
+        return OpenedRun(run_dir, net, device, built, config, meta, sample, ids, True, done)
+    sample = select_sample(net, dataset, bundle.transform, n, seed, correct_only, batch_size, device)
+    ids = [item_id(dataset, i) for i in sample]
+    meta = {"versions": versions(), "model": bundle.identity or {"name": bundle.name}, "layer": layer_used,
+            "dataset": identity, "class_names": bundle.class_names or getattr(dataset, "class_names", None),
+            "sample": sample, "sample_ids": ids}
+    return OpenedRun(run_dir, net, device, built, config, meta, sample, ids, False, set())
 
-    def make_meta() -> dict:
-        sample = select_sample(net, dataset, bundle.transform, n, seed, correct_only, batch_size, device)
-        return {"versions": versions(), "model": bundle.identity or {"name": bundle.name}, "layer": layer_used,
-                "dataset": dataset_identity(dataset), "class_names": bundle.class_names or
-                getattr(dataset, "class_names", None), "sample": sample}
 
-    config, meta = prepare_run_dir(run_dir, config, make_meta)
-    return OpenedRun(net, device, built, config, meta, list(meta["sample"]))
+class FirstBatchCheck:
+    """Finds settings that fail on every image (a non-spatial ``--layer``, a confusion matrix of
+    another size) on the first batch with decodable images, before any row is written: a method
+    that failed on every image it tried there raises ``SettingsError`` with the error."""
+
+    def __init__(self) -> None:
+        self.pending = True
+
+    def check(self, outcomes: dict[str, list[str]]) -> None:
+        """outcomes: {method: error text per decodable image it tried ("" = success)}."""
+        if not self.pending:
+            return
+        for name, errors in outcomes.items():
+            if errors and all(errors):
+                raise SettingsError(f"method {name!r} failed on every image of the first batch ({len(errors)}), "
+                                    f"so the settings are at fault, not an image: {errors[0]}")
+        if any(outcomes.values()):
+            self.pending = False
 
 
 def finish_meta(run_dir: Path, meta: dict, **extra: Any) -> None:
@@ -299,14 +420,3 @@ def display_images(images: Tensor, transform: Any) -> np.ndarray:
 
 def command_line() -> str:
     return " ".join(sys.argv)
-
-
-def save_npz_atomic(path: Path, **arrays: np.ndarray) -> None:
-    """Write an .npz via a temporary ``<name>.npz.tmp`` (which a ``*.npz`` glob never picks up),
-    fsync, rename: a reader sees the old file or the new one, never half of one."""
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as handle:  # a file object: NumPy adds no ".npz" suffix
-        np.savez_compressed(handle, **arrays)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)

@@ -21,9 +21,9 @@ from tqdm.auto import tqdm
 from ..core.contrast import TopLogits
 from ..core.maps import SaliencyMaps
 from ..metrics import spearman, ssim, topk_agreement
-from .common import (DEFAULT_METHODS, as_bundle, batches, check_methods, display_images, error_text, finish_meta,
-                     load_items, open_run, save_npz_atomic)
-from .store import DIAGNOSE_COLUMNS, ResultsTable
+from .common import (DEFAULT_METHODS, FirstBatchCheck, as_bundle, batches, check_methods, display_images,
+                     error_text, finish_meta, load_batch, open_run)
+from .store import DIAGNOSE_COLUMNS, ResultsTable, gallery_path, save_npz
 
 
 def _contrast_text(contrast: Tensor | None, index: int, slot: int) -> str:
@@ -33,8 +33,10 @@ def _contrast_text(contrast: Tensor | None, index: int, slot: int) -> str:
 
 
 def _pair_rows(method: str, image_id: str, label: int, classes: Tensor, probs: Tensor, k_percent: Sequence[float],
-               numbers: dict | None, index: int, error: str = "") -> list[dict]:
-    """The rows of one (image, method) pair, one per k."""
+               numbers: dict | None, index: int, error: str = "", at: int | None = None) -> list[dict]:
+    """The rows of one (image, method) pair, one per k: ``classes``/``probs`` at batch position
+    ``index``, ``numbers`` at row ``at`` (default ``index``)."""
+    at = index if at is None else at
     rows = []
     for j, k in enumerate(k_percent):
         row = {"image_id": image_id, "method": method, "k_percent": float(k), "class1": int(classes[index, 0]),
@@ -44,10 +46,10 @@ def _pair_rows(method: str, image_id: str, label: int, classes: Tensor, probs: T
             row.update(agreement=float("nan"), spearman=float("nan"), ssim=float("nan"), degenerate=False,
                        contrast1="", contrast2="")
         else:
-            row.update(agreement=float(numbers["agreement"][j][index]), spearman=float(numbers["spearman"][index]),
-                       ssim=float(numbers["ssim"][index]), degenerate=bool(numbers["degenerate"][index]),
-                       contrast1=_contrast_text(numbers["contrast"], index, 0),
-                       contrast2=_contrast_text(numbers["contrast"], index, 1))
+            row.update(agreement=float(numbers["agreement"][j][at]), spearman=float(numbers["spearman"][at]),
+                       ssim=float(numbers["ssim"][at]), degenerate=bool(numbers["degenerate"][at]),
+                       contrast1=_contrast_text(numbers["contrast"], at, 0),
+                       contrast2=_contrast_text(numbers["contrast"], at, 1))
         rows.append(row)
     return rows
 
@@ -96,19 +98,34 @@ def run_diagnose(model: Any, dataset: Any, run_dir: str | Path, *, methods: Sequ
                    method_options=method_options, n=n, seed=seed, correct_only=correct_only, batch_size=batch_size,
                    settings={"k_percent": k_percent, "threshold": float(threshold), "alpha": float(alpha),
                              "fill": None, "signed": bool(signed), "steps": None, "gallery": int(gallery)},
-                   weights=weights, dataset_name=dataset_name, command=command)
-    sample, built, device = run.sample, run.methods, run.device
-    gallery_dir = run_dir / "gallery"
-    if gallery > 0:
-        gallery_dir.mkdir(exist_ok=True)
-    errors = 0
-    with ResultsTable(run_dir / "results.csv", DIAGNOSE_COLUMNS, rows_per_pair=len(k_percent)) as table:
-        bar = tqdm(total=len(sample), desc="diagnose", unit="img", disable=not progress)
-        for start, chunk in batches(sample, batch_size):
-            errors += _diagnose_batch(bundle, dataset, chunk, start, methods, built, k_percent, signed, table,
-                                      gallery, gallery_dir, device, bar)
+                   weights=weights, dataset_name=dataset_name, command=command, columns=DIAGNOSE_COLUMNS,
+                   rows_per_pair=len(k_percent))
+    check = FirstBatchCheck()
+    table: ResultsTable | None = None
+    try:
+        bar = tqdm(total=len(run.sample), desc="diagnose", unit="img", disable=not progress)
+        for start, chunk in batches(run.sample, batch_size):
+            work = _diagnose_batch(bundle, dataset, chunk, start, methods, run, k_percent, signed, gallery)
+            if work is None:
+                bar.update(len(chunk))
+                continue
+            groups, outcomes, gallery_items = work
+            check.check(outcomes)
+            if table is None:
+                run.commit()
+                table = ResultsTable(run_dir / "results.csv", DIAGNOSE_COLUMNS, len(k_percent), run.sample_ids)
+            for rows in groups:
+                if (rows[0]["image_id"], rows[0]["method"]) not in table.done:
+                    table.append(rows)
+            for path, arrays in gallery_items:
+                _write_gallery(path, arrays)
+            bar.update(len(chunk))
         bar.close()
-    finish_meta(run_dir, run.meta, errors_in_last_session=errors)
+    finally:
+        if table is not None:
+            table.close()
+    run.commit()
+    finish_meta(run_dir, run.meta, errors_in_last_session=table.errors_written if table else 0)
     return run_dir
 
 
@@ -126,47 +143,68 @@ def _top2(net: torch.nn.Module, images: Tensor) -> tuple[Tensor, Tensor]:
     return top.indices, top.values
 
 
-def _diagnose_batch(bundle, dataset, chunk, start, methods, built, k_percent, signed, table, gallery,
-                    gallery_dir, device, bar) -> int:
-    """Compute and append the missing rows of one fixed batch; returns the number of error rows."""
-    images, labels, ids = load_items(dataset, chunk, bundle.transform)
+def _diagnose_batch(bundle, dataset, chunk, start, methods, run, k_percent, signed, gallery):
+    """Compute the missing rows of one fixed batch, without writing: (row groups, one per
+    (image, method) pair; {method: error text per decodable image tried}; gallery files to write),
+    or None when the batch has nothing to do."""
+    batch = load_batch(dataset, chunk, bundle.transform)
+    ids, device = batch.ids, run.device
     in_gallery = [position < gallery for position in range(start, start + len(chunk))]
-    errors = 0
-    gallery_paths = [gallery_dir / f"{_safe(i)}.npz" for i in ids]
+    gallery_paths = [gallery_path(run.run_dir, i) for i in ids]
     todo = {}
     for name in methods:
-        missing = [b for b, image_id in enumerate(ids) if (image_id, name) not in table.done]
-        wants_gallery = any(g and not _gallery_has(p, name) for g, p in zip(in_gallery, gallery_paths, strict=False))
+        missing = [b for b, image_id in enumerate(ids) if (image_id, name) not in run.done]
+        wants_gallery = any(g and b in batch.ok and not _gallery_has(gallery_paths[b], name)
+                            for b, g in enumerate(in_gallery))
         if missing or wants_gallery:
             todo[name] = missing
     if not todo:
-        bar.update(len(chunk))
-        return 0
-    images = images.to(device)
-    classes, probs = _top2(bundle.model, images)
-    classes, probs = classes.cpu(), probs.cpu()
-    gallery_maps: dict[int, dict[str, np.ndarray]] = {b: {} for b, g in enumerate(in_gallery) if g}
-    for name, missing in todo.items():
-        method = built[name]
-        numbers, failures = None, {}
-        try:
-            result = method.explain(images, classes.to(device), relu=not signed, normalize=True)
-            numbers = pair_measures(result, k_percent, signed)
-        except Exception as batch_error:  # isolate the failing image(s): one at a time
-            numbers, failures = _one_by_one(method, images, classes, k_percent, signed, batch_error)
-        for b in missing:
-            error = failures.get(b, "")
-            rows = _pair_rows(name, ids[b], labels[b], classes, probs, k_percent, None if error else numbers, b, error)
-            table.append(rows)
-            errors += bool(error)
-        for b in gallery_maps:
-            if numbers is not None and b not in failures:
-                gallery_maps[b][f"map_{name}"] = numbers["maps"][b].numpy().astype(np.float16)
+        return None
+    groups: list[list[dict]] = []
+    outcomes: dict[str, list[str]] = {}
+    nan2 = torch.full((len(chunk), 2), float("nan"))
+    classes, probs = torch.full((len(chunk), 2), -1, dtype=torch.long), nan2
+    gallery_maps: dict[int, dict[str, np.ndarray]] = {b: {} for b, g in enumerate(in_gallery) if g and b in batch.ok}
+    if batch.images is not None:
+        images = batch.images.to(device)
+        ok_classes, ok_probs = _top2(bundle.model, images)
+        classes[batch.ok], probs[batch.ok] = ok_classes.cpu(), ok_probs.cpu()
+        position = {b: j for j, b in enumerate(batch.ok)}  # batch position -> row of ``images``
+        for name, missing in todo.items():
+            numbers, failures = _explain_pairs(run.methods[name], images, ok_classes, k_percent, signed)
+            outcomes[name] = [failures.get(position[b], "") for b in missing if b in position]
+            for b in missing:
+                if b not in position:
+                    continue
+                error = failures.get(position[b], "")
+                groups.append(_pair_rows(name, ids[b], batch.labels[b], classes, probs, k_percent,
+                                         None if error else numbers, b, error, position[b]))
+            for b in gallery_maps:
+                if numbers is not None and position[b] not in failures:
+                    gallery_maps[b][f"map_{name}"] = numbers["maps"][position[b]].numpy().astype(np.float16)
+    for b, error in batch.failures.items():
+        for name, missing in todo.items():
+            if b in missing:
+                groups.append(_pair_rows(name, ids[b], -1, classes, probs, k_percent, None, b, error, b))
+    gallery_items = []
     for b, maps in gallery_maps.items():
         if maps:
-            _write_gallery(gallery_paths[b], images[b:b + 1], bundle.transform, classes[b], probs[b], labels[b], maps)
-    bar.update(len(chunk))
-    return errors
+            j = batch.ok.index(b)
+            arrays = {"image_id": np.str_(ids[b]), "image": display_images(batch.images[j:j + 1], bundle.transform)[0],
+                      "classes": classes[b].numpy().astype(np.int64), "probs": probs[b].numpy().astype(np.float32),
+                      "label": np.int64(batch.labels[b]), **maps}
+            gallery_items.append((gallery_paths[b], arrays))
+    return groups, outcomes, gallery_items
+
+
+def _explain_pairs(method, images, classes, k_percent, signed) -> tuple[dict | None, dict[int, str]]:
+    """Top-1/top-2 maps and their measures for a batch; a batch failure is retried image by image.
+    Returns (measures, {row of images: error text})."""
+    try:
+        result = method.explain(images, classes, relu=not signed, normalize=True)
+        return pair_measures(result, k_percent, signed), {}
+    except Exception as batch_error:  # isolate the failing image(s): one at a time
+        return _one_by_one(method, images, classes, k_percent, signed, batch_error)
 
 
 def _one_by_one(method, images, classes, k_percent, signed, batch_error) -> tuple[dict | None, dict]:
@@ -201,19 +239,12 @@ def _one_by_one(method, images, classes, k_percent, signed, batch_error) -> tupl
     return merged, failures
 
 
-def _safe(image_id: str) -> str:
-    """A file name for an image id (ids may be relative paths)."""
-    return "".join(c if c.isalnum() or c in "-_." else "_" for c in image_id)
-
-
-def _write_gallery(path: Path, image: Tensor, transform, classes: Tensor, probs: Tensor, label: int,
-                   maps: dict[str, np.ndarray]) -> None:
+def _write_gallery(path: Path, arrays: dict[str, np.ndarray]) -> None:
     """Merge this session's maps into the image's gallery file (an earlier session may hold others)."""
-    arrays: dict[str, np.ndarray] = {}
+    merged: dict[str, np.ndarray] = {}
     if path.exists():
         with np.load(path) as old:
-            arrays = {key: old[key] for key in old.files}
-    arrays.update({"image": display_images(image, transform)[0], "classes": classes.numpy().astype(np.int64),
-                   "probs": probs.numpy().astype(np.float32), "label": np.int64(label)})
-    arrays.update(maps)
-    save_npz_atomic(path, **arrays)
+            merged = {key: old[key] for key in old.files}
+    merged.update(arrays)
+    path.parent.mkdir(exist_ok=True)
+    save_npz(path, **merged)

@@ -18,8 +18,8 @@ from tqdm.auto import tqdm
 
 from ..core.contrast import TopLogits
 from ..metrics import FILLS, confidence_drop, deletion_insertion
-from .common import (DEFAULT_METHODS, as_bundle, batches, check_methods, error_text, finish_meta, load_items,
-                     open_run)
+from .common import (DEFAULT_METHODS, FirstBatchCheck, as_bundle, batches, check_methods, error_text, finish_meta,
+                     load_batch, open_run)
 from .store import FIDELITY_COLUMNS, ResultsTable
 
 
@@ -73,58 +73,89 @@ def run_fidelity(model: Any, dataset: Any, run_dir: str | Path, *, methods: Sequ
                    method_options=method_options, n=n, seed=seed, correct_only=correct_only, batch_size=batch_size,
                    settings={"k_percent": [float(k_percent)], "threshold": None, "alpha": float(alpha),
                              "fill": fill, "signed": False, "steps": int(steps)},
-                   weights=weights, dataset_name=dataset_name, command=command)
-    sample, built, device, net = run.sample, run.methods, run.device, run.net
-    errors = 0
-    with ResultsTable(run_dir / "results.csv", FIDELITY_COLUMNS) as table:
-        bar = tqdm(total=len(sample), desc="fidelity", unit="img", disable=not progress)
-        for _, chunk in batches(sample, batch_size):
-            images, labels, ids = load_items(dataset, chunk, bundle.transform)
-            todo = {name: [b for b, i in enumerate(ids) if (i, name) not in table.done] for name in methods}
+                   weights=weights, dataset_name=dataset_name, command=command, columns=FIDELITY_COLUMNS,
+                   rows_per_pair=1)
+    net, device = run.net, run.device
+    check = FirstBatchCheck()
+    table: ResultsTable | None = None
+    try:
+        bar = tqdm(total=len(run.sample), desc="fidelity", unit="img", disable=not progress)
+        for _, chunk in batches(run.sample, batch_size):
+            batch = load_batch(dataset, chunk, bundle.transform)
+            ids = batch.ids
+            todo = {name: [b for b, i in enumerate(ids) if (i, name) not in run.done] for name in methods}
             todo = {name: missing for name, missing in todo.items() if missing}
-            if todo:
-                images = images.to(device)
+            if not todo:
+                bar.update(len(chunk))
+                continue
+            groups: list[list[dict]] = []
+            outcomes: dict[str, list[str]] = {}
+            if batch.images is not None:
+                images = batch.images.to(device)
                 with torch.no_grad():
                     probs = net(images).float().softmax(1)
                 prob, pred = probs.max(1)
                 for name, missing in todo.items():
-                    errors += _method_rows(built[name], name, net, images, pred, prob, labels, ids, missing,
-                                           float(k_percent), fill, steps, eval_batch_size, table)
+                    rows = _method_rows(run.methods[name], name, net, images, pred, prob, batch,
+                                        [b for b in missing if b in batch.ok], float(k_percent), fill, steps,
+                                        eval_batch_size)
+                    outcomes[name] = [row["error"] for row in rows]
+                    groups += [[row] for row in rows]
+            for b, error in batch.failures.items():
+                groups += [[_error_row(ids[b], name, -1, -1, float("nan"), error)]
+                           for name, missing in todo.items() if b in missing]
+            check.check(outcomes)
+            if table is None:
+                run.commit()
+                table = ResultsTable(run_dir / "results.csv", FIDELITY_COLUMNS, 1, run.sample_ids)
+            for rows in groups:
+                table.append(rows)
             bar.update(len(chunk))
         bar.close()
-    finish_meta(run_dir, run.meta, errors_in_last_session=errors)
+    finally:
+        if table is not None:
+            table.close()
+    run.commit()
+    finish_meta(run_dir, run.meta, errors_in_last_session=table.errors_written if table else 0)
     return run_dir
 
 
-def _method_rows(method, name, net, images, pred, prob, labels, ids, missing, k_percent, fill, steps,
-                 eval_batch_size, table) -> int:
-    """Rows of one method for one batch; a batch failure is retried image by image."""
-    try:
+def _error_row(image_id: str, name: str, label: int, pred: int, prob: float, error: str) -> dict:
+    return {"image_id": image_id, "method": name, "label": int(label), "pred": int(pred), "prob_before": prob,
+            "prob_after": float("nan"), "drop_relative": float("nan"), "drop_absolute": float("nan"),
+            "deletion_auc": float("nan"), "insertion_auc": float("nan"), "deletion_curve": "",
+            "insertion_curve": "", "error": error}
+
+
+def _method_rows(method, name, net, images, pred, prob, batch, missing, k_percent, fill, steps,
+                 eval_batch_size) -> list[dict]:
+    """Rows of one method for the decodable images at batch positions ``missing``; a batch failure is
+    retried image by image. ``images``, ``pred`` and ``prob`` hold the decodable images only."""
+    if not missing:
+        return []
+    at = {b: batch.ok.index(b) for b in missing}
+    per_image: dict[int, tuple[dict | None, int, str]] = {}
+    try:  # the whole batch, as in an uninterrupted run: batch-dependent arithmetic gives the same numbers
         maps = method.explain(images, pred, normalize=True).maps
         numbers = fidelity_measures(net, images, maps, pred, prob, k_percent, fill, steps, eval_batch_size)
-        per_image = {b: (numbers, b, "") for b in missing}
+        per_image = {b: (numbers, at[b], "") for b in missing}
     except Exception:
-        per_image = {}
         for b in missing:
             try:
-                one = slice(b, b + 1)
+                one = slice(at[b], at[b] + 1)
                 maps = method.explain(images[one], pred[one], normalize=True).maps
                 per_image[b] = (fidelity_measures(net, images[one], maps, pred[one], prob[one], k_percent, fill,
                                                   steps, eval_batch_size), 0, "")
             except Exception as error:  # recorded in the row; the run goes on
                 per_image[b] = (None, 0, error_text(error))
-    errors = 0
+    rows = []
     for b in missing:
         numbers, j, error = per_image[b]
-        row = {"image_id": ids[b], "method": name, "label": int(labels[b]), "pred": int(pred[b]),
-               "prob_before": float(prob[b]), "error": error}
-        if numbers is None:
-            row.update(prob_after=float("nan"), drop_relative=float("nan"), drop_absolute=float("nan"),
-                       deletion_auc=float("nan"), insertion_auc=float("nan"), deletion_curve="", insertion_curve="")
-            errors += 1
-        else:
+        i = at[b]
+        row = _error_row(batch.ids[b], name, batch.labels[b], int(pred[i]), float(prob[i]), error)
+        if numbers is not None:
             row.update({key: numbers[key][j] for key in ("prob_after", "drop_relative", "drop_absolute",
                                                           "deletion_auc", "insertion_auc", "deletion_curve",
                                                           "insertion_curve")})
-        table.append([row])
-    return errors
+        rows.append(row)
+    return rows

@@ -17,25 +17,14 @@ import numpy as np
 import pandas as pd
 
 from ..metrics.stats import TestResult, agreement_below, holm, paired_ttest, paired_wilcoxon
-from .store import read_json
+from .store import read_run
 
 
 def load_results(run_dir: str | Path) -> tuple[dict, pd.DataFrame]:
-    """(config, results table) of a run directory; text columns stay text."""
-    run_dir = Path(run_dir)
-    config_path, results_path = run_dir / "config.json", run_dir / "results.csv"
-    if not config_path.exists() or not results_path.exists():
-        raise FileNotFoundError(f"{run_dir} is not a run directory (needs config.json and results.csv); "
-                                "create one with `case-saliency diagnose` or `case-saliency fidelity`")
-    config = read_json(config_path)
-    text = {"image_id": str, "method": str, "contrast1": str, "contrast2": str, "error": str,
-            "deletion_curve": str, "insertion_curve": str}
-    frame = pd.read_csv(results_path, dtype=text, keep_default_na=False, na_values={
-        c: ["nan", "NaN", ""] for c in ("agreement", "spearman", "ssim", "prob1", "prob2", "prob_before", "prob_after",
-                                        "drop_relative", "drop_absolute", "deletion_auc", "insertion_auc")})
-    if "degenerate" in frame:
-        frame["degenerate"] = frame["degenerate"].astype(str).str.lower() == "true"
-    return config, frame
+    """(config, results table) of a run directory, read and validated by ``store.read_run`` (which
+    raises ``RunDirError`` naming the file and line of anything damaged); text columns stay text."""
+    run = read_run(run_dir)
+    return run.config, run.frame()
 
 
 def _order(methods: list[str], config: dict) -> list[str]:

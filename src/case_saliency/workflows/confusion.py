@@ -18,6 +18,7 @@ import torch
 from tqdm.auto import tqdm
 
 from ..core.contrast import ConfusionNeighbours, NearestLogits, TopLogits
+from ..runs.store import atomic_write
 
 FORMAT = "case-saliency-confusion"
 
@@ -71,9 +72,7 @@ def save_confusion(path: str | Path, matrix: np.ndarray, model_identity: dict, d
     record = {"format": FORMAT, "matrix": matrix.tolist(), "model": model_identity, "data": data_identity,
               "class_names": list(class_names), "accuracy": accuracy,
               "created": datetime.now(timezone.utc).isoformat(timespec="seconds")}
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(record, indent=1))
-    tmp.replace(path)
+    atomic_write(path, json.dumps(record, indent=1))
     return path
 
 

@@ -8,7 +8,6 @@ sha256 of the training and test files and of the checkpoint itself.
 
 from __future__ import annotations
 
-import json
 import platform
 import time
 from dataclasses import dataclass
@@ -22,6 +21,7 @@ from tqdm.auto import tqdm
 from ..data.fashion_mnist import CLASS_NAMES, FashionMNIST
 from ..models.checkpoint import CHECKPOINT_FORMAT
 from ..models.loader import sha256_file
+from ..runs.store import atomic_write, write_json
 from ..models.fashion import FAMILIES, INPUT_SIZE, MEAN, STD, build
 
 
@@ -142,9 +142,10 @@ def train_fashion(architecture: str, seed: int = 0, epochs: int = 3, out_dir: st
         "versions": {"torch": str(torch.__version__), "python": platform.python_version()},
         "threads": torch.get_num_threads(),
     }
-    torch.save({"format": CHECKPOINT_FORMAT, "meta": metadata, "state_dict": model.state_dict()}, checkpoint)
+    record = {"format": CHECKPOINT_FORMAT, "meta": metadata, "state_dict": model.state_dict()}
+    atomic_write(checkpoint, lambda handle: torch.save(record, handle))
     metadata_path = checkpoint.with_suffix(".json")
     metadata["checkpoint"] = checkpoint.name
     metadata["checkpoint_sha256"] = sha256_file(checkpoint)
-    metadata_path.write_text(json.dumps(metadata, indent=2))
+    write_json(metadata_path, metadata)
     return TrainResult(checkpoint, metadata_path, metadata)
