@@ -79,7 +79,7 @@ def grad_cam_library(model: torch.nn.Module, layer_name: str) -> Callable[[torch
     cams = {name: cls(model, [layer]) for name, cls in [("gradcam", pgc.GradCAM), ("gradcam++", pgc.GradCAMPlusPlus),
                                                           ("hirescam", pgc.HiResCAM), ("xgradcam", pgc.XGradCAM),
                                                           ("layercam", pgc.LayerCAM)]}
-    finer = pgc.FinerCAM(model, [layer])
+    finer = pgc.FinerCAM(model, target_layer=[layer])
 
     def run(images: torch.Tensor) -> list:
         with torch.no_grad():

@@ -50,7 +50,9 @@ def bench_model(name: str, model: torch.nn.Module, layer: str, batch: int, repea
         with torch.no_grad():
             return model(x)
 
-    gradcam, case1, case5 = GradCAM(model, layer), CASE(model, layer, TopLogits(1)), CASE(model, layer, TopLogits(5))
+    gradcam = GradCAM(model, target_layer=layer)
+    case1 = CASE(model, target_layer=layer, contrast=TopLogits(1))
+    case5 = CASE(model, target_layer=layer, contrast=TopLogits(5))
     rows = interleaved_images_per_second({
         "forward only": (forward, images, repeats),
         "pytorch-grad-cam GradCAM": (lambda x: ref(x, None), images, repeats),

@@ -78,7 +78,7 @@ def main(argv: list[str] | None = None) -> None:
     ablation_layers = ("layer4", "layer4[-1].conv3" if hasattr(model.layer4[-1], "conv3") else "layer4[-1].conv2")
     for layer_name in ablation_layers if "ablation" in args.rows else ():
         layer, _ = resolve_layer(model, layer_name)
-        ours = AblationCAM(model, layer_name, batch_size=bs)
+        ours = AblationCAM(model, target_layer=layer_name, batch_size=bs)
         start = time.perf_counter()
         ours(few[:1], "top1")  # traces and verifies the split
         rows[f"Ablation-CAM 1st call (trace+check), {layer_name} (s)"] = time.perf_counter() - start
@@ -97,7 +97,7 @@ def main(argv: list[str] | None = None) -> None:
         targets = grad_cam_targets(model, few)
         theirs = images_per_second(lambda x: ref(x, targets[: len(x)]), few, prep, warmup=False)
         ref.activations_and_grads.release()
-        ours = ScoreCAM(model, "layer4", batch_size=bs)
+        ours = ScoreCAM(model, target_layer="layer4", batch_size=bs)
         ours_per_second = images_per_second(lambda x: ours(x, "top1"), few, prep, warmup=False)
         pairs.append(("Score-CAM layer4", ours_per_second, theirs))
 
@@ -106,7 +106,7 @@ def main(argv: list[str] | None = None) -> None:
         ref = RefEigenCAM(model, [layer])
         theirs = images_per_second(lambda x: ref(x, None), images, reps)
         ref.activations_and_grads.release()
-        ours_per_second = images_per_second(lambda x: EigenCAM(model, "layer4")(x), images, reps)
+        ours_per_second = images_per_second(lambda x: EigenCAM(model, target_layer="layer4")(x), images, reps)
         pairs.append(("EigenCAM layer4", ours_per_second, theirs))
         rows["random control (ours)"] = images_per_second(lambda x: RandomMap(model, seed=0)(x), images, reps)
 
@@ -124,7 +124,7 @@ def main(argv: list[str] | None = None) -> None:
         ("smoothgrad (25 samples)", SmoothGrad(model),
          lambda x: direct(NoiseTunnel(CaptumSaliency(model)), x, nt_type="smoothgrad", nt_samples=25,
                           stdevs=0.15 * (x.max() - x.min()).item(), nt_samples_batch_size=8, abs=True), grad_images),
-        ("guided_gradcam layer4", GuidedGradCAM(model, "layer4"),
+        ("guided_gradcam layer4", GuidedGradCAM(model, target_layer="layer4"),
          lambda x: direct(CaptumGuidedGradCam(model, model.layer4), x), images[:4]),
     ]
     for name, method, reference, batch in captum_rows if "captum" in args.rows else ():

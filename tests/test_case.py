@@ -38,7 +38,7 @@ def slow_case(model, layer_name, image, target, contrast):
 
 @pytest.mark.parametrize("k", [1, 3])
 def test_case_equals_slow_reference_on_real_photos(lite0, photos, k):
-    result = CASE(lite0, "bn2", contrast=TopLogits(k=k)).explain(photos, "top1")
+    result = CASE(lite0, target_layer="bn2", contrast=TopLogits(k=k)).explain(photos, "top1")
     assert result.contrast.shape == (len(photos), k)
     for i in range(len(photos)):
         target = int(result.targets[i])
@@ -51,14 +51,14 @@ def test_case_equals_slow_reference_on_real_photos(lite0, photos, k):
 
 
 def test_case_equals_slow_reference_resnet18_top2(resnet18, random_images):
-    result = CASE(resnet18, "layer4[1]", contrast=TopLogits(k=2)).explain(random_images, "top2")
+    result = CASE(resnet18, target_layer="layer4[1]", contrast=TopLogits(k=2)).explain(random_images, "top2")
     for i in range(len(random_images)):
         ref = slow_case(resnet18, "layer4.1", random_images[i], int(result.targets[i]), result.contrast[i].tolist())
         assert (result.maps[i] - ref).abs().max().item() < 1e-5 * max(1.0, ref.abs().max().item())
 
 
 def test_top1_and_top2_in_one_call_equal_separate_calls(lite0, photos):
-    cam = CASE(lite0, "bn2", contrast=TopLogits(k=1))
+    cam = CASE(lite0, target_layer="bn2", contrast=TopLogits(k=1))
     both = cam.explain(photos, "topk:2")
     assert both.maps.shape == (3, 2, 224, 224) and both.contrast.shape == (3, 2, 1)
     for rank, spec in enumerate(["top1", "top2"]):
@@ -68,13 +68,13 @@ def test_top1_and_top2_in_one_call_equal_separate_calls(lite0, photos):
 
 
 def test_k0_is_gradcam_and_warns_once(lite0, photos):
-    cam = CASE(lite0, "bn2", contrast=TopLogits(k=0))
+    cam = CASE(lite0, target_layer="bn2", contrast=TopLogits(k=0))
     with pytest.warns(UserWarning, match="equal Grad-CAM"):
         maps = cam(photos, "top1")
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # a second call does not warn again
         cam(photos, "top1")
-    assert torch.allclose(maps, GradCAM(lite0, "bn2")(photos, "top1"), atol=1e-6)
+    assert torch.allclose(maps, GradCAM(lite0, target_layer="bn2")(photos, "top1"), atol=1e-6)
 
 
 def test_zero_contrast_direction_gives_gradcam_never_nan(resnet18, random_images):
@@ -84,10 +84,10 @@ def test_zero_contrast_direction_gives_gradcam_never_nan(resnet18, random_images
     saved = model.fc.weight.data[5].clone()
     model.fc.weight.data[5] = 0
     try:
-        cam = CASE(model, "layer4", contrast=ExplicitContrast([5]))
+        cam = CASE(model, target_layer="layer4", contrast=ExplicitContrast([5]))
         with pytest.warns(UserWarning, match="all zero"):
             result = cam.explain(random_images, [1, 2])
-        reference = GradCAM(model, "layer4")(random_images, [1, 2])
+        reference = GradCAM(model, target_layer="layer4")(random_images, [1, 2])
     finally:
         model.fc.weight.data[5] = saved
     assert not torch.isnan(result.maps).any()
@@ -123,7 +123,7 @@ def test_case_with_confusion_neighbours_uses_matrix_rows(lite0, photos):
     matrix = np.eye(1000)
     matrix[:, 0] += 0.5  # every class is most confused with class 0 (class 0 itself with class 1)
     matrix[0, 1] += 0.7
-    result = CASE(lite0, "bn2", contrast=ConfusionNeighbours(matrix, k=1)).explain(photos, "top1")
+    result = CASE(lite0, target_layer="bn2", contrast=ConfusionNeighbours(matrix, k=1)).explain(photos, "top1")
     expected = [1 if int(t) == 0 else 0 for t in result.targets]
     assert result.contrast[:, 0].tolist() == expected
     ref = slow_case(lite0, "bn2", photos[0], int(result.targets[0]), [expected[0]])

@@ -63,7 +63,7 @@ def test_model_state_restored_after_failing_call():
     model.fc.weight.grad = torch.ones_like(model.fc.weight)
     flags = [m.training for m in model.modules()]
     grads_before = model.fc.weight.grad.clone()
-    cam = GradCAM(model, "features")
+    cam = GradCAM(model, target_layer="features")
     with pytest.raises(IndexError, match="out of range"):
         cam(torch.randn(2, 3, 16, 16), [0, 99])
     assert [m.training for m in model.modules()] == flags
@@ -83,7 +83,7 @@ def _rss_mb() -> float:
 
 def test_thousand_calls_do_not_leak_memory_or_hooks():
     model = make_tiny()
-    cam = CASE(model, "features", contrast=TopLogits(k=2))
+    cam = CASE(model, target_layer="features", contrast=TopLogits(k=2))
     images = torch.randn(4, 3, 16, 16)
     for _ in range(100):  # warm up allocator caches
         cam(images, "topk:2")
@@ -121,11 +121,11 @@ def test_vision_transformer_with_default_reshape():
     assert cam.engine.layer_name == "encoder.layers.encoder_layer_11.ln_1"
     assert result.maps.shape == (2, 2, 224, 224) and result.raw.shape == (2, 2, 14, 14)
     assert torch.isfinite(result.maps).all() and not result.degenerate.any()
-    explicit = CASE(vit, "encoder.layers[-1].ln_1", reshape=vit_reshape, contrast=TopLogits(k=1))
+    explicit = CASE(vit, target_layer="encoder.layers[-1].ln_1", reshape=vit_reshape, contrast=TopLogits(k=1))
     assert torch.allclose(explicit(images, "topk:2"), result.maps)
     # Grad-CAM through the reshape agrees with pytorch-grad-cam's reshape_transform route.
     classes = result.targets[:, 0].tolist()
-    mine = GradCAM(vit, "encoder.layers[-1].ln_1", reshape=vit_reshape)(images, classes, normalize=True)
+    mine = GradCAM(vit, target_layer="encoder.layers[-1].ln_1", reshape=vit_reshape)(images, classes, normalize=True)
     ref_cam = RefGradCAM(vit, [vit.encoder.layers[-1].ln_1], reshape_transform=vit_reshape)
     try:
         ref = torch.from_numpy(ref_cam(images, [ClassifierOutputTarget(c) for c in classes]))
@@ -135,7 +135,7 @@ def test_vision_transformer_with_default_reshape():
 
 
 def test_output_options(resnet18, random_images):
-    cam = GradCAM(resnet18, "layer4")
+    cam = GradCAM(resnet18, target_layer="layer4")
     raw = cam.explain(random_images, "top1", relu=False, upsample=False)
     assert raw.maps.shape == (2, 7, 7) and torch.equal(raw.maps, raw.raw)  # signed, layer resolution
     default = cam(random_images, "top1")
@@ -150,13 +150,13 @@ def test_constant_map_is_flagged_not_noise():
     model = make_tiny()
     with torch.no_grad():
         model.fc.weight.zero_()  # every class gradient is zero: the Grad-CAM map is all zero
-    result = GradCAM(model, "features").explain(torch.randn(2, 3, 16, 16), [0, 1], normalize=True)
+    result = GradCAM(model, target_layer="features").explain(torch.randn(2, 3, 16, 16), [0, 1], normalize=True)
     assert result.degenerate.tolist() == [True, True]
     assert torch.equal(result.maps, torch.zeros_like(result.maps))
 
 
 def test_targets_shorthands_and_count_errors(resnet18, random_images):
-    cam = GradCAM(resnet18, "layer4")
+    cam = GradCAM(resnet18, target_layer="layer4")
     result = cam.explain(random_images, "top2")
     order = result.logits.argsort(1, descending=True)
     assert torch.equal(result.targets, order[:, 1])
@@ -172,23 +172,23 @@ def test_targets_shorthands_and_count_errors(resnet18, random_images):
 
 def test_errors_name_the_bad_input_and_the_fix(resnet18):
     with pytest.raises(ValueError, match="closest module names: layer4"):
-        GradCAM(resnet18, "layer_4")
-    cam = GradCAM(resnet18, "layer4")
+        GradCAM(resnet18, target_layer="layer_4")
+    cam = GradCAM(resnet18, target_layer="layer4")
     with pytest.raises(ValueError, match=r"add a batch dimension"):
         cam(torch.randn(3, 224, 224))
     with pytest.raises(TypeError, match="floating-point"):
         cam(torch.zeros(1, 3, 32, 32, dtype=torch.uint8))
     with pytest.raises(ValueError, match="not \\(B, C, h, w\\); pass reshape=vit_reshape"):
-        GradCAM(resnet18, "fc")(torch.randn(1, 3, 64, 64))
+        GradCAM(resnet18, target_layer="fc")(torch.randn(1, 3, 64, 64))
     vit = random_vit()
     with pytest.raises(ValueError, match="reshape=vit_reshape"):
-        GradCAM(vit, "encoder.layers[11]")(torch.randn(1, 3, 224, 224))
+        GradCAM(vit, target_layer="encoder.layers[11]")(torch.randn(1, 3, 224, 224))
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device on this machine")
 def test_device_follows_model_on_cuda(random_images):
     model = make_tiny().cuda()
-    maps = CASE(model, "features")(torch.randn(2, 3, 16, 16), "top1")  # CPU input moved to the model
+    maps = CASE(model, target_layer="features")(torch.randn(2, 3, 16, 16), "top1")  # CPU input moved to the model
     assert maps.device.type == "cuda"
 
 

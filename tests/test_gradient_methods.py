@@ -75,7 +75,7 @@ def test_captum_adapters_match_direct_calls_and_channel_rules(tiny):
     assert torch.allclose(Saliency(tiny, channels="max_abs").explain(x, classes).raw, grad.amax(1), atol=1e-7)
     ixg = InputXGradient(tiny, channels="abs_sum").explain(x, classes).raw
     assert torch.allclose(ixg, (grad * x).abs().sum(1), atol=1e-6)  # |grad| * |x| = |grad * x|
-    ggc = GuidedGradCAM(tiny, "features.2").explain(x, classes, relu=False).raw
+    ggc = GuidedGradCAM(tiny, target_layer="features.2").explain(x, classes, relu=False).raw
     direct = CaptumGuidedGradCam(tiny, tiny.features[2]).attribute(x.clone().requires_grad_(True), target=classes)
     assert torch.allclose(ggc, direct.sum(1), atol=1e-7)
     with pytest.raises(ValueError, match="channel rule"):

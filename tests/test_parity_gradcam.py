@@ -28,7 +28,7 @@ def reference_maps(ref_cls, model, layer, images, classes) -> torch.Tensor:
 @pytest.mark.parametrize("ours,theirs", PAIRS, ids=[p[0].__name__ for p in PAIRS])
 def test_parity_resnet18_random_weights(ours, theirs, resnet18, random_images):
     classes = [7, 933]
-    mine = ours(resnet18, "layer4")(random_images, classes, normalize=True)
+    mine = ours(resnet18, target_layer="layer4")(random_images, classes, normalize=True)
     ref = reference_maps(theirs, resnet18, resnet18.layer4, random_images, classes)
     assert mine.shape == ref.shape == (2, 224, 224)
     assert (mine - ref).abs().max().item() < 1e-4
@@ -41,14 +41,14 @@ def test_parity_efficientnet_lite0_real_photos(ours, theirs, lite0, photos):
     layer, _ = resolve_layer(lite0, "bn2")
     for rank in (0, 1):  # the top-1 and the top-2 class of each photo
         classes = top2[:, rank].tolist()
-        mine = ours(lite0, "bn2")(photos, classes, normalize=True)
+        mine = ours(lite0, target_layer="bn2")(photos, classes, normalize=True)
         ref = reference_maps(theirs, lite0, layer, photos, classes)
         assert (mine - ref).abs().max().item() < 1e-4, (ours.__name__, rank)
 
 
 def test_finercam_matches_reference_with_one_comparison_class(lite0, photos):
     # With one comparison class the softmax weighting of pytorch-grad-cam's FinerCAM cancels out.
-    mine = FinerCAM(lite0, "bn2", contrast=NearestLogits(k=1))(photos, "top1", normalize=True)
+    mine = FinerCAM(lite0, target_layer="bn2", contrast=NearestLogits(k=1))(photos, "top1", normalize=True)
     layer, _ = resolve_layer(lite0, "bn2")
     ref_cam = RefFinerCAM(lite0, [layer])
     try:

@@ -58,7 +58,7 @@ def lite0_photo() -> torch.Tensor:
 def test_scorecam_parity_resnet18_seeded(resnet18, small_photos):
     # layer2: 128 channels, so 128 masked forwards on each side.
     image = small_photos[:1]
-    ours = ScoreCAM(resnet18, "layer2", batch_size=48).explain(image, "top1", normalize=True)
+    ours = ScoreCAM(resnet18, target_layer="layer2", batch_size=48).explain(image, "top1", normalize=True)
     ref = reference_maps(RefScoreCAM, resnet18, "layer2", image, ours.targets)
     assert ours.maps.shape == ref.shape == (1, 96, 96)
     assert (ours.maps - ref).abs().max().item() < TOL
@@ -66,7 +66,7 @@ def test_scorecam_parity_resnet18_seeded(resnet18, small_photos):
 
 def test_ablationcam_parity_resnet18_seeded(resnet18, small_photos):
     image = small_photos[:1]
-    ours = AblationCAM(resnet18, "layer3", batch_size=100).explain(image, "top1", normalize=True)
+    ours = AblationCAM(resnet18, target_layer="layer3", batch_size=100).explain(image, "top1", normalize=True)
     assert ours.info["path"] == "tail"
     ref = reference_maps(RefAblationCAM, resnet18, "layer3", image, ours.targets)
     assert (ours.maps - ref).abs().max().item() < TOL
@@ -77,7 +77,7 @@ def test_scorecam_parity_lite0_real_photo_top1_top2_in_one_pass(lite0, lite0_pho
     calls = []
     handle = lite0.register_forward_pre_hook(lambda m, i: calls.append(i[0].shape[0]))
     try:
-        method = ScoreCAM(lite0, "blocks.0.0.bn1", batch_size=24)  # 32 channels, ReLU6 outputs
+        method = ScoreCAM(lite0, target_layer="blocks.0.0.bn1", batch_size=24)  # 32 channels, ReLU6 outputs
         ours = method.explain(images, "topk:2", normalize=True)
     finally:
         handle.remove()
@@ -93,7 +93,7 @@ def test_scorecam_parity_lite0_real_photo_top1_top2_in_one_pass(lite0, lite0_pho
 
 def test_ablationcam_parity_lite0_real_photo_top1_top2(lite0, lite0_photo):
     images = lite0_photo
-    ours = AblationCAM(lite0, "blocks.0.0.bn1").explain(images, "topk:2", normalize=True)
+    ours = AblationCAM(lite0, target_layer="blocks.0.0.bn1").explain(images, "topk:2", normalize=True)
     assert ours.info["path"] == "tail"
     for rank in (0, 1):
         ref = reference_maps(RefAblationCAM, lite0, "blocks.0.0.bn1", images, ours.targets[:, rank])
@@ -103,8 +103,8 @@ def test_ablationcam_parity_lite0_real_photo_top1_top2(lite0, lite0_photo):
 def test_ablationcam_tail_path_equals_full_forward_path(resnet18):
     # Inside a residual block: the tail also needs the block's identity, saved by the head.
     image = torch.randn(1, 3, 64, 64, generator=torch.Generator().manual_seed(3))
-    tail = AblationCAM(resnet18, "layer3[1].conv1", batch_size=64).explain(image, "topk:2")
-    full = AblationCAM(resnet18, "layer3[1].conv1", batch_size=64, split=False).explain(image, "topk:2")
+    tail = AblationCAM(resnet18, target_layer="layer3[1].conv1", batch_size=64).explain(image, "topk:2")
+    full = AblationCAM(resnet18, target_layer="layer3[1].conv1", batch_size=64, split=False).explain(image, "topk:2")
     assert (tail.info["path"], full.info["path"]) == ("tail", "full")
     assert torch.equal(tail.targets, full.targets)
     w_tail, w_full = tail.info["channel_weights"], full.info["channel_weights"]
@@ -168,7 +168,7 @@ def test_split_at_layer_reproduces_the_model(name, layer, lite0, lite0_photo):
     split = split_at_layer(model, module)
     assert split is not None
     assert verify_split(split, model, image)
-    result = AblationCAM(model, layer, batch_size=512).explain(image, "top1")
+    result = AblationCAM(model, target_layer=layer, batch_size=512).explain(image, "top1")
     assert result.info["path"] == "tail"
     with torch.no_grad():
         original = model(image)[0, result.targets[0]]
@@ -196,7 +196,7 @@ def test_untraceable_model_falls_back_to_full_forwards():
     torch.manual_seed(0)
     model = DataDependent().eval()
     images = torch.randn(2, 3, 8, 8, generator=torch.Generator().manual_seed(0))
-    result = AblationCAM(model, "conv").explain(images, "topk:2")
+    result = AblationCAM(model, target_layer="conv").explain(images, "topk:2")
     assert result.info["path"] == "full"
     # Against the definition, computed by hand for image 0, top class.
     cls = int(result.targets[0, 0])
@@ -217,7 +217,7 @@ def test_model_state_restored(cls, resnet18):
     flags = [m.training for m in resnet18.modules()]
     try:
         image = torch.randn(1, 3, 32, 32, generator=torch.Generator().manual_seed(0))
-        cls(resnet18, "layer4", batch_size=256)(image, "top1")
+        cls(resnet18, target_layer="layer4", batch_size=256)(image, "top1")
         assert [m.training for m in resnet18.modules()] == flags
         assert hook_count(resnet18) == 0
         assert all(p.grad is None for p in resnet18.parameters())
@@ -233,7 +233,7 @@ def test_registered_by_name(resnet18):
 
 
 def test_eigencam_is_the_first_principal_component_and_class_agnostic(resnet18, random_images):
-    method = EigenCAM(resnet18, "layer4")
+    method = EigenCAM(resnet18, target_layer="layer4")
     result = method.explain(random_images, "topk:2", relu=False, upsample=False)
     activations = method.engine(random_images).activations
     ref = torch.from_numpy(get_2d_projection(activations.numpy()))

@@ -7,6 +7,7 @@ Layers, each importing only those before it: ``core`` (engine, layers, targets, 
 
 from . import _moved
 from .core.capture import ActivationCapture, Capture
+from .core.errors import CaseSaliencyError
 from .core.contrast import ConfusionNeighbours, ExplicitContrast, NearestLogits, TopLogits
 from .core.layers import resolve_layer, vit_reshape
 from .core.maps import SaliencyMaps
@@ -24,5 +25,5 @@ __all__ = [
     "TopLogits", "resolve_layer", "vit_reshape", "SaliencyMaps", "CASE", "METHODS", "FinerCAM",
     "GradCAM", "GradCAMPlusPlus", "HiResCAM", "LayerCAM", "SaliencyMethod", "XGradCAM", "get_method",
     "resolve_targets", "AblationCAM", "EigenCAM", "GuidedGradCAM", "InputXGradient", "IntegratedGradients",
-    "RandomMap", "Saliency", "ScoreCAM", "SmoothGrad", "__version__",
+    "RandomMap", "Saliency", "ScoreCAM", "SmoothGrad", "CaseSaliencyError", "__version__",
 ]

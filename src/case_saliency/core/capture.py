@@ -9,17 +9,51 @@ Nothing else in the library touches hooks.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
 from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Protocol, runtime_checkable
 
 import torch
 from torch import Tensor, nn
 
-from .layers import Reshape, resolve_layer
+from .layers import LayerSpec, Reshape, resolve_layer
 
 log = logging.getLogger("case_saliency")
 
 ClassSelector = Tensor | Callable[[Tensor], Tensor] | None
+
+
+@runtime_checkable
+class HasNetwork(Protocol):
+    """A model with what saliency needs around it, as ``case_saliency.models.LoadedModel``: the
+    network, its default target layer (dotted name, or None) and that layer's token reshape."""
+
+    model: nn.Module
+    target_layer: str | None
+    reshape: Reshape | None
+
+
+ModelInput = nn.Module | HasNetwork
+
+
+def unwrap_model(model: ModelInput, target_layer: LayerSpec | None = None,
+                 reshape: Reshape | None = None) -> tuple[nn.Module, LayerSpec | None, Reshape | None]:
+    """``(network, target_layer, reshape)`` for an ``nn.Module`` or a ``LoadedModel``.
+
+    A loaded model lends its default layer when ``target_layer`` is None, and that layer's reshape
+    (a transformer's token reshape) only then: a layer given here gets the ``reshape`` given here.
+    """
+    if isinstance(model, nn.Module):
+        return model, target_layer, reshape
+    network = getattr(model, "model", None)
+    if isinstance(network, nn.Module):
+        if target_layer is None:
+            target_layer = getattr(model, "target_layer", None)
+            if reshape is None:
+                reshape = getattr(model, "reshape", None)
+        return network, target_layer, reshape
+    raise TypeError(f"model must be a torch.nn.Module or a LoadedModel (from case_saliency.load_model), "
+                    f"got {type(model).__name__}")
 
 
 @dataclass
@@ -77,7 +111,8 @@ class ActivationCapture:
     """Captures target-layer activations and class-logit gradients for a model.
 
     Args:
-        model: any ``nn.Module`` mapping (B, C, H, W) images to (B, K) logits.
+        model: any ``nn.Module`` mapping (B, C, H, W) images to (B, K) logits, or a ``LoadedModel``
+            (its network, default layer and that layer's reshape).
         target_layer: a submodule, its dotted name (``"layer4"``, ``"features.7.2"``), or None to
             pick the default (the last layer with a spatial output, or the last block of a vision
             transformer) and name it in a log line.
@@ -87,10 +122,9 @@ class ActivationCapture:
     (training flags, ``requires_grad``, parameter ``.grad``, hooks), also when an error is raised.
     """
 
-    def __init__(self, model: nn.Module, target_layer: nn.Module | str | None = None,
+    def __init__(self, model: ModelInput, target_layer: LayerSpec | None = None,
                  reshape: Reshape | None = None):
-        if not isinstance(model, nn.Module):
-            raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+        model, target_layer, reshape = unwrap_model(model, target_layer, reshape)
         self.model = model
         self._layer_spec = target_layer
         self._layer: nn.Module | None = None

@@ -11,9 +11,10 @@ import torch
 from torch import Tensor, nn
 
 Reshape = Callable[[Tensor], Tensor]
+LayerSpec = nn.Module | str  # a submodule, or its dotted name ("layer4", "layer4[-1].conv3")
 
 
-def resolve_layer(model: nn.Module, layer: nn.Module | str) -> tuple[nn.Module, str]:
+def resolve_layer(model: nn.Module, layer: LayerSpec) -> tuple[nn.Module, str]:
     """Return ``(module, dotted_name)`` for a module of ``model`` given as a module or a name.
 
     Names accept index notation too: ``"layer4[2].conv3"`` equals ``"layer4.2.conv3"``.

@@ -6,9 +6,10 @@ from __future__ import annotations
 import logging
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
-from ..core.capture import ActivationCapture, check_images
+from ..core.capture import ModelInput, check_images
+from ..core.layers import LayerSpec, Reshape
 from ..core.maps import SaliencyMaps, finish_maps
 from ..core.split import SplitModel, split_at_layer, verify_split
 from ..core.targets import TargetSpec, resolve_targets
@@ -43,20 +44,19 @@ class AblationCAM(SaliencyMethod):
     split is traced once per instance and checked against the full model on the first batch.
 
     Args:
-        model: (B, 3, H, W) -> (B, K) logits.
+        model: (B, 3, H, W) -> (B, K) logits, or a ``LoadedModel``.
         target_layer: module or dotted name of a layer with output (B, C, h, w); None picks the
-            last spatial layer.
+            last spatial layer. reshape: must stay None (channels of token outputs are not ablated).
         batch_size: ablated rows per pass.
         ablation_value: the value written into an ablated channel.
         split: False forces full forward passes (the fallback path).
     """
 
-    def __init__(self, model: nn.Module, target_layer: nn.Module | str | None = None,
+    def __init__(self, model: ModelInput, *, target_layer: LayerSpec | None = None, reshape: Reshape | None = None,
                  batch_size: int = 128, ablation_value: float = 0.0, split: bool = True):
         if batch_size < 1:
             raise ValueError(f"batch_size must be a positive integer, got {batch_size}")
-        self.model = model
-        self.engine = ActivationCapture(model, target_layer)
+        super().__init__(model, target_layer=target_layer, reshape=reshape)
         self.batch_size = batch_size
         self.ablation_value = float(ablation_value)
         self.use_split = split

@@ -7,14 +7,16 @@ gradient CAMs, which are small rules from activations ``A`` (B, C, h, w) and gra
 
 from __future__ import annotations
 
-from abc import ABC, abstractmethod
+import warnings
+from abc import ABCMeta, abstractmethod
 from collections.abc import Callable
+from typing import Any
 
 import torch
 from torch import Tensor, nn
 
-from ..core.capture import ActivationCapture
-from ..core.layers import Reshape
+from ..core.capture import ActivationCapture, ModelInput, unwrap_model
+from ..core.layers import LayerSpec, Reshape
 from ..core.maps import SaliencyMaps, finish_maps
 from ..core.targets import TargetSpec, resolve_targets
 
@@ -32,18 +34,78 @@ def register(name: str) -> Callable[[type], type]:
     return wrap
 
 
-def get_method(name: str, model: nn.Module, **kwargs) -> SaliencyMethod:
-    """Build a registered method by name, e.g. ``get_method("case", model, target_layer="layer4")``."""
-    key = name.lower()
+def get_method(name: str, model: ModelInput, **options: Any) -> SaliencyMethod:
+    """Build a registered method by name, e.g. ``get_method("case", model, target_layer="layer4")``.
+
+    ``model`` is an ``nn.Module`` or a ``LoadedModel``; ``options`` are the constructor's keywords
+    (``target_layer``, ``reshape`` and the method's own), the same for every method.
+    """
+    return method_class(name)(model, **options)
+
+
+def method_class(name: str) -> type[SaliencyMethod]:
+    """The class registered as ``name`` (case-insensitive); a ValueError lists the names."""
+    key = name.strip().lower()
     if key not in METHODS:
         raise ValueError(f"unknown method {name!r}; available: {', '.join(sorted(METHODS))}")
-    return METHODS[key](model, **kwargs)
+    return METHODS[key]
 
 
-class SaliencyMethod(ABC):
-    """A saliency method bound to a model. Subclasses implement ``explain``."""
+class _KeywordOptions(ABCMeta):
+    """Enforces the constructor contract ``Method(model, *, target_layer=None, reshape=None, **options)``.
+
+    A second positional argument is still read as the method's first former positional parameter
+    (``target_layer`` for layer methods), with a DeprecationWarning; more positional arguments are
+    refused, because the former orders differed between methods (``CASE(model, "layer4", vit_reshape)``
+    bound the reshape to ``contrast``).
+    """
+
+    def __call__(cls, *args: Any, **kwargs: Any) -> Any:
+        if len(args) > 2:
+            raise TypeError(f"{cls.__name__} takes the model as its only positional argument; pass target_layer=, "
+                            f"reshape= and the method's options (e.g. contrast=) by keyword")
+        if len(args) == 2:
+            legacy = getattr(cls, "legacy_positional", "target_layer")
+            if legacy in kwargs:
+                raise TypeError(f"{cls.__name__} got {legacy} twice (positionally and by keyword)")
+            warnings.warn(f"{cls.__name__}(model, {args[1]!r}): pass {legacy}={args[1]!r} by keyword; positional "
+                          "options are deprecated and will be refused in the next release", DeprecationWarning,
+                          stacklevel=2)
+            kwargs[legacy] = args[1]
+            args = args[:1]
+        return super().__call__(*args, **kwargs)
+
+
+class SaliencyMethod(metaclass=_KeywordOptions):
+    """A saliency method bound to a model. Subclasses implement ``explain``.
+
+    Every method is built the same way: ``Method(model, *, target_layer=None, reshape=None, **options)``.
+    ``model``: an ``nn.Module`` mapping (B, C, H, W) images to (B, K) logits, or a ``LoadedModel``
+    (``case_saliency.load_model``), whose network, default layer and token reshape are then used.
+    ``target_layer``: a submodule or its dotted name; None picks the default. ``reshape``: maps the
+    layer output to (B, C, h, w) (``vit_reshape`` for tokens). Methods that work on the input, not at a
+    layer (``uses_layer = False``: the Captum gradient methods, the random control), accept and
+    ignore both. ``options`` are the method's own keywords (listed in its docstring).
+    """
 
     name = "method"
+    uses_layer = True  # False: the method works without a target layer (target_layer is ignored)
+    legacy_positional = "target_layer"  # the parameter a deprecated second positional argument fills
+
+    def __init__(self, model: ModelInput, *, target_layer: LayerSpec | None = None,
+                 reshape: Reshape | None = None, **options: Any):
+        if options:
+            raise TypeError(f"{type(self).__name__} has no option{'s' if len(options) > 1 else ''} "
+                            f"{', '.join(sorted(options))}")
+        network, target_layer, reshape = unwrap_model(model, target_layer, reshape)
+        self.model: nn.Module = network
+        self.engine = ActivationCapture(network, target_layer, reshape)
+
+    @property
+    def layer_name(self) -> str | None:
+        """The dotted name of the target layer (None before a default layer is chosen, and for
+        methods that use no layer)."""
+        return self.engine.layer_name if self.uses_layer else None
 
     @abstractmethod
     def explain(self, images: Tensor, targets: TargetSpec = "top1", *, relu: bool = True,
@@ -72,11 +134,6 @@ class CAMMethod(SaliencyMethod):
     """
 
     contrast = None  # a ContrastStrategy for contrastive methods
-
-    def __init__(self, model: nn.Module, target_layer: nn.Module | str | None = None,
-                 reshape: Reshape | None = None):
-        self.model = model
-        self.engine = ActivationCapture(model, target_layer, reshape)
 
     def channel_weights(self, activations: Tensor, gradients: Tensor) -> Tensor:
         raise NotImplementedError(f"{type(self).__name__} must define channel_weights or cam")

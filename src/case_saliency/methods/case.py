@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import warnings
 
-from torch import Tensor, nn
+from torch import Tensor
 
+from ..core.capture import ModelInput
 from ..core.contrast import ContrastStrategy, TopLogits
-from ..core.layers import Reshape
+from ..core.layers import LayerSpec, Reshape
 from .base import CAMMethod, register, spatial_mean
 
 
@@ -37,10 +38,11 @@ class CASE(CAMMethod):
         eps: added to ||w_S||^2 in the projection.
     """
 
-    def __init__(self, model: nn.Module, target_layer: nn.Module | str | None = None,
-                 contrast: ContrastStrategy | None = None, reshape: Reshape | None = None,
-                 eps: float = 1e-8):
-        super().__init__(model, target_layer, reshape)
+    follows_run_contrast = True  # runs hand it their contrast strategy
+
+    def __init__(self, model: ModelInput, *, target_layer: LayerSpec | None = None, reshape: Reshape | None = None,
+                 contrast: ContrastStrategy | None = None, eps: float = 1e-8):
+        super().__init__(model, target_layer=target_layer, reshape=reshape)
         self.contrast = contrast if contrast is not None else TopLogits(k=1)
         self.eps = eps
         self._warned = False

@@ -5,10 +5,7 @@ from __future__ import annotations
 
 
 import torch
-from torch import Tensor, nn
-
-from ..core.capture import ActivationCapture
-from ..core.layers import Reshape
+from torch import Tensor
 from ..core.maps import SaliencyMaps, finish_maps
 from ..core.targets import TargetSpec, resolve_targets
 from .base import SaliencyMethod, register
@@ -36,11 +33,6 @@ class EigenCAM(SaliencyMethod):
     Cost per batch: one forward pass (no backward) and one SVD per image of the (h*w, C)
     activation matrix, whatever the number of classes.
     """
-
-    def __init__(self, model: nn.Module, target_layer: nn.Module | str | None = None,
-                 reshape: Reshape | None = None):
-        self.model = model
-        self.engine = ActivationCapture(model, target_layer, reshape)
 
     def explain(self, images: Tensor, targets: TargetSpec = "top1", *, relu: bool = True,
                 upsample: bool = True, normalize: bool = False) -> SaliencyMaps:

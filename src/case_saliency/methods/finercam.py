@@ -10,10 +10,11 @@ Cost: as Grad-CAM, with 1 + k classes in the same backward.
 from __future__ import annotations
 
 
-from torch import Tensor, nn
+from torch import Tensor
 
+from ..core.capture import ModelInput
 from ..core.contrast import ContrastStrategy, NearestLogits
-from ..core.layers import Reshape
+from ..core.layers import LayerSpec, Reshape
 from .base import CAMMethod, register, spatial_mean
 
 
@@ -26,10 +27,9 @@ class FinerCAM(CAMMethod):
         gamma: comparison strength, default 1.
     """
 
-    def __init__(self, model: nn.Module, target_layer: nn.Module | str | None = None,
-                 contrast: ContrastStrategy | None = None, reshape: Reshape | None = None,
-                 gamma: float = 1.0):
-        super().__init__(model, target_layer, reshape)
+    def __init__(self, model: ModelInput, *, target_layer: LayerSpec | None = None, reshape: Reshape | None = None,
+                 contrast: ContrastStrategy | None = None, gamma: float = 1.0):
+        super().__init__(model, target_layer=target_layer, reshape=reshape)
         self.contrast = contrast if contrast is not None else NearestLogits(k=3)
         self.gamma = gamma
 

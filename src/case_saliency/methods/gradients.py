@@ -19,10 +19,10 @@ import warnings
 from collections.abc import Callable
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
-from ..core.capture import _ModelState, check_images, model_device
-from ..core.layers import default_layer, resolve_layer
+from ..core.capture import ModelInput, _ModelState, check_images, model_device
+from ..core.layers import LayerSpec, Reshape
 from ..core.maps import SaliencyMaps, finish_maps
 from ..core.targets import TargetSpec, resolve_targets
 from .base import SaliencyMethod, register
@@ -41,10 +41,14 @@ class CaptumMethod(SaliencyMethod):
     classes, the Captum method's own passes (listed in each subclass).
     """
 
-    def __init__(self, model: nn.Module, channels: str = "sum"):
+    uses_layer = False
+    legacy_positional = "channels"
+
+    def __init__(self, model: ModelInput, *, target_layer: LayerSpec | None = None, reshape: Reshape | None = None,
+                 channels: str = "sum"):
         if channels not in CHANNEL_RULES:
             raise ValueError(f"unknown channel rule {channels!r}; use one of {', '.join(CHANNEL_RULES)}")
-        self.model = model
+        super().__init__(model, target_layer=target_layer, reshape=reshape)
         self.channels = channels
 
     def attribute(self, images: Tensor, classes: Tensor) -> Tensor:
@@ -79,7 +83,7 @@ class CaptumMethod(SaliencyMethod):
         maps, degenerate = finish_maps(raw, tuple(images.shape[-2:]), relu=relu, upsample=upsample,
                                        normalize=normalize)
         return SaliencyMaps(maps=maps, targets=chosen, degenerate=degenerate, logits=logits, raw=raw,
-                            method=self.name, info={"channels": self.channels})
+                            method=self.name, layer=self.layer_name, info={"channels": self.channels})
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(channels={self.channels!r})"
@@ -127,9 +131,10 @@ class IntegratedGradients(CaptumMethod):
         n_steps: quadrature points. internal_batch_size: inputs per pass (memory bound).
     """
 
-    def __init__(self, model: nn.Module, channels: str = "sum", baseline: float = 0.0, n_steps: int = 50,
+    def __init__(self, model: ModelInput, *, target_layer: LayerSpec | None = None, reshape: Reshape | None = None,
+                 channels: str = "sum", baseline: float = 0.0, n_steps: int = 50,
                  internal_batch_size: int | None = 64):
-        super().__init__(model, channels)
+        super().__init__(model, target_layer=target_layer, reshape=reshape, channels=channels)
         self.baseline = float(baseline)
         self.n_steps = int(n_steps)
         self.internal_batch_size = internal_batch_size
@@ -156,9 +161,10 @@ class SmoothGrad(CaptumMethod):
     Cost per image and class: ``samples`` forward and ``samples`` backward passes to the input.
     """
 
-    def __init__(self, model: nn.Module, channels: str = "sum", samples: int = 25, noise_level: float = 0.15,
-                 seed: int = 0, samples_batch_size: int | None = 8):
-        super().__init__(model, channels)
+    def __init__(self, model: ModelInput, *, target_layer: LayerSpec | None = None, reshape: Reshape | None = None,
+                 channels: str = "sum", samples: int = 25, noise_level: float = 0.15, seed: int = 0,
+                 samples_batch_size: int | None = 8):
+        super().__init__(model, target_layer=target_layer, reshape=reshape, channels=channels)
         self.samples = int(samples)
         self.noise_level = float(noise_level)
         self.seed = int(seed)
@@ -190,27 +196,17 @@ class GuidedGradCAM(CaptumMethod):
     for guided backpropagation to the input).
     """
 
-    def __init__(self, model: nn.Module, target_layer: nn.Module | str | None = None, channels: str = "sum"):
-        super().__init__(model, channels)
-        self.layer: nn.Module | None = None
-        self.layer_name: str | None = None
-        if target_layer is not None:
-            self.layer, self.layer_name = resolve_layer(model, target_layer)
+    uses_layer = True
+    legacy_positional = "target_layer"
 
     def attribute(self, images: Tensor, classes: Tensor) -> Tensor:
         from captum.attr import GuidedGradCam
 
-        if self.layer is None:
-            self.layer, self.layer_name, reshape = default_layer(self.model, images[:1])
-            if reshape is not None:
-                raise ValueError(f"Guided Grad-CAM needs a convolutional layer; the default "
-                                 f"{self.layer_name!r} outputs tokens. Pass target_layer")
-        return GuidedGradCam(self.model, self.layer).attribute(images, target=classes)
-
-    def explain(self, images: Tensor, targets: TargetSpec = "top1", **options) -> SaliencyMaps:
-        result = super().explain(images, targets, **options)
-        result.layer = self.layer_name
-        return result
+        layer = self.engine.layer(images)
+        if self.engine.reshape is not None:
+            raise ValueError(f"Guided Grad-CAM needs a convolutional layer; {self.layer_name!r} outputs "
+                             "tokens (it needs a reshape). Pass a convolutional target_layer")
+        return GuidedGradCam(self.model, layer).attribute(images, target=classes)
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(layer={self.layer_name!r}, channels={self.channels!r})"

@@ -6,9 +6,10 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from torch import Tensor, nn
+from torch import Tensor
 
-from ..core.capture import check_images, model_device
+from ..core.capture import ModelInput, check_images, model_device
+from ..core.layers import LayerSpec, Reshape
 from ..core.maps import SaliencyMaps, finish_maps
 from ..core.targets import TargetSpec, resolve_targets
 from .base import SaliencyMethod, register
@@ -26,14 +27,18 @@ class RandomMap(SaliencyMethod):
     Cost per batch: one forward pass (to resolve targets such as "top1"), no backward.
 
     Args:
-        model: (B, 3, H, W) -> (B, K) logits.
+        model: (B, 3, H, W) -> (B, K) logits (or a ``LoadedModel``); target_layer, reshape: ignored.
         seed: seeds the generator (on the CPU; maps are moved to the model's device).
         grid: draw the noise on an (h, w) grid (an int for a square one) and upsample it
             bilinearly, for smooth blobs like a CAM's; None draws one value per pixel.
     """
 
-    def __init__(self, model: nn.Module, seed: int = 0, grid: int | tuple[int, int] | None = None):
-        self.model = model
+    uses_layer = False
+    legacy_positional = "seed"
+
+    def __init__(self, model: ModelInput, *, target_layer: LayerSpec | None = None, reshape: Reshape | None = None,
+                 seed: int = 0, grid: int | tuple[int, int] | None = None):
+        super().__init__(model, target_layer=target_layer, reshape=reshape)
         self.seed = int(seed)
         self.grid = (grid, grid) if isinstance(grid, int) else grid
         self.generator = torch.Generator().manual_seed(self.seed)

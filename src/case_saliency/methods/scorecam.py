@@ -6,10 +6,10 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from torch import Tensor, nn
+from torch import Tensor
 
-from ..core.capture import ActivationCapture, check_images
-from ..core.layers import Reshape
+from ..core.capture import ModelInput, check_images
+from ..core.layers import LayerSpec, Reshape
 from ..core.maps import SaliencyMaps, finish_maps
 from ..core.targets import TargetSpec, resolve_targets
 from .base import SaliencyMethod, register
@@ -41,12 +41,11 @@ class ScoreCAM(SaliencyMethod):
         batch_size: masked images per forward pass (memory vs. speed).
     """
 
-    def __init__(self, model: nn.Module, target_layer: nn.Module | str | None = None,
-                 reshape: Reshape | None = None, batch_size: int = 64):
+    def __init__(self, model: ModelInput, *, target_layer: LayerSpec | None = None, reshape: Reshape | None = None,
+                 batch_size: int = 64):
         if batch_size < 1:
             raise ValueError(f"batch_size must be a positive integer, got {batch_size}")
-        self.model = model
-        self.engine = ActivationCapture(model, target_layer, reshape)
+        super().__init__(model, target_layer=target_layer, reshape=reshape)
         self.batch_size = batch_size
 
     def masked_scores(self, images: Tensor, activations: Tensor, classes: Tensor) -> Tensor:

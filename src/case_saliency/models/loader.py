@@ -11,24 +11,30 @@ Every file is read with ``torch.load(..., weights_only=True)``; pickled code is 
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import hashlib
 import json
 import pickle
 import re
 from dataclasses import dataclass, field
-from pathlib import Path
 from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import torch
 from PIL import Image
 from torch import Tensor, nn
 
+from ..core.errors import CaseSaliencyError
 from ..core.layers import Reshape
 from . import efficientnet_lite as lite
 from . import zoo
 from .checkpoint import CHECKPOINT_FORMAT
 from .preprocess import Preprocess
+
+if TYPE_CHECKING:
+    from ..methods import SaliencyMethod
 
 OFFLINE_MODELS = ("efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2")
 PAPER_MODELS = ("resnet50", "densenet201", "vgg19_bn", "convnext_large")
@@ -38,18 +44,23 @@ PAPER_MODELS = ("resnet50", "densenet201", "vgg19_bn", "convnext_large")
 class LoadedModel:
     """A model ready for saliency: eval mode, its preprocessing and class names, a default layer.
 
-    transform: PIL image -> (C, input_size, input_size), converting grayscale/RGBA as needed.
-    target_layer: default target layer (dotted name); ``reshape`` the token reshape for transformers.
+    Every method accepts one in place of the network: ``CASE(load_model("efficientnet_lite0"))``
+    uses its network, its default layer and (for transformers) that layer's token reshape.
+
+    transform: PIL image -> (C, input_size, input_size), converting grayscale/RGBA as needed (any
+        callable PIL -> tensor for a model wrapped with ``LoadedModel.wrap``).
+    target_layer: default target layer (dotted name; None: the method's default); ``reshape`` the
+        token reshape of that layer for transformers.
     paper_layer: the layer the paper's public code used for this architecture, if any.
     identity: name, source, weights file and its sha256, number of classes.
     """
 
     model: nn.Module
     name: str
-    transform: Preprocess
-    class_names: list[str]
-    target_layer: str
-    input_size: int
+    transform: Preprocess | Callable[[Image.Image], Tensor]
+    class_names: list[str] | None
+    target_layer: str | None
+    input_size: int | None
     identity: dict
     reshape: Reshape | None = None
     paper_layer: str | None = None
@@ -57,19 +68,52 @@ class LoadedModel:
 
     def preprocess(self, images: Sequence[Image.Image]) -> Tensor:
         """PIL images -> (B, C, input_size, input_size)."""
-        return self.transform.batch(list(images))
+        if isinstance(self.transform, Preprocess):
+            return self.transform.batch(list(images))
+        return torch.stack([self.transform(image) for image in images])
 
-    def method(self, name: str, target_layer: str | None = None, **kwargs):
-        """A registered saliency method bound to this model at its default (or the given) layer."""
+    def method(self, name: str, target_layer: str | nn.Module | None = None, **options: Any) -> SaliencyMethod:
+        """A registered saliency method bound to this model at its default (or the given) layer:
+        ``get_method(name, self, target_layer=..., **options)``."""
         from ..methods import get_method
 
-        reshape = kwargs.pop("reshape", self.reshape if target_layer is None else None)
-        if reshape is not None:  # only transformer layers need one; not every method takes it
-            kwargs["reshape"] = reshape
-        return get_method(name, self.model, target_layer=target_layer or self.target_layer, **kwargs)
+        return get_method(name, self, target_layer=target_layer, **options)
+
+    @classmethod
+    def wrap(cls, model: LoadedModel | nn.Module, transform: Callable | None = None,
+             class_names: Sequence[str] | None = None, target_layer: str | None = None,
+             name: str | None = None) -> LoadedModel:
+        """A ``LoadedModel`` from a loaded one (explicit arguments override its fields; a layer given
+        here drops its token reshape, which belongs to its default layer) or from a bare
+        ``nn.Module`` plus its ``transform`` (PIL image -> (C, H, W) tensor), identified by a
+        sha256 of its weights."""
+        if isinstance(model, LoadedModel):
+            return dataclasses.replace(
+                model, transform=transform or model.transform,
+                class_names=list(class_names) if class_names is not None else model.class_names,
+                target_layer=target_layer or model.target_layer, name=name or model.name,
+                identity=dict(model.identity), reshape=model.reshape if target_layer is None else None)
+        if not isinstance(model, nn.Module):
+            raise TypeError(f"model must be a LoadedModel or an nn.Module, got {type(model).__name__}")
+        if transform is None:
+            raise ValueError("a bare nn.Module needs transform= (PIL image -> (C, H, W) tensor), "
+                             "or pass the LoadedModel from case_saliency.models.load_model")
+        label = name or type(model).__name__
+        return cls(model=model, name=label, transform=transform,
+                   class_names=list(class_names) if class_names is not None else None, target_layer=target_layer,
+                   input_size=None, identity={"name": label, "sha256": state_sha256(model)})
 
 
-class UnsafeCheckpoint(ValueError):
+def state_sha256(model: nn.Module) -> str:
+    """sha256 over the model's state dict (names and tensor bytes): identifies the weights."""
+    digest = hashlib.sha256()
+    for name, tensor in model.state_dict().items():
+        digest.update(name.encode())
+        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()
+
+
+class UnsafeCheckpoint(CaseSaliencyError, ValueError):
     """A file that needs arbitrary pickled Python objects to load."""
 
 

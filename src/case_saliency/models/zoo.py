@@ -11,6 +11,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from ..core.errors import CaseSaliencyError
 from ..core.layers import default_layer
 from .preprocess import Preprocess
 
@@ -57,7 +58,7 @@ def is_timm(name: str) -> bool:
     return name in timm.list_models() or name.split(".")[0] in timm.list_models()
 
 
-class WeightsUnavailable(RuntimeError):
+class WeightsUnavailable(CaseSaliencyError, RuntimeError):
     """The hub weights could not be fetched (no network) and are not cached."""
 
 

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..core.errors import CaseSaliencyError
 from ..core.contrast import TopLogits
 from ..data import SamplePhotos
 from ..models import load_model
@@ -25,7 +26,7 @@ DEMO_FILES = ("config.json", "meta.json", "results.csv", "summary.json", "report
 DEMO_FOLDERS = ("gallery", "figures", "photos")
 
 
-class OutputFolderInUse(ValueError):
+class OutputFolderInUse(CaseSaliencyError, ValueError):
     """The output folder holds something other than a previous demo."""
 
 

@@ -1,13 +1,12 @@
-"""What diagnose and fidelity runs share: the model bundle, seeded sampling, batches, building the
+"""What diagnose and fidelity runs share: the model (a ``LoadedModel``), seeded sampling, batches, building the
 methods, provenance, the run directory's config/meta, and per-row error capture."""
 
 from __future__ import annotations
 
-import hashlib
-import inspect
 import platform
 import sys
-from dataclasses import dataclass, field
+import warnings
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from importlib import metadata
 from pathlib import Path
@@ -18,7 +17,9 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from ..methods import METHODS, SaliencyMethod, get_method
+from ..core.errors import CaseSaliencyError
+from ..methods import METHODS, SaliencyMethod, method_class
+from ..models import LoadedModel
 from .store import ResultsTable, read_json, write_json
 
 # Parameters that change the numbers in results.csv: a resumed run must match them exactly.
@@ -28,55 +29,20 @@ RESULT_KEYS = ("kind", "model", "dataset", "methods", "n", "seed", "k_percent", 
 DEFAULT_METHODS = ("gradcam", "gradcam++", "hirescam", "xgradcam", "layercam", "finercam", "case")
 
 
-@dataclass
-class ModelBundle:
-    """A model with what a run needs around it: ``transform`` (PIL -> (C, H, W) tensor),
-    ``class_names``, default ``target_layer``, a ``name`` and an ``identity`` dict."""
-
-    model: nn.Module
-    transform: Callable
-    class_names: list[str] | None
-    target_layer: str | None
-    name: str
-    identity: dict = field(default_factory=dict)
-    reshape: Callable | None = None  # token -> (B, C, h, w) reshape of a transformer's default layer
-
-
-def state_sha256(model: nn.Module) -> str:
-    """sha256 over the model's state dict (names and tensor bytes): identifies the weights."""
-    digest = hashlib.sha256()
-    for name, tensor in model.state_dict().items():
-        digest.update(name.encode())
-        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
-    return digest.hexdigest()
-
-
 def as_bundle(model: Any, transform: Callable | None = None, class_names: Sequence[str] | None = None,
-              target_layer: str | None = None, name: str | None = None) -> ModelBundle:
-    """Accept a ``LoadedModel`` (from ``case_saliency.models.load_model``) or a bare ``nn.Module``
-    plus its transform; explicit arguments override the loaded model's fields."""
-    if isinstance(model, ModelBundle):
-        loaded = model
-        return ModelBundle(loaded.model, transform or loaded.transform,
-                           list(class_names) if class_names is not None else loaded.class_names,
-                           target_layer or loaded.target_layer, name or loaded.name, dict(loaded.identity),
-                           loaded.reshape if target_layer is None else None)
-    if hasattr(model, "model") and hasattr(model, "transform"):  # a LoadedModel
-        identity = dict(getattr(model, "identity", {}) or {})
-        # The loaded model's reshape belongs to its default layer only (as LoadedModel.method).
-        reshape = getattr(model, "reshape", None) if target_layer is None else None
-        return ModelBundle(model.model, transform or model.transform,
-                           list(class_names) if class_names is not None else list(model.class_names or []) or None,
-                           target_layer or getattr(model, "target_layer", None),
-                           name or getattr(model, "name", type(model.model).__name__), identity, reshape)
-    if not isinstance(model, nn.Module):
-        raise TypeError(f"model must be a LoadedModel or an nn.Module, got {type(model).__name__}")
-    if transform is None:
-        raise ValueError("a bare nn.Module needs transform= (PIL image -> (C, H, W) tensor), "
-                         "or pass the LoadedModel from case_saliency.models.load_model")
-    label = name or type(model).__name__
-    return ModelBundle(model, transform, list(class_names) if class_names is not None else None, target_layer,
-                       label, {"name": label, "sha256": state_sha256(model)})
+              target_layer: str | None = None, name: str | None = None) -> LoadedModel:
+    """Deprecated: ``LoadedModel.wrap`` (the run's model is a ``LoadedModel`` now)."""
+    warnings.warn("case_saliency.runs.as_bundle is deprecated; use LoadedModel.wrap (case_saliency.models)",
+                  DeprecationWarning, stacklevel=2)
+    return LoadedModel.wrap(model, transform, class_names, target_layer, name)
+
+
+def __getattr__(name: str) -> Any:
+    if name == "ModelBundle":  # folded into LoadedModel
+        warnings.warn("case_saliency.runs.ModelBundle is deprecated; it is LoadedModel (case_saliency.models)",
+                      DeprecationWarning, stacklevel=2)
+        return LoadedModel
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def model_device(model: nn.Module) -> torch.device:
@@ -100,21 +66,13 @@ def check_methods(methods: Sequence[str]) -> list[str]:
     return names
 
 
-def build_method(name: str, model: nn.Module, target_layer: str | None, contrast: Any = None,
-                 options: dict | None = None, reshape: Callable | None = None) -> SaliencyMethod:
-    """``get_method`` with only the arguments the method's constructor takes: ``target_layer`` and
-    ``reshape`` (transformers) where it has them, ``contrast`` for CASE (other methods keep their
-    own default contrast)."""
-    params = inspect.signature(METHODS[name].__init__).parameters
-    takes_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
+def build_method(name: str, model: LoadedModel, contrast: Any = None, options: dict | None = None) -> SaliencyMethod:
+    """The method ``name`` on the run's model (its layer and reshape), with the run's ``contrast`` for
+    methods that follow it (CASE and its variants; others keep their own) unless ``options`` give one."""
     kwargs = dict(options or {})
-    if target_layer is not None and ("target_layer" in params or takes_any):
-        kwargs.setdefault("target_layer", target_layer)
-    if reshape is not None and ("reshape" in params or takes_any):
-        kwargs.setdefault("reshape", reshape)
-    if name == "case" and contrast is not None:
+    if contrast is not None and getattr(method_class(name), "follows_run_contrast", False):
         kwargs.setdefault("contrast", contrast)
-    return get_method(name, model, **kwargs)
+    return model.method(name, **kwargs)
 
 
 def error_text(exc: BaseException) -> str:
@@ -241,7 +199,7 @@ def dataset_changes(old: dict, new: dict) -> list[str]:
     return [f"{key} {_short(old[key])} then, {_short(new[key])} now" for key in keys if old[key] != new[key]]
 
 
-class SettingsError(ValueError):
+class SettingsError(CaseSaliencyError, ValueError):
     """Settings that make every image fail (found on the first batch, before any row is written)."""
 
 
@@ -301,7 +259,7 @@ class OpenedRun:
         self.committed = True
 
 
-def open_run(kind: str, bundle: ModelBundle, dataset: Any, run_dir: Path, *, methods: list[str], contrast: Any,
+def open_run(kind: str, bundle: LoadedModel, dataset: Any, run_dir: Path, *, methods: list[str], contrast: Any,
              method_options: dict | None, n: int, seed: int, correct_only: bool, batch_size: int,
              settings: dict, weights: str | None, dataset_name: str | None,
              command: str | None, columns: Sequence[str], rows_per_pair: int) -> OpenedRun:
@@ -311,11 +269,9 @@ def open_run(kind: str, bundle: ModelBundle, dataset: Any, run_dir: Path, *, met
     run_dir = Path(run_dir)
     existing = read_existing_run(run_dir, kind)
     net, device = bundle.model.eval(), model_device(bundle.model)
-    built = {name: build_method(name, net, bundle.target_layer, contrast, (method_options or {}).get(name),
-                                bundle.reshape) for name in methods}
-    # The layer a method resolved (its engine's name) beats the bundle's default, which may be None.
-    layer_used = next((getattr(getattr(m, "engine", None), "layer_name", None) for m in built.values()
-                       if getattr(m, "engine", None) is not None), bundle.target_layer)
+    built = {name: build_method(name, bundle, contrast, (method_options or {}).get(name)) for name in methods}
+    # The layer a method resolved beats the model's default, which may be None.
+    layer_used = next((m.layer_name for m in built.values() if m.layer_name is not None), bundle.target_layer)
     config = {"kind": kind, "model": bundle.name, "weights": weights,
               "dataset": dataset_name or getattr(dataset, "name", type(dataset).__name__),
               "methods": methods, "n": int(n), "seed": int(seed), "layer": layer_used, "contrast": repr(contrast),

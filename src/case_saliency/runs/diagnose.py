@@ -21,8 +21,9 @@ from tqdm.auto import tqdm
 from ..core.contrast import TopLogits
 from ..core.maps import SaliencyMaps
 from ..metrics import spearman, ssim, topk_agreement
-from .common import (DEFAULT_METHODS, FirstBatchCheck, as_bundle, batches, check_methods, display_images,
-                     error_text, finish_meta, load_batch, open_run)
+from ..models import LoadedModel
+from .common import (DEFAULT_METHODS, FirstBatchCheck, batches, check_methods, display_images, error_text,
+                     finish_meta, load_batch, open_run)
 from .store import DIAGNOSE_COLUMNS, ResultsTable, gallery_path, save_npz
 
 
@@ -87,7 +88,7 @@ def run_diagnose(model: Any, dataset: Any, run_dir: str | Path, *, methods: Sequ
     signed: rank raw signed maps (no ReLU) in the agreement. gallery: save maps of the first images.
     Cost per batch: one forward pass plus one ``explain`` per method for both classes.
     """
-    bundle = as_bundle(model, transform, class_names, layer, model_name)
+    bundle = LoadedModel.wrap(model, transform, class_names, layer, model_name)
     methods = check_methods(methods)
     k_percent = [float(k) for k in k_percent]
     if not k_percent or any(not 0 < k <= 100 for k in k_percent):

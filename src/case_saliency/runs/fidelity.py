@@ -18,8 +18,9 @@ from tqdm.auto import tqdm
 
 from ..core.contrast import TopLogits
 from ..metrics import FILLS, confidence_drop, deletion_insertion
-from .common import (DEFAULT_METHODS, FirstBatchCheck, as_bundle, batches, check_methods, error_text, finish_meta,
-                     load_batch, open_run)
+from ..models import LoadedModel
+from .common import (DEFAULT_METHODS, FirstBatchCheck, batches, check_methods, error_text, finish_meta, load_batch,
+                     open_run)
 from .store import FIDELITY_COLUMNS, ResultsTable
 
 
@@ -59,7 +60,7 @@ def run_fidelity(model: Any, dataset: Any, run_dir: str | Path, *, methods: Sequ
     Cost per batch and method: one ``explain``, one forward for the drop, 2 (steps + 1) forwards
     per image for the curves.
     """
-    bundle = as_bundle(model, transform, class_names, layer, model_name)
+    bundle = LoadedModel.wrap(model, transform, class_names, layer, model_name)
     methods = check_methods(methods)
     if fill not in FILLS:
         raise ValueError(f"fill={fill!r} is not one of {FILLS}")

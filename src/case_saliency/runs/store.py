@@ -30,6 +30,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
+from ..core.errors import CaseSaliencyError
+
 log = logging.getLogger("case_saliency")
 
 # Column -> type of its cells: text, float ("nan" or empty = missing), int, bool, or a space-separated
@@ -51,7 +53,7 @@ KINDS = tuple(COLUMNS)
 CHECK_COLUMN = "crc32"  # the last cell of every row: crc32 of the line before it, 8 hex digits
 
 
-class RunDirError(ValueError):
+class RunDirError(CaseSaliencyError, ValueError):
     """A directory is not a readable run directory, or a file in it is damaged; the message names
     the file (and line) and what to do."""
 

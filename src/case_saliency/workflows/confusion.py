@@ -17,13 +17,14 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from ..core.errors import CaseSaliencyError
 from ..core.contrast import ConfusionNeighbours, NearestLogits, TopLogits
 from ..runs.store import atomic_write
 
 FORMAT = "case-saliency-confusion"
 
 
-class StaleConfusionMatrix(ValueError):
+class StaleConfusionMatrix(CaseSaliencyError, ValueError):
     """The matrix was computed for another model or other data."""
 
 
