@@ -129,3 +129,87 @@ def test_cli_train_and_confusion(tmp_path):
     assert "accuracy" in result.output and (tmp_path / "fashion-vgg-seed2.confusion-fashion-mnist_test.json").exists()
     missing = runner.invoke(app, ["confusion", "--model", str(tmp_path / "nope.pt")])
     assert missing.exit_code == 2 and "does not exist" in missing.output
+
+
+# EfficientNet-Lite0 fine-tuned from its offline ImageNet weights: the paper's seed-ablation setting
+# (a pretrained network fine-tuned on a small label set), here at 64 px on 600 images for speed.
+LITE_TRAIN, LITE_TEST, LITE_SIZE = 600, 300, 64
+
+
+@pytest.fixture(scope="module")
+def lite_trained(tmp_path_factory):
+    out = tmp_path_factory.mktemp("lite")
+    state_before = torch.get_rng_state()
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        result = train_fashion("efficientnet_lite0", pretrained=True, seed=1, epochs=2, out_dir=out,
+                               train_limit=LITE_TRAIN, test_limit=LITE_TEST, input_size=LITE_SIZE, progress=False)
+    finally:
+        torch.set_num_threads(threads)
+    assert torch.equal(torch.get_rng_state(), state_before)
+    return result
+
+
+def test_lite0_fine_tune_learns_and_keeps_its_frozen_imagenet_stages(lite_trained):
+    from case_saliency.models.efficientnet_lite import efficientnet_lite
+
+    meta = lite_trained.metadata
+    assert meta["test_accuracy"] > 50.0, meta["history"]  # chance is 10%
+    assert meta["architecture"] == "efficientnet_lite0" and meta["pretrained"] is True
+    assert meta["input_size"] == LITE_SIZE and meta["in_channels"] == 3 and meta["target_layer"] == "bn2"
+    assert meta["frozen_stages"] == 5 and meta["train_data"]["used"] == LITE_TRAIN
+    assert "ImageNet" in meta["init"] and len(meta["history"]) == 2
+    assert 0 < meta["trainable_parameters"] < meta["num_parameters"]
+    raw = torch.load(lite_trained.checkpoint, map_location="cpu", weights_only=True)
+    imagenet = efficientnet_lite(0).state_dict()
+    state = raw["state_dict"]
+    # Frozen: the stem and stages 0-4 are the ImageNet weights, BatchNorm statistics included.
+    for key in ("conv_stem.weight", "bn1.running_mean", "blocks.4.2.conv_pwl.weight", "blocks.4.2.bn3.running_var"):
+        assert torch.equal(state[key], imagenet[key]), key
+    # Fine-tuned: the later stages and the head moved; the classifier is new (10 classes).
+    for key in ("blocks.5.0.conv_pw.weight", "conv_head.weight", "bn2.running_mean"):
+        assert not torch.equal(state[key], imagenet[key]), key
+    assert state["classifier.weight"].shape == (10, 1280)
+
+
+def test_lite0_checkpoint_loads_safely_reproduces_accuracy_and_confusion(lite_trained):
+    loaded = load_model(str(lite_trained.checkpoint))
+    assert loaded.input_size == LITE_SIZE and loaded.target_layer == "bn2" and loaded.class_names[6] == "Shirt"
+    test = open_dataset("fashion-mnist:test")
+    generator = torch.Generator().manual_seed(1)
+    torch.randperm(60000, generator=generator)  # the training subset draw, then the test subset's
+    keep = torch.randperm(10000, generator=generator)[:LITE_TEST].tolist()
+    images = loaded.preprocess([test[i][0] for i in keep])  # the PIL path users take
+    assert images.shape == (LITE_TEST, 3, LITE_SIZE, LITE_SIZE)
+    with torch.no_grad():
+        predictions = torch.cat([loaded.model(images[i:i + 100]).argmax(1) for i in range(0, LITE_TEST, 100)])
+    labels = torch.as_tensor(test.labels[keep])
+    accuracy = float((predictions == labels).double().mean() * 100)
+    assert accuracy == pytest.approx(lite_trained.metadata["test_accuracy"], abs=100.0 / LITE_TEST)
+    # The matrix stored by training is that evaluation's, and passes the identity check for this model.
+    path = lite_trained.confusion_path
+    assert path == default_path(loaded, test.name)
+    record = load_confusion(path, loaded.identity)
+    expected = np.zeros((10, 10))
+    np.add.at(expected, (labels.numpy(), predictions.numpy()), 1)
+    assert record["matrix"].sum() == LITE_TEST and np.abs(record["matrix"] - expected).sum() <= 2
+    assert resolve_contrast("confusion:3", loaded, test.identity()).neighbours.shape == (10, 3)
+    # `case-saliency confusion` works on the fine-tuned checkpoint too (its own PIL pass).
+    result = CliRunner().invoke(app, ["confusion", "--model", str(lite_trained.checkpoint), "--limit", "100",
+                                      "--out", str(path.with_name("cli-confusion.json"))])
+    assert result.exit_code == 0, result.output
+    stored = json.loads(path.with_name("cli-confusion.json").read_text())
+    assert np.asarray(stored["matrix"]).sum() == 100 and stored["model"]["weights_sha256"] == \
+        loaded.identity["weights_sha256"]
+
+
+def test_cli_train_refuses_pretrained_without_weights(tmp_path):
+    runner = CliRunner()
+    result = runner.invoke(app, ["train", "--arch", "vgg", "--pretrained", "--out", str(tmp_path)])
+    assert result.exit_code == 2 and "only efficientnet_lite0" in result.output
+    result = runner.invoke(app, ["train", "--arch", "resnet", "--size", "64", "--out", str(tmp_path)])
+    assert result.exit_code == 2 and "--size" in result.output
+    with pytest.raises(ValueError, match="has no pretrained weights"):
+        train_fashion("densenet", pretrained=True, out_dir=tmp_path)
+    assert not list(tmp_path.iterdir())  # refused before anything was written

@@ -209,7 +209,7 @@ def _identity(name: str, source: str, path: str | Path | None, num_classes: int,
 
 
 def _load_checkpoint(path: Path, class_names) -> LoadedModel:
-    from .fashion import FAMILIES, build
+    from .fashion import ARCHITECTURES, build
 
     data = safe_torch_load(path)
     if not (isinstance(data, dict) and data.get("format") == CHECKPOINT_FORMAT):
@@ -218,9 +218,11 @@ def _load_checkpoint(path: Path, class_names) -> LoadedModel:
                          "--model resnet50 --weights PATH")
     meta = data["meta"]
     architecture = meta["architecture"]
-    if architecture not in FAMILIES:
-        raise ValueError(f"{path}: unknown architecture {architecture!r} in the checkpoint")
-    model = build(architecture, num_classes=meta["num_classes"], in_channels=meta["in_channels"])
+    if architecture not in ARCHITECTURES:
+        raise ValueError(f"{path}: unknown architecture {architecture!r} in the checkpoint (known: "
+                         f"{', '.join(ARCHITECTURES)}); it may come from a newer case-saliency")
+    # Built with throw-away random weights (under a forked RNG: loading leaves the caller's RNG alone).
+    model = _random_init(lambda: build(architecture, num_classes=meta["num_classes"], in_channels=meta["in_channels"]))
     model.load_state_dict(data["state_dict"], strict=True)
     model.eval()
     size = int(meta["input_size"])
