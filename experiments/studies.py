@@ -1,0 +1,188 @@
+"""What each study runs: its models, data, methods, sample sizes and settings, full and ``--quick``.
+
+A study is a list of ``Step`` values: train a checkpoint, compute a confusion matrix, or a diagnose /
+fidelity run of the library (``case_saliency.runs``). ``run.py`` executes the steps (each resumes:
+a finished step is skipped, a half-finished run continues where it stopped) and ``tables.py`` reads
+the run directories back into the tables of docs/results.md.
+
+Costs on the 2-core machine this was sized on (CPU seconds, 1 thread): a Fashion-MNIST family model
+trains in ~150 s; an EfficientNet-Lite0 fine-tune in ~450 s; a Lite0 forward pass costs ~16 ms at
+112 px and ~60 ms at 224 px, and Score-CAM needs one per channel of the layer (1,280 at ``bn2``), so
+Score-CAM runs on the Lite models only where stated.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+FAMILIES = ("resnet", "densenet", "vgg")
+SEEDS = (0, 1, 2, 3, 4)
+LITES = ("efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2")
+K_PERCENT = (5.0, 10.0, 20.0)
+THRESHOLDS = (50.0, 70.0)
+FIDELITY_K = 50.0
+
+# Every method of the library, in the order of the tables. ``case`` is CASE with the study's
+# model-level default contrast; the contrast variants and the contrastive CAMs follow.
+BASE_METHODS = ("gradcam", "gradcam++", "hirescam", "xgradcam", "layercam", "scorecam", "ablationcam", "finercam",
+                "case", "eigencam", "random", "saliency", "inputxgradient", "integrated_gradients", "smoothgrad",
+                "guided_gradcam")
+CONTRAST_KS = (1, 3, 5)
+COSTLY = ("scorecam", "case:scorecam")  # one forward pass per channel of the layer
+
+
+def contrast_variants(strategies: tuple[str, ...], default: str) -> list[str]:
+    """``case(contrast=S:k)`` for each strategy and k in {1, 3, 5}, except the default (that is ``case``)."""
+    specs = []
+    for strategy in strategies:
+        for k in CONTRAST_KS:
+            contrast = f"{strategy}:{k}"
+            if contrast != default:
+                specs.append(f"case(contrast={contrast})")
+    return specs
+
+
+def contrastive_cams() -> list[str]:
+    """CASE over the other channel-weight CAMs (``case:gradcam++``, ...), as the library registers them."""
+    try:
+        from case_saliency.methods import channel_weight_bases
+    except ImportError:  # a library without contrastive variants
+        return []
+    return [f"case:{base}" for base in channel_weight_bases() if base != "gradcam"]
+
+
+@dataclass(frozen=True)
+class Step:
+    """One unit of work. kind: "train", "confusion", "diagnose" or "fidelity"."""
+
+    kind: str
+    name: str  # where it goes, relative to the study's output folder
+    model: str  # an architecture (train) or a model spec for load_model (a name or a checkpoint path)
+    data: str = ""
+    methods: tuple[str, ...] = ()
+    n: int = 0
+    options: dict = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Study:
+    name: str
+    title: str
+    steps: tuple[Step, ...]
+    contrast: str = ""  # CASE's default contrast in this study (model-level)
+    notes: tuple[str, ...] = ()
+
+
+def model_path(out: Path, architecture: str, seed: int) -> Path:
+    return out / "models" / f"fashion-{architecture}-seed{seed}.pt"
+
+
+def _train_steps(out: Path, architectures: tuple[str, ...], seeds: tuple[int, ...], quick: bool) -> list[Step]:
+    steps = []
+    for seed in seeds:
+        for arch in architectures:
+            options: dict = {"seed": seed, "pretrained": arch.startswith("efficientnet")}
+            if quick:
+                options.update(epochs=1, train_limit=2000 if options["pretrained"] else 3000, test_limit=1000)
+                if options["pretrained"]:
+                    options.update(input_size=64)
+            steps.append(Step("train", str(model_path(out, arch, seed).relative_to(out)), arch, options=options))
+    return steps
+
+
+def photos(out: Path, quick: bool = False) -> Study:
+    """RQ1 and RQ2 on the ImageNet EfficientNet-Lite0/1/2 and the 14 offline photos."""
+    strategies = ("classifier", "top")
+    default = "classifier:1"
+    full = [*BASE_METHODS, *contrast_variants(strategies, default), "case(contrast=rank:3)", *contrastive_cams()]
+    steps = []
+    models = ("efficientnet_lite0",) if quick else LITES
+    for model in models:
+        methods = ("gradcam", "gradcam++", "layercam", "case", "case(contrast=top:1)", "eigencam", "random") \
+            if quick else tuple(m for m in full if model == "efficientnet_lite0" or m not in COSTLY)
+        common = {"contrast": default, "batch_size": 7}
+        steps.append(Step("diagnose", f"{model}/diagnose", model, "samples", methods, 0,
+                          {**common, "k_percent": K_PERCENT, "gallery": 14}))
+        steps.append(Step("fidelity", f"{model}/fidelity-zero", model, "samples", methods, 0,
+                          {**common, "fill": "zero", "steps": 4 if quick else 10, "correct_only": False}))
+        if not quick:
+            steps.append(Step("fidelity", f"{model}/fidelity-blur", model, "samples", methods, 0,
+                              {**common, "fill": "blur", "steps": 0, "correct_only": False}))
+    notes = ("n = 14 photos: the smallest p-value the one-sided Wilcoxon test can reach is 2^-14 = 6.1e-5.",
+             "The photos have no labels: all 14 are used, the maps are for the predicted classes.",
+             "No confusion matrix exists offline for ImageNet: CASE's model-level contrast is the classifier "
+             "neighbours (cosine of the final layer's rows).",
+             "Score-CAM and CASE over Score-CAM (1,280 forward passes per image at bn2) on Lite0 only.")
+    return Study("photos", "ImageNet EfficientNet-Lite0/1/2 on the 14 offline photos", tuple(steps), default, notes)
+
+
+def fashion(out: Path, quick: bool = False) -> Study:
+    """RQ1 and RQ2 on the three Fashion-MNIST families x 5 seeds, trained here."""
+    seeds = (0,) if quick else SEEDS
+    architectures = ("resnet",) if quick else FAMILIES
+    steps = _train_steps(out, architectures, seeds, quick)
+    strategies = ("confusion", "classifier", "top")
+    default = "confusion:1"
+    full = (*BASE_METHODS, *contrast_variants(strategies, default), *contrastive_cams())
+    quick_methods = ("gradcam", "gradcam++", "scorecam", "case", "case(contrast=classifier:1)",
+                     "case(contrast=top:1)", "eigencam", "random")
+    for seed in seeds:
+        for arch in architectures:
+            model = str(model_path(out, arch, seed))
+            stem = f"{arch}-seed{seed}"
+            methods = quick_methods if quick else full
+            common = {"contrast": default, "batch_size": 100}
+            steps.append(Step("diagnose", f"{stem}/diagnose", model, "fashion-mnist:test", methods,
+                              200 if quick else 1200, {**common, "k_percent": K_PERCENT, "gallery": 64}))
+            steps.append(Step("fidelity", f"{stem}/fidelity-zero", model, "fashion-mnist:test", methods,
+                              100 if quick else 1000, {**common, "fill": "zero", "steps": 10 if quick else 20,
+                                                       "correct_only": True}))
+            if not quick:
+                steps.append(Step("fidelity", f"{stem}/fidelity-blur", model, "fashion-mnist:test", methods, 1000,
+                                  {**common, "fill": "blur", "steps": 0, "correct_only": True}))
+    notes = ("Models: `case-saliency train --arch A --seed S` (3 epochs, all 60,000 training images).",
+             "Diagnose: 1,200 test images per model (seeded sample, seed 0), all images; 'correctly classified "
+             "only' is the subset whose top-1 class is the label.",
+             "CASE's default contrast: the model's own confusion neighbours on the test split (k = 1), "
+             "computed by training (what `case-saliency confusion` writes).",
+             "Fidelity: 1,000 correctly classified test images per model.")
+    return Study("fashion", "Fashion-MNIST ResNet-, DenseNet- and VGG-like models, 5 seeds each", tuple(steps),
+                 default, notes)
+
+
+def finetune(out: Path, quick: bool = False) -> Study:
+    """RQ1 and RQ2 on EfficientNet-Lite0 fine-tuned from ImageNet on Fashion-MNIST, 5 seeds."""
+    seeds = (0,) if quick else SEEDS
+    steps = _train_steps(out, ("efficientnet_lite0",), seeds, quick)
+    strategies = ("confusion", "classifier", "top")
+    default = "confusion:1"
+    full = tuple(m for m in (*BASE_METHODS, *contrast_variants(strategies, default), *contrastive_cams())
+                 if m not in COSTLY)
+    quick_methods = ("gradcam", "gradcam++", "case", "case(contrast=top:1)", "eigencam", "random")
+    for seed in seeds:
+        model = str(model_path(out, "efficientnet_lite0", seed))
+        stem = f"efficientnet_lite0-seed{seed}"
+        methods = quick_methods if quick else full
+        common = {"contrast": default, "batch_size": 50}
+        steps.append(Step("diagnose", f"{stem}/diagnose", model, "fashion-mnist:test", methods,
+                          60 if quick else 1200, {**common, "k_percent": K_PERCENT, "gallery": 32}))
+        steps.append(Step("fidelity", f"{stem}/fidelity-zero", model, "fashion-mnist:test", methods,
+                          30 if quick else 200, {**common, "fill": "zero", "steps": 4 if quick else 10,
+                                                 "correct_only": True}))
+        if not quick:
+            steps.append(Step("fidelity", f"{stem}/fidelity-blur", model, "fashion-mnist:test", methods, 200,
+                              {**common, "fill": "blur", "steps": 0, "correct_only": True}))
+    notes = ("Models: `case-saliency train --arch efficientnet_lite0 --pretrained --seed S`: ImageNet weights, "
+             "new 10-class head; the 28x28 images resized to 112x112 (4x4 maps at bn2) and replicated to RGB; "
+             "stem and stages 0-4 frozen (their output computed once), stages 5-6, the head conv, bn2 and the "
+             "classifier fine-tuned; 6,000 training images (seeded subset), 3 epochs, AdamW + one-cycle "
+             "(peak lr 1e-3), batch 64, no augmentation. The paper's setting: DenseNet-201 fully fine-tuned on "
+             "CIFAR-100 (Adam, lr 1e-5, 20 epochs).",
+             "Score-CAM and CASE over Score-CAM are left out here: 1,280 forward passes per image at bn2.",
+             "Fidelity: 200 correctly classified test images per seed.")
+    return Study("finetune", "EfficientNet-Lite0 fine-tuned on Fashion-MNIST from ImageNet weights, 5 seeds",
+                 tuple(steps), default, notes)
+
+
+STUDIES = {"photos": photos, "fashion": fashion, "finetune": finetune}

@@ -1,0 +1,304 @@
+"""Tables of a study from its run directories: ``<out>/<study>/tables.md`` (what docs/results.md shows)
+and ``<out>/<study>/numbers.json`` (every number in them, for the drift test and for the document).
+
+Everything is read back through the library (``case_saliency.runs.summary``): the agreement tests
+are ``summarize_diagnose`` at thresholds 50 and 70, the fidelity tables ``summarize_fidelity`` with
+Holm's correction over each run's family of paired tests. "Correctly classified only" is the subset
+of a diagnose run's rows whose top-1 class is the image's label.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from studies import FIDELITY_K, K_PERCENT, SEEDS, THRESHOLDS, Study
+
+ALPHA = 0.05
+MEASURES = ("drop_relative", "drop_absolute", "deletion_auc", "insertion_auc")
+
+
+def _finite(value) -> float | None:
+    try:
+        value = float(value)
+    except (TypeError, ValueError):
+        return None
+    return value if math.isfinite(value) else None
+
+
+def diagnose_numbers(run_dir: Path) -> dict:
+    """{view: {method: {k: {...}}}} for view in ("all", "correct"), k as text ("5")."""
+    from case_saliency.runs.summary import load_results, summarize_diagnose
+
+    config, frame = load_results(run_dir)
+    order = [m for m in config.get("methods", []) if m in set(frame["method"])]
+    views = {"all": frame, "correct": frame[(frame["label"] >= 0) & (frame["label"] == frame["class1"])]}
+    out: dict = {}
+    for view, part in views.items():
+        if part.empty:
+            continue
+        tables = {t: summarize_diagnose(part, t, ALPHA, None, order).set_index(["method", "k_percent"])
+                  for t in THRESHOLDS}
+        first = tables[THRESHOLDS[0]]
+        result: dict = {}
+        for (method, k), row in first.iterrows():
+            entry = {"n": int(row["n"]), "mean": _finite(row["mean"]), "median": _finite(row["median"]),
+                     "sd": _finite(row["sd"]), "degenerate": int(row["degenerate"]), "errors": int(row["errors"])}
+            for t in THRESHOLDS:
+                entry[f"p{t:g}"] = _finite(tables[t].loc[(method, k), "pvalue"])
+            result.setdefault(method, {})[f"{k:g}"] = entry
+        out[view] = result
+    return out
+
+
+def fidelity_numbers(run_dir: Path) -> dict:
+    """{"methods": {method: {measure: mean, ...}}, "paired": {method: {measure: {...}}}, "n": images}."""
+    from case_saliency.runs.summary import load_results, summarize_fidelity
+
+    config, frame = load_results(run_dir)
+    order = [m for m in config.get("methods", []) if m in set(frame["method"])]
+    means, tests = summarize_fidelity(frame, "case", ALPHA, "holm", order)
+    methods = {}
+    for _, row in means.iterrows():
+        methods[row["method"]] = {"n": int(row["n"]), "errors": int(row["errors"]),
+                                  **{m: _finite(row[f"{m}_mean"]) for m in MEASURES},
+                                  **{f"{m}_sd": _finite(row[f"{m}_sd"]) for m in MEASURES}}
+    paired: dict = {}
+    for _, row in tests.iterrows():
+        paired.setdefault(row["method"], {})[row["measure"]] = {
+            "n": int(row["n"]), "mean_difference": _finite(row["mean_difference"]),
+            "median_difference": _finite(row.get("median_difference")), "ci_low": _finite(row.get("ci_low")),
+            "ci_high": _finite(row.get("ci_high")), "wilcoxon_p": _finite(row["wilcoxon_p"]),
+            "wilcoxon_p_holm": _finite(row.get("wilcoxon_p_holm")), "t_p": _finite(row["t_p"]),
+            "t_p_holm": _finite(row.get("t_p_holm"))}
+    return {"methods": methods, "paired": paired, "fill": config.get("fill"), "steps": config.get("steps"),
+            "n_images": int(frame["image_id"].nunique())}
+
+
+def model_numbers(out: Path, study: Study) -> dict:
+    """Every run of the study, read back: {model key: {"diagnose": ..., "fidelity-zero": ..., ...}}."""
+    numbers: dict = {}
+    for step in study.steps:
+        run_dir = out / step.name
+        key, _, run = step.name.partition("/")
+        if step.kind == "train":
+            meta_path = run_dir.with_suffix(".json")
+            if meta_path.exists():
+                meta = json.loads(meta_path.read_text())
+                key = f"{meta['architecture']}-seed{meta['seed']}"
+                numbers.setdefault(key, {})["model"] = {
+                    "test_accuracy": meta["test_accuracy"], "train_cpu_seconds": meta.get("train_cpu_seconds"),
+                    "train_seconds": meta.get("train_seconds"), "epochs": meta["epochs"],
+                    "train_images": meta["train_data"]["used"], "input_size": meta["input_size"]}
+            continue
+        if not (run_dir / "results.csv").exists():
+            continue
+        reader = diagnose_numbers if step.kind == "diagnose" else fidelity_numbers
+        numbers.setdefault(key, {})[run] = reader(run_dir)
+    return numbers
+
+
+# ---------------------------------------------------------------------------------------------- formatting
+
+def _num(value, digits: int = 1) -> str:
+    return "–" if value is None else f"{value:.{digits}f}"
+
+
+def _p(value) -> str:
+    if value is None:
+        return "–"
+    return f"{value:.2g}" if value >= 1e-4 else f"{value:.0e}"
+
+
+def _mark(p) -> str:
+    return "**" if p is not None and p < ALPHA else ""
+
+
+def _table(header: list[str], rows: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def _methods(runs: list[dict]) -> list[str]:
+    seen: list[str] = []
+    for run in runs:
+        for method in run:
+            if method not in seen:
+                seen.append(method)
+    return seen
+
+
+def agreement_table(numbers: dict, keys: list[str], view: str = "all", k: str = "5") -> str:
+    """Per method and model: mean / median agreement and the p-values at thresholds 50 and 70
+    (bold: rejects at alpha 0.05, i.e. the method separates the two classes)."""
+    runs = [numbers.get(key, {}).get("diagnose", {}).get(view, {}) for key in keys]
+    header = ["method"] + [f"{key}: mean / median (p50, p70)" for key in keys]
+    rows = []
+    for method in _methods(runs):
+        row = [f"`{method}`"]
+        for run in runs:
+            e = run.get(method, {}).get(k)
+            if not e:
+                row.append("not run")
+                continue
+            p50, p70 = e.get("p50"), e.get("p70")
+            row.append(f"{_num(e['mean'])} / {_num(e['median'])} ({_mark(p50)}{_p(p50)}{_mark(p50)}, "
+                       f"{_mark(p70)}{_p(p70)}{_mark(p70)})")
+        rows.append(row)
+    return _table(header, rows)
+
+
+def fidelity_table(numbers: dict, key: str) -> str:
+    """One model: per method, the mean relative drop with zero and blur fills, deletion and insertion
+    AUC, and CASE minus the method (median paired difference of the zero-fill drop, bootstrap 95%
+    interval, Holm-corrected Wilcoxon p)."""
+    zero = numbers.get(key, {}).get("fidelity-zero")
+    blur = numbers.get(key, {}).get("fidelity-blur", {"methods": {}})
+    if not zero:
+        return "(no fidelity run)"
+    header = ["method", "drop (zero)", "drop (blur)", "deletion AUC", "insertion AUC",
+              "CASE − method, drop (zero): median [95% CI], Holm p"]
+    rows = []
+    for method, e in zero["methods"].items():
+        pair = zero["paired"].get(method, {}).get("drop_relative")
+        versus = "(reference)" if method == "case" else (
+            f"{_num(pair['median_difference'], 3)} [{_num(pair['ci_low'], 3)}, {_num(pair['ci_high'], 3)}], "
+            f"{_mark(pair['wilcoxon_p_holm'])}{_p(pair['wilcoxon_p_holm'])}{_mark(pair['wilcoxon_p_holm'])}"
+            if pair else "–")
+        rows.append([f"`{method}`", _num(e["drop_relative"], 3),
+                     _num(blur["methods"].get(method, {}).get("drop_relative"), 3),
+                     _num(e["deletion_auc"], 3), _num(e["insertion_auc"], 3), versus])
+    return _table(header, rows)
+
+
+def seed_summary(numbers: dict, keys: list[str], view: str = "all", k: str = "5") -> dict:
+    """Per method over the seeds (models ``keys``): mean and SD of the median agreement, and in how
+    many seeds the one-sided test rejects at each threshold."""
+    out: dict = {}
+    runs = [numbers.get(key, {}).get("diagnose", {}).get(view, {}) for key in keys]
+    for method in _methods(runs):
+        entries = [run.get(method, {}).get(k) for run in runs]
+        entries = [e for e in entries if e]
+        medians = [e["median"] for e in entries if e["median"] is not None]
+        out[method] = {"seeds": len(entries),
+                       "median_mean": float(np.mean(medians)) if medians else None,
+                       "median_sd": float(np.std(medians, ddof=1)) if len(medians) > 1 else None,
+                       **{f"reject{t:g}": sum(1 for e in entries if e.get(f"p{t:g}") is not None
+                                              and e[f"p{t:g}"] < ALPHA) for t in THRESHOLDS}}
+    return out
+
+
+def seed_table(summary_all: dict, summary_correct: dict) -> str:
+    header = ["method", "median agreement, mean ± SD over seeds (all)", "seeds rejecting at 50 / 70 (all)",
+              "median agreement (correct only)", "seeds rejecting at 50 / 70 (correct only)"]
+    rows = []
+    for method, e in summary_all.items():
+        c = summary_correct.get(method, {})
+        rows.append([f"`{method}`", f"{_num(e['median_mean'])} ± {_num(e['median_sd'])}",
+                     f"{e['reject50']} / {e['reject70']} of {e['seeds']}",
+                     f"{_num(c.get('median_mean'))} ± {_num(c.get('median_sd'))}",
+                     f"{c.get('reject50', 0)} / {c.get('reject70', 0)} of {c.get('seeds', 0)}"])
+    return _table(header, rows)
+
+
+def fidelity_seed_table(numbers: dict, keys: list[str]) -> str:
+    """Per method over the seeds: mean of the per-model mean drops (zero, blur), deletion and insertion
+    AUC, and in how many seeds CASE's drop is significantly higher / lower (Holm, Wilcoxon)."""
+    zeros = [numbers.get(key, {}).get("fidelity-zero") for key in keys]
+    blurs = [numbers.get(key, {}).get("fidelity-blur") for key in keys]
+    zeros = [z for z in zeros if z]
+    if not zeros:
+        return "(no fidelity runs)"
+    header = ["method", "drop (zero)", "drop (blur)", "deletion AUC", "insertion AUC",
+              "CASE − method, drop (zero): median of per-seed medians", "seeds CASE higher / lower (Holm)"]
+    rows = []
+    for method in _methods([z["methods"] for z in zeros]):
+        def mean_of(runs, measure, method=method):
+            values = [r["methods"].get(method, {}).get(measure) for r in runs if r]
+            values = [v for v in values if v is not None]
+            return float(np.mean(values)) if values else None
+
+        pairs = [z["paired"].get(method, {}).get("drop_relative") for z in zeros]
+        pairs = [p for p in pairs if p]
+        higher = sum(1 for p in pairs if (p["wilcoxon_p_holm"] or 1) < ALPHA and (p["median_difference"] or 0) > 0)
+        lower = sum(1 for p in pairs if (p["wilcoxon_p_holm"] or 1) < ALPHA and (p["median_difference"] or 0) < 0)
+        medians = [p["median_difference"] for p in pairs if p["median_difference"] is not None]
+        rows.append([f"`{method}`", _num(mean_of(zeros, "drop_relative"), 3), _num(mean_of(blurs, "drop_relative"), 3),
+                     _num(mean_of(zeros, "deletion_auc"), 3), _num(mean_of(zeros, "insertion_auc"), 3),
+                     "(reference)" if method == "case" else _num(float(np.median(medians)) if medians else None, 3),
+                     "–" if method == "case" else f"{higher} / {lower} of {len(pairs)}"])
+    return _table(header, rows)
+
+
+def _keys(numbers: dict, prefix: str) -> list[str]:
+    return sorted(k for k in numbers if k.startswith(prefix))
+
+
+def write_study_tables(study: Study, out: Path) -> list[Path]:
+    """Write ``<out>/<study>/tables.md`` and ``numbers.json``; returns their paths."""
+    numbers = model_numbers(out, study)
+    folder = out / study.name
+    folder.mkdir(parents=True, exist_ok=True)
+    parts = [f"# {study.title}", "", *[f"- {note}" for note in study.notes], ""]
+    if study.name == "photos":
+        keys = [k for k in numbers if k.startswith("efficientnet_lite")]
+        for k in (f"{k:g}" for k in K_PERCENT):
+            parts += [f"## Agreement of the top-1 and top-2 maps, top {k}% (bold: p < 0.05)", "",
+                      agreement_table(numbers, keys, "all", k), ""]
+        for key in keys:
+            parts += [f"## Fidelity, {key} (k = {FIDELITY_K:g}% removed)", "", fidelity_table(numbers, key), ""]
+    else:
+        prefixes = ("resnet", "densenet", "vgg") if study.name == "fashion" else ("efficientnet_lite0",)
+        seeds: dict = {}
+        for prefix in prefixes:
+            keys = [k for k in _keys(numbers, f"{prefix}-seed") if "diagnose" in numbers[k]]
+            if not keys:
+                continue
+            summary = {view: seed_summary(numbers, keys, view) for view in ("all", "correct")}
+            seeds[prefix] = {"models": keys, **summary}
+            accuracy = [numbers[k].get("model", {}).get("test_accuracy") for k in keys]
+            accuracy = [a for a in accuracy if a is not None]
+            parts += [f"## {prefix}: {len(keys)} seed(s), test accuracy "
+                      f"{_num(float(np.mean(accuracy)) if accuracy else None, 2)}% (mean)", "",
+                      "Class sensitivity, top 5%:", "", seed_table(summary["all"], summary["correct"]), "",
+                      "Fidelity (k = 50% removed):", "", fidelity_seed_table(numbers, keys), ""]
+            for key in keys:
+                parts += [f"### {key}: agreement at top 5% (all images)", "",
+                          agreement_table(numbers, [key], "all", "5"), ""]
+        numbers["_seeds"] = seeds
+    md = folder / "tables.md"
+    md.write_text("\n".join(parts))
+    js = folder / "numbers.json"
+    js.write_text(json.dumps(numbers, indent=1, sort_keys=True))
+    return [md, js]
+
+
+def write_seed_tables(out: Path, quick: bool = False) -> Path:
+    """The seed table across studies (fashion families and the Lite0 fine-tunes), from their numbers.json."""
+    parts = ["# Seeds: is class insensitivity structural, not seed-specific?", ""]
+    for name in ("fashion", "finetune"):
+        path = out / name / "numbers.json"
+        if not path.exists():
+            continue
+        seeds = json.loads(path.read_text()).get("_seeds", {})
+        for family, summary in seeds.items():
+            parts += [f"## {family} ({len(summary['models'])} of {len(SEEDS) if not quick else 1} seeds)", "",
+                      seed_table(summary["all"], summary["correct"]), ""]
+    path = out / "seeds.md"
+    path.write_text("\n".join(parts))
+    return path
+
+
+def frame_of(numbers: dict) -> pd.DataFrame:  # pragma: no cover - a convenience for notebooks
+    rows = []
+    for key, runs in numbers.items():
+        for view, methods in runs.get("diagnose", {}).items():
+            for method, ks in methods.items():
+                for k, e in ks.items():
+                    rows.append({"model": key, "view": view, "method": method, "k": k, **e})
+    return pd.DataFrame(rows)
