@@ -110,7 +110,7 @@ def test_hub_offline_error_says_how_to_pass_a_file(monkeypatch, tmp_path):
         raise urllib.error.URLError("Name or service not known")
 
     monkeypatch.setattr(torch.hub, "load_state_dict_from_url", no_network)
-    with pytest.raises(WeightsUnavailable, match=r"network is unavailable.*weights='PATH\.pth'"):
+    with pytest.raises(WeightsUnavailable, match=r"network is unavailable.*--weights FILE.*weights='PATH\.pth'"):
         load_model("resnet50")
 
 

@@ -3,27 +3,63 @@ saliency method separates classes at all.
 
 Layers, each importing only those before it: ``core`` (engine, layers, targets, contrast, maps) <-
 ``methods`` <- ``metrics`` <- ``models`` / ``data`` <- ``runs`` / ``workflows`` <- ``report`` <- ``cli``.
+
+The names below import lazily (PEP 562): ``import case_saliency`` costs no torch import, so the
+command line's ``--help`` and modules that need no tensors stay fast.
 """
 
+# ruff: noqa: F401  (the TYPE_CHECKING imports are for type checkers; __all__ is built from _EXPORTS)
+from __future__ import annotations
+
+import importlib
+from importlib.metadata import PackageNotFoundError, version
+from typing import TYPE_CHECKING, Any
+
 from . import _moved
-from .core.capture import ActivationCapture, Capture
-from .core.errors import CaseSaliencyError
-from .core.contrast import ConfusionNeighbours, ExplicitContrast, NearestLogits, TopLogits
-from .core.layers import resolve_layer, vit_reshape
-from .core.maps import SaliencyMaps
-from .core.targets import resolve_targets
-from .methods import (CASE, METHODS, AblationCAM, EigenCAM, FinerCAM, GradCAM, GradCAMPlusPlus, GuidedGradCAM,
-                      HiResCAM, InputXGradient, IntegratedGradients, LayerCAM, RandomMap, Saliency, SaliencyMethod,
-                      ScoreCAM, SmoothGrad, XGradCAM, get_method)
 
 _moved.install()
 
-__version__ = "0.1.0"
+try:
+    __version__ = version("case-saliency")
+except PackageNotFoundError:  # running from a source tree that was never installed
+    __version__ = "0+unknown"
 
-__all__ = [
-    "ActivationCapture", "Capture", "ConfusionNeighbours", "ExplicitContrast", "NearestLogits",
-    "TopLogits", "resolve_layer", "vit_reshape", "SaliencyMaps", "CASE", "METHODS", "FinerCAM",
-    "GradCAM", "GradCAMPlusPlus", "HiResCAM", "LayerCAM", "SaliencyMethod", "XGradCAM", "get_method",
-    "resolve_targets", "AblationCAM", "EigenCAM", "GuidedGradCAM", "InputXGradient", "IntegratedGradients",
-    "RandomMap", "Saliency", "ScoreCAM", "SmoothGrad", "CaseSaliencyError", "__version__",
-]
+# The public names and the module each one comes from: the one list of the package's exports.
+_EXPORTS: dict[str, str] = {
+    **dict.fromkeys(["ActivationCapture", "Capture"], "core.capture"),
+    **dict.fromkeys(["ConfusionNeighbours", "ExplicitContrast", "NearestLogits", "TopLogits"], "core.contrast"),
+    **dict.fromkeys(["resolve_layer", "vit_reshape"], "core.layers"),
+    "SaliencyMaps": "core.maps",
+    "CaseSaliencyError": "core.errors",
+    "resolve_targets": "core.targets",
+    **dict.fromkeys(["CASE", "METHODS", "AblationCAM", "EigenCAM", "FinerCAM", "GradCAM", "GradCAMPlusPlus",
+                     "GuidedGradCAM", "HiResCAM", "InputXGradient", "IntegratedGradients", "LayerCAM", "RandomMap",
+                     "Saliency", "SaliencyMethod", "ScoreCAM", "SmoothGrad", "XGradCAM", "get_method"], "methods"),
+}
+
+__all__ = [*_EXPORTS, "__version__"]
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'case_saliency' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value  # later look-ups skip this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})
+
+
+if TYPE_CHECKING:  # what type checkers and IDEs see; at run time the names above resolve lazily
+    from .core.capture import ActivationCapture, Capture
+    from .core.contrast import ConfusionNeighbours, ExplicitContrast, NearestLogits, TopLogits
+    from .core.layers import resolve_layer, vit_reshape
+    from .core.errors import CaseSaliencyError
+    from .core.maps import SaliencyMaps
+    from .core.targets import resolve_targets
+    from .methods import (CASE, METHODS, AblationCAM, EigenCAM, FinerCAM, GradCAM, GradCAMPlusPlus, GuidedGradCAM,
+                          HiResCAM, InputXGradient, IntegratedGradients, LayerCAM, RandomMap, Saliency,
+                          SaliencyMethod, ScoreCAM, SmoothGrad, XGradCAM, get_method)

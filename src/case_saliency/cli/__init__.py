@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import sys
+import warnings
 
 from .app import app
 from . import methods  # noqa: F401  (registers `methods`)
@@ -16,6 +17,12 @@ from . import report  # noqa: F401  (registers `report`)
 from . import confusion, demo, train  # noqa: F401  (registers `demo`, `train`, `confusion`)
 
 
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:  # type: ignore[no-untyped-def]
+    """Warnings as one line each ("warning: ..."), without the source line Python prints by default."""
+    print(f"warning: {message}", file=file or sys.stderr)
+
+
 def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
+    warnings.showwarning = _show_warning
     app()

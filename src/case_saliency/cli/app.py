@@ -8,6 +8,7 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    rich_markup_mode=None,  # plain click help: no rich import or table layout (fast --help), no <bool> on flags
 )
 
 

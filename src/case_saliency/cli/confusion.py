@@ -29,15 +29,14 @@ def confusion(
     from ..data import open_dataset
     from ..models import load_model
 
+    from ..models.zoo import WeightsUnavailable
+
     try:
         loaded = load_model(model, weights)
         dataset = open_dataset(data, root)
-    except (FileNotFoundError, ValueError) as error:
+    except (FileNotFoundError, ValueError, WeightsUnavailable) as error:  # WeightsUnavailable: offline, no --weights
         typer.echo(f"error: {error}", err=True)
         raise typer.Exit(2) from None
-    except RuntimeError as error:  # weights unavailable offline
-        typer.echo(f"error: {error}", err=True)
-        raise typer.Exit(1) from None
     try:
         matrix = compute_confusion(loaded, dataset, batch_size=batch_size, limit=limit)
     except ValueError as error:

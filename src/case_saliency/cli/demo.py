@@ -21,6 +21,7 @@ def demo(
     """EfficientNet-Lite0 on the sample photos of scikit-image and scikit-learn: top-1/top-2 classes,
     Grad-CAM and CASE maps for both, and their top-5% agreement. No network needed. Writes PNG
     figures, report.html, summary.json and a diagnose run directory to --out, and prints a table."""
+    from ..models.zoo import WeightsUnavailable
     from ..report.demo import OutputFolderInUse, format_table, run_demo
 
     started = time.time()
@@ -29,12 +30,9 @@ def demo(
     except OutputFolderInUse as error:
         typer.echo(f"error: {error}", err=True)
         raise typer.Exit(2) from None
-    except (ValueError, FileNotFoundError) as error:  # a bad --model or --out
+    except (ValueError, FileNotFoundError, WeightsUnavailable) as error:  # a bad --model or --out
         typer.echo(f"error: {error}", err=True)
         raise typer.Exit(2) from None
-    except RuntimeError as error:  # e.g. hub weights unavailable offline
-        typer.echo(f"error: {error}", err=True)
-        raise typer.Exit(1) from None
     typer.echo(f"{summary['model']['name']} at layer {summary['layer']}; CASE contrast {summary['contrast']}; "
                f"top-{k:g}% agreement of the top-1 and top-2 maps (percent, lower = more class-specific)")
     typer.echo(format_table(summary["photos"]))

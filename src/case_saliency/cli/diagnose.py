@@ -18,7 +18,8 @@ def diagnose(
     methods: str = opt.METHODS,
     n: int = opt.N,
     seed: int = opt.SEED,
-    k: list[str] = typer.Option(["5"], "--k", help="top-k% for the agreement; repeat or comma-separate for several"),
+    k: list[str] = typer.Option(["5"], "--k", metavar="PERCENT",
+                                help="top-k% for the agreement; repeat or comma-separate for several"),
     threshold: float = typer.Option(50.0, help="agreement threshold of the Wilcoxon test, percent "
                                     "(paper: 50; its code: 70)"),
     alpha: float = typer.Option(0.05, help="significance level"),
@@ -43,6 +44,7 @@ def diagnose(
         raise opt.fail("--n and --gallery must be >= 0 and --batch-size >= 1")
     loaded, dataset, names, contrast = opt.resolve_inputs(model, weights, data, root, methods, contrast_k, confusion,
                                                           device)
+    opt.check_layer(loaded, layer)
     opt.execute(lambda: run_diagnose(loaded, dataset, out, methods=names, n=n, seed=seed, k_percent=percents,
                                      threshold=threshold, alpha=alpha, layer=layer, contrast=contrast,
                                      correct_only=correct_only, batch_size=batch_size, gallery=gallery, signed=signed,

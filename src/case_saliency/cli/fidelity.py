@@ -48,6 +48,7 @@ def fidelity(
         raise opt.fail("--n and --steps must be >= 0, --batch-size and --eval-batch-size >= 1")
     loaded, dataset, names, contrast = opt.resolve_inputs(model, weights, data, root, methods, contrast_k, confusion,
                                                           device)
+    opt.check_layer(loaded, layer)
     opt.execute(lambda: run_fidelity(loaded, dataset, out, methods=names, n=n, seed=seed, k_percent=k, fill=fill,
                                      steps=steps, correct_only=correct_only, alpha=alpha, layer=layer,
                                      contrast=contrast,

@@ -1,21 +1,24 @@
 """`case-saliency methods`: list the available saliency methods."""
 
 import inspect
+import re
 
 import typer
 
-from ..methods import METHODS
 from .app import app
 
 
 def summary(cls: type) -> str:
     """The first paragraph of a method's class docstring (else its module's), on one line."""
     doc = cls.__doc__ or inspect.getmodule(cls).__doc__ or ""
-    return " ".join(inspect.cleandoc(doc).split("\n\n")[0].split())
+    text = " ".join(inspect.cleandoc(doc).split("\n\n")[0].split())
+    return re.sub(r"``(.+?)``", r"\1", text)  # reStructuredText literals read as plain text in a terminal
 
 
 @app.command("methods")
 def list_methods() -> None:
     """List the saliency methods by name, with the first paragraph of their description."""
+    from ..methods import METHODS
+
     for name, cls in sorted(METHODS.items()):
         typer.echo(f"{name:24s} {summary(cls)}")

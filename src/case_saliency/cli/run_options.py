@@ -11,7 +11,7 @@ from collections.abc import Callable
 
 import typer
 
-DEFAULT_METHODS = "gradcam,gradcam++,hirescam,xgradcam,layercam,finercam,case"
+from ..runs.defaults import DEFAULT_METHODS
 
 
 def fail(message: str, code: int = 2) -> typer.Exit:
@@ -71,11 +71,12 @@ def resolve_inputs(model: str, weights: str | None, data: str, root: str | None,
         raise fail(f"--methods: {error}") from None
     try:
         from ..models import load_model
+        from ..models.zoo import WeightsUnavailable
     except ImportError as error:
         raise fail(f"model loading is unavailable in this installation ({error})", 1) from None
     try:
         loaded = load_model(model, weights)
-    except (ValueError, FileNotFoundError, KeyError, OSError) as error:
+    except (ValueError, FileNotFoundError, KeyError, OSError, WeightsUnavailable) as error:
         raise fail(f"--model {model!r}: {error}") from None
     try:
         dataset = open_dataset(data, root)
@@ -94,6 +95,33 @@ def resolve_inputs(model: str, weights: str | None, data: str, root: str | None,
     except (RuntimeError, AssertionError) as error:
         raise fail(f"--device {device!r}: {error}") from None
     return loaded, dataset, names, contrast
+
+
+def check_layer(loaded: Any, layer: str | None) -> None:
+    """Say which layer a run uses; a --layer the model lacks exits 2 naming the model's default layer
+    and its last spatial layers (found by one forward pass of a blank image)."""
+    from PIL import Image
+
+    from ..core.layers import resolve_layer, spatial_layers
+
+    if layer is None:
+        typer.echo(f"layer: {loaded.target_layer} ({loaded.name}'s default; --layer NAME for another)", err=True)
+        return
+    try:
+        resolve_layer(loaded.model, layer)
+    except (ValueError, TypeError) as error:
+        size = loaded.input_size
+        device = next(loaded.model.parameters()).device
+        spatial = spatial_layers(loaded.model, loaded.preprocess([Image.new("RGB", (size, size))]).to(device))
+        shown: list[str] = []
+        for name in reversed(spatial):  # last first, without the parts of a module already named
+            if not any(name.startswith(f"{outer}.") for outer in shown):
+                shown.append(name)
+        close = ", ".join(name for name in str(error).partition("closest module names: ")[2].split(". ")[0]
+                          .split(", ") if name in spatial)  # a typo's fix, among the spatial layers
+        raise fail(f"--layer {layer!r}: {loaded.name} has no module named {layer!r}. Its default layer: "
+                   f"{loaded.target_layer}; its last spatial layers: {', '.join(shown[:6])}"
+                   + (f"; closest names: {close}" if close else "")) from None
 
 
 def execute(run: Callable[[], Path], run_dir: Path, summary_options: dict) -> None:
@@ -124,18 +152,21 @@ def this_command() -> str:
 
 
 # Options of both run commands (typer reads these as the parameters' defaults).
-MODEL = typer.Option(..., "--model", "-m", help="efficientnet_lite0, a torchvision/timm name, or a checkpoint")
-DATA = typer.Option(..., "--data", "-d", help="dataset spec: samples, fashion-mnist:test, folder:PATH, ...")
-OUT = typer.Option(..., "--out", "-o", help="run directory (created, or resumed if it exists)")
-METHODS = typer.Option(DEFAULT_METHODS, help="comma-separated method names (see `case-saliency methods`)")
+MODEL = typer.Option(..., "--model", "-m", metavar="NAME|FILE",
+                     help="efficientnet_lite0, a torchvision/timm name, or a checkpoint")
+DATA = typer.Option(..., "--data", "-d", metavar="SPEC",
+                    help="dataset spec: samples, fashion-mnist:test, folder:PATH, ...")
+OUT = typer.Option(..., "--out", "-o", metavar="DIR", help="run directory (created, or resumed if it exists)")
+METHODS = typer.Option(",".join(DEFAULT_METHODS), metavar="NAMES",
+                       help="comma-separated method names (see `case-saliency methods`)")
 N = typer.Option(100, help="images to sample (0: all)")
 SEED = typer.Option(0, help="seed of the image sample")
-LAYER = typer.Option(None, help="target layer (default: the model's)")
+LAYER = typer.Option(None, metavar="NAME", help="target layer (default: the model's)")
 CONTRAST_K = typer.Option(1, help="CASE contrast classes per target")
-CONFUSION = typer.Option(None, help="confusion matrix file: CASE contrasts = confusion neighbours")
+CONFUSION = typer.Option(None, metavar="FILE", help="confusion matrix file: CASE contrasts = confusion neighbours")
 BATCH_SIZE = typer.Option(16, help="images per batch")
 HOLM = typer.Option(False, help="Holm-correct the p-values in the printed summary")
-WEIGHTS = typer.Option(None, help="weights for --model (a name or a file)")
-ROOT = typer.Option(None, help="dataset root folder, when the spec has none")
+WEIGHTS = typer.Option(None, metavar="FILE", help="weights for --model (a name or a file)")
+ROOT = typer.Option(None, metavar="DIR", help="dataset root folder, when the spec has none")
 DEVICE = typer.Option("auto", help="cpu, cuda, or auto")
 QUIET = typer.Option(False, help="no progress bar")

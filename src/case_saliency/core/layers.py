@@ -83,14 +83,9 @@ def _transformer_default(model: nn.Module) -> tuple[str, Reshape] | None:
     return None
 
 
-def default_layer(model: nn.Module, sample: Tensor) -> tuple[nn.Module, str, Reshape | None]:
-    """The default target layer: the last module to finish with a spatial (B, C, h, w) output,
-    h * w > 1 (for a CNN the last feature block), found by one forward pass of ``sample``;
-    vision transformers get the first norm of their last block and a token reshape."""
-    vit = _transformer_default(model)
-    if vit is not None:
-        module, name = resolve_layer(model, vit[0])
-        return module, name, vit[1]
+def spatial_layers(model: nn.Module, sample: Tensor) -> list[str]:
+    """Names of the modules whose output is spatial, (B, C, h, w) with h * w > 1, in the order they
+    finish during one forward pass of ``sample`` (the model's training flags are left as found)."""
     spatial: list[str] = []
     handles = []
     for name, module in model.named_modules():
@@ -112,6 +107,18 @@ def default_layer(model: nn.Module, sample: Tensor) -> tuple[nn.Module, str, Res
             handle.remove()
         for module, flag in was_training:
             module.training = flag
+    return list(dict.fromkeys(spatial))
+
+
+def default_layer(model: nn.Module, sample: Tensor) -> tuple[nn.Module, str, Reshape | None]:
+    """The default target layer: the last module to finish with a spatial (B, C, h, w) output,
+    h * w > 1 (for a CNN the last feature block), found by one forward pass of ``sample``;
+    vision transformers get the first norm of their last block and a token reshape."""
+    vit = _transformer_default(model)
+    if vit is not None:
+        module, name = resolve_layer(model, vit[0])
+        return module, name, vit[1]
+    spatial = spatial_layers(model, sample)
     if not spatial:
         raise ValueError("found no layer with a spatial (B, C, h, w) output; pass target_layer and, "
                          "for token outputs, reshape=vit_reshape")

@@ -304,6 +304,10 @@ def load_model(name_or_path: str | Path, weights: str | Path | None = None,
     key = name.lower().replace("-", "_")
     if re.fullmatch(r"(tf_)?efficientnet_lite[012]", key):
         return _load_lite(key.removeprefix("tf_"), weights, class_names)
+    if re.fullmatch(r"efficientnet_lite\d+", key) and weights is None:  # timm has these without weights
+        raise ValueError(f"unknown model {name!r}: the offline EfficientNet-Lite models are "
+                         f"{', '.join(OFFLINE_MODELS)}; for another variant pass its timm name "
+                         f"(tf_{key}) with --weights FILE")
     path = Path(name)
     if path.suffix in (".pt", ".pth", ".ckpt", ".bin") or path.is_file():
         if not path.is_file():

@@ -3,6 +3,8 @@ network allows, from the hub; their preprocessing, class names and default targe
 
 from __future__ import annotations
 
+import contextlib
+import io
 import os
 import re
 import urllib.error
@@ -65,10 +67,9 @@ class WeightsUnavailable(CaseSaliencyError, RuntimeError):
 def _hub_error(name: str, error: BaseException) -> WeightsUnavailable:
     return WeightsUnavailable(
         f"cannot download the pretrained weights of {name!r}: the network is unavailable ({error}). "
-        f"Pass a local state-dict file instead: load_model({name!r}, weights='PATH.pth') or "
-        f"--model {name} --weights PATH.pth (save one where you have network with "
-        f"torch.save(model.state_dict(), 'PATH.pth')); or use an offline model such as efficientnet_lite0, "
-        f"or weights='random' for an untrained network.")
+        f"Pass a local state-dict file: --weights FILE, or load_model({name!r}, weights='PATH.pth') (save one "
+        f"where you have network with torch.save(model.state_dict(), 'PATH.pth')); or use an offline model "
+        f"(efficientnet_lite0/1/2); or --weights random for an untrained network.")
 
 
 def torchvision_preprocess(name: str, weights_name: str | None = None) -> tuple[Preprocess, object | None]:
@@ -106,8 +107,9 @@ def hub_torchvision(name: str, weights_name: str) -> tuple[nn.Module, str, Path]
         raise ValueError(f"torchvision has no pretrained weights for {name!r}")
     cached = Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(entry.url)
     try:
-        state = torch.hub.load_state_dict_from_url(entry.url, map_location="cpu", progress=False,
-                                                   weights_only=True)
+        with contextlib.redirect_stdout(io.StringIO()):  # torch prints its own "Downloading" line, even offline
+            state = torch.hub.load_state_dict_from_url(entry.url, map_location="cpu", progress=False,
+                                                       weights_only=True)
     except (urllib.error.URLError, ConnectionError, TimeoutError, OSError) as error:
         raise _hub_error(name, error) from error
     model = torchvision.models.get_model(name, weights=None)
@@ -130,6 +132,9 @@ def build_timm(name: str, num_classes: int | None = None, pretrained: bool = Fal
     kwargs = {} if num_classes is None else {"num_classes": num_classes}
     if not pretrained:
         return timm.create_model(name, pretrained=False, **kwargs)
+    if not timm.is_model_pretrained(name):  # not a network problem: timm has the architecture only
+        raise ValueError(f"timm has no pretrained weights for {name!r}; pass --weights FILE (a state dict), "
+                         "--weights random for an untrained network, or use an offline model (efficientnet_lite0/1/2)")
     try:
         return timm.create_model(name, pretrained=True, **kwargs)
     except Exception as error:  # huggingface_hub raises many kinds when offline

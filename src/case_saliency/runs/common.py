@@ -26,8 +26,6 @@ from .store import ResultsTable, read_json, write_json
 RESULT_KEYS = ("kind", "model", "dataset", "methods", "n", "seed", "k_percent", "layer", "contrast",
                "correct_only", "fill", "signed", "steps", "weights")
 
-DEFAULT_METHODS = ("gradcam", "gradcam++", "hirescam", "xgradcam", "layercam", "finercam", "case")
-
 
 def as_bundle(model: Any, transform: Callable | None = None, class_names: Sequence[str] | None = None,
               target_layer: str | None = None, name: str | None = None) -> LoadedModel:

@@ -22,8 +22,9 @@ from ..core.contrast import TopLogits
 from ..core.maps import SaliencyMaps
 from ..metrics import spearman, ssim, topk_agreement
 from ..models import LoadedModel
-from .common import (DEFAULT_METHODS, FirstBatchCheck, batches, check_methods, display_images, error_text,
-                     finish_meta, load_batch, open_run)
+from .common import (FirstBatchCheck, batches, check_methods, display_images, error_text, finish_meta, load_batch,
+                     open_run)
+from .defaults import DEFAULT_METHODS
 from .store import DIAGNOSE_COLUMNS, ResultsTable, gallery_path, save_npz
 
 

@@ -19,8 +19,8 @@ from tqdm.auto import tqdm
 from ..core.contrast import TopLogits
 from ..metrics import FILLS, confidence_drop, deletion_insertion
 from ..models import LoadedModel
-from .common import (DEFAULT_METHODS, FirstBatchCheck, batches, check_methods, error_text, finish_meta, load_batch,
-                     open_run)
+from .common import FirstBatchCheck, batches, check_methods, error_text, finish_meta, load_batch, open_run
+from .defaults import DEFAULT_METHODS
 from .store import FIDELITY_COLUMNS, ResultsTable
 
 
