@@ -33,7 +33,9 @@ class SmallCNN(nn.Module):
 def train_small_cnn(path: Path, steps: int = 300, seed: int = 0) -> Path:
     """Train SmallCNN on a seeded subset of the Fashion-MNIST training split; save its state dict."""
     from case_saliency.data.fashion_mnist import FashionMNIST
+    from needs import require_fashion_mnist
 
+    require_fashion_mnist()
     images, labels = FashionMNIST("train").tensors()
     generator = torch.Generator().manual_seed(seed)
     with torch.random.fork_rng(devices=[]):

@@ -16,9 +16,9 @@ from PIL import Image
 
 from case_saliency.data import SAMPLE_PHOTOS, open_dataset, read_idx
 from case_saliency.data.fashion_mnist import DEFAULT_ROOT, FashionMNIST
+from needs import needs_fashion_mnist
 
-needs_fashion = pytest.mark.skipif(not (DEFAULT_ROOT / "t10k-labels-idx1-ubyte.gz").exists(),
-                                   reason="Debian's dataset-fashion-mnist is not installed")
+needs_fashion = needs_fashion_mnist
 
 
 @needs_fashion

@@ -8,7 +8,6 @@ import base64
 import io
 import json
 import re
-import shutil
 import subprocess
 import sys
 from html.parser import HTMLParser
@@ -24,6 +23,7 @@ from PIL import Image
 from case_saliency import ConfusionNeighbours
 from case_saliency.data import open_dataset
 from case_saliency.data.fashion_mnist import FashionMNIST
+from needs import chromium, needs_chromium, require_fashion_mnist
 from case_saliency.report import RunDirError, read_run, write_report
 from case_saliency.report import figures as F
 from case_saliency.report.tables import e
@@ -61,6 +61,7 @@ def confusion(cnn) -> np.ndarray:
 
 @pytest.fixture(scope="module")
 def fashion_names() -> list[str]:
+    require_fashion_mnist()
     names = list(FashionMNIST("test").class_names)
     names[SHIRT] = SPECIAL
     return names
@@ -419,10 +420,6 @@ window.addEventListener("load", function () {
 </script>"""
 
 
-def chromium() -> str | None:
-    return shutil.which("chromium") or shutil.which("chromium-browser")
-
-
 def run_chromium(args: list[str], profile: Path) -> subprocess.CompletedProcess:
     command = [chromium(), "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                "--disable-background-networking", "--disable-component-update", "--disable-sync",
@@ -451,7 +448,7 @@ def render_in_chromium(report: Path, screenshot: Path, tmp_path: Path) -> dict:
     return seen
 
 
-@pytest.mark.skipif(chromium() is None, reason="needs Debian's chromium (installed by .ci/run); not found on PATH")
+@needs_chromium
 def test_reports_render_in_chromium(reports, combined_report, tmp_path):
     reports = {**reports, "combined": combined_report}
     ARTIFACTS.mkdir(exist_ok=True)

@@ -23,6 +23,7 @@ from torchvision import transforms as T
 from case_saliency import METHODS, get_method
 from case_saliency.data import open_dataset
 from case_saliency.data.fashion_mnist import FashionMNIST
+from needs import require_fashion_mnist
 from case_saliency.metrics import topk_agreement
 from case_saliency.runs import ResultsTable, run_diagnose, run_fidelity
 from case_saliency.runs.store import DIAGNOSE_COLUMNS
@@ -47,6 +48,7 @@ def cnn(cnn_path):
 
 @pytest.fixture(scope="module")
 def fashion():
+    require_fashion_mnist()
     return FashionMNIST("test")
 
 

@@ -15,13 +15,12 @@ from case_saliency.workflows.confusion import (StaleConfusionMatrix, compute_con
                                                default_path, load_confusion, resolve_contrast, save_confusion)
 from case_saliency.core.contrast import ConfusionNeighbours
 from case_saliency.data import open_dataset
-from case_saliency.data.fashion_mnist import DEFAULT_ROOT
+from needs import needs_fashion_mnist
 from case_saliency.models import load_model
 from case_saliency.models.fashion import FAMILIES, build
 from case_saliency.workflows.training import evaluate, train_fashion
 
-pytestmark = pytest.mark.skipif(not (DEFAULT_ROOT / "train-images-idx3-ubyte.gz").exists(),
-                                reason="Debian's dataset-fashion-mnist is not installed")
+pytestmark = needs_fashion_mnist
 
 
 @pytest.fixture(scope="module")
