@@ -10,6 +10,7 @@ import pytest
 from typer.testing import CliRunner
 
 from case_saliency.cli import app
+from needs import needs_chromium
 
 CAT_CLASSES = {281, 282, 283, 284, 285}
 
@@ -35,7 +36,7 @@ def test_demo_summary_json(demo_run):
         assert photo["top1"]["class"] != photo["top2"]["class"]
         for method in ("gradcam", "case"):
             value = photo["agreement"][method]
-            assert value is None or 0.0 <= value <= 100.0
+            assert value is not None and 0.0 <= value <= 100.0  # no photo gives a constant map here
         assert not photo["errors"]
         assert (out / photo["figure"]).stat().st_size > 1000
     for method in ("gradcam", "case"):
@@ -58,8 +59,37 @@ def test_demo_is_a_diagnose_run_directory(demo_run):
         assert data["image"].shape == (224, 224, 3) and data["image"].dtype == np.uint8
         assert data["map_case"].shape == (2, 224, 224) and data["map_gradcam"].shape == (2, 224, 224)
     summary = json.loads((out / "summary.json").read_text())
-    if summary["report"] is not None:  # written by case_saliency.report when that package is present
-        assert (out / summary["report"]).stat().st_size > 1000
+    assert summary["report"] == "report.html"
+
+
+def test_demo_report_is_small_and_shows_the_contrast(demo_run):
+    """Under 3 MB (JPEG thumbnails; full-size figures beside it), six gallery photos chosen where the
+    two methods differ most and least."""
+    out, _ = demo_run
+    report = out / "report.html"
+    page = report.read_text(encoding="utf-8")
+    assert 100_000 < report.stat().st_size < 3_000_000
+    assert page.count("data:image/jpeg;base64,") == 6 and "differ most" in page and "differ least" in page
+    summary = json.loads((out / "summary.json").read_text())
+    spread = {p["id"]: abs(p["agreement"]["gradcam"] - p["agreement"]["case"]) for p in summary["photos"]}
+    widest = max(spread, key=spread.get)
+    assert f"<b>{widest}</b> (methods differ most" in page
+    for photo in summary["photos"]:  # every photo's figure is on disk, at full size
+        assert (out / photo["figure"]).stat().st_size > 20_000
+
+
+@needs_chromium
+def test_demo_report_renders_in_chromium(demo_run, tmp_path):
+    """The page a user opens, as a browser draws it; the screenshot is kept in test-artifacts/."""
+    from test_report import ARTIFACTS, render_in_chromium
+
+    out, _ = demo_run
+    ARTIFACTS.mkdir(exist_ok=True)
+    screenshot = ARTIFACTS / "demo-report.png"
+    screenshot.unlink(missing_ok=True)
+    seen = render_in_chromium(out / "report.html", screenshot, tmp_path)
+    assert seen["unloaded"] == [] and seen["errors"] == [] and seen["console"] == [] and seen["images"] == 7
+    assert screenshot.stat().st_size > 100_000
 
 
 def test_demo_prints_the_table(demo_run):

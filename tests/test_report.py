@@ -24,6 +24,7 @@ from case_saliency import ConfusionNeighbours
 from case_saliency.data import open_dataset
 from case_saliency.data.fashion_mnist import FashionMNIST
 from needs import chromium, needs_chromium, require_fashion_mnist
+from case_saliency.metrics import top_count
 from case_saliency.report import RunDirError, read_run, write_report
 from case_saliency.report import figures as F
 from case_saliency.report.tables import e
@@ -172,22 +173,46 @@ def test_gallery_shows_the_image_then_top1_and_top2_overlays(photo_diagnose):
     item = run.gallery[0]
     assert item.image.shape == (224, 224, 3) and set(item.maps) == {"gradcam", "gradcam++", "case"}
     names = [run.class_name(int(c)) for c in item.classes]
-    fig = F.gallery_figure(item.image, item.maps, names, item.probs)
-    photo, *cells = fig.axes
+    agreement = {"gradcam": 74.0, "gradcam++": None, "case": 12.5}
+    fig = F.gallery_figure(item.image, item.maps, names, item.probs, agreement=agreement, k_percent=5)
+    photo, *cells, bar = fig.axes
     np.testing.assert_array_equal(photo.images[0].get_array(), item.image)
-    assert len(cells) == 6
+    assert len(cells) == 6 and "saliency" in bar.get_ylabel()  # one colour bar for every map
     for j, method in enumerate(item.maps):
         for row in range(2):
             ax = cells[2 * j + row]
             drawn = np.asarray(ax.images[0].get_array())
-            mix = 0.5 * item.image / 255.0 + 0.5 * colormaps["viridis"](item.maps[method][row])[..., :3]
+            mix = 0.5 * item.image / 255.0 + 0.5 * colormaps["jet"](item.maps[method][row])[..., :3]
             np.testing.assert_allclose(drawn, mix, atol=1e-12)
+            # The outline encloses exactly the top-5% pixels the agreement compares.
+            region = F.top_region(item.maps[method][row], 5)
+            assert region.sum() == top_count(224, 224, 5)
+            (outline,) = ax.collections
+            inside = np.zeros((224, 224), dtype=bool)
+            for path in outline.get_paths():
+                yy, xx = np.mgrid[0:224, 0:224]
+                inside |= path.contains_points(np.c_[xx.ravel(), yy.ravel()]).reshape(224, 224)
+            assert (inside & region).sum() >= 0.9 * region.sum() and (inside & ~region).sum() <= 0.1 * region.sum()
             if row == 0:
-                assert ax.get_title() == method
+                expected = "agreement n/a" if agreement[method] is None else f"agreement {agreement[method]:.0f}%"
+                assert ax.get_title() == f"{method}\n{expected}"
     assert names[0] in cells[0].get_ylabel() and f"p = {item.probs[0]:.2f}" in cells[0].get_ylabel()
     assert names[1] in cells[1].get_ylabel() and f"p = {item.probs[1]:.2f}" in cells[1].get_ylabel()
     # The run's own check that the maps differ between classes is what the gallery shows:
     assert not np.array_equal(item.maps["case"][0], item.maps["case"][1])
+
+
+def test_gallery_chooses_where_methods_differ_most_and_least(photo_diagnose):
+    from case_saliency.report.sections import choose_gallery
+
+    run = read_run(photo_diagnose)
+    ids = [item.image_id for item in run.gallery]
+    spreads = dict(zip(ids, [30.0, 5.0, 60.0], strict=True))
+    agreement = {(i, "gradcam"): 50.0 for i in ids} | {(i, "case"): 50.0 - spreads[i] for i in ids}
+    most, least = choose_gallery(run.gallery, agreement, budget=2)
+    assert [m.image_id for m in most] == [ids[2]] and [m.image_id for m in least] == [ids[1]]
+    most, least = choose_gallery(run.gallery, agreement, budget=6)
+    assert [m.image_id for m in most] == [ids[2], ids[0], ids[1]] and least == []
 
 
 def test_confusion_heatmap_and_neighbours(confusion, fashion_names):
@@ -212,10 +237,31 @@ def test_confusion_heatmap_and_neighbours(confusion, fashion_names):
     np.testing.assert_array_equal(F.shown_classes(confusion, limit=4), np.sort(np.argsort(-mass)[:4]))
 
 
-def test_colours_survive_greyscale():
-    colours = np.array(F.method_colours(6))[:, :3]
-    luminance = colours @ np.array([0.2126, 0.7152, 0.0722])
-    assert np.all(np.diff(luminance) > 0.03)  # each method a distinct grey, dark to light
+def test_methods_get_distinct_colours():
+    from matplotlib.colors import to_rgb
+
+    colours = np.array([to_rgb(c) for c in F.method_colours(8)])
+    distances = np.linalg.norm(colours[:, None] - colours[None], axis=-1)
+    assert distances[~np.eye(8, dtype=bool)].min() > 0.25  # no two methods in near-identical colours
+
+
+def test_identical_methods_are_merged_and_paired_conclusions_say_which_way():
+    from case_saliency.report.rundir import Run
+    from case_saliency.report.sections import _direction, identical_methods
+
+    rows = []
+    for image, value in (("a", 40.0), ("b", 55.5), ("c", 12.0)):
+        for method, shift in (("gradcam", 0.0), ("hirescam", 0.0), ("case", -10.0), ("xgradcam", 0.0)):
+            rows.append({"image_id": image, "method": method, "k_percent": "5.0", "agreement": str(value + shift),
+                         "spearman": "0.5", "ssim": "0.4"})
+    run = Run(Path("x"), "diagnose", {"methods": ["gradcam", "hirescam", "case", "xgradcam"]}, {}, rows, None)
+    assert identical_methods(run) == {"gradcam": ["hirescam", "xgradcam"]}
+    rows[1]["agreement"] = "40.1"  # hirescam now differs on one image
+    assert identical_methods(run) == {"gradcam": ["xgradcam"]}
+    test = {"reference": "case", "method": "gradcam", "measure": "deletion_auc", "conclusion": "differs"}
+    assert _direction({**test, "mean_difference": -0.04}) == "differs: case lower (better)"
+    assert _direction({**test, "measure": "insertion_auc", "mean_difference": -0.04}) == "differs: case lower (worse)"
+    assert _direction({**test, "conclusion": "no difference shown", "mean_difference": 0.2}) == "no difference shown"
 
 
 def test_save_figure_writes_png_and_pdf(tmp_path):
@@ -261,12 +307,15 @@ def check_self_contained(page: str) -> list[Image.Image]:
             value = attrs.get(name)
             if value is None:
                 continue
-            assert value.startswith(("data:image/png;base64,", "#")), (tag, value[:80])
+            if tag == "a" and name == "href" and value.startswith("figures/"):
+                assert value.endswith(".png")  # a thumbnail's link to its full-size file beside the page
+                continue
+            assert value.startswith(("data:image/png;base64,", "data:image/jpeg;base64,", "#")), (tag, value[:80])
         if tag == "img":
             data = base64.b64decode(attrs["src"].split(",", 1)[1], validate=True)
             images.append(Image.open(io.BytesIO(data)))
             assert attrs.get("alt")
-    text = re.sub(r"data:image/png;base64,[A-Za-z0-9+/=]+", "", page)
+    text = re.sub(r"data:image/(png|jpeg);base64,[A-Za-z0-9+/=]+", "", page)
     assert not re.search(r"(https?:)?//[\w.-]+", text)  # nothing that could be fetched
     return images
 
@@ -290,12 +339,13 @@ def test_diagnose_report(fashion_diagnose, reports):
         assert (fashion_diagnose / "figures" / f"{stem}.pdf").read_bytes().startswith(b"%PDF")
     # Escaping: the class name's characters appear only as entities.
     assert "Shirt &lt;b&gt;&amp;&quot;&#x27;" in page and SPECIAL not in page and "<b>&" not in page
-    # The table holds summarize_run's numbers, and marks the lowest mean agreement per k.
+    # The table holds summarize_run's numbers, and marks the lowest mean agreement per k where that
+    # method's own test rejects.
     table = summarize_run(fashion_diagnose)["agreement"]
     for k in (5.0, 10.0):
         part = table[table["k_percent"] == k]
         best = part.loc[part["mean"].idxmin()]
-        assert f"{best['mean']:.1f}&nbsp;★" in page
+        assert (f"{best['mean']:.1f}&nbsp;★" in page) == (best["pvalue"] < 0.05)
         for _, row in part.iterrows():
             assert f">{row['mean']:.1f}<" in page or f">{row['mean']:.1f}&nbsp;★<" in page
             assert f"<td>{row['sd']:.1f}</td>" in page
@@ -318,10 +368,18 @@ def test_fidelity_report(fashion_fidelity, reports):
     assert {p.name for p in (fashion_fidelity / "figures").iterdir()} == {
         "confidence_drop.png", "confidence_drop.pdf", "curves.png", "curves.pdf"}
     means, tests = summarize_run(fashion_fidelity)["fidelity"], summarize_run(fashion_fidelity)["paired"]
-    assert f"{means['insertion_auc_mean'].max():.3f}&nbsp;★" in page
-    assert f"{means['deletion_auc_mean'].min():.3f}&nbsp;★" in page
-    assert f"{means['drop_relative_mean'].max():.3f}&nbsp;★" in page
     assert len(tests) == 8 and "Paired tests" in page  # case vs gradcam and layercam, 4 measures
+    # A best value has its star exactly where the paired test says it differs.
+    for column, measure, pick in (("insertion_auc_mean", "insertion_auc", "idxmax"),
+                                  ("deletion_auc_mean", "deletion_auc", "idxmin"),
+                                  ("drop_relative_mean", "drop_relative", "idxmax")):
+        best = means.loc[getattr(means[column], pick)()]
+        measured = tests[tests["measure"] == measure]
+        relevant = measured if best["method"] == "case" else measured[measured["method"] == best["method"]]
+        assert (f"{best[column]:.3f}&nbsp;★" in page) == bool((relevant["wilcoxon_p"] < 0.05).all())
+    for _, test in tests.iterrows():  # a difference says which way
+        if test["conclusion"] == "differs":
+            assert f"differs: case {'higher' if test['mean_difference'] > 0 else 'lower'}" in page
 
 
 @pytest.fixture(scope="module")
@@ -352,12 +410,13 @@ def test_one_page_for_several_runs(fashion_diagnose, fashion_fidelity, photo_dia
     assert rows["small-cnn", "case"]["mean"] == case_k5["mean"] and rows["small-cnn", "case"]["p"] == case_k5["pvalue"]
     assert rows["small-cnn", "case"]["insertion"] == case_fid["insertion_auc_mean"]
     assert "mean" not in rows["small-cnn", "layercam"] and "drop" not in rows["efficientnet_lite0", "case"]
-    # Best values are marked within each model: one ★ per model in the agreement column.
+    # The lowest agreement of each model is marked where its test rejects (3 photos never can).
     combined = page[page.index('id="combined"'):page.index('id="run1"')]
     for model in ("small-cnn", "efficientnet_lite0"):
-        means = {m: r["mean"] for (mod, m), r in rows.items() if mod == model and "mean" in r}
-        assert f">{min(means.values()):.1f}&nbsp;★<" in combined
-    assert combined.count("★") >= 2
+        scored = {m: r for (mod, m), r in rows.items() if mod == model and "mean" in r}
+        best = min(scored.values(), key=lambda r: r["mean"])
+        assert (f">{best['mean']:.1f}&nbsp;★<" in combined) == (best["p"] < 0.05)
+    assert combined.count("&nbsp;★") <= 1
     assert f"case-saliency report {fashion_diagnose} {fashion_fidelity} {photo_diagnose} --out {out}" in page
 
 

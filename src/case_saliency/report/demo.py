@@ -62,38 +62,16 @@ def _number(value: str) -> float | None:
     return None if math.isnan(number) else number
 
 
-def _overlay(image: np.ndarray, saliency: np.ndarray, alpha: float = 0.5) -> np.ndarray:
-    """(H, W, 3) uint8 photo blended with a (H, W) map in [0, 1] through the "jet" colour map."""
-    from matplotlib import colormaps
+def _figure(path: Path, image: np.ndarray, maps: dict[str, np.ndarray], names: tuple[str, str],
+            probs: tuple[float, float], agreement: dict[str, float | None], k_percent: float) -> None:
+    """One PNG per photo, drawn by the report's renderer (``figures.gallery_figure``): the photo, then
+    per method its top-1 and top-2 maps overlaid, the top-k% regions outlined, the agreement above."""
+    from . import figures as F
 
-    colours = colormaps["jet"](np.clip(np.nan_to_num(saliency.astype(np.float32)), 0, 1))[..., :3] * 255.0
-    return (image.astype(np.float32) * (1 - alpha) + colours * alpha).clip(0, 255).astype(np.uint8)
-
-
-def _side_by_side(path: Path, image: np.ndarray, maps: dict[str, np.ndarray], names: tuple[str, str],
-                  probs: tuple[float, float], agreement: dict[str, float | None]) -> None:
-    """One PNG: the photo, then per method its top-1 and top-2 maps overlaid, with captions
-    (class, probability, the method's top-k% agreement). Composed with PIL: fast, no figure layout."""
-    from PIL import Image, ImageDraw
-
-    panels = [(image, ["input", ""])]
-    for method in (m for m in DEMO_METHODS if m in maps):
-        share = agreement.get(method)
-        share_text = "n/a (constant map)" if share is None else f"{share:.0f}%"
-        for slot in range(2):
-            caption = [f"{METHOD_TITLES[method]} top-{slot + 1}: {names[slot][:24]} ({probs[slot]:.2f})",
-                       f"agreement {share_text}"]
-            panels.append((_overlay(image, maps[method][slot]), caption))
-    height, width = image.shape[:2]
-    caption_height, gap = 30, 4
-    canvas = Image.new("RGB", (len(panels) * (width + gap) - gap, height + caption_height), "white")
-    draw = ImageDraw.Draw(canvas)
-    for index, (panel, caption) in enumerate(panels):
-        x = index * (width + gap)
-        canvas.paste(Image.fromarray(panel), (x, caption_height))
-        for line, text in enumerate(caption):
-            draw.text((x + 2, 2 + 13 * line), text, fill="black")
-    canvas.save(path, optimize=False, compress_level=3)
+    fig = F.gallery_figure(image, maps, names, probs, agreement=agreement, k_percent=k_percent,
+                           titles=METHOD_TITLES)
+    with F.rc_context(F.STYLE):
+        fig.savefig(path, dpi=100, facecolor="white")
 
 
 def format_table(photos: list[dict]) -> str:
@@ -158,7 +136,7 @@ def run_demo(out: str | Path = "demo-output", model_name: str = "efficientnet_li
         figure = photos_dir / f"{file_stem(image_id)}.png"
         with np.load(gallery_path(out, image_id), allow_pickle=False) as data:
             maps = {m: data[f"map_{m}"] for m in DEMO_METHODS if f"map_{m}" in data.files}
-            _side_by_side(figure, data["image"], maps, (names[classes[0]], names[classes[1]]), probs, agreement)
+            _figure(figure, data["image"], maps, (names[classes[0]], names[classes[1]]), probs, agreement, k_percent)
         photos.append({
             "id": image_id,
             "top1": {"class": classes[0], "name": names[classes[0]], "prob": probs[0]},

@@ -2,9 +2,9 @@
 (for papers).
 
 Every function takes arrays and returns a ``matplotlib.figure.Figure`` (no pyplot state, no
-global backend), so a test can read back what was drawn. Colours come from perceptually uniform
-maps whose lightness is monotone (viridis, cividis, magma), and lines also differ in style and
-marker, so the figures survive greyscale printing.
+global backend), so a test can read back what was drawn. Methods get distinct colour-blind-safe
+hues, and lines also differ in style and marker, so the figures survive greyscale printing; heat
+maps use cividis, saliency overlays jet.
 """
 
 from __future__ import annotations
@@ -18,6 +18,8 @@ import matplotlib
 matplotlib.use("Agg", force=False)  # headless: the report never opens a window
 import numpy as np
 from matplotlib import colormaps, rc_context
+from matplotlib.cm import ScalarMappable
+from matplotlib.colors import Normalize
 from matplotlib.figure import Figure
 
 # Readable at 100% on a screen and in a one-column paper figure.
@@ -26,17 +28,18 @@ STYLE = {"font.size": 10, "axes.titlesize": 10, "axes.labelsize": 10, "xtick.lab
          "axes.spines.top": False, "axes.spines.right": False, "pdf.fonttype": 42}
 LINE_STYLES = ("-", "--", "-.", ":")
 MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*")
-OVERLAY_CMAP = "viridis"
+OVERLAY_CMAP = "jet"  # the overlay users know from pytorch-grad-cam
 CONFUSION_CMAP = "cividis"
 
 
-def method_colours(count: int, cmap: str = "viridis") -> list[tuple]:
-    """``count`` colours spread over the dark-to-light range of a sequential map (greyscale-safe:
-    their lightness differs)."""
-    colours = colormaps[cmap]
-    if count <= 1:
-        return [colours(0.35)]
-    return [colours(v) for v in np.linspace(0.0, 0.75, count)]  # the lightest still reads on white
+# Okabe and Ito's colour-blind-safe qualitative palette: methods get distinct hues (a sequential
+# map made seven near-identical greens); line styles and markers tell them apart in greyscale.
+METHOD_PALETTE = ("#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#000000", "#F0E442")
+
+
+def method_colours(count: int) -> list[str]:
+    """``count`` distinct colours, one per method (the palette repeats past eight)."""
+    return [METHOD_PALETTE[i % len(METHOD_PALETTE)] for i in range(max(count, 1))]
 
 
 def _grid(count: int, max_columns: int = 4) -> tuple[int, int]:
@@ -155,7 +158,7 @@ def deletion_insertion_curves(fractions: Sequence[float], deletion: Mapping[str,
                 if method not in table or np.asarray(table[method]).size == 0:
                     continue
                 mean, lower, upper = curve_band(table[method])
-                ax.fill_between(x, lower, upper, color=colours[i], alpha=0.14, linewidth=0)
+                ax.fill_between(x, lower, upper, color=colours[i], alpha=0.08, linewidth=0)
                 ax.plot(x, mean, color=colours[i], linestyle=LINE_STYLES[i % len(LINE_STYLES)],
                         marker=MARKERS[i % len(MARKERS)], markersize=3.5, linewidth=1.6, label=method)
             ax.set_title(title)
@@ -172,7 +175,8 @@ def deletion_insertion_curves(fractions: Sequence[float], deletion: Mapping[str,
 
 def overlay(image: np.ndarray, saliency: np.ndarray, alpha: float = 0.5, cmap: str = OVERLAY_CMAP) -> np.ndarray:
     """An (H, W) map in [0, 1] blended over an (H, W, 3) uint8 image: (H, W, 3) float in [0, 1],
-    ``(1 - alpha) * image / 255 + alpha * cmap(map)``. NaN in the map counts as 0."""
+    ``(1 - alpha) * image / 255 + alpha * cmap(map)`` (jet by default, as pytorch-grad-cam's
+    ``show_cam_on_image``: blue = low, red = high). NaN in the map counts as 0."""
     base = np.asarray(image, dtype=np.float64) / 255.0
     values = np.clip(np.nan_to_num(np.asarray(saliency, dtype=np.float64), nan=0.0), 0.0, 1.0)
     if values.shape != base.shape[:2]:
@@ -182,34 +186,64 @@ def overlay(image: np.ndarray, saliency: np.ndarray, alpha: float = 0.5, cmap: s
     return (1.0 - alpha) * base + alpha * coloured
 
 
+def top_region(saliency: np.ndarray, k_percent: float) -> np.ndarray:
+    """The (H, W) boolean mask of a map's top-k% pixels, chosen as the agreement score chooses them
+    (``case_saliency.metrics.top_mask``), so the outline shows exactly what the score compares."""
+    import torch
+
+    from ..metrics import top_mask
+
+    values = torch.from_numpy(np.nan_to_num(np.asarray(saliency, dtype=np.float32)))
+    return top_mask(values[None], float(k_percent))[0].numpy()
+
+
 def gallery_figure(image: np.ndarray, maps: Mapping[str, np.ndarray], class_names: Sequence[str],
-                   probs: Sequence[float], alpha: float = 0.5) -> Figure:
-    """One gallery image: the image on the left, then a column per method with its top-1 map (upper
-    row) and top-2 map (lower row) overlaid on the image (bright = salient).
+                   probs: Sequence[float], alpha: float = 0.5, agreement: Mapping[str, float | None] | None = None,
+                   k_percent: float | None = 5.0, titles: Mapping[str, str] | None = None) -> Figure:
+    """One image and each method's maps for its top-1 (upper row) and top-2 class (lower row), overlaid
+    on the image in jet (red = salient) with one colour bar; each map's top-k% region outlined in white
+    (what the agreement compares), and each method's top-1/top-2 agreement over its column.
 
     image: (H, W, 3) uint8; maps: {method: (2, H, W) in [0, 1]}; class_names, probs: the top-1 and
-    top-2 classes' names and probabilities (row labels).
+    top-2 classes' names and probabilities; agreement: {method: percent or None (constant map)};
+    k_percent: the outlined share (None: no outline); titles: display names of the methods.
     """
     methods = list(maps)
     columns = 1 + len(methods)
+    agreement = agreement or {}
+    titles = titles or {}
     with rc_context(STYLE):
-        fig = Figure(figsize=(1.75 * (columns + 1) + 0.4, 3.9), layout="constrained")
+        fig = Figure(figsize=(1.75 * (columns + 1) + 1.0, 4.1), layout="constrained")
         # The photo spans both rows at twice a map's width: the same scale as the maps.
         grid = fig.add_gridspec(2, columns, width_ratios=[2.0] + [1.0] * len(methods))
         photo = fig.add_subplot(grid[:, 0])
         photo.imshow(np.asarray(image, dtype=np.uint8))
         photo.set_title("image")
         photo.set_axis_off()
+        map_axes = []
         for j, method in enumerate(methods, start=1):
             for row in range(2):
                 ax = fig.add_subplot(grid[row, j])
+                map_axes.append(ax)
                 ax.imshow(overlay(image, maps[method][row], alpha))
+                if k_percent is not None and np.ptp(np.nan_to_num(maps[method][row])) > 0:
+                    ax.contour(top_region(maps[method][row], k_percent), levels=[0.5], colors="white",
+                               linewidths=1.1)
                 ax.set_xticks([])
                 ax.set_yticks([])
                 if row == 0:
-                    ax.set_title(method)
+                    share = agreement.get(method)
+                    text = "" if method not in agreement else (
+                        "\nagreement n/a" if share is None or not np.isfinite(share) else f"\nagreement {share:.0f}%")
+                    ax.set_title(f"{titles.get(method, method)}{text}")
                 if j == 1:
                     ax.set_ylabel(f"top-{row + 1}: {_short(class_names[row])}\np = {probs[row]:.2f}")
+        bar = fig.colorbar(ScalarMappable(Normalize(0.0, 1.0), cmap=OVERLAY_CMAP), ax=map_axes, shrink=0.85,
+                           aspect=25, pad=0.02)
+        bar.set_label("saliency (each map scaled to [0, 1])")
+        if k_percent is not None:
+            fig.text(0.01, 0.01, f"white outline: each map's top {k_percent:g}% pixels (what the agreement compares)",
+                     fontsize=8, color="#444444")
     return fig
 
 
@@ -304,5 +338,5 @@ def save_figure(fig: Figure, folder: Path, stem: str, dpi: int | None = None) ->
 
 
 __all__ = ["agreement_histograms", "drop_boxplots", "curve_band", "deletion_insertion_curves", "overlay",
-           "gallery_figure", "row_rates", "contrast_neighbours", "shown_classes", "confusion_heatmap",
+           "gallery_figure", "top_region", "row_rates", "contrast_neighbours", "shown_classes", "confusion_heatmap",
            "save_figure", "method_colours"]

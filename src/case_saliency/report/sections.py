@@ -5,6 +5,8 @@ several runs."""
 from __future__ import annotations
 
 import base64
+import io
+import math
 from pathlib import Path
 from collections.abc import Sequence
 
@@ -12,26 +14,99 @@ import numpy as np
 
 from . import figures as F
 from ..runs.store import file_stem
-from .rundir import Run, safe_name
+from .rundir import GalleryItem, Run, safe_name, to_float
 from .tables import Column, e, key_values, number, records, table_html
 
 # Methods whose top-1 and top-2 maps remove each other's direction by construction: their low
 # agreement is partly circular and must be read with fidelity (paper notes, section 3).
 CONTRASTIVE = ("case", "finercam")
 NEIGHBOURS_K = 3
+GALLERY_BUDGET = 6  # gallery figures on a page: half where the methods differ most, half least
 
 
-def _img(png: Path, alt: str) -> str:
-    data = base64.b64encode(png.read_bytes()).decode("ascii")
-    return f'<img src="data:image/png;base64,{data}" alt="{e(alt)}">'
+def _img(png: Path, alt: str, thumbnail: int | None = None) -> str:
+    """An <img> with the PNG embedded, or (``thumbnail``: its width in pixels) a compressed JPEG copy
+    that links to the full-size PNG beside the page, so that photo-heavy pages stay small."""
+    if thumbnail is None:
+        data = base64.b64encode(png.read_bytes()).decode("ascii")
+        return f'<img src="data:image/png;base64,{data}" alt="{e(alt)}">'
+    from PIL import Image
+
+    with Image.open(png) as image:
+        image = image.convert("RGB")
+        if image.width > thumbnail:
+            image = image.resize((thumbnail, round(image.height * thumbnail / image.width)), Image.LANCZOS)
+        buffer = io.BytesIO()
+        image.save(buffer, "JPEG", quality=82, optimize=True)
+    data = base64.b64encode(buffer.getvalue()).decode("ascii")
+    return f'<img src="data:image/jpeg;base64,{data}" alt="{e(alt)}">'
 
 
-def _figure(fig, folder: Path, stem: str, alt: str, caption: str, dpi: int | None = None) -> str:
-    """Save a figure as PNG and PDF and return a <figure> embedding the PNG."""
+def _figure(fig, folder: Path, stem: str, alt: str, caption: str, dpi: int | None = None,
+            thumbnail: int | None = None) -> str:
+    """Save a figure as PNG and PDF and return a <figure> embedding the PNG (or a JPEG thumbnail of
+    it, linked to the PNG)."""
     png, pdf = F.save_figure(fig, folder, stem, dpi=dpi)
     where = "figures/" if folder.name == "figures" else f"figures/{folder.name}/"
-    return (f'<figure>{_img(png, alt)}<figcaption>{caption} <span class="files">'
+    image = _img(png, alt, thumbnail)
+    if thumbnail is not None:
+        image = f'<a href="{e(where + png.name)}">{image}</a>'
+    return (f'<figure>{image}<figcaption>{caption} <span class="files">'
             f'({e(png.name)}, {e(pdf.name)} in {e(where)})</span></figcaption></figure>')
+
+
+# The per-image columns that identify a method's numbers in each kind of run.
+IDENTITY_COLUMNS = {"diagnose": ("agreement", "spearman", "ssim"),
+                    "fidelity": ("drop_relative", "deletion_auc", "insertion_auc")}
+
+
+def identical_methods(run: Run) -> dict[str, list[str]]:
+    """{method: [later methods whose every per-image number equals its own]} (e.g. HiResCAM and
+    XGrad-CAM equal Grad-CAM at a global-average-pool + linear head), so tables and figures show
+    them once. Only methods with the same images, all finite values equal to 1e-6, count."""
+    columns = IDENTITY_COLUMNS.get(run.kind, ())
+    keys = ("image_id", "k_percent")
+    signatures: dict[str, tuple[list, np.ndarray]] = {}
+    for method in run.methods:
+        rows = sorted(run.select(method), key=lambda r: tuple(r.get(k, "") for k in keys))
+        ids = [tuple(r.get(k, "") for k in keys) for r in rows]
+        values = np.array([[to_float(r.get(c)) for c in columns] for r in rows], dtype=np.float64)
+        signatures[method] = (ids, values)
+    groups: dict[str, list[str]] = {}
+    taken: set[str] = set()
+    for i, first in enumerate(run.methods):
+        if first in taken:
+            continue
+        ids, values = signatures[first]
+        if not ids or not np.isfinite(values).any():
+            continue
+        for other in run.methods[i + 1:]:
+            other_ids, other_values = signatures[other]
+            if other not in taken and other_ids == ids and np.allclose(values, other_values, rtol=0, atol=1e-6,
+                                                                       equal_nan=True):
+                groups.setdefault(first, []).append(other)
+                taken.add(other)
+    return groups
+
+
+def _merge_identical(run: Run, rows: list[dict], key: str = "method") -> tuple[list[dict], list[str], str]:
+    """Rows without the duplicates of identical methods, the representatives' rows relabelled
+    "gradcam (= hirescam, xgradcam)"; also the methods to draw and a note (empty when none merged)."""
+    groups = identical_methods(run)
+    if not groups:
+        return rows, list(run.methods), ""
+    hidden = {m for dups in groups.values() for m in dups}
+    kept = []
+    for row in rows:
+        if row.get(key) in hidden:
+            continue
+        if row.get(key) in groups:
+            row = {**row, key: f"{row[key]} (= {', '.join(groups[row[key]])})"}
+        kept.append(row)
+    pairs = "; ".join(f"{', '.join(dups)} = {first}" for first, dups in groups.items())
+    note = (f'<p class="note">Identical numbers on every image, shown once: {e(pairs)} (at a global-average-pool and '
+            "linear head, HiResCAM's and XGrad-CAM's weights equal Grad-CAM's up to scale).</p>")
+    return kept, [m for m in run.methods if m not in hidden], note
 
 
 def _diagnose_sections(run: Run, summary: dict, folder: Path) -> tuple[str, str]:
@@ -41,6 +116,7 @@ def _diagnose_sections(run: Run, summary: dict, folder: Path) -> tuple[str, str]
     for row in rows:
         row["model"] = run.model
     p_key = "p_holm" if rows and "p_holm" in rows[0] else "pvalue"
+    rows, shown, merged = _merge_identical(run, rows)
     columns = [Column("Method", "method", str), Column("Model", "model", str),
                    Column("k %", "k_percent", lambda v: number(v, 1)),
                    Column("N", "n", lambda v: str(int(v)), title="pairs scored (degenerate and failed pairs left out)"),
@@ -58,16 +134,20 @@ def _diagnose_sections(run: Run, summary: dict, folder: Path) -> tuple[str, str]
     note = (f"<p class=\"note\">Test per method: one-sided Wilcoxon signed-rank test of agreement − {threshold:g}, "
             f"H1: median agreement &lt; {threshold:g}% (α = {alpha:g}"
             f"{', Holm-corrected' if p_key == 'p_holm' else ''}). Rejecting means the method separates the "
-            "top-1 and top-2 classes. ★ marks the best value of a column (↓ lower is better, ↑ higher).</p>")
+            "top-1 and top-2 classes. ★ marks the lowest mean agreement of each k where that method's test rejects "
+            "(↓ lower is better, ↑ higher).</p>") + merged
     if contrastive:
         note += (f"<p class=\"note\">{e(', '.join(contrastive))}: contrastive by construction (the top-2 "
                  "class's direction is removed from the top-1 map), so low agreement is partly circular; read it "
                  "together with a fidelity run.</p>")
+    def separates(row: dict, column: Column) -> bool:  # a star only where the method's own test rejects
+        return column.key == "mean" and _as_p(row.get(p_key)) < alpha
+
     table = table_html(rows, columns, groups=[row["k_percent"] for row in rows],
-                       caption="Class sensitivity: top-1 vs top-2 maps") + note
+                       caption="Class sensitivity: top-1 vs top-2 maps", star=separates) + note
     parts = []
     for k in run.k_percents():
-        agreement = {m: run.column(m, "agreement", k_percent=k) for m in run.methods}
+        agreement = {m: run.column(m, "agreement", k_percent=k) for m in shown}
         fig = F.agreement_histograms(agreement, threshold, float(k))
         parts.append(_figure(fig, folder, f"agreement_hist_k{safe_name(k)}", f"agreement histograms at k={k}%",
                              f"Top-{e(k)}% agreement per method, relative frequency; dashed line: the threshold "
@@ -80,6 +160,11 @@ def _fidelity_sections(run: Run, summary: dict, folder: Path) -> tuple[str, str]
     rows = records(summary["fidelity"])
     for row in rows:
         row["model"] = run.model
+    rows, shown, merged = _merge_identical(run, rows)
+    tests = records(summary.get("paired"))
+    hidden = set(run.methods) - set(shown)
+    tests = [t for t in tests if t.get("method") not in hidden and t.get("reference") not in hidden]
+    alpha = float(summary.get("alpha") or run.config.get("alpha") or 0.05)
     k = run.config.get("k_percent")
     k = number(k[0] if isinstance(k, list) and k else k, 0)  # fidelity runs store one k (maybe in a list)
     columns = [Column("Method", "method", str), Column("Model", "model", str),
@@ -91,11 +176,25 @@ def _fidelity_sections(run: Run, summary: dict, folder: Path) -> tuple[str, str]
                Column("Deletion AUC", "deletion_auc_mean", number, "low"),
                Column("Insertion AUC", "insertion_auc_mean", number, "high"),
                Column("Errors", "errors", lambda v: str(int(v)))]
-    table = table_html(rows, columns, caption="Fidelity: what the map's pixels are worth to the model")
-    table += ("<p class=\"note\">★ marks the best value of a column (↓ lower is better, ↑ higher). "
+    reference = str(tests[0]["reference"]) if tests else None
+
+    def differs(row: dict, column: Column) -> bool:
+        """A star only where the paired test says the best value differs: the reference's, from
+        every other method; another method's, from the reference."""
+        measure = MEASURES.get(column.key)
+        method = str(row["method"]).split(" (=")[0]
+        found = [t for t in tests if t.get("measure") == measure
+                 and (method == reference or t.get("method") == method)]
+        return bool(found) and all(_as_p(t.get("wilcoxon_p")) < alpha for t in found)
+
+    table = table_html(rows, columns, caption="Fidelity: what the map's pixels are worth to the model", star=differs)
+    table += ("<p class=\"note\">★ marks the best value of a column where the paired Wilcoxon test (α = "
+              f"{alpha:g}) says it differs: for {e(reference or 'the reference')} from every other method, for another "
+              "method from the reference (↓ lower is better, ↑ higher). "
               f"Fill of removed pixels: {e(run.config.get('fill'))}; "
-              f"{e(run.config.get('steps'))} deletion/insertion steps.</p>")
-    tests = records(summary.get("paired"))
+              f"{e(run.config.get('steps'))} deletion/insertion steps.</p>") + merged
+    for test in tests:
+        test["conclusion"] = _direction(test)
     if tests:
         test_columns = [Column("Reference", "reference", str), Column("Method", "method", str),
                         Column("Measure", "measure", str), Column("N", "n", lambda v: str(int(v))),
@@ -105,12 +204,12 @@ def _fidelity_sections(run: Run, summary: dict, folder: Path) -> tuple[str, str]
                         Column("p (t-test)", "t_p", number), Column("Conclusion", "conclusion", str)]
         table += table_html(tests, test_columns, caption="Paired tests, reference − method, two-sided")
     parts = []
-    drops = {m: run.column(m, "drop_relative") for m in run.methods}
+    drops = {m: run.column(m, "drop_relative") for m in shown}
     parts.append(_figure(F.drop_boxplots(drops), folder, "confidence_drop", "confidence drop box plots",
                          f"Relative confidence drop after removing the top {e(k)}% pixels, per image; "
                          "boxes: quartiles, whiskers: 1.5 IQR, diamond: mean."))
-    deletion = {m: run.curves(m, "deletion_curve") for m in run.methods}
-    insertion = {m: run.curves(m, "insertion_curve") for m in run.methods}
+    deletion = {m: run.curves(m, "deletion_curve") for m in shown}
+    insertion = {m: run.curves(m, "insertion_curve") for m in shown}
     lengths = {c.shape[1] for c in [*deletion.values(), *insertion.values()] if c.size}
     if len(lengths) == 1:
         fractions = np.linspace(0.0, 1.0, lengths.pop())
@@ -120,24 +219,94 @@ def _fidelity_sections(run: Run, summary: dict, folder: Path) -> tuple[str, str]
     return table, "\n".join(parts)
 
 
+def _first_k_agreements(run: Run) -> tuple[float | None, dict[tuple[str, str], float]]:
+    """The smallest k of a diagnose run and each (image id, method)'s agreement at it (finite only)."""
+    ks = run.k_percents()
+    if not ks:
+        return None, {}
+    found = {}
+    for row in (r for r in run.rows if r.get("k_percent") == ks[0]):
+        value = to_float(row.get("agreement"))
+        if math.isfinite(value):
+            found[(row["image_id"], row["method"])] = value
+    return to_float(ks[0]), found
+
+
+def choose_gallery(items: Sequence[GalleryItem], agreement: dict[tuple[str, str], float],
+                   budget: int = GALLERY_BUDGET) -> tuple[list[GalleryItem], list[GalleryItem]]:
+    """(most, least): the images where the methods' top-1/top-2 agreements differ most and least
+    (spread = max - min over the methods with a finite agreement), within ``budget`` images in all.
+    Images with fewer than two finite agreements come last."""
+    def spread(item: GalleryItem) -> float:
+        values = [agreement[(item.image_id, m)] for m in item.maps if (item.image_id, m) in agreement]
+        return max(values) - min(values) if len(values) >= 2 else -math.inf
+
+    ranked = sorted(items, key=spread, reverse=True)  # stable: ties keep the run's order
+    if len(ranked) <= budget:
+        return ranked, []
+    most = (budget + 1) // 2
+    scored = [item for item in ranked if spread(item) > -math.inf]
+    least = sorted(scored[most:], key=spread)[: budget - most]
+    return ranked[:most], least
+
+
+# Fidelity table columns -> the paired tests' measure, and which way is better.
+MEASURES = {"drop_relative_mean": "drop_relative", "drop_absolute_mean": "drop_absolute",
+            "deletion_auc_mean": "deletion_auc", "insertion_auc_mean": "insertion_auc"}
+BETTER = {"drop_relative": "high", "drop_absolute": "high", "deletion_auc": "low", "insertion_auc": "high"}
+
+
+def _as_p(value: object) -> float:
+    p = to_float(value)  # type: ignore[arg-type]
+    return p if math.isfinite(p) else math.inf
+
+
+def _direction(test: dict) -> str:
+    """A paired test's conclusion with its direction: "differs: case higher (better)"."""
+    conclusion = str(test.get("conclusion") or "")
+    difference = to_float(test.get("mean_difference"))
+    if conclusion != "differs" or not math.isfinite(difference) or difference == 0:
+        return conclusion
+    higher = difference > 0  # mean difference = reference - method
+    better = BETTER.get(str(test.get("measure")))
+    verdict = "" if better is None else (" (better)" if higher == (better == "high") else " (worse)")
+    return f"differs: {test.get('reference')} {'higher' if higher else 'lower'}{verdict}"
+
+
 def _gallery_section(run: Run, folder: Path) -> str:
     if not run.gallery:
         return ""
-    parts = []
-    for item in run.gallery:
-        methods = [m for m in run.methods if m in item.maps] + sorted(set(item.maps) - set(run.methods))
-        if not methods:
-            continue
-        names = [run.class_name(int(c)) for c in item.classes[:2]]
-        maps = {m: item.maps[m] for m in methods}
-        fig = F.gallery_figure(item.image, maps, names, item.probs[:2])
-        label = run.class_name(item.label) if item.label >= 0 else "unknown"
-        caption = (f"<b>{e(item.image_id)}</b> — true class: {e(label)}; top-1: {e(names[0])} "
-                   f"(p = {item.probs[0]:.2f}); top-2: {e(names[1])} (p = {item.probs[1]:.2f}). "
-                   "Upper row: each method's map for the top-1 class, lower row: for the top-2 class "
-                   "(bright = salient).")
-        parts.append(_figure(fig, folder, f"gallery_{file_stem(item.image_id)}", f"gallery {item.image_id}",
-                             caption, dpi=110))
+    k, agreement = _first_k_agreements(run)
+    most, least = choose_gallery(run.gallery, agreement)
+    stored = len(run.gallery)
+    if least:
+        intro = (f"{len(most) + len(least)} of the {stored} images whose maps the run stored: the {len(most)} where "
+                 f"the methods' top-1/top-2 agreements differ most, then the {len(least)} where they differ least "
+                 f"(spread = highest − lowest agreement at k = {k:g}%).")
+    else:
+        intro = (f"The {stored} images whose maps the run stored, those where the methods' top-1/top-2 agreements "
+                 "differ most first.")
+    parts = [f'<p class="note">{intro} Each map is overlaid in jet (red = salient) and scaled to [0, 1]; the '
+             "white outline is its top-k% region, the pixels the agreement compares; a method's agreement is "
+             "printed above its column. Click a figure for the full-size PNG.</p>"]
+    for group, label in ((most, "differ most"), (least, "differ least")):
+        for item in group:
+            methods = [m for m in run.methods if m in item.maps] + sorted(set(item.maps) - set(run.methods))
+            if not methods:
+                continue
+            names = [run.class_name(int(c)) for c in item.classes[:2]]
+            maps = {m: item.maps[m] for m in methods}
+            shares = {m: agreement.get((item.image_id, m)) for m in methods}
+            fig = F.gallery_figure(item.image, maps, names, item.probs[:2], agreement=shares, k_percent=k)
+            values = [v for v in shares.values() if v is not None]
+            spread = f"; spread {max(values) - min(values):.0f} points" if len(values) >= 2 else ""
+            true = run.class_name(item.label) if item.label >= 0 else "unknown"
+            caption = (f"<b>{e(item.image_id)}</b> ({'methods ' + label if least else 'sorted by spread'}{spread}) — "
+                       f"true class: {e(true)}; top-1: {e(names[0])} (p = {item.probs[0]:.2f}); top-2: "
+                       f"{e(names[1])} (p = {item.probs[1]:.2f}). Upper row: each method's map for the top-1 class, "
+                       "lower row: for the top-2 class.")
+            parts.append(_figure(fig, folder, f"gallery_{file_stem(item.image_id)}", f"gallery {item.image_id}",
+                                 caption, dpi=110, thumbnail=760))
     return "\n".join(parts)
 
 
@@ -249,9 +418,12 @@ def combined_table(runs: Sequence[Run], summaries: Sequence[dict]) -> str:
                Column("N (fidelity)", "n_fidelity", count),
                Column("Relative drop", "drop", number, "high"), Column("SD", "drop_sd", number),
                Column("Deletion AUC", "deletion", number, "low"), Column("Insertion AUC", "insertion", number, "high")]
-    note = ("<p class=\"note\">One row per model and method, from the runs below. ★ marks the best value of a "
-            "column within each model (↓ lower is better, ↑ higher). Low agreement means class-sensitive maps; "
+    note = ("<p class=\"note\">One row per model and method, from the runs below. ★ marks the lowest agreement "
+            "within each model where that method's test rejects (↓ lower is better, ↑ higher; the fidelity run's "
+            "paired tests are in its own section). Low agreement means class-sensitive maps; "
             "a high drop, low deletion and high insertion AUC mean faithful maps. Contrastive methods "
             f"({e(', '.join(CONTRASTIVE))}) lower agreement by construction: read both halves together.</p>")
+    alpha = min((float(s.get("alpha") or 0.05) for s in summaries), default=0.05)
     return table_html(rows, columns, groups=[row["model"] for row in rows],
-                      caption="Class sensitivity and fidelity, per model and method") + note
+                      caption="Class sensitivity and fidelity, per model and method",
+                      star=lambda row, column: column.key == "mean" and _as_p(row.get("p")) < alpha) + note

@@ -62,11 +62,12 @@ def _best_rows(rows: Sequence[dict], column: Column, groups: Sequence[Any]) -> s
 
 
 def table_html(rows: Sequence[dict], columns: Sequence[Column], groups: Sequence[Any] | None = None,
-               caption: str = "") -> str:
+               caption: str = "", star: Callable[[dict, Column], bool] | None = None) -> str:
     """An HTML table of summary rows, the best value of each directed column marked with ★ (within
-    each group, e.g. each k)."""
+    each group, e.g. each k); ``star(row, column)``: whether a best value earns its star (e.g. only
+    where a test says it differs); without it every best value does."""
     groups = list(groups) if groups is not None else [0] * len(rows)
-    marks = {c.key: _best_rows(rows, c, groups) for c in columns}
+    marks = {c.key: {i for i in _best_rows(rows, c, groups) if star is None or star(rows[i], c)} for c in columns}
     arrows = {"low": " ↓", "high": " ↑", None: ""}
     text_class = ' class="text"'
     head = "".join(f'<th scope="col"{text_class if c.text else ""} title="{e(c.title)}">'
