@@ -100,7 +100,8 @@ class _CompatCAM:
             if not self.takes_reshape:
                 raise ValueError(f"{type(self).__name__} does not take a reshape_transform here")
             options["reshape"] = reshape_transform
-        self.methods = [get_method(self.method, model, target_layer=layer, **options) for layer in self.target_layers]
+        self.methods: list[Any] = [get_method(self.method, model, target_layer=layer, **options)
+                                   for layer in self.target_layers]
 
     def raw_maps(self, method: Any, input_tensor: Tensor, classes: Tensor | str) -> Tensor:
         """One layer's signed maps (B, h, w) at the layer's resolution."""
@@ -224,7 +225,8 @@ class FinerCAM:
             engine = method.engine
             cap = engine(input_tensor, lambda logits: self._classes(logits, targets, alpha, comparison_categories,
                                                                     target_idx))
-            chosen = cap.classes  # (B, 1 + k): the main class, then the comparison classes
+            chosen, gradients = cap.classes, cap.gradients  # chosen (B, 1 + k): the main class, then the comparison
+            assert chosen is not None and gradients is not None  # classes were asked for
             logits = cap.logits.detach().clone().requires_grad_(True)
             objective = _finer_objective(logits, chosen[:, 0], chosen[:, 1:], float(alpha)) if chosen.shape[1] > 1 \
                 else logits.gather(1, chosen).sum()
@@ -232,7 +234,7 @@ class FinerCAM:
             # The objective depends on the other logits only through the softmax's normaliser, which
             # cancels up to its 1e-9 term: its gradient is a combination of the chosen classes' gradients.
             coefficients = slope.gather(1, chosen)  # (B, 1 + k)
-            combined = (coefficients[:, :, None, None, None] * cap.gradients).sum(1, keepdim=True)
+            combined = (coefficients[:, :, None, None, None] * gradients).sum(1, keepdim=True)
             per_layer.append(method.cam(cap.activations, combined, None)[:, 0])
         return _finish(per_layer, size)
 

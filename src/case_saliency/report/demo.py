@@ -70,8 +70,7 @@ def _figure(path: Path, image: np.ndarray, maps: dict[str, np.ndarray], names: t
 
     fig = F.gallery_figure(image, maps, names, probs, agreement=agreement, k_percent=k_percent,
                            titles=METHOD_TITLES)
-    with F.rc_context(F.STYLE):
-        fig.savefig(path, dpi=100, facecolor="white")
+    fig.savefig(path, dpi=100, facecolor="white")
 
 
 def format_table(photos: list[dict]) -> str:

@@ -32,12 +32,13 @@ def _img(png: Path, alt: str, thumbnail: int | None = None) -> str:
         return f'<img src="data:image/png;base64,{data}" alt="{e(alt)}">'
     from PIL import Image
 
-    with Image.open(png) as image:
-        image = image.convert("RGB")
-        if image.width > thumbnail:
-            image = image.resize((thumbnail, round(image.height * thumbnail / image.width)), Image.LANCZOS)
-        buffer = io.BytesIO()
-        image.save(buffer, "JPEG", quality=82, optimize=True)
+    with Image.open(png) as opened:
+        picture = opened.convert("RGB")
+    if picture.width > thumbnail:
+        size = (thumbnail, round(picture.height * thumbnail / picture.width))
+        picture = picture.resize(size, Image.Resampling.LANCZOS)
+    buffer = io.BytesIO()
+    picture.save(buffer, "JPEG", quality=82, optimize=True)
     data = base64.b64encode(buffer.getvalue()).decode("ascii")
     return f'<img src="data:image/jpeg;base64,{data}" alt="{e(alt)}">'
 
