@@ -186,7 +186,7 @@ def _fidelity_sections(run: Run, summary: dict, folder: Path) -> tuple[str, str]
         method = str(row["method"]).split(" (=")[0]
         found = [t for t in tests if t.get("measure") == measure
                  and (method == reference or t.get("method") == method)]
-        return bool(found) and all(_as_p(t.get("wilcoxon_p")) < alpha for t in found)
+        return bool(found) and all(_as_p(t.get("wilcoxon_p_holm", t.get("wilcoxon_p"))) < alpha for t in found)
 
     table = table_html(rows, columns, caption="Fidelity: what the map's pixels are worth to the model", star=differs)
     table += ("<p class=\"note\">★ marks the best value of a column where the paired Wilcoxon test (α = "
