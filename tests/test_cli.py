@@ -96,6 +96,7 @@ def test_methods_print_plain_text():
     assert "captum.attr.IntegratedGradients" in result.output
 
 
+@pytest.mark.slow
 def test_unreadable_file_is_one_warning_line_and_the_layer_is_printed(tmp_path):
     from skimage import data
 

@@ -78,6 +78,7 @@ def test_demo_report_is_small_and_shows_the_contrast(demo_run):
         assert (out / photo["figure"]).stat().st_size > 20_000
 
 
+@pytest.mark.slow
 @needs_chromium
 def test_demo_report_renders_in_chromium(demo_run, tmp_path):
     """The page a user opens, as a browser draws it; the screenshot is kept in test-artifacts/."""

@@ -72,6 +72,7 @@ def test_ablationcam_parity_resnet18_seeded(resnet18, small_photos):
     assert (ours.maps - ref).abs().max().item() < TOL
 
 
+@pytest.mark.slow
 def test_scorecam_parity_lite0_real_photo_top1_top2_in_one_pass(lite0, lite0_photo):
     images = lite0_photo
     calls = []
@@ -91,6 +92,7 @@ def test_scorecam_parity_lite0_real_photo_top1_top2_in_one_pass(lite0, lite0_pho
         assert (ours.maps[:, rank] - ref).abs().max().item() < TOL, rank
 
 
+@pytest.mark.slow
 def test_ablationcam_parity_lite0_real_photo_top1_top2(lite0, lite0_photo):
     images = lite0_photo
     ours = AblationCAM(lite0, target_layer="blocks.0.0.bn1").explain(images, "topk:2", normalize=True)

@@ -507,6 +507,7 @@ def render_in_chromium(report: Path, screenshot: Path, tmp_path: Path) -> dict:
     return seen
 
 
+@pytest.mark.slow
 @needs_chromium
 def test_reports_render_in_chromium(reports, combined_report, tmp_path):
     reports = {**reports, "combined": combined_report}

@@ -239,6 +239,7 @@ run_diagnose(load_small_cnn(sys.argv[1]), FashionMNIST("test"), sys.argv[2], met
 """
 
 
+@pytest.mark.slow
 def test_sigkill_then_resume_equals_uninterrupted(cnn_path, tmp_path):
     script = tmp_path / "worker.py"
     script.write_text(WORKER.format(tests=str(TESTS), methods=ALL_CAMS))

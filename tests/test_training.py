@@ -112,6 +112,7 @@ def test_confusion_matrix_stored_and_refused_when_stale(trained, tmp_path):
         compute_confusion(loaded, open_dataset("samples"), progress=False)
 
 
+@pytest.mark.slow
 def test_cli_train_and_confusion(tmp_path):
     runner = CliRunner()
     bad = runner.invoke(app, ["train", "--arch", "alexnet", "--out", str(tmp_path)])
@@ -150,6 +151,7 @@ def lite_trained(tmp_path_factory):
     return result
 
 
+@pytest.mark.slow
 def test_lite0_fine_tune_learns_and_keeps_its_frozen_imagenet_stages(lite_trained):
     from case_saliency.models.efficientnet_lite import efficientnet_lite
 
@@ -172,6 +174,7 @@ def test_lite0_fine_tune_learns_and_keeps_its_frozen_imagenet_stages(lite_traine
     assert state["classifier.weight"].shape == (10, 1280)
 
 
+@pytest.mark.slow
 def test_lite0_checkpoint_loads_safely_reproduces_accuracy_and_confusion(lite_trained):
     loaded = load_model(str(lite_trained.checkpoint))
     assert loaded.input_size == LITE_SIZE and loaded.target_layer == "bn2" and loaded.class_names[6] == "Shirt"
