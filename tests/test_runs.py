@@ -99,6 +99,9 @@ def test_diagnose_fashion_mnist(cnn, fashion, tmp_path):
     config, frame = load_results(run)
     meta = json.loads((run / "meta.json").read_text())
     assert config["kind"] == "diagnose" and config["k_percent"] == [5.0, 10.0] and config["layer"] == LAYER
+    # labelled data: the paper's protocol by default, as in fidelity, and config.json says why
+    assert config["correct_only"] is True and "the data has labels" in config["protocol"]
+    assert (frame["class1"] == frame["label"]).all()
     assert meta["dataset"]["name"] == "fashion-mnist:test" and meta["class_names"][0] == "T-shirt/top"
     assert "torch" in meta["versions"] and meta["finished"]
     assert len(frame) == 10 * len(ALL_CAMS) * 2 and not frame.duplicated(["image_id", "method", "k_percent"]).any()
@@ -157,7 +160,7 @@ def test_failing_method_records_error_and_goes_on(cnn, fashion, tmp_path, monkey
 
     monkeypatch.setattr(METHODS["hirescam"], "explain", explain)
     run = run_diagnose(cnn, fashion, tmp_path / "run", methods=["gradcam", "hirescam"], n=5, seed=2, layer=LAYER,
-                       transform=TRANSFORM, batch_size=5, gallery=0, progress=False)
+                       transform=TRANSFORM, batch_size=5, gallery=0, progress=False, correct_only=False)
     _, frame = load_results(run)
     failed = frame[frame["error"] != ""]
     assert len(frame) == 10 and len(failed) == 1
@@ -212,10 +215,13 @@ def test_lite0_photos(lite0, tmp_path):
     assert names[top1["skimage/coffee"]] == "espresso" and names[top1["skimage/chelsea"]].endswith("cat")
     with pytest.raises(ValueError, match="no labels"):
         run_fidelity(lite0, photos, tmp_path / "fid-correct", methods=["gradcam"], n=2, layer="bn2",
-                     transform=lite_transform(), progress=False)
+                     transform=lite_transform(), progress=False, correct_only=True)
+    assert not (tmp_path / "fid-correct").exists()
+    # photos have no labels: by default, fidelity (like diagnose) takes all images, and says so
     fid = run_fidelity(lite0, photos, tmp_path / "fid", methods=["gradcam", "case"], n=2, seed=0, steps=1,
-                       correct_only=False, layer="bn2", transform=lite_transform(), batch_size=2, progress=False)
-    _, frame = load_results(fid)
+                       layer="bn2", transform=lite_transform(), batch_size=2, progress=False)
+    config, frame = load_results(fid)
+    assert config["correct_only"] is False and config["protocol"].startswith("all images (the default")
     assert len(frame) == 4 and (frame["error"] == "").all()
     assert frame["prob_before"].gt(frame["prob_after"]).any()  # removing half the salient pixels hurts
 

@@ -26,7 +26,7 @@ def diagnose(
     layer: str | None = opt.LAYER,
     contrast_k: int = opt.CONTRAST_K,
     confusion: Path | None = opt.CONFUSION,
-    correct_only: bool = typer.Option(False, "--correct-only/--all", help="keep only correctly classified images"),
+    correct_only: bool | None = opt.CORRECT_ONLY,
     batch_size: int = opt.BATCH_SIZE,
     gallery: int = typer.Option(8, help="save the maps of the first N images for the report"),
     signed: bool = typer.Option(False, help="rank raw signed maps (no ReLU) in the agreement"),
@@ -35,19 +35,20 @@ def diagnose(
     root: str | None = opt.ROOT,
     device: str = opt.DEVICE,
     quiet: bool = opt.QUIET,
+    workers: int | None = opt.WORKERS,
 ) -> None:
     """Class sensitivity: agreement of each method's top-1 and top-2 maps, with a Wilcoxon test per method."""
     from ..runs import run_diagnose
 
     percents = opt.parse_percents(k)
     if n < 0 or batch_size < 1 or gallery < 0:
-        raise opt.fail("--n and --gallery must be >= 0 and --batch-size >= 1")
+        raise opt.fail("--num-images and --gallery must be >= 0 and --batch-size >= 1")
     loaded, dataset, names, contrast = opt.resolve_inputs(model, weights, data, root, methods, contrast_k, confusion,
                                                           device)
     opt.check_layer(loaded, layer)
     opt.execute(lambda: run_diagnose(loaded, dataset, out, methods=names, n=n, seed=seed, k_percent=percents,
                                      threshold=threshold, alpha=alpha, layer=layer, contrast=contrast,
                                      correct_only=correct_only, batch_size=batch_size, gallery=gallery, signed=signed,
-                                     dataset_name=data, progress=not quiet, command=opt.this_command(),
+                                     dataset_name=data, progress=not quiet, command=opt.this_command(), workers=workers,
                                      weights=weights),
                 out, {"correction": "holm" if holm else None})

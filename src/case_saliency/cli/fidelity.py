@@ -22,8 +22,7 @@ def fidelity(
     fill: str = typer.Option("zero", help="what removed pixels become: zero (the paper: 0 in the normalised "
                              "input), mean, blur"),
     steps: int = typer.Option(20, help="deletion/insertion steps (0: skip the curves)"),
-    correct_only: bool = typer.Option(True, "--correct-only/--all",
-                                      help="only correctly classified images (the paper)"),
+    correct_only: bool | None = opt.CORRECT_ONLY,
     alpha: float = typer.Option(0.05, help="significance level of the paired tests"),
     layer: str | None = opt.LAYER,
     contrast_k: int = opt.CONTRAST_K,
@@ -35,6 +34,7 @@ def fidelity(
     root: str | None = opt.ROOT,
     device: str = opt.DEVICE,
     quiet: bool = opt.QUIET,
+    workers: int | None = opt.WORKERS,
 ) -> None:
     """Fidelity: confidence drop after removing the top-k% pixels, deletion/insertion AUC, CASE vs each method."""
     from ..metrics import FILLS
@@ -45,7 +45,7 @@ def fidelity(
     if not 0 < k <= 100:
         raise opt.fail(f"--k {k:g} is outside (0, 100]; give a percentage such as 50")
     if n < 0 or steps < 0 or batch_size < 1 or eval_batch_size < 1:
-        raise opt.fail("--n and --steps must be >= 0, --batch-size and --eval-batch-size >= 1")
+        raise opt.fail("--num-images and --steps must be >= 0, --batch-size and --eval-batch-size >= 1")
     loaded, dataset, names, contrast = opt.resolve_inputs(model, weights, data, root, methods, contrast_k, confusion,
                                                           device)
     opt.check_layer(loaded, layer)
@@ -53,5 +53,5 @@ def fidelity(
                                      steps=steps, correct_only=correct_only, alpha=alpha, layer=layer,
                                      contrast=contrast,
                                      batch_size=batch_size, eval_batch_size=eval_batch_size, dataset_name=data,
-                                     progress=not quiet, command=opt.this_command(), weights=weights),
+                                     progress=not quiet, command=opt.this_command(), workers=workers, weights=weights),
                 out, {"correction": "holm" if holm else None})

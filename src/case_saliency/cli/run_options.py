@@ -88,8 +88,10 @@ def resolve_inputs(model: str, weights: str | None, data: str, root: str | None,
         contrast = _confusion_contrast(confusion, loaded, contrast_k) if confusion else TopLogits(k=contrast_k)
     except (ValueError, FileNotFoundError, OSError) as error:
         raise fail(f"--confusion {confusion}: {error}") from None
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
+    if device == "auto":  # under torchrun: cuda:LOCAL_RANK, each rank on its own GPU
+        from ..runs.distributed import default_device
+
+        device = default_device()
     try:
         loaded.model.to(torch.device(device))
     except (RuntimeError, AssertionError) as error:
@@ -138,6 +140,10 @@ def execute(run: Callable[[], Path], run_dir: Path, summary_options: dict) -> No
         raise fail(f"interrupted; run the same command again to resume {run_dir}", 1) from None
     except Exception as error:  # a failure while running
         raise fail(f"{type(error).__name__}: {error} (the rows written so far are kept; rerun to resume)", 1) from None
+    from ..runs.distributed import from_env
+
+    if not from_env().main:  # under torchrun, rank 0 prints for the run
+        return
     stored = read_run(run_dir)
     failed = stored.every_row_failed()
     if failed is not None:  # a run with nothing but errors is a failure, whatever its cause
@@ -159,7 +165,15 @@ DATA = typer.Option(..., "--data", "-d", metavar="SPEC",
 OUT = typer.Option(..., "--out", "-o", metavar="DIR", help="run directory (created, or resumed if it exists)")
 METHODS = typer.Option(",".join(DEFAULT_METHODS), metavar="NAMES",
                        help="comma-separated method names (see `case-saliency methods`)")
-N = typer.Option(100, help="images to sample (0: all)")
+# Every option a distributed run needs has a name torchrun's own parser (which matches abbreviations of
+# its options, even after the module name) cannot mistake: "--n" could be --nnodes or --nproc-per-node,
+# so the sample size is --num-images (--n stays for single-process use).
+N = typer.Option(100, "--num-images", "--n", metavar="N", help="images to sample (0: all)")
+CORRECT_ONLY = typer.Option(None, "--correct-only/--all",
+                            help="correctly classified images only, or all images (default: correct only where "
+                            "the data has labels, the paper's protocol; all images where it has none)")
+WORKERS = typer.Option(None, min=0, metavar="N", help="DataLoader processes decoding images per process (default: "
+                       "from the CPU count; 0: decode in the main process)")
 SEED = typer.Option(0, help="seed of the image sample")
 LAYER = typer.Option(None, metavar="NAME", help="target layer (default: the model's)")
 CONTRAST_K = typer.Option(1, help="CASE contrast classes per target")

@@ -22,7 +22,7 @@ the map and the image share one (H, W) layout).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import torch
 import torchvision.transforms.functional as TF
@@ -50,13 +50,17 @@ def substrate(images: Tensor, fill: str = "zero", *, blur_kernel: int = 11, blur
 
 
 @torch.no_grad()
-def class_probability(model: nn.Module, images: Tensor, classes: Tensor, batch_size: int = 64) -> Tensor:
-    """Softmax probability of ``classes`` (N,) for ``images`` (N, C, H, W) -> (N,), in batches."""
+def class_probability(model: nn.Module, images: Tensor, classes: Tensor, batch_size: int = 64,
+                      progress: Callable[[int], None] | None = None) -> Tensor:
+    """Softmax probability of ``classes`` (N,) for ``images`` (N, C, H, W) -> (N,), in batches.
+    progress: called with the number of images of each forward pass, after it."""
     out = []
     for start in range(0, images.shape[0], batch_size):
         logits = model(images[start:start + batch_size])
         probs = logits.float().softmax(dim=1)
         out.append(probs.gather(1, classes[start:start + batch_size, None].to(probs.device))[:, 0])
+        if progress is not None:
+            progress(out[-1].shape[0])
     return torch.cat(out) if out else torch.zeros(0)
 
 
@@ -81,17 +85,18 @@ def remove_top(images: Tensor, maps: Tensor, k: float = 50.0, fill: str = "zero"
 
 def confidence_drop(model: nn.Module, images: Tensor, maps: Tensor, classes: Tensor, k: float = 50.0,
                     fill: str = "zero", *, prob_before: Tensor | None = None, batch_size: int = 64,
-                    **fill_options) -> ConfidenceDrop:
+                    progress: Callable[[int], None] | None = None, **fill_options) -> ConfidenceDrop:
     """The paper's fidelity score for maps (B, H, W) of ``classes`` (B,) on ``images`` (B, C, H, W).
 
     k: percent of pixels removed (the public script: 50). prob_before: pass it when already known
-    to save a forward pass. Cost: one forward pass (two without ``prob_before``).
+    to save a forward pass. progress: called with the images of each forward pass.
+    Cost: one forward pass (two without ``prob_before``).
     """
     classes = classes.long()
     if prob_before is None:
-        prob_before = class_probability(model, images, classes, batch_size)
+        prob_before = class_probability(model, images, classes, batch_size, progress)
     perturbed = remove_top(images, maps, k, fill, **fill_options)
-    prob_after = class_probability(model, perturbed, classes, batch_size)
+    prob_after = class_probability(model, perturbed, classes, batch_size, progress)
     prob_before = prob_before.float().to(prob_after.device)
     absolute = prob_before - prob_after
     relative = absolute.clamp_min(0) / prob_before.clamp_min(1e-12)
@@ -137,12 +142,13 @@ def _perturbed(images: Tensor, start: Tensor, end: Tensor, ranks: Tensor, counts
 @torch.no_grad()
 def deletion_insertion(model: nn.Module, images: Tensor, maps: Tensor, classes: Tensor, steps: int = 20,
                        *, deletion_fill: str = "zero", insertion_fill: str = "blur", batch_size: int = 64,
-                       **fill_options) -> Curves:
+                       progress: Callable[[int], None] | None = None, **fill_options) -> Curves:
     """RISE deletion and insertion curves of maps (B, H, W) for ``classes`` (B,) on images (B, C, H, W).
 
     steps: number of equal steps from 0 to all pixels (curves have steps + 1 points).
     deletion_fill: what deleted pixels become (default "zero", RISE's constant substrate);
     insertion_fill: the substrate pixels are revealed on (default "blur", as RISE).
+    progress: called with the number of perturbed images of each forward pass, after it.
     Cost: 2 * B * (steps + 1) forward passes, ``batch_size`` images at a time.
     """
     if steps < 1:
@@ -164,6 +170,8 @@ def deletion_insertion(model: nn.Module, images: Tensor, maps: Tensor, classes: 
             chunk = repeated[offset:offset + batch.shape[0]]
             probs.append(logits.softmax(1).gather(1, chunk[:, None].to(logits.device))[:, 0])
             offset += batch.shape[0]
+            if progress is not None:
+                progress(batch.shape[0])
         curves[name] = torch.cat(probs).view(b, steps + 1).cpu()
     x = fractions.float()
     return Curves(fractions=x, deletion=curves["deletion"], insertion=curves["insertion"],

@@ -16,16 +16,17 @@ from collections.abc import Callable, Sequence
 import numpy as np
 import torch
 from torch import Tensor
-from tqdm.auto import tqdm
 
 from ..core.contrast import TopLogits
 from ..core.maps import SaliencyMaps
 from ..metrics import spearman, ssim, topk_agreement
 from ..models import LoadedModel
-from .common import (FirstBatchCheck, batches, check_methods, display_images, error_text, finish_meta, load_batch,
-                     open_run)
+from .common import build_methods, check_methods, command_line, display_images
 from .defaults import DEFAULT_METHODS
-from .store import DIAGNOSE_COLUMNS, ResultsTable, gallery_path, save_npz
+from .engine import RunContext, Work, execute
+from .loading import Batch, error_text
+from .settings import RunSettings, has_labels, protocol_for
+from .store import DIAGNOSE_COLUMNS, gallery_path
 
 
 def _contrast_text(contrast: Tensor | None, index: int, slot: int) -> str:
@@ -57,36 +58,46 @@ def _pair_rows(method: str, image_id: str, label: int, classes: Tensor, probs: T
 
 
 def pair_measures(result: SaliencyMaps, k_percent: Sequence[float], signed: bool = False) -> dict:
-    """Agreement at each k, Spearman, SSIM and degeneracy for maps (B, 2, H, W) of top-1/top-2."""
-    maps = result.maps.detach().float().cpu()
+    """Agreement at each k, Spearman, SSIM and degeneracy for maps (B, 2, H, W) of top-1/top-2.
+
+    Computed where the maps are (the model's device); only the numbers come back to the CPU, as
+    lists. ``maps`` stays on the device for the gallery."""
+    maps = result.maps.detach().float()
     first, second = maps[:, 0], maps[:, 1]
-    agreement = [topk_agreement(first, second, k, signed=signed) for k in k_percent]
+    agreement = torch.stack([topk_agreement(first, second, k, signed=signed) for k in k_percent])
     degenerate = torch.isnan(agreement[0])
     if result.degenerate is not None and result.degenerate.ndim == 2:
-        degenerate = degenerate | result.degenerate.cpu().any(1)
+        degenerate = degenerate | result.degenerate.to(degenerate.device).any(1)
     small = min(maps.shape[-2:]) < 11  # SSIM's window does not fit: report NaN rather than fail
-    similarity = torch.full((maps.shape[0],), float("nan")) if small else ssim(first, second)
-    return {"agreement": [a.tolist() for a in agreement], "spearman": spearman(first, second).tolist(),
-            "ssim": similarity.tolist(), "degenerate": degenerate.tolist(),
+    similarity = torch.full((maps.shape[0],), float("nan"), device=maps.device) if small else ssim(first, second)
+    numbers = torch.cat([agreement.float(), spearman(first, second).float()[None], similarity.float()[None],
+                         degenerate.float()[None]]).cpu()  # one transfer for all the numbers
+    count = len(k_percent)
+    return {"agreement": numbers[:count].tolist(), "spearman": numbers[count].tolist(),
+            "ssim": numbers[count + 1].tolist(), "degenerate": numbers[count + 2].bool().tolist(),
             "contrast": None if result.contrast is None else result.contrast.cpu(), "maps": maps}
 
 
 def run_diagnose(model: Any, dataset: Any, run_dir: str | Path, *, methods: Sequence[str] = DEFAULT_METHODS,
                  n: int = 100, seed: int = 0, k_percent: Sequence[float] = (5.0,), threshold: float = 50.0,
                  alpha: float = 0.05, layer: str | None = None, contrast: Any = None,
-                 correct_only: bool = False, batch_size: int = 16, gallery: int = 8, signed: bool = False,
+                 correct_only: bool | None = None, batch_size: int = 16, gallery: int = 8, signed: bool = False,
                  transform: Callable | None = None, class_names: Sequence[str] | None = None,
                  model_name: str | None = None, dataset_name: str | None = None,
                  method_options: dict | None = None, progress: bool = True, command: str | None = None,
-                 weights: str | None = None) -> Path:
+                 weights: str | None = None, workers: int | None = None) -> Path:
     """Run (or resume) the class-sensitivity diagnostic and return the run directory.
 
     model: a ``LoadedModel`` or an ``nn.Module`` (then give ``transform``, and ``class_names``).
     dataset: an ``ImageDataset`` (``case_saliency.data.open_dataset``): ``ds[i] -> (PIL, label, id)``.
     methods: registered method names; contrast: CASE's contrast strategy (default ``TopLogits(1)``).
-    n, seed: the seeded sample (n <= 0: all); correct_only: keep images whose top-1 is right.
+    n, seed: the seeded sample (n <= 0: all). correct_only: None (default) keeps the correctly
+    classified images where the data has labels (the paper's protocol) and all images where it has
+    none; True/False force it (``settings.protocol_for``).
     k_percent: agreement at each k (one row per k); threshold, alpha: for ``summarize``.
     signed: rank raw signed maps (no ReLU) in the agreement. gallery: save maps of the first images.
+    workers: DataLoader processes decoding images (None: from the CPU count). Under ``torchrun`` the
+    sample is sharded over the ranks (``runs.engine``).
     Cost per batch: one forward pass plus one ``explain`` per method for both classes.
     """
     bundle = LoadedModel.wrap(model, transform, class_names, layer, model_name)
@@ -95,40 +106,17 @@ def run_diagnose(model: Any, dataset: Any, run_dir: str | Path, *, methods: Sequ
     if not k_percent or any(not 0 < k <= 100 for k in k_percent):
         raise ValueError(f"k_percent={k_percent}: give one or more percentages in (0, 100], e.g. 5")
     contrast = contrast if contrast is not None else TopLogits(k=1)
-    run_dir = Path(run_dir)
-    run = open_run("diagnose", bundle, dataset, run_dir, methods=methods, contrast=contrast,
-                   method_options=method_options, n=n, seed=seed, correct_only=correct_only, batch_size=batch_size,
-                   settings={"k_percent": k_percent, "threshold": float(threshold), "alpha": float(alpha),
-                             "fill": None, "signed": bool(signed), "steps": None, "gallery": int(gallery)},
-                   weights=weights, dataset_name=dataset_name, command=command, columns=DIAGNOSE_COLUMNS,
-                   rows_per_pair=len(k_percent))
-    check = FirstBatchCheck()
-    table: ResultsTable | None = None
-    try:
-        bar = tqdm(total=len(run.sample), desc="diagnose", unit="img", disable=not progress)
-        for start, chunk in batches(run.sample, batch_size):
-            work = _diagnose_batch(bundle, dataset, chunk, start, methods, run, k_percent, signed, gallery)
-            if work is None:
-                bar.update(len(chunk))
-                continue
-            groups, outcomes, gallery_items = work
-            check.check(outcomes)
-            if table is None:
-                run.commit()
-                table = ResultsTable(run_dir / "results.csv", DIAGNOSE_COLUMNS, len(k_percent), run.sample_ids)
-            for rows in groups:
-                if (rows[0]["image_id"], rows[0]["method"]) not in table.done:
-                    table.append(rows)
-            for path, arrays in gallery_items:
-                _write_gallery(path, arrays)
-            bar.update(len(chunk))
-        bar.close()
-    finally:
-        if table is not None:
-            table.close()
-    run.commit()
-    finish_meta(run_dir, run.meta, errors_in_last_session=table.errors_written if table else 0)
-    return run_dir
+    built, layer_used = build_methods(bundle, methods, contrast, method_options)
+    keep_correct, protocol = protocol_for(correct_only, has_labels(dataset))
+    settings = RunSettings(
+        kind="diagnose", model=bundle.name, weights=weights,
+        dataset=str(dataset_name or getattr(dataset, "name", type(dataset).__name__)), methods=tuple(methods), n=int(n),
+        seed=int(seed), k_percent=tuple(k_percent), layer=layer_used, contrast=repr(contrast),
+        correct_only=keep_correct, protocol=protocol, threshold=float(threshold), alpha=float(alpha), fill=None,
+        signed=bool(signed), steps=None, batch_size=int(batch_size), gallery=int(gallery),
+        command=command or command_line())
+    return execute(settings, bundle, dataset, Path(run_dir), built, columns=DIAGNOSE_COLUMNS,
+                   rows_per_pair=len(k_percent), make_job=DiagnoseJob, progress=progress, workers=workers)
 
 
 def _gallery_has(path: Path, method: str) -> bool:
@@ -145,58 +133,72 @@ def _top2(net: torch.nn.Module, images: Tensor) -> tuple[Tensor, Tensor]:
     return top.indices, top.values
 
 
-def _diagnose_batch(bundle, dataset, chunk, start, methods, run, k_percent, signed, gallery):
-    """Compute the missing rows of one fixed batch, without writing: (row groups, one per
-    (image, method) pair; {method: error text per decodable image tried}; gallery files to write),
-    or None when the batch has nothing to do."""
-    batch = load_batch(dataset, chunk, bundle.transform)
-    ids, device = batch.ids, run.device
-    in_gallery = [position < gallery for position in range(start, start + len(chunk))]
-    gallery_paths = [gallery_path(run.run_dir, i) for i in ids]
-    todo = {}
-    for name in methods:
-        missing = [b for b, image_id in enumerate(ids) if (image_id, name) not in run.done]
-        wants_gallery = any(g and b in batch.ok and not _gallery_has(gallery_paths[b], name)
-                            for b, g in enumerate(in_gallery))
-        if missing or wants_gallery:
-            todo[name] = missing
-    if not todo:
-        return None
-    groups: list[list[dict]] = []
-    outcomes: dict[str, list[str]] = {}
-    nan2 = torch.full((len(chunk), 2), float("nan"))
-    classes, probs = torch.full((len(chunk), 2), -1, dtype=torch.long), nan2
-    gallery_maps: dict[int, dict[str, np.ndarray]] = {b: {} for b, g in enumerate(in_gallery) if g and b in batch.ok}
-    if batch.images is not None:
-        images = batch.images.to(device)
-        ok_classes, ok_probs = _top2(bundle.model, images)
-        classes[batch.ok], probs[batch.ok] = ok_classes.cpu(), ok_probs.cpu()
-        position = {b: j for j, b in enumerate(batch.ok)}  # batch position -> row of ``images``
-        for name, missing in todo.items():
-            numbers, failures = _explain_pairs(run.methods[name], images, ok_classes, k_percent, signed)
-            outcomes[name] = [failures.get(position[b], "") for b in missing if b in position]
-            for b in missing:
-                if b not in position:
-                    continue
-                error = failures.get(position[b], "")
-                groups.append(_pair_rows(name, ids[b], batch.labels[b], classes, probs, k_percent,
-                                         None if error else numbers, b, error, position[b]))
-            for b in gallery_maps:
-                if numbers is not None and position[b] not in failures:
-                    gallery_maps[b][f"map_{name}"] = numbers["maps"][position[b]].numpy().astype(np.float16)
-    for b, error in batch.failures.items():
-        for name, missing in todo.items():
-            if b in missing:
-                groups.append(_pair_rows(name, ids[b], -1, classes, probs, k_percent, None, b, error, b))
-    gallery_items = []
-    for b, maps in gallery_maps.items():
-        if maps:
-            j = batch.ok.index(b)
-            arrays = {"image_id": np.str_(ids[b]), "image": display_images(batch.images[j:j + 1], bundle.transform)[0],
-                      "classes": classes[b].numpy().astype(np.int64), "probs": probs[b].numpy().astype(np.float32),
-                      "label": np.int64(batch.labels[b]), **maps}
-            gallery_items.append((gallery_paths[b], arrays))
-    return groups, outcomes, gallery_items
+class DiagnoseJob:
+    """The diagnostic's work on one batch (``runs.engine.Job``)."""
+
+    def __init__(self, context: RunContext):
+        self.context = context
+        self.settings = context.settings
+
+    def todo(self, start: int, ids: Sequence[str]) -> dict[str, list[int]]:
+        """{method: batch positions whose pair is missing}, for every method with work (a gallery
+        image lacking the method's maps is work too)."""
+        gallery = self.settings.gallery
+        todo = {}
+        for name in self.settings.methods:
+            missing = [b for b, image_id in enumerate(ids) if (image_id, name) not in self.context.done]
+            wants_gallery = any(start + b < gallery and not _gallery_has(gallery_path(self.context.run_dir, i), name)
+                                for b, i in enumerate(ids))
+            if missing or wants_gallery:
+                todo[name] = missing
+        return todo
+
+    def needs(self, start: int, ids: Sequence[str]) -> bool:
+        return bool(self.todo(start, ids))
+
+    def compute(self, batch: Batch, tick: Callable[[float], None]) -> Work:
+        context, settings = self.context, self.settings
+        k_percent, signed = list(settings.k_percent), settings.signed
+        ids = batch.ids
+        todo = self.todo(batch.start, ids)
+        work = Work()
+        classes = torch.full((len(ids), 2), -1, dtype=torch.long)
+        probs = torch.full((len(ids), 2), float("nan"))
+        gallery_maps: dict[int, dict[str, np.ndarray]] = {
+            b: {} for b in batch.ok if batch.start + b < settings.gallery}
+        share = len(ids) / max(len(todo), 1)
+        if batch.images is not None and todo:
+            images = batch.images.to(context.device, non_blocking=True)
+            ok_classes, ok_probs = _top2(context.net, images)
+            classes[batch.ok], probs[batch.ok] = ok_classes.cpu(), ok_probs.cpu()
+            position = {b: j for j, b in enumerate(batch.ok)}  # batch position -> row of ``images``
+            for name, missing in todo.items():
+                numbers, failures = _explain_pairs(context.methods[name], images, ok_classes, k_percent, signed)
+                work.outcomes[name] = [failures.get(position[b], "") for b in missing if b in position]
+                for b in missing:
+                    if b in position:
+                        error = failures.get(position[b], "")
+                        work.groups.append(_pair_rows(name, ids[b], batch.labels[b], classes, probs, k_percent,
+                                                      None if error else numbers, b, error, position[b]))
+                for b in gallery_maps:
+                    if numbers is not None and position[b] not in failures:
+                        gallery_maps[b][f"map_{name}"] = numbers["maps"][position[b]].cpu().numpy().astype(np.float16)
+                tick(share)
+        elif todo:
+            tick(len(ids))
+        for b, error in batch.failures.items():
+            for name, missing in todo.items():
+                if b in missing:
+                    work.groups.append(_pair_rows(name, ids[b], -1, classes, probs, k_percent, None, b, error, b))
+        for b, maps in gallery_maps.items():
+            if maps and batch.images is not None:
+                j = batch.ok.index(b)
+                arrays = {"image_id": np.str_(ids[b]),
+                          "image": display_images(batch.images[j:j + 1], context.transform)[0],
+                          "classes": classes[b].numpy().astype(np.int64), "probs": probs[b].numpy().astype(np.float32),
+                          "label": np.int64(batch.labels[b]), **maps}
+                work.gallery.append((gallery_path(context.run_dir, ids[b]), arrays))
+        return work
 
 
 def _explain_pairs(method, images, classes, k_percent, signed) -> tuple[dict | None, dict[int, str]]:
@@ -212,7 +214,8 @@ def _explain_pairs(method, images, classes, k_percent, signed) -> tuple[dict | N
 def _one_by_one(method, images, classes, k_percent, signed, batch_error) -> tuple[dict | None, dict]:
     """Run a method image by image after a batch failed; returns measures stacked over the batch
     (NaN rows for failures) and {index: error text}."""
-    parts, failures = [], {}
+    parts: list[dict | None] = []
+    failures: dict[int, str] = {}
     for b in range(images.shape[0]):
         try:
             result = method.explain(images[b:b + 1], classes[b:b + 1].to(images.device), relu=not signed,
@@ -231,7 +234,7 @@ def _one_by_one(method, images, classes, k_percent, signed, batch_error) -> tupl
               "spearman": [p["spearman"][0] if p else nan for p in parts],
               "ssim": [p["ssim"][0] if p else nan for p in parts],
               "degenerate": [p["degenerate"][0] if p else False for p in parts],
-              "maps": torch.stack([p["maps"][0] if p else torch.zeros(2, h, w) for p in parts])}
+              "maps": torch.stack([p["maps"][0] if p else template["maps"].new_zeros(2, h, w) for p in parts])}
     contrasts = [p["contrast"] for p in good]
     if all(c is not None for c in contrasts):
         k = contrasts[0].shape[-1]
@@ -239,14 +242,3 @@ def _one_by_one(method, images, classes, k_percent, signed, batch_error) -> tupl
     else:
         merged["contrast"] = None
     return merged, failures
-
-
-def _write_gallery(path: Path, arrays: dict[str, np.ndarray]) -> None:
-    """Merge this session's maps into the image's gallery file (an earlier session may hold others)."""
-    merged: dict[str, np.ndarray] = {}
-    if path.exists():
-        with np.load(path) as old:
-            merged = {key: old[key] for key in old.files}
-    merged.update(arrays)
-    path.parent.mkdir(exist_ok=True)
-    save_npz(path, **merged)

@@ -14,26 +14,38 @@ from collections.abc import Callable, Sequence
 
 import torch
 from torch import Tensor
-from tqdm.auto import tqdm
 
 from ..core.contrast import TopLogits
 from ..metrics import FILLS, confidence_drop, deletion_insertion
 from ..models import LoadedModel
-from .common import FirstBatchCheck, batches, check_methods, error_text, finish_meta, load_batch, open_run
+from .common import build_methods, check_methods, command_line
 from .defaults import DEFAULT_METHODS
-from .store import FIDELITY_COLUMNS, ResultsTable
+from .engine import RunContext, Work, execute
+from .loading import Batch, error_text
+from .settings import RunSettings, has_labels, protocol_for
+from .store import FIDELITY_COLUMNS
+
+# Perturbed images per forward pass (chosen by measurement: benchmarks/scale.py).
+EVAL_BATCH_SIZE = 64
 
 
 def fidelity_measures(model: torch.nn.Module, images: Tensor, maps: Tensor, pred: Tensor, prob: Tensor,
-                      k_percent: float, fill: str, steps: int, eval_batch_size: int) -> dict:
-    """Confidence drop and (steps > 0) deletion/insertion for maps (B, H, W) of classes ``pred`` (B,)."""
-    drop = confidence_drop(model, images, maps, pred, k_percent, fill, prob_before=prob, batch_size=eval_batch_size)
-    out = {"prob_after": drop.prob_after.cpu().tolist(), "drop_relative": drop.drop_relative.cpu().tolist(),
-           "drop_absolute": drop.drop_absolute.cpu().tolist()}
+                      k_percent: float, fill: str, steps: int, eval_batch_size: int,
+                      progress: Callable[[int], None] | None = None) -> dict:
+    """Confidence drop and (steps > 0) deletion/insertion for maps (B, H, W) of classes ``pred`` (B,).
+    progress: called with the images of each forward pass (1 + 2 (steps + 1) per image in all)."""
+    drop = confidence_drop(model, images, maps, pred, k_percent, fill, prob_before=prob, batch_size=eval_batch_size,
+                           progress=progress)
+    numbers = [drop.prob_after, drop.drop_relative, drop.drop_absolute]
     b = images.shape[0]
     if steps > 0:
-        curves = deletion_insertion(model, images, maps, pred, steps, deletion_fill=fill, batch_size=eval_batch_size)
-        out.update(deletion_auc=curves.deletion_auc.tolist(), insertion_auc=curves.insertion_auc.tolist(),
+        curves = deletion_insertion(model, images, maps, pred, steps, deletion_fill=fill, batch_size=eval_batch_size,
+                                    progress=progress)
+        numbers += [curves.deletion_auc, curves.insertion_auc]
+    prob_after, relative, absolute, *aucs = torch.stack([v.float().cpu() for v in numbers]).tolist()
+    out = {"prob_after": prob_after, "drop_relative": relative, "drop_absolute": absolute}
+    if steps > 0:
+        out.update(deletion_auc=aucs[0], insertion_auc=aucs[1],
                    deletion_curve=[" ".join(f"{v:.6g}" for v in row) for row in curves.deletion.tolist()],
                    insertion_curve=[" ".join(f"{v:.6g}" for v in row) for row in curves.insertion.tolist()])
     else:
@@ -44,18 +56,20 @@ def fidelity_measures(model: torch.nn.Module, images: Tensor, maps: Tensor, pred
 
 def run_fidelity(model: Any, dataset: Any, run_dir: str | Path, *, methods: Sequence[str] = DEFAULT_METHODS,
                  n: int = 100, seed: int = 0, k_percent: float = 50.0, fill: str = "zero", steps: int = 20,
-                 correct_only: bool = True, alpha: float = 0.05, layer: str | None = None, contrast: Any = None,
-                 batch_size: int = 16, eval_batch_size: int = 64, transform: Callable | None = None,
-                 class_names: Sequence[str] | None = None, model_name: str | None = None,
-                 dataset_name: str | None = None, method_options: dict | None = None, progress: bool = True,
-                 command: str | None = None, weights: str | None = None) -> Path:
+                 correct_only: bool | None = None, alpha: float = 0.05, layer: str | None = None,
+                 contrast: Any = None, batch_size: int = 16, eval_batch_size: int = EVAL_BATCH_SIZE,
+                 transform: Callable | None = None, class_names: Sequence[str] | None = None,
+                 model_name: str | None = None, dataset_name: str | None = None, method_options: dict | None = None,
+                 progress: bool = True, command: str | None = None, weights: str | None = None,
+                 workers: int | None = None) -> Path:
     """Run (or resume) the fidelity test and return the run directory.
 
     k_percent: share of pixels removed for the confidence drop (the public script: 50).
     fill: "zero" (0 in the normalised input, the paper's), "mean" or "blur"; also the deletion
         substrate (insertion reveals pixels on a blurred image, as RISE).
-    steps: deletion/insertion steps (0 skips the curves). correct_only: only images whose top-1
-        prediction equals their label (the paper's protocol); False: all sampled images.
+    steps: deletion/insertion steps (0 skips the curves). correct_only: None (default) keeps the
+        correctly classified images where the data has labels (the paper's protocol) and all images
+        where it has none; True/False force it. eval_batch_size: perturbed images per forward pass.
     Other arguments as :func:`case_saliency.runs.diagnose.run_diagnose`.
     Cost per batch and method: one ``explain``, one forward for the drop, 2 (steps + 1) forwards
     per image for the curves.
@@ -68,57 +82,64 @@ def run_fidelity(model: Any, dataset: Any, run_dir: str | Path, *, methods: Sequ
         raise ValueError(f"k_percent={k_percent} is not a percentage in (0, 100]")
     if steps < 0:
         raise ValueError(f"steps={steps}: use 0 to skip the curves or a positive number of steps")
+    if eval_batch_size < 1:
+        raise ValueError(f"eval_batch_size={eval_batch_size}: give a positive number of images per forward pass")
     contrast = contrast if contrast is not None else TopLogits(k=1)
-    run_dir = Path(run_dir)
-    run = open_run("fidelity", bundle, dataset, run_dir, methods=methods, contrast=contrast,
-                   method_options=method_options, n=n, seed=seed, correct_only=correct_only, batch_size=batch_size,
-                   settings={"k_percent": [float(k_percent)], "threshold": None, "alpha": float(alpha),
-                             "fill": fill, "signed": False, "steps": int(steps)},
-                   weights=weights, dataset_name=dataset_name, command=command, columns=FIDELITY_COLUMNS,
-                   rows_per_pair=1)
-    net, device = run.net, run.device
-    check = FirstBatchCheck()
-    table: ResultsTable | None = None
-    try:
-        bar = tqdm(total=len(run.sample), desc="fidelity", unit="img", disable=not progress)
-        for _, chunk in batches(run.sample, batch_size):
-            batch = load_batch(dataset, chunk, bundle.transform)
-            ids = batch.ids
-            todo = {name: [b for b, i in enumerate(ids) if (i, name) not in run.done] for name in methods}
-            todo = {name: missing for name, missing in todo.items() if missing}
-            if not todo:
-                bar.update(len(chunk))
-                continue
-            groups: list[list[dict]] = []
-            outcomes: dict[str, list[str]] = {}
-            if batch.images is not None:
-                images = batch.images.to(device)
-                with torch.no_grad():
-                    probs = net(images).float().softmax(1)
-                prob, pred = probs.max(1)
-                for name, missing in todo.items():
-                    rows = _method_rows(run.methods[name], name, net, images, pred, prob, batch,
-                                        [b for b in missing if b in batch.ok], float(k_percent), fill, steps,
-                                        eval_batch_size)
-                    outcomes[name] = [row["error"] for row in rows]
-                    groups += [[row] for row in rows]
-            for b, error in batch.failures.items():
-                groups += [[_error_row(ids[b], name, -1, -1, float("nan"), error)]
-                           for name, missing in todo.items() if b in missing]
-            check.check(outcomes)
-            if table is None:
-                run.commit()
-                table = ResultsTable(run_dir / "results.csv", FIDELITY_COLUMNS, 1, run.sample_ids)
-            for rows in groups:
-                table.append(rows)
-            bar.update(len(chunk))
-        bar.close()
-    finally:
-        if table is not None:
-            table.close()
-    run.commit()
-    finish_meta(run_dir, run.meta, errors_in_last_session=table.errors_written if table else 0)
-    return run_dir
+    built, layer_used = build_methods(bundle, methods, contrast, method_options)
+    keep_correct, protocol = protocol_for(correct_only, has_labels(dataset))
+    settings = RunSettings(
+        kind="fidelity", model=bundle.name, weights=weights,
+        dataset=str(dataset_name or getattr(dataset, "name", type(dataset).__name__)), methods=tuple(methods), n=int(n),
+        seed=int(seed), k_percent=(float(k_percent),), layer=layer_used, contrast=repr(contrast),
+        correct_only=keep_correct, protocol=protocol, threshold=None, alpha=float(alpha), fill=fill, signed=False,
+        steps=int(steps), batch_size=int(batch_size), eval_batch_size=int(eval_batch_size), gallery=0,
+        command=command or command_line())
+    return execute(settings, bundle, dataset, Path(run_dir), built, columns=FIDELITY_COLUMNS, rows_per_pair=1,
+                   make_job=FidelityJob, progress=progress, workers=workers)
+
+
+class FidelityJob:
+    """The fidelity test's work on one batch (``runs.engine.Job``)."""
+
+    def __init__(self, context: RunContext):
+        self.context = context
+        self.settings = context.settings
+
+    def todo(self, ids: Sequence[str]) -> dict[str, list[int]]:
+        todo = {name: [b for b, i in enumerate(ids) if (i, name) not in self.context.done]
+                for name in self.settings.methods}
+        return {name: missing for name, missing in todo.items() if missing}
+
+    def needs(self, start: int, ids: Sequence[str]) -> bool:
+        return bool(self.todo(ids))
+
+    def compute(self, batch: Batch, tick: Callable[[float], None]) -> Work:
+        context, settings = self.context, self.settings
+        ids = batch.ids
+        todo = self.todo(ids)
+        work = Work()
+        if batch.images is not None and todo:
+            images = batch.images.to(context.device, non_blocking=True)
+            with torch.no_grad():
+                probs = context.net(images).float().softmax(1)
+            prob, pred = probs.max(1)
+            steps = settings.steps or 0
+            # progress in images: one method's share of the batch, spread over its forward passes
+            passes = images.shape[0] * (1 + 2 * (steps + 1) if steps > 0 else 1)
+            share = len(ids) / len(todo)
+            for name, missing in todo.items():
+                rows = _method_rows(context.methods[name], name, context.net, images, pred, prob, batch,
+                                    [b for b in missing if b in batch.ok], float(settings.k_percent[0]),
+                                    str(settings.fill), steps, int(settings.eval_batch_size or EVAL_BATCH_SIZE),
+                                    lambda count, share=share: tick(share * count / passes))
+                work.outcomes[name] = [row["error"] for row in rows]
+                work.groups += [[row] for row in rows]
+        elif todo:
+            tick(len(ids))
+        for b, error in batch.failures.items():
+            work.groups += [[_error_row(ids[b], name, -1, -1, float("nan"), error)]
+                            for name, missing in todo.items() if b in missing]
+        return work
 
 
 def _error_row(image_id: str, name: str, label: int, pred: int, prob: float, error: str) -> dict:
@@ -129,7 +150,7 @@ def _error_row(image_id: str, name: str, label: int, pred: int, prob: float, err
 
 
 def _method_rows(method, name, net, images, pred, prob, batch, missing, k_percent, fill, steps,
-                 eval_batch_size) -> list[dict]:
+                 eval_batch_size, progress=None) -> list[dict]:
     """Rows of one method for the decodable images at batch positions ``missing``; a batch failure is
     retried image by image. ``images``, ``pred`` and ``prob`` hold the decodable images only."""
     if not missing:
@@ -138,8 +159,8 @@ def _method_rows(method, name, net, images, pred, prob, batch, missing, k_percen
     per_image: dict[int, tuple[dict | None, int, str]] = {}
     try:  # the whole batch, as in an uninterrupted run: batch-dependent arithmetic gives the same numbers
         maps = method.explain(images, pred, normalize=True).maps
-        numbers = fidelity_measures(net, images, maps, pred, prob, k_percent, fill, steps, eval_batch_size)
-        per_image = {b: (numbers, at[b], "") for b in missing}
+        measured = fidelity_measures(net, images, maps, pred, prob, k_percent, fill, steps, eval_batch_size, progress)
+        per_image = {b: (measured, at[b], "") for b in missing}
     except Exception:
         for b in missing:
             try:
@@ -151,9 +172,9 @@ def _method_rows(method, name, net, images, pred, prob, batch, missing, k_percen
                 per_image[b] = (None, 0, error_text(error))
     rows = []
     for b in missing:
-        numbers, j, error = per_image[b]
+        numbers, j, problem = per_image[b]
         i = at[b]
-        row = _error_row(batch.ids[b], name, batch.labels[b], int(pred[i]), float(prob[i]), error)
+        row = _error_row(batch.ids[b], name, batch.labels[b], int(pred[i]), float(prob[i]), problem)
         if numbers is not None:
             row.update({key: numbers[key][j] for key in ("prob_after", "drop_relative", "drop_absolute",
                                                           "deletion_auc", "insertion_auc", "deletion_curve",

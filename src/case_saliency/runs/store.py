@@ -357,7 +357,7 @@ class ResultsTable:
         if not Path(path).exists() or Path(path).stat().st_size == 0:
             return set()
         found = read_results(path, columns)
-        kept, _ = _complete_rows(found, rows_per_pair)
+        kept, _ = complete_rows(found, rows_per_pair)
         _check_ids(found, kept, None if sample_ids is None else set(sample_ids))
         return {(cells[0], cells[1]) for cells in kept}
 
@@ -369,7 +369,7 @@ class ResultsTable:
         if found.damaged:
             log.warning("%s: %d damaged line(s) dropped, their rows are recomputed: %s", self.path,
                         len(found.damaged), "; ".join(str(d) for d in found.damaged[:10]))
-        kept, dropped = _complete_rows(found, self.rows_per_pair)
+        kept, dropped = complete_rows(found, self.rows_per_pair)
         _check_ids(found, kept, sample_ids)
         if found.damaged or dropped or found.partial_tail:
             atomic_write(self.path, header_line(self.columns) + "".join(
@@ -380,14 +380,27 @@ class ResultsTable:
         """Append the rows of one (image_id, method) pair in a single write, then fsync."""
         if len(rows) != self.rows_per_pair:
             raise ValueError(f"a pair needs {self.rows_per_pair} rows, got {len(rows)}")
-        data = format_rows(rows, self.columns).encode("utf-8")
+        self._write(format_rows(rows, self.columns))
+        self.done.add((str(rows[0]["image_id"]), str(rows[0]["method"])))
+        self.rows_written += len(rows)
+        self.errors_written += sum(bool(row.get("error")) for row in rows)
+
+    def append_cells(self, rows: Sequence[Sequence[str]]) -> None:
+        """Append the rows of one pair given as cells already written once (a merge of part files)."""
+        if len(rows) != self.rows_per_pair:
+            raise ValueError(f"a pair needs {self.rows_per_pair} rows, got {len(rows)}")
+        self._write("".join(f"{line},{_checksum(line)}\n" for line in (_csv_line(cells) for cells in rows)))
+        self.done.add((str(rows[0][0]), str(rows[0][1])))
+        self.rows_written += len(rows)
+        error = self.columns.index("error") if "error" in self.columns else None
+        self.errors_written += sum(bool(cells[error]) for cells in rows) if error is not None else 0
+
+    def _write(self, text: str) -> None:
+        data = text.encode("utf-8")
         written = os.write(self._fd, data)
         while written < len(data):  # a short write (rare; e.g. a full disk) continues where it stopped
             written += os.write(self._fd, data[written:])
         os.fsync(self._fd)
-        self.done.add((str(rows[0]["image_id"]), str(rows[0]["method"])))
-        self.rows_written += len(rows)
-        self.errors_written += sum(bool(row.get("error")) for row in rows)
 
     def close(self) -> None:
         if self._fd >= 0:
@@ -401,7 +414,7 @@ class ResultsTable:
         self.close()
 
 
-def _complete_rows(found: ResultsFile, rows_per_pair: int) -> tuple[list[list[str]], int]:
+def complete_rows(found: ResultsFile, rows_per_pair: int) -> tuple[list[list[str]], int]:
     """The rows of complete pairs, and how many rows were dropped (pairs with fewer rows: a write
     cut between two of a pair's lines, or a damaged line among them)."""
     counts = Counter((cells[0], cells[1]) for cells in found.rows)

@@ -156,6 +156,8 @@ def format_summary(summary: dict) -> str:
     head = (f"{config.get('kind')} run: model {config.get('model')}, dataset {config.get('dataset')}, "
             f"layer {config.get('layer')}, n={config.get('n')}, seed {config.get('seed')}, "
             f"contrast {config.get('contrast')}")
+    if config.get("protocol"):
+        head += f"\nimages: {config['protocol']}"
     pd.set_option("display.width", 200)
     if summary["kind"] == "diagnose":
         table = summary["agreement"]
