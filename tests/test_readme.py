@@ -43,11 +43,17 @@ def cli_commands() -> list[list[str]]:
     return [argv[1:] for argv in commands() if argv[0] in (".venv/bin/case-saliency", "case-saliency")]
 
 
+def torchrun_commands() -> list[list[str]]:
+    """The case-saliency command lines that torchrun starts (``torchrun ... -m case_saliency ARGS``)."""
+    return [argv[argv.index("case_saliency") + 1:] for argv in commands() if argv[0] == ".venv/bin/torchrun"]
+
+
 def test_readme_lists_the_commands_this_test_checks():
     names = [argv[0] for argv in cli_commands()]
     assert {"demo", "methods", "diagnose", "fidelity", "summarize", "report", "train", "confusion"} <= set(names)
     # Runnable as written after the first command: the venv's script, not a bare name off PATH.
-    assert all(argv[0] in (".venv/bin/case-saliency", ".venv/bin/python", "bash") for argv in commands())
+    assert all(argv[0] in (".venv/bin/case-saliency", ".venv/bin/python", ".venv/bin/torchrun", "bash")
+               for argv in commands())
 
 
 def _parse(argv: list[str]) -> dict:
@@ -62,7 +68,7 @@ def _parse(argv: list[str]) -> dict:
             return dict(sub.params)
 
 
-@pytest.mark.parametrize("argv", cli_commands(), ids=lambda argv: " ".join(argv)[:60])
+@pytest.mark.parametrize("argv", cli_commands() + torchrun_commands(), ids=lambda argv: " ".join(argv)[:60])
 def test_every_readme_command_parses(argv):
     """Options and arguments as the command line reads them: a misspelt option would fail here."""
     params = _parse(argv)
