@@ -3,7 +3,7 @@ this is, its device, and the few collectives a run needs (agree on a value, a ba
 
 A run is distributed when ``WORLD_SIZE`` > 1 in the environment (torchrun sets ``RANK``,
 ``WORLD_SIZE``, ``LOCAL_RANK``, ``MASTER_ADDR``/``MASTER_PORT``); the process group is created on
-first use with NCCL where the model is on CUDA, else gloo. Nothing assumes one node: ranks meet
+first use with NCCL where every rank has a GPU of its own, else gloo. Nothing assumes one node: ranks meet
 through torchrun's rendezvous (``--standalone``, or ``--nnodes``/``--rdzv-endpoint`` across nodes).
 """
 
@@ -68,10 +68,13 @@ class Group:
         import torch.distributed as dist
 
         if not dist.is_initialized():
-            backend = "nccl" if device.type == "cuda" else "gloo"
+            # NCCL where every rank of the node has a GPU of its own; otherwise gloo (CPU ranks, or ranks
+            # sharing a GPU, which NCCL refuses). Only small control messages pass through the group.
+            local_world = int(os.environ.get("LOCAL_WORLD_SIZE", ranks.world))
+            own_gpus = device.type == "cuda" and torch.cuda.device_count() >= local_world
             if device.type == "cuda":
                 torch.cuda.set_device(device)
-            dist.init_process_group(backend)
+            dist.init_process_group("nccl" if own_gpus else "gloo")
             self._owned = True
         if dist.get_world_size() != ranks.world or dist.get_rank() != ranks.rank:
             raise RuntimeError(f"the process group (rank {dist.get_rank()} of {dist.get_world_size()}) disagrees "
