@@ -15,6 +15,7 @@ from collections.abc import Callable, Sequence
 import numpy as np
 import torch
 from torch import Tensor, nn
+from tqdm.auto import tqdm
 
 from ..core.errors import CaseSaliencyError
 from ..methods import METHODS, SaliencyMethod, method_class
@@ -81,12 +82,14 @@ def build_methods(model: LoadedModel, names: Sequence[str], contrast: Any,
 
 @torch.no_grad()
 def select_sample(model: nn.Module, dataset: Any, transform: Callable, n: int, seed: int, correct_only: bool,
-                  batch_size: int = 32, device: torch.device | None = None, workers: int = 0) -> list[int]:
+                  batch_size: int = 32, device: torch.device | None = None, workers: int = 0,
+                  progress: bool = False) -> list[int]:
     """Dataset indices of the run, in processing order: a seeded random permutation of the dataset
     (``torch.randperm`` with its own generator), cut to ``n``; with ``correct_only``, walking the
     permutation and keeping images whose top-1 prediction equals their label until ``n`` are kept
     (fewer if the dataset runs out; an image that cannot be read is not kept). n <= 0 means every image.
-    workers: DataLoader processes decoding the images (correct_only only)."""
+    workers: DataLoader processes decoding the images (correct_only only); progress: a bar of the
+    correct images found."""
     total = len(dataset)
     if total == 0:
         raise ValueError("the dataset is empty")
@@ -97,6 +100,7 @@ def select_sample(model: nn.Module, dataset: Any, transform: Callable, n: int, s
     device = device or model_device(model)
     kept: list[int] = []
     chunks = [list(range(start, min(start + batch_size, total))) for start in range(0, total, batch_size)]
+    bar = tqdm(total=want, desc="sampling correctly classified images", unit="img", disable=not progress)
     for batch in batch_loader(dataset, transform, order, None, chunks, workers=workers):
         if batch.images is None:
             continue
@@ -105,10 +109,13 @@ def select_sample(model: nn.Module, dataset: Any, transform: Callable, n: int, s
             raise ValueError(f"dataset {getattr(dataset, 'name', '')!r} has no labels, so 'correct only' cannot "
                              "be applied; use all images (--all / correct_only=False)")
         pred = model(batch.images.to(device)).argmax(1).cpu().tolist()
-        kept.extend(order[batch.start + p] for p, guess, label in zip(batch.ok, pred, labels, strict=True)
-                    if guess == label)
+        found = [order[batch.start + p] for p, guess, label in zip(batch.ok, pred, labels, strict=True)
+                 if guess == label]
+        bar.update(min(len(found), want - len(kept)))
+        kept.extend(found)
         if len(kept) >= want:
             break
+    bar.close()
     return kept[:want]
 
 

@@ -69,7 +69,7 @@ def table_files(run_dir: Path) -> list[Path]:
 
 
 def plan_run(settings: RunSettings, model: Any, dataset: Any, run_dir: Path, *, columns: Sequence[str],
-             rows_per_pair: int, workers: int = 0) -> Plan:
+             rows_per_pair: int, workers: int = 0, progress: bool = False) -> Plan:
     """Check ``run_dir`` (new, or a run with the same settings on the same data) and draw the sample
     (new) or read it (resumed); writes nothing. Refusals raise ``ValueError`` naming what differs."""
     existing = read_existing_run(run_dir, settings.kind)
@@ -99,7 +99,7 @@ def plan_run(settings: RunSettings, model: Any, dataset: Any, run_dir: Path, *, 
         return Plan(settings, meta, sample, ids, True, done)
     net = model.model
     sample = select_sample(net, dataset, model.transform, settings.n, settings.seed, settings.correct_only,
-                           settings.batch_size, model_device(net), workers)
+                           settings.batch_size, model_device(net), workers, progress)
     ids = [item_id(dataset, i) for i in sample]
     meta = {"versions": versions(), "model": model.identity or {"name": model.name}, "layer": settings.layer,
             "dataset": identity, "class_names": model.class_names or getattr(dataset, "class_names", None),
@@ -180,7 +180,8 @@ def execute(settings: RunSettings, model: Any, dataset: Any, run_dir: Path, meth
     group = Group(ranks, device)
     try:
         plan = _shared_plan(group, ranks, lambda: plan_run(settings, model, dataset, run_dir, columns=columns,
-                                                           rows_per_pair=rows_per_pair, workers=workers))
+                                                           rows_per_pair=rows_per_pair, workers=workers,
+                                                           progress=progress))
         if plan.resumed and ranks.main:
             complete = _images_done(plan, settings.methods)
             log.info("resuming %s: %d of %d images done", run_dir, complete, len(plan.sample))
