@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import warnings
 from collections.abc import Iterable
+from typing import Any
 
 from PIL import Image
 
@@ -36,6 +37,28 @@ class ImageDataset:
         fields = {"name": self.name, "root": getattr(self, "root", None), "count": len(self)}
         fields.update(self._identity_fields())
         return fields
+
+
+class ArraySplit(ImageDataset):
+    """A split held in memory (``labels`` array) and read from ``files``: ids ``"<split>:<index>"``,
+    identity = split and the sha256 of the files (computed once)."""
+
+    split: str
+    labels: Any
+    files: list
+    _hash: str | None = None
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def image_id(self, index: int) -> str:
+        """The id of item ``index`` (``"<split>:<index>"``) without decoding it."""
+        return f"{self.split}:{range(len(self))[index]}"
+
+    def _identity_fields(self) -> dict:
+        if self._hash is None:
+            self._hash = sha256_files(self.files)
+        return {"split": self.split, "hash": self._hash}
 
 
 def to_model_mode(image: Image.Image) -> Image.Image:

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from .base import ImageDataset, sha256_files
+from .base import ArraySplit
 
 # (folder inside the archive, training files, test files, meta file, label key, names key)
 LAYOUTS = {
@@ -51,7 +51,7 @@ def _decode(values) -> list[str]:
     return [v.decode() if isinstance(v, bytes) else str(v) for v in values]
 
 
-class CIFAR(ImageDataset):
+class CIFAR(ArraySplit):
     """CIFAR-10 (``variant="cifar10"``) or CIFAR-100 (fine labels) ``split`` from ``root``: the extracted
     folder (``cifar-10-batches-py`` / ``cifar-100-python``) or the folder that contains it.
     Items are 32x32 RGB PIL images with ids ``"<split>:<index>"``."""
@@ -93,20 +93,8 @@ class CIFAR(ImageDataset):
         if len(self.images) == 0:
             raise ValueError(f"{variant} {split} in {root_path} holds no images")
         self.class_names = _decode(safe_load_pickle(root_path / meta_file)[names_key])
-        self._hash: str | None = None
-
-    def __len__(self) -> int:
-        return len(self.labels)
-
-    def image_id(self, index: int) -> str:
-        """The id of item ``index`` (``"<split>:<index>"``) without decoding it."""
-        return f"{self.split}:{range(len(self))[index]}"
 
     def __getitem__(self, index: int) -> tuple[Image.Image, int, str]:
         index = range(len(self))[index]
         return Image.fromarray(self.images[index], mode="RGB"), int(self.labels[index]), f"{self.split}:{index}"
 
-    def _identity_fields(self) -> dict:
-        if self._hash is None:
-            self._hash = sha256_files(self.files)
-        return {"split": self.split, "hash": self._hash}

@@ -13,7 +13,7 @@ import torch
 from PIL import Image
 from torch import Tensor
 
-from .base import ImageDataset, sha256_files
+from .base import ArraySplit
 
 DEFAULT_ROOT = Path("/usr/share/datasets/fashion-mnist")
 CLASS_NAMES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag",
@@ -56,7 +56,7 @@ def _find(root: Path, stem: str) -> Path:
                             f"holding the IDX files (--root / root=..., or CASE_SALIENCY_FASHION_MNIST)")
 
 
-class FashionMNIST(ImageDataset):
+class FashionMNIST(ArraySplit):
     """Fashion-MNIST ``split`` ("train": 60,000 or "test": 10,000 images, 28x28 grayscale, 10 classes).
 
     ``images`` (N, 28, 28) uint8 and ``labels`` (N,) int64 are held in memory; items are "L" PIL images
@@ -77,14 +77,6 @@ class FashionMNIST(ImageDataset):
         if self.images.ndim != 3 or self.labels.ndim != 1 or len(self.images) != len(self.labels):
             raise ValueError(f"Fashion-MNIST files in {self.root} disagree: images {self.images.shape}, "
                              f"labels {self.labels.shape}")
-        self._hash: str | None = None
-
-    def __len__(self) -> int:
-        return len(self.labels)
-
-    def image_id(self, index: int) -> str:
-        """The id of item ``index`` (``"<split>:<index>"``) without decoding it."""
-        return f"{self.split}:{range(len(self))[index]}"
 
     def __getitem__(self, index: int) -> tuple[Image.Image, int, str]:
         if not -len(self) <= index < len(self):
@@ -97,7 +89,3 @@ class FashionMNIST(ImageDataset):
         images = torch.from_numpy(self.images.copy()).unsqueeze(1).float().div_(255.0)
         return images, torch.from_numpy(self.labels.copy())
 
-    def _identity_fields(self) -> dict:
-        if self._hash is None:
-            self._hash = sha256_files(self.files)
-        return {"split": self.split, "hash": self._hash}

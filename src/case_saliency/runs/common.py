@@ -17,11 +17,12 @@ import torch
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
+from ..core.contrast import TopLogits
 from ..core.errors import CaseSaliencyError
 from ..methods import METHODS, SaliencyMethod, method_class
 from ..models import LoadedModel
 from .loading import batch_loader
-from .settings import RESULT_KEYS  # noqa: F401  (importable from here, as before)
+from .settings import RESULT_KEYS, RunSettings, has_labels, protocol_for  # noqa: F401  (RESULT_KEYS: as before)
 from .store import read_json, write_json
 
 
@@ -78,6 +79,27 @@ def build_methods(model: LoadedModel, names: Sequence[str], contrast: Any,
     built = {name: build_method(name, model, contrast, (method_options or {}).get(name)) for name in names}
     layer_used = next((m.layer_name for m in built.values() if m.layer_name is not None), model.target_layer)
     return built, layer_used
+
+
+def start_run(kind: str, model: Any, dataset: Any, *, transform: Callable | None, class_names: Sequence[str] | None,
+              layer: str | None, model_name: str | None, methods: Sequence[str], contrast: Any,
+              method_options: dict | None, correct_only: bool | None, dataset_name: str | None, n: int, seed: int,
+              weights: str | None, command: str | None,
+              **kind_settings: Any) -> tuple[LoadedModel, RunSettings, dict[str, SaliencyMethod]]:
+    """What every run starts from: the model as a ``LoadedModel``, its ``RunSettings`` (the protocol
+    rule applied, the layer the methods use) and the built methods. ``kind_settings``: the kind's own
+    fields (k_percent, threshold, fill, steps, ...)."""
+    bundle = LoadedModel.wrap(model, transform, class_names, layer, model_name)
+    names = check_methods(methods)
+    contrast = contrast if contrast is not None else TopLogits(k=1)
+    built, layer_used = build_methods(bundle, names, contrast, method_options)
+    keep_correct, protocol = protocol_for(correct_only, has_labels(dataset))
+    settings = RunSettings(
+        kind=kind, model=bundle.name, weights=weights,
+        dataset=str(dataset_name or getattr(dataset, "name", type(dataset).__name__)), methods=tuple(names),
+        n=int(n), seed=int(seed), layer=layer_used, contrast=repr(contrast), correct_only=keep_correct,
+        protocol=protocol, command=command or command_line(), **kind_settings)
+    return bundle, settings, built
 
 
 @torch.no_grad()

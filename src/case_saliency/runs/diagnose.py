@@ -17,15 +17,12 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from ..core.contrast import TopLogits
 from ..core.maps import SaliencyMaps
 from ..metrics import spearman, ssim, topk_agreement
-from ..models import LoadedModel
-from .common import build_methods, check_methods, command_line, display_images
+from .common import display_images, start_run
 from .defaults import DEFAULT_METHODS
 from .engine import RunContext, Work, execute
 from .loading import Batch, error_text
-from .settings import RunSettings, has_labels, protocol_for
 from .store import DIAGNOSE_COLUMNS, gallery_path
 
 
@@ -100,21 +97,15 @@ def run_diagnose(model: Any, dataset: Any, run_dir: str | Path, *, methods: Sequ
     sample is sharded over the ranks (``runs.engine``).
     Cost per batch: one forward pass plus one ``explain`` per method for both classes.
     """
-    bundle = LoadedModel.wrap(model, transform, class_names, layer, model_name)
-    methods = check_methods(methods)
     k_percent = [float(k) for k in k_percent]
     if not k_percent or any(not 0 < k <= 100 for k in k_percent):
         raise ValueError(f"k_percent={k_percent}: give one or more percentages in (0, 100], e.g. 5")
-    contrast = contrast if contrast is not None else TopLogits(k=1)
-    built, layer_used = build_methods(bundle, methods, contrast, method_options)
-    keep_correct, protocol = protocol_for(correct_only, has_labels(dataset))
-    settings = RunSettings(
-        kind="diagnose", model=bundle.name, weights=weights,
-        dataset=str(dataset_name or getattr(dataset, "name", type(dataset).__name__)), methods=tuple(methods), n=int(n),
-        seed=int(seed), k_percent=tuple(k_percent), layer=layer_used, contrast=repr(contrast),
-        correct_only=keep_correct, protocol=protocol, threshold=float(threshold), alpha=float(alpha), fill=None,
-        signed=bool(signed), steps=None, batch_size=int(batch_size), gallery=int(gallery),
-        command=command or command_line())
+    bundle, settings, built = start_run(
+        "diagnose", model, dataset, transform=transform, class_names=class_names, layer=layer, model_name=model_name,
+        methods=methods, contrast=contrast, method_options=method_options, correct_only=correct_only,
+        dataset_name=dataset_name, n=n, seed=seed, weights=weights, command=command, k_percent=tuple(k_percent),
+        threshold=float(threshold), alpha=float(alpha), fill=None, signed=bool(signed), steps=None,
+        batch_size=int(batch_size), gallery=int(gallery))
     return execute(settings, bundle, dataset, Path(run_dir), built, columns=DIAGNOSE_COLUMNS,
                    rows_per_pair=len(k_percent), make_job=DiagnoseJob, progress=progress, workers=workers)
 

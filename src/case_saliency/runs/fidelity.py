@@ -15,14 +15,11 @@ from collections.abc import Callable, Sequence
 import torch
 from torch import Tensor
 
-from ..core.contrast import TopLogits
 from ..metrics import FILLS, confidence_drop, deletion_insertion
-from ..models import LoadedModel
-from .common import build_methods, check_methods, command_line
+from .common import start_run
 from .defaults import DEFAULT_METHODS
 from .engine import RunContext, Work, execute
 from .loading import Batch, error_text
-from .settings import RunSettings, has_labels, protocol_for
 from .store import FIDELITY_COLUMNS
 
 # Perturbed images per forward pass (chosen by measurement: benchmarks/scale.py).
@@ -74,8 +71,6 @@ def run_fidelity(model: Any, dataset: Any, run_dir: str | Path, *, methods: Sequ
     Cost per batch and method: one ``explain``, one forward for the drop, 2 (steps + 1) forwards
     per image for the curves.
     """
-    bundle = LoadedModel.wrap(model, transform, class_names, layer, model_name)
-    methods = check_methods(methods)
     if fill not in FILLS:
         raise ValueError(f"fill={fill!r} is not one of {FILLS}")
     if not 0 < float(k_percent) <= 100:
@@ -84,16 +79,12 @@ def run_fidelity(model: Any, dataset: Any, run_dir: str | Path, *, methods: Sequ
         raise ValueError(f"steps={steps}: use 0 to skip the curves or a positive number of steps")
     if eval_batch_size < 1:
         raise ValueError(f"eval_batch_size={eval_batch_size}: give a positive number of images per forward pass")
-    contrast = contrast if contrast is not None else TopLogits(k=1)
-    built, layer_used = build_methods(bundle, methods, contrast, method_options)
-    keep_correct, protocol = protocol_for(correct_only, has_labels(dataset))
-    settings = RunSettings(
-        kind="fidelity", model=bundle.name, weights=weights,
-        dataset=str(dataset_name or getattr(dataset, "name", type(dataset).__name__)), methods=tuple(methods), n=int(n),
-        seed=int(seed), k_percent=(float(k_percent),), layer=layer_used, contrast=repr(contrast),
-        correct_only=keep_correct, protocol=protocol, threshold=None, alpha=float(alpha), fill=fill, signed=False,
-        steps=int(steps), batch_size=int(batch_size), eval_batch_size=int(eval_batch_size), gallery=0,
-        command=command or command_line())
+    bundle, settings, built = start_run(
+        "fidelity", model, dataset, transform=transform, class_names=class_names, layer=layer, model_name=model_name,
+        methods=methods, contrast=contrast, method_options=method_options, correct_only=correct_only,
+        dataset_name=dataset_name, n=n, seed=seed, weights=weights, command=command,
+        k_percent=(float(k_percent),), threshold=None, alpha=float(alpha), fill=fill, signed=False, steps=int(steps),
+        batch_size=int(batch_size), eval_batch_size=int(eval_batch_size), gallery=0)
     return execute(settings, bundle, dataset, Path(run_dir), built, columns=FIDELITY_COLUMNS, rows_per_pair=1,
                    make_job=FidelityJob, progress=progress, workers=workers)
 
