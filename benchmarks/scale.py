@@ -32,6 +32,9 @@ from pathlib import Path
 
 import torch
 
+sys.path.insert(0, str(Path(__file__).parent))
+from common import interleaved_images_per_second  # noqa: E402
+
 BIN = Path(sys.executable).parent
 CAMS = ["gradcam", "gradcam++", "hirescam", "xgradcam", "layercam", "finercam", "case"]
 
@@ -86,17 +89,8 @@ def fidelity_bound(images: int, steps: int, batches: list[int], eval_batch: int)
     while x.shape[0] < max(batches):
         x = torch.cat([x, x])[: max(batches)]
 
-    @torch.no_grad()
-    def rate(batch: int) -> float:
-        model.model(x[:batch])
-        spans = []
-        for _ in range(3):
-            start = time.perf_counter()
-            model.model(x[:batch])
-            spans.append(time.perf_counter() - start)
-        return batch / statistics.median(spans)
-
-    rates = {batch: rate(batch) for batch in batches}
+    with torch.no_grad():  # forward img/s per batch size, the sizes timed round robin (shared, drifting machine)
+        rates = interleaved_images_per_second({batch: (model.model, x[:batch], 5) for batch in batches})
     print("2. Lite0 forward img/s by evaluation batch: " + ", ".join(f"{b}: {r:.1f}" for b, r in rates.items()))
     methods = ["gradcam", "case"]
     with tempfile.TemporaryDirectory() as tmp:
