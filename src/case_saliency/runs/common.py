@@ -17,7 +17,7 @@ import torch
 from torch import Tensor, nn
 
 from ..core.errors import CaseSaliencyError
-from ..methods import METHODS, SaliencyMethod, method_class
+from ..methods import SaliencyMethod, lookup_method, method_class
 from ..models import LoadedModel
 from .loading import batch_loader
 from .settings import RESULT_KEYS  # noqa: F401  (importable from here, as before)
@@ -48,12 +48,12 @@ def model_device(model: nn.Module) -> torch.device:
 
 
 def check_methods(methods: Sequence[str]) -> list[str]:
-    """Lower-cased method names, each registered; duplicates removed in order."""
+    """Lower-cased method names, each registered (or a variant such as ``case:scorecam``); duplicates
+    removed in order."""
     names = []
     for raw in methods:
         key = raw.strip().lower()
-        if key not in METHODS:
-            raise ValueError(f"unknown method {raw!r}; available: {', '.join(sorted(METHODS))}")
+        lookup_method(key)  # a ValueError names the unknown method and lists the known ones
         if key not in names:
             names.append(key)
     if not names:
