@@ -16,8 +16,10 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from ..core.capture import model_device
 from ..core.errors import CaseSaliencyError
-from ..methods import SaliencyMethod, lookup_method, method_class
+from ..core.maps import SaliencyMaps
+from ..methods import SaliencyMethod, explain_shared, lookup_method, method_class
 from ..models import LoadedModel
 from .loading import batch_loader
 from .settings import RESULT_KEYS  # noqa: F401  (importable from here, as before)
@@ -40,11 +42,14 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-def model_device(model: nn.Module) -> torch.device:
+def explain_shared_or_none(methods: dict[str, SaliencyMethod], images: Tensor, targets: Tensor,
+                           **options: Any) -> dict[str, SaliencyMaps]:
+    """``explain_shared``: the maps of the gradient CAMs that share one capture, computed in one pass;
+    {} when that pass fails, so that each method runs (and records its error) on its own."""
     try:
-        return next(model.parameters()).device
-    except StopIteration:
-        return torch.device("cpu")
+        return explain_shared(methods, images, targets, **options)
+    except Exception:  # each method is retried alone, with its own per-image error handling
+        return {}
 
 
 def check_methods(methods: Sequence[str]) -> list[str]:
