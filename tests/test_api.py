@@ -79,3 +79,104 @@ def test_model_bundle_is_a_deprecated_name_of_loaded_model():
 
     with pytest.warns(DeprecationWarning, match="LoadedModel"):
         assert runs.ModelBundle is LoadedModel
+
+
+# Inputs to the API (issue 12, items 9, 11, 12)
+
+def test_nan_or_infinite_pixels_are_named_never_explained(resnet18, random_images):
+    from case_saliency.core.errors import NonFiniteInput
+
+    images = random_images[:2].clone()
+    images[1, 0, 5, 5] = float("nan")
+    for name in ("gradcam", "case", "scorecam", "saliency", "random"):
+        with pytest.raises(NonFiniteInput, match=r"image \[1\]"):
+            get_method(name, resnet18, target_layer="layer4").explain(images, "top1")
+    images[1, 0, 5, 5] = float("inf")
+    with pytest.raises(ValueError, match="NaN or infinite"):  # NonFiniteInput is a ValueError too
+        CASE(resnet18, target_layer="layer4")(images)
+
+
+def test_nan_logits_never_become_class_0(random_images):
+    from case_saliency.core.errors import NonFiniteInput
+
+    class Broken(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = torch.nn.Conv2d(3, 4, 3)
+            self.fc = torch.nn.Linear(4, 10)
+
+        def forward(self, x):
+            feature = self.conv(x)
+            return self.fc(feature.mean((2, 3))) * float("nan")
+
+    with pytest.raises(NonFiniteInput, match=r"logits for images \[0, 1\].*'top1'"):
+        GradCAM(Broken(), target_layer="conv")(random_images[:2], "top1")
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float16, torch.bfloat16])
+def test_other_float_dtypes_are_cast_to_the_model_dtype(dtype, resnet18, random_images):
+    reference = CASE(resnet18, target_layer="layer4").explain(random_images, "top1")
+    cast = CASE(resnet18, target_layer="layer4").explain(random_images.to(dtype), "top1")
+    # the same maps as for float32 input, up to the precision of the given dtype
+    expected = random_images.to(dtype).float()
+    again = CASE(resnet18, target_layer="layer4").explain(expected, "top1")
+    assert cast.maps.dtype == torch.float32
+    assert torch.equal(cast.maps, again.maps)
+    if dtype == torch.float64:
+        assert torch.equal(cast.maps, reference.maps)
+
+
+def test_a_call_inside_inference_mode_works(resnet18, random_images):
+    expected = CASE(resnet18, target_layer="layer4")(random_images)
+    with torch.inference_mode():
+        inside = CASE(resnet18, target_layer="layer4")(random_images)
+        images = random_images.clone()  # an inference tensor
+        from_inference_tensor = GradCAM(resnet18, target_layer="layer4")(images)
+    assert torch.equal(inside, expected)
+    assert torch.equal(from_inference_tensor, GradCAM(resnet18, target_layer="layer4")(random_images))
+
+
+def test_targets_none_empty_and_numpy_integers(resnet18, random_images):
+    import numpy as np
+
+    cam = GradCAM(resnet18, target_layer="layer4")
+    with pytest.raises(TypeError, match="targets=None: give 'top1'"):
+        cam(random_images, None)
+    with pytest.raises(ValueError, match="targets is empty"):
+        cam(random_images, [])
+    by_int = cam(random_images, 3)
+    assert torch.equal(cam(random_images, np.int64(3)), by_int)
+    assert torch.equal(cam(random_images, [np.int32(3), np.int64(3)]), by_int)
+    assert torch.equal(cam(random_images, np.array([3, 3])), by_int)
+    with pytest.raises(IndexError, match="target class 1000 is out of range"):
+        cam(random_images, np.int64(1000))
+
+
+def test_the_default_layer_does_not_depend_on_the_first_image_size(lite0):
+    """Formerly an 8x8 first batch picked blocks.2.0.bn1 on Lite0 and kept it for 224x224 inputs."""
+    small_first = GradCAM(lite0)
+    small_first(torch.randn(1, 3, 8, 8))
+    large_first = GradCAM(lite0)
+    large_first(torch.randn(1, 3, 224, 224))
+    untouched = GradCAM(lite0)
+    assert small_first.layer_name == large_first.layer_name == untouched.layer_name == "bn2"
+    small_first(torch.randn(1, 3, 224, 224))
+    assert small_first.layer_name == "bn2"
+
+
+def test_a_model_that_cannot_run_the_probe_gets_a_per_size_default_and_is_told():
+    class Fixed(torch.nn.Module):  # a flatten + linear head: only 16x16 inputs fit
+        def __init__(self):
+            super().__init__()
+            self.features = torch.nn.Sequential(torch.nn.Conv2d(1, 4, 3, padding=1), torch.nn.ReLU(),
+                                                torch.nn.Conv2d(4, 4, 3, padding=1))
+            self.fc = torch.nn.Linear(4 * 16 * 16, 3)
+
+        def forward(self, x):
+            return self.fc(self.features(x).flatten(1))
+
+    cam = GradCAM(Fixed())
+    assert cam.layer_name is None  # not knowable before an input is seen
+    with pytest.warns(UserWarning, match="chosen per input size: 'features'"):
+        maps = cam(torch.randn(2, 1, 16, 16))
+    assert maps.shape == (2, 16, 16) and cam.layer_name == "features"

@@ -196,11 +196,12 @@ def test_cli_lists_every_method_with_its_summary():
     from typer.testing import CliRunner
 
     from case_saliency.cli import app
-    from case_saliency.methods import METHODS
+    from case_saliency.methods import METHODS, method_names
 
     result = CliRunner().invoke(app, ["methods"])
     assert result.exit_code == 0, result.output
     lines = {line.split()[0]: line for line in result.output.splitlines() if line.strip()}
-    assert set(lines) == set(METHODS)
+    assert set(lines) == set(method_names()) > set(METHODS)  # the contrastive variants too
+    assert "scorecam" in lines["case:scorecam"]
     assert "projection" in lines["case"] and "Grad-CAM" in lines["gradcam"]
     assert all(len(line.split(None, 1)) == 2 for line in lines.values())  # every name has a description

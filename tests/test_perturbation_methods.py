@@ -262,4 +262,4 @@ def test_random_maps_are_seeded_reproducible_and_independent(resnet18):
     assert not torch.equal(first[:, 0], first[:, 1])  # each class gets its own draw
     assert first.min() >= 0 and first.max() < 1
     coarse = RandomMap(resnet18, seed=5, grid=4).explain(image, "top1")
-    assert coarse.raw.shape == (2, 32, 32) and coarse.maps.shape == (2, 32, 32)
+    assert coarse.raw.shape == (2, 4, 4) and coarse.maps.shape == (2, 32, 32)  # raw: the noise grid

@@ -150,15 +150,16 @@ def test_diagnose_fashion_mnist(cnn, fashion, tmp_path):
 
 
 def test_failing_method_records_error_and_goes_on(cnn, fashion, tmp_path, monkeypatch):
-    original = METHODS["hirescam"].explain
+    # The method's rule, which runs both in the capture shared with Grad-CAM and in explain alone.
+    original = METHODS["hirescam"].maps_from
     poison = TRANSFORM(fashion[int(torch.randperm(len(fashion), generator=torch.Generator().manual_seed(2))[1])][0])
 
-    def explain(self, images, *args, **kwargs):
+    def maps_from(self, images, *args, **kwargs):
         if any(torch.equal(image, poison) for image in images):
             raise RuntimeError("this image breaks the method")
         return original(self, images, *args, **kwargs)
 
-    monkeypatch.setattr(METHODS["hirescam"], "explain", explain)
+    monkeypatch.setattr(METHODS["hirescam"], "maps_from", maps_from)
     run = run_diagnose(cnn, fashion, tmp_path / "run", methods=["gradcam", "hirescam"], n=5, seed=2, layer=LAYER,
                        transform=TRANSFORM, batch_size=5, gallery=0, progress=False, correct_only=False)
     _, frame = load_results(run)

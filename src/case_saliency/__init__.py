@@ -26,15 +26,18 @@ except PackageNotFoundError:  # running from a source tree that was never instal
 
 # The public names and the module each one comes from: the one list of the package's exports.
 _EXPORTS: dict[str, str] = {
-    **dict.fromkeys(["ActivationCapture", "Capture"], "core.capture"),
-    **dict.fromkeys(["ConfusionNeighbours", "ExplicitContrast", "NearestLogits", "TopLogits"], "core.contrast"),
+    **dict.fromkeys(["ActivationCapture", "Capture", "eval_mode"], "core.capture"),
+    **dict.fromkeys(["ConfusionNeighbours", "ContrastStrategy", "ExplicitContrast", "NearestLogits", "TopLogits"],
+                    "core.contrast"),
     **dict.fromkeys(["resolve_layer", "vit_reshape"], "core.layers"),
     "SaliencyMaps": "core.maps",
-    "CaseSaliencyError": "core.errors",
+    **dict.fromkeys(["CaseSaliencyError", "NonFiniteInput"], "core.errors"),
     "resolve_targets": "core.targets",
-    **dict.fromkeys(["CASE", "METHODS", "AblationCAM", "EigenCAM", "FinerCAM", "GradCAM", "GradCAMPlusPlus",
-                     "GuidedGradCAM", "HiResCAM", "InputXGradient", "IntegratedGradients", "LayerCAM", "RandomMap",
-                     "Saliency", "SaliencyMethod", "ScoreCAM", "SmoothGrad", "XGradCAM", "get_method"], "methods"),
+    **dict.fromkeys(["CASE", "METHODS", "AblationCAM", "CAMMethod", "EigenCAM", "FinerCAM", "GradCAM",
+                     "GradCAMPlusPlus", "GuidedGradCAM", "HiResCAM", "InputXGradient", "IntegratedGradients",
+                     "LayerCAM", "RandomMap", "Saliency", "SaliencyMethod", "ScoreCAM", "SmoothGrad", "XGradCAM",
+                     "explain_many", "get_method", "method_names", "register"], "methods"),
+    **dict.fromkeys(["LoadedModel", "load_model"], "models"),
 }
 
 __all__ = [*_EXPORTS, "__version__"]
@@ -54,12 +57,14 @@ def __dir__() -> list[str]:
 
 
 if TYPE_CHECKING:  # what type checkers and IDEs see; at run time the names above resolve lazily
-    from .core.capture import ActivationCapture, Capture
-    from .core.contrast import ConfusionNeighbours, ExplicitContrast, NearestLogits, TopLogits
+    from .core.capture import ActivationCapture, Capture, eval_mode
+    from .core.contrast import ConfusionNeighbours, ContrastStrategy, ExplicitContrast, NearestLogits, TopLogits
+    from .core.errors import CaseSaliencyError, NonFiniteInput
     from .core.layers import resolve_layer, vit_reshape
-    from .core.errors import CaseSaliencyError
     from .core.maps import SaliencyMaps
     from .core.targets import resolve_targets
-    from .methods import (CASE, METHODS, AblationCAM, EigenCAM, FinerCAM, GradCAM, GradCAMPlusPlus, GuidedGradCAM,
-                          HiResCAM, InputXGradient, IntegratedGradients, LayerCAM, RandomMap, Saliency,
-                          SaliencyMethod, ScoreCAM, SmoothGrad, XGradCAM, get_method)
+    from .methods import (CASE, METHODS, AblationCAM, CAMMethod, EigenCAM, FinerCAM, GradCAM, GradCAMPlusPlus,
+                          GuidedGradCAM, HiResCAM, InputXGradient, IntegratedGradients, LayerCAM, RandomMap, Saliency,
+                          SaliencyMethod, ScoreCAM, SmoothGrad, XGradCAM, explain_many, get_method, method_names,
+                          register)
+    from .models import LoadedModel, load_model

@@ -18,7 +18,9 @@ def summary(cls: type) -> str:
 @app.command("methods")
 def list_methods() -> None:
     """List the saliency methods by name, with the first paragraph of their description."""
-    from ..methods import METHODS
+    from ..methods import lookup_method, method_names
 
-    for name, cls in sorted(METHODS.items()):
-        typer.echo(f"{name:24s} {summary(cls)}")
+    for name in method_names():
+        cls, preset = lookup_method(name)
+        text = summary(cls) if not preset else f"{cls.__name__} on the channel weights of {preset['base']}"
+        typer.echo(f"{name:24s} {text}")

@@ -104,7 +104,8 @@ def check_layer(loaded: Any, layer: str | None) -> None:
     and its last spatial layers (found by one forward pass of a blank image)."""
     from PIL import Image
 
-    from ..core.layers import resolve_layer, spatial_layers
+    from ..core.capture import spatial_layers
+    from ..core.layers import resolve_layer
 
     if layer is None:
         typer.echo(f"layer: {loaded.target_layer} ({loaded.name}'s default; --layer NAME for another)", err=True)

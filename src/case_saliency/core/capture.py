@@ -8,15 +8,20 @@ Nothing else in the library touches hooks.
 
 from __future__ import annotations
 
+import functools
 import logging
-from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Protocol, runtime_checkable
+import warnings
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any, Protocol, runtime_checkable
 
 import torch
 from torch import Tensor, nn
 
-from .layers import LayerSpec, Reshape, resolve_layer
+from .errors import NonFiniteInput
+from .layers import LayerSpec, Reshape, resolve_layer, transformer_default
+from .targets import check_class_indices
 
 log = logging.getLogger("case_saliency")
 
@@ -63,22 +68,33 @@ class Capture:
     logits: (B, K) model outputs, detached.
     activations: (B, C, h, w) target-layer activations (after ``reshape``), detached.
     gradients: (B, M, C, h, w) d logits[b, classes[b, m]] / d activations[b], or None.
-    classes: (B, M) the class indices whose gradients were taken, or None.
+    classes: (B, M) the class indices whose gradients were taken (or, for methods without gradients,
+        the classes the call asked for), or None.
+    per_class: what a method computed per class, each (B, M, ...) in the order of ``classes``.
+    info: anything else a method records about the pass (e.g. which network path ran).
     """
 
     logits: Tensor
     activations: Tensor
     gradients: Tensor | None
     classes: Tensor | None
+    per_class: dict[str, Tensor] = field(default_factory=dict)
+    info: dict[str, Any] = field(default_factory=dict)
 
 
 def model_device(model: nn.Module) -> torch.device:
     """The device of the model's first parameter or buffer (CPU for a model with neither)."""
-    for tensor in model.parameters():
-        return tensor.device
-    for tensor in model.buffers():
+    for tensor in (*model.parameters(), *model.buffers()):
         return tensor.device
     return torch.device("cpu")
+
+
+def model_dtype(model: nn.Module) -> torch.dtype | None:
+    """The dtype of the model's first floating-point parameter or buffer, or None."""
+    for tensor in (*model.parameters(), *model.buffers()):
+        if tensor.is_floating_point():
+            return tensor.dtype
+    return None
 
 
 def check_images(images: Tensor) -> None:
@@ -96,15 +112,116 @@ def check_images(images: Tensor) -> None:
                         "preprocess them (e.g. images.float() / 255 and normalise) first")
 
 
-class _ModelState:
-    """Remembers the training flags of every module and restores them, whatever happens."""
+def prepare_images(images: Tensor, model: nn.Module) -> Tensor:
+    """``images`` (B, C, H, W) checked and made ready for ``model``: detached, on its device and in
+    its floating-point dtype (float64 or float16 input is cast, e.g. to float32, as the model
+    computes in its own dtype). Raises ``NonFiniteInput`` naming the images that hold NaN or
+    infinite pixels (their logits would be NaN and no class could be chosen from them)."""
+    check_images(images)
+    bad = (~torch.isfinite(images.detach())).flatten(1).any(dim=1)
+    if bad.any():
+        index = bad.nonzero().flatten().tolist()
+        raise NonFiniteInput(f"image{'s' if len(index) > 1 else ''} {index[:10]} of the batch hold NaN or infinite "
+                             "pixel values; fix or drop them (e.g. torch.nan_to_num) before explaining")
+    dtype = model_dtype(model) or images.dtype
+    images = images.detach()
+    if images.is_inference():  # made under torch.inference_mode(): a copy can join autograd (in autograd_available)
+        images = images.clone()
+    return images.to(device=model_device(model), dtype=dtype)
 
-    def __init__(self, model: nn.Module):
-        self.flags = [(m, m.training) for m in model.modules()]
 
-    def restore(self) -> None:
-        for module, flag in self.flags:
+@contextmanager
+def eval_mode(model: nn.Module, no_grad: bool = False) -> Iterator[nn.Module]:
+    """Switch ``model`` (every submodule) to eval mode inside, and restore each module's training
+    flag on exit, whatever happens; with ``no_grad``, autograd is off inside too. Yields the model."""
+    flags = [(module, module.training) for module in model.modules()]
+    try:
+        model.eval()
+        if no_grad:
+            with torch.no_grad():
+                yield model
+        else:
+            yield model
+    finally:
+        for module, flag in flags:
             module.training = flag
+
+
+@contextmanager
+def autograd_available() -> Iterator[None]:
+    """Leave ``torch.inference_mode()`` for the inside, if the caller is in it: the gradient methods
+    need autograd, which inference mode switches off for good (tensors made there cannot join a
+    backward pass; ``prepare_images`` copies the input out of it)."""
+    if not torch.is_inference_mode_enabled():
+        yield
+        return
+    with torch.inference_mode(False):
+        yield
+
+
+def same_reshape(first: Reshape | None, second: Reshape | None) -> bool:
+    """The same reshape: the same function, or partials of one function with equal arguments."""
+    if first is second:
+        return True
+    if isinstance(first, functools.partial) and isinstance(second, functools.partial):
+        return first.func is second.func and first.args == second.args and first.keywords == second.keywords
+    return False
+
+
+PROBE_SIZE = 224  # the side of the probe image that finds a default layer, unless the model declares its own
+
+
+def probe_input(model: nn.Module) -> Tensor:
+    """A zero image (1, C, S, S) for finding the default layer, from the model's structure only: C the
+    input channels of its first convolution (else 3), S the input size its timm config declares
+    (else 224); on the model's device, in its dtype."""
+    channels = next((m.in_channels for m in model.modules() if isinstance(m, nn.modules.conv._ConvNd)), 3)
+    size = PROBE_SIZE
+    config = getattr(model, "pretrained_cfg", None) or getattr(model, "default_cfg", None)
+    if isinstance(config, dict) and len(config.get("input_size") or ()) == 3:
+        size = int(config["input_size"][-1])
+    return torch.zeros(1, channels, size, size, device=model_device(model), dtype=model_dtype(model))
+
+
+def spatial_layers(model: nn.Module, sample: Tensor) -> list[str]:
+    """Names of the modules whose output is spatial, (B, C, h, w) with h * w > 1, in the order they
+    finish during one forward pass of ``sample`` (the model's training flags are left as found)."""
+    spatial: list[str] = []
+    handles = []
+    for name, module in model.named_modules():
+        if not name:
+            continue
+
+        def hook(mod: nn.Module, inputs: Any, output: Any, name: str = name) -> None:
+            if isinstance(output, Tensor) and output.ndim == 4 and output.shape[-1] * output.shape[-2] > 1:
+                spatial.append(name)
+
+        handles.append(module.register_forward_hook(hook))
+    try:
+        with eval_mode(model, no_grad=True):
+            model(sample)
+    finally:
+        for handle in handles:
+            handle.remove()
+    return list(dict.fromkeys(spatial))
+
+
+def default_layer(model: nn.Module, sample: Tensor | None = None) -> tuple[nn.Module, str, Reshape | None]:
+    """The default target layer ``(module, dotted name, reshape or None)``: the last module to finish
+    with a spatial (B, C, h, w) output, h * w > 1 (for a CNN the last feature block), found by one
+    forward pass of ``sample`` (default: ``probe_input(model)``, so that the same model always gets
+    the same default whatever the size of the images it is later asked about); vision transformers
+    get the first norm of their last block and a token reshape, without a pass."""
+    vit = transformer_default(model)
+    if vit is not None:
+        module, name = resolve_layer(model, vit[0])
+        return module, name, vit[1]
+    spatial = spatial_layers(model, probe_input(model) if sample is None else sample)
+    if not spatial:
+        raise ValueError("found no layer with a spatial (B, C, h, w) output; pass target_layer and, "
+                         "for token outputs, reshape=vit_reshape")
+    name = spatial[-1]
+    return dict(model.named_modules())[name], name, None
 
 
 class ActivationCapture:
@@ -114,8 +231,10 @@ class ActivationCapture:
         model: any ``nn.Module`` mapping (B, C, H, W) images to (B, K) logits, or a ``LoadedModel``
             (its network, default layer and that layer's reshape).
         target_layer: a submodule, its dotted name (``"layer4"``, ``"features.7.2"``), or None to
-            pick the default (the last layer with a spatial output, or the last block of a vision
-            transformer) and name it in a log line.
+            pick the default from the model's structure (``default_layer``: the last layer with a
+            spatial output for a probe image, or the last block of a vision transformer), named
+            in a log line and in ``layer_name``. A model that cannot run the probe image gets its
+            default chosen per input size instead, with a warning.
         reshape: maps the layer output to (B, C, h, w), e.g. ``vit_reshape`` for token outputs.
 
     The model is switched to eval mode during a call and left exactly as found afterwards
@@ -126,27 +245,63 @@ class ActivationCapture:
                  reshape: Reshape | None = None):
         model, target_layer, reshape = unwrap_model(model, target_layer, reshape)
         self.model = model
-        self._layer_spec = target_layer
         self._layer: nn.Module | None = None
-        self.layer_name: str | None = None
+        self._layer_name: str | None = None
+        self._given_reshape = reshape
         self.reshape = reshape
+        self._per_size: dict[tuple[int, ...], tuple[nn.Module, str, Reshape | None]] | None = None
         if target_layer is not None:
-            self._layer, self.layer_name = resolve_layer(model, target_layer)
+            self._layer, self._layer_name = resolve_layer(model, target_layer)
 
     @property
     def device(self) -> torch.device:
         return model_device(self.model)
 
-    def layer(self, images: Tensor) -> nn.Module:
-        """The target layer, choosing the default on first use (needs a sample batch)."""
-        if self._layer is None:
-            from .layers import default_layer
+    @property
+    def layer_name(self) -> str | None:
+        """The dotted name of the target layer; the default is chosen on first access. None only for
+        a model whose default depends on the input size, before its first call."""
+        if self._layer is None and self._per_size is None:
+            self._choose_default()
+        return self._layer_name
 
-            self._layer, self.layer_name, default_reshape = default_layer(self.model, images[:1])
-            if self.reshape is None:
-                self.reshape = default_reshape
-            log.info("target layer not given; using %r", self.layer_name)
+    def _choose_default(self) -> None:
+        try:
+            module, name, reshape = default_layer(self.model)
+        except Exception as error:  # the probe image does not fit the model: choose per input size
+            log.debug("default-layer probe failed: %s: %s", type(error).__name__, error)
+            self._per_size = {}
+            return
+        self._set(module, name, reshape)
+        log.info("target layer not given; using %r", name)
+
+    def _set(self, module: nn.Module, name: str, reshape: Reshape | None) -> None:
+        self._layer, self._layer_name = module, name
+        self.reshape = self._given_reshape if self._given_reshape is not None else reshape
+
+    def layer(self, images: Tensor) -> nn.Module:
+        """The target layer for ``images`` (B, C, H, W): the given one, or the default (the same for
+        every input, or, for a model that cannot run the probe image, the one for this input size)."""
+        if self._layer is None and self._per_size is None:
+            self._choose_default()
+        if self._per_size is not None:
+            key = tuple(images.shape[1:])
+            if key not in self._per_size:
+                self._per_size[key] = default_layer(self.model, images[:1])
+                warnings.warn(f"{type(self.model).__name__} does not run on the probe image that picks a default "
+                              f"layer from its structure, so the default is chosen per input size: "
+                              f"{self._per_size[key][1]!r} for inputs {key}; pass target_layer to fix it",
+                              stacklevel=4)
+            self._set(*self._per_size[key])
+        assert self._layer is not None
         return self._layer
+
+    def same_layer(self, other: ActivationCapture, images: Tensor) -> bool:
+        """True when ``other`` captures the same layer of the same model with the same reshape for
+        ``images``, so that one pass serves both."""
+        if self.model is not other.model or self.layer(images) is not other.layer(images):
+            return False
+        return same_reshape(self.reshape, other.reshape)
 
     def __call__(self, images: Tensor, classes: ClassSelector = None) -> Capture:
         """Run one forward pass and, if ``classes`` is given, one batched backward to the layer.
@@ -158,14 +313,17 @@ class ActivationCapture:
                 activations only.
         Returns:
             a ``Capture``; ``gradients`` is (B, M, C, h, w).
+        Works inside ``torch.inference_mode()`` too (it leaves it for the call).
         """
-        check_images(images)
-        images = images.detach().to(self.device)
+        with autograd_available():
+            return self._capture(prepare_images(images, self.model), classes)
+
+    def _capture(self, images: Tensor, classes: ClassSelector) -> Capture:
         layer = self.layer(images)
         want_grad = classes is not None
         captured: list[Tensor] = []
 
-        def hook(module: nn.Module, inputs, output):
+        def hook(module: nn.Module, inputs: Any, output: Any) -> Tensor:
             if not isinstance(output, Tensor):
                 raise TypeError(
                     f"target layer {self.layer_name!r} returns {type(output).__name__}, not a tensor; "
@@ -183,11 +341,10 @@ class ActivationCapture:
             # A clone, so that in-place ops after the layer (``out += identity``) leave the leaf intact.
             return leaf.clone() if want_grad else leaf
 
-        state = _ModelState(self.model)
         handle = layer.register_forward_hook(hook)
         try:
-            self.model.eval()
-            with torch.no_grad():  # restores the caller's grad mode on exit, even if the hook changed it
+            # no_grad restores the caller's grad mode on exit, even if the hook changed it
+            with eval_mode(self.model), torch.no_grad():
                 logits = self.model(images)
                 if not captured:
                     raise RuntimeError(f"target layer {self.layer_name!r} was not run by the model's forward")
@@ -201,16 +358,18 @@ class ActivationCapture:
                     chosen = torch.as_tensor(chosen, device=logits.device).long()
                     if chosen.ndim == 1:
                         chosen = chosen[:, None]
-                    check_class_indices(chosen, logits.shape)
+                    if chosen.shape[0] != logits.shape[0]:
+                        raise ValueError(f"got classes for {chosen.shape[0]} images but the batch has "
+                                         f"{logits.shape[0]}; give one row of classes per image")
+                    check_class_indices(chosen, logits.shape[1])
                     with torch.enable_grad():
                         gradients = _batched_gradients(logits, activation, chosen)
         finally:
             handle.remove()
-            state.restore()
         activations = self._to_spatial(activation.detach())
         if gradients is not None:
             b, m = gradients.shape[:2]
-            gradients = self._to_spatial(gradients.flatten(0, 1)).unflatten(0, (b, m))
+            gradients = self._to_spatial(gradients.flatten(0, 1)).reshape(b, m, *activations.shape[1:])
         return Capture(logits.detach(), activations, gradients, chosen)
 
     def _to_spatial(self, tensor: Tensor) -> Tensor:
@@ -222,19 +381,6 @@ class ActivationCapture:
                 "pass reshape=vit_reshape (for tokens) or choose a convolutional layer"
             )
         return tensor
-
-
-def check_class_indices(classes: Tensor, logits_shape: torch.Size) -> None:
-    """Raise if ``classes`` (B, M) does not fit logits of shape (B, K)."""
-    batch, num_classes = logits_shape
-    if classes.shape[0] != batch:
-        raise ValueError(f"got targets for {classes.shape[0]} images but the batch has {batch}; "
-                         "give exactly one target (or one row of targets) per image")
-    bad = (classes < 0) | (classes >= num_classes)
-    if bad.any():
-        value = classes[bad][0].item()
-        raise IndexError(f"class index {value} is out of range: the model has {num_classes} classes "
-                         f"(valid indices 0..{num_classes - 1})")
 
 
 def _batched_gradients(logits: Tensor, activation: Tensor, classes: Tensor) -> Tensor:

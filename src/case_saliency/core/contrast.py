@@ -13,6 +13,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from .targets import check_class_indices
+
 
 class ContrastStrategy(Protocol):
     k: int
@@ -125,8 +127,7 @@ class ExplicitContrast:
         classes = self.classes.to(targets.device)
         if classes.ndim == 2 and classes.shape[0] != targets.shape[0]:
             raise ValueError(f"explicit contrast has {classes.shape[0]} rows for a batch of {targets.shape[0]}")
-        if ((classes < 0) | (classes >= logits.shape[1])).any():
-            raise IndexError(f"contrast classes {classes.tolist()} out of range for {logits.shape[1]} classes")
+        check_class_indices(classes, logits.shape[1], "contrast class")
         rows = classes if classes.ndim == 2 else classes.expand(targets.shape[0], -1)
         return rows[:, None, :].expand(-1, targets.shape[1], -1)
 

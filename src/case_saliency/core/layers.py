@@ -4,10 +4,10 @@ functions that turn token outputs of vision transformers into (B, C, h, w) maps.
 from __future__ import annotations
 
 import difflib
+import functools
 import math
 from collections.abc import Callable
 
-import torch
 from torch import Tensor, nn
 
 Reshape = Callable[[Tensor], Tensor]
@@ -48,8 +48,10 @@ def _walk(module: nn.Module, parts: list[str]) -> nn.Module | None:
             if not -len(children) <= index < len(children):
                 return None
             module = children[index][1]
-        elif part in module._modules:
-            module = module._modules[part]
+        elif module._modules.get(part) is not None:
+            found = module._modules[part]
+            assert found is not None
+            module = found
         else:
             return None
     return module
@@ -71,56 +73,21 @@ def vit_reshape(tokens: Tensor, prefix_tokens: int = 1, grid: tuple[int, int] | 
     return patches.transpose(1, 2).reshape(tokens.shape[0], tokens.shape[2], *grid)
 
 
-def _transformer_default(model: nn.Module) -> tuple[str, Reshape] | None:
+def transformer_default(model: nn.Module) -> tuple[str, Reshape] | None:
     """The usual target of torchvision and timm ViTs: the first norm of the last block."""
     encoder = getattr(model, "encoder", None)
     if encoder is not None and hasattr(encoder, "layers") and hasattr(model, "class_token"):
         return "encoder.layers.-1.ln_1", vit_reshape  # torchvision VisionTransformer
     blocks = getattr(model, "blocks", None)
     if blocks is not None and hasattr(model, "num_prefix_tokens") and hasattr(blocks[-1], "norm1"):
-        prefix = int(model.num_prefix_tokens)
-        return "blocks.-1.norm1", lambda t: vit_reshape(t, prefix)  # timm ViT
+        prefix = int(getattr(model, "num_prefix_tokens"))  # noqa: B009 (an int attribute, not a submodule)
+        return "blocks.-1.norm1", functools.partial(vit_reshape, prefix_tokens=prefix)  # timm ViT
     return None
 
 
-def spatial_layers(model: nn.Module, sample: Tensor) -> list[str]:
-    """Names of the modules whose output is spatial, (B, C, h, w) with h * w > 1, in the order they
-    finish during one forward pass of ``sample`` (the model's training flags are left as found)."""
-    spatial: list[str] = []
-    handles = []
-    for name, module in model.named_modules():
-        if not name:
-            continue
+def __getattr__(name: str) -> object:
+    if name in ("default_layer", "spatial_layers"):  # they run the model with hooks, so they live in ``capture``
+        from . import capture
 
-        def hook(mod, inputs, output, name=name):
-            if isinstance(output, Tensor) and output.ndim == 4 and output.shape[-1] * output.shape[-2] > 1:
-                spatial.append(name)
-
-        handles.append(module.register_forward_hook(hook))
-    was_training = [(m, m.training) for m in model.modules()]
-    try:
-        model.eval()
-        with torch.no_grad():
-            model(sample)
-    finally:
-        for handle in handles:
-            handle.remove()
-        for module, flag in was_training:
-            module.training = flag
-    return list(dict.fromkeys(spatial))
-
-
-def default_layer(model: nn.Module, sample: Tensor) -> tuple[nn.Module, str, Reshape | None]:
-    """The default target layer: the last module to finish with a spatial (B, C, h, w) output,
-    h * w > 1 (for a CNN the last feature block), found by one forward pass of ``sample``;
-    vision transformers get the first norm of their last block and a token reshape."""
-    vit = _transformer_default(model)
-    if vit is not None:
-        module, name = resolve_layer(model, vit[0])
-        return module, name, vit[1]
-    spatial = spatial_layers(model, sample)
-    if not spatial:
-        raise ValueError("found no layer with a spatial (B, C, h, w) output; pass target_layer and, "
-                         "for token outputs, reshape=vit_reshape")
-    name = spatial[-1]
-    return dict(model.named_modules())[name], name, None
+        return getattr(capture, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -30,7 +31,7 @@ class SaliencyMaps:
     raw: Tensor | None = None
     method: str = ""
     layer: str | None = None
-    info: dict = field(default_factory=dict)
+    info: dict[str, Any] = field(default_factory=dict)
 
 
 def constant_maps(maps: Tensor, rtol: float = 1e-6) -> Tensor:

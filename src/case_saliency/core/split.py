@@ -15,10 +15,14 @@ functions (e.g. TF "same" padding) are honoured.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import Tensor, fx, nn
+
+from .capture import eval_mode
 
 log = logging.getLogger("case_saliency")
 
@@ -37,7 +41,8 @@ class SplitModel:
 
 
 class _LeafTracer(fx.Tracer):
-    def __init__(self, leaf: nn.Module, extra_leaf_types: tuple, autowrap_functions: tuple):
+    def __init__(self, leaf: nn.Module, extra_leaf_types: tuple[type, ...],
+                 autowrap_functions: tuple[Callable[..., Any], ...]):
         super().__init__(autowrap_functions=autowrap_functions)
         self.leaf = leaf
         self.extra_leaf_types = extra_leaf_types
@@ -50,12 +55,14 @@ class _LeafTracer(fx.Tracer):
         return super().is_leaf_module(module, qualname)
 
 
-def _timm_notrace() -> tuple[tuple, tuple]:
+def _timm_notrace() -> tuple[tuple[type, ...], tuple[Callable[..., Any], ...]]:
     try:
         from timm.layers import _fx as timm_fx
     except ImportError:  # timm is optional for splitting
         return (), ()
-    return tuple(timm_fx.get_notrace_modules()), tuple(timm_fx.get_notrace_functions())
+    modules: list[type] = timm_fx.get_notrace_modules()  # type: ignore[no-untyped-call]
+    functions: list[Callable[..., Any]] = timm_fx.get_notrace_functions()  # type: ignore[no-untyped-call]
+    return tuple(modules), tuple(functions)
 
 
 def split_at_layer(model: nn.Module, layer: nn.Module) -> SplitModel | None:
@@ -66,17 +73,13 @@ def split_at_layer(model: nn.Module, layer: nn.Module) -> SplitModel | None:
     """
     leaf_types, functions = _timm_notrace()
     tracer = _LeafTracer(layer, leaf_types, functions)
-    flags = [(m, m.training) for m in model.modules()]
     try:
-        model.eval()  # branches on self.training are baked into the trace: trace the eval behaviour
-        graph = tracer.trace(model)
+        with eval_mode(model):  # branches on self.training are baked into the trace: trace the eval behaviour
+            graph = tracer.trace(model)
     except Exception as error:  # tracing fails in many model-specific ways; all mean "cannot split"
         log.info("cannot trace %s with torch.fx (%s: %s); using full forward passes",
                  type(model).__name__, type(error).__name__, error)
         return None
-    finally:
-        for module, flag in flags:
-            module.training = flag
     layer_name = next((name for name, mod in model.named_modules() if mod is layer), None)
     calls = [n for n in graph.nodes if n.op == "call_module" and n.target == layer_name]
     if len(calls) != 1:

@@ -4,23 +4,27 @@ class logit when that channel of the target layer is set to zero."""
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 
 import torch
 from torch import Tensor
 
-from ..core.capture import ModelInput, check_images
+from ..core.capture import Capture, ModelInput, eval_mode
 from ..core.layers import LayerSpec, Reshape
-from ..core.maps import SaliencyMaps, finish_maps
 from ..core.split import SplitModel, split_at_layer, verify_split
-from ..core.targets import TargetSpec, resolve_targets
-from .base import SaliencyMethod, register
-from .channel_batches import as_rows, channel_pairs, eval_no_grad
+from .base import CAMMethod, ClassRequest, register
+from .channel_batches import channel_pairs
 
 log = logging.getLogger("case_saliency")
 
 
+@dataclass
+class _AblationCapture(Capture):
+    saved: list[Tensor] | None = None  # the earlier values the split's tail reads; None: full passes
+
+
 @register("ablationcam")
-class AblationCAM(SaliencyMethod):
+class AblationCAM(CAMMethod):
     """Ablation-CAM (Desai & Ramaswamy, 2020): weights = relative logit drop when a channel is zeroed.
 
     ``w_c = (y - y_c) / y`` with y the target logit and y_c the logit with channel c of the layer
@@ -42,6 +46,7 @@ class AblationCAM(SaliencyMethod):
     batch_size images with the layer output replaced by the ablated activations. No backward;
     all M requested classes come from the same passes, so the cost does not grow with M. The
     split is traced once per instance and checked against the full model on the first batch.
+    ``CASE(base="ablationcam")`` scores its contrast classes in the same passes too.
 
     Args:
         model: (B, 3, H, W) -> (B, K) logits, or a ``LoadedModel``.
@@ -51,6 +56,8 @@ class AblationCAM(SaliencyMethod):
         ablation_value: the value written into an ablated channel.
         split: False forces full forward passes (the fallback path).
     """
+
+    needs_gradients = False
 
     def __init__(self, model: ModelInput, *, target_layer: LayerSpec | None = None, reshape: Reshape | None = None,
                  batch_size: int = 128, ablation_value: float = 0.0, split: bool = True):
@@ -72,7 +79,7 @@ class AblationCAM(SaliencyMethod):
             self._split_checked = True
             layer = self.engine.layer(images)
             split = split_at_layer(self.model, layer)
-            with eval_no_grad(self.model):
+            with eval_mode(self.model, no_grad=True):
                 if split is not None and not verify_split(split, self.model, images[:1]):
                     log.warning("the traced tail after %r does not reproduce the model's logits; "
                                 "using full forward passes", self.engine.layer_name)
@@ -80,44 +87,41 @@ class AblationCAM(SaliencyMethod):
             self._split = split
         return self._split
 
-    def explain(self, images: Tensor, targets: TargetSpec = "top1", *, relu: bool = True,
-                upsample: bool = True, normalize: bool = False) -> SaliencyMaps:
-        check_images(images)
-        images = images.detach().to(self.engine.device)
+    def capture(self, images: Tensor, request: ClassRequest) -> Capture:
+        """One pass: through the head and tail of the split when there is one (the tail is then
+        what each ablated row runs), else through the whole model."""
         self.engine.layer(images)  # resolves the default layer (and its reshape) on first use
         if self.engine.reshape is not None:
             raise ValueError(f"Ablation-CAM ablates channels of a (B, C, h, w) layer output; layer "
                              f"{self.engine.layer_name!r} needs a reshape (token outputs). "
                              "Pass a convolutional target_layer")
         split = self.split_model(images)
-        with eval_no_grad(self.model):
+        with eval_mode(self.model, no_grad=True):
             head_out = split.head(images) if split is not None else None
-        if head_out is not None and all(isinstance(t, Tensor) and t.shape[:1] == images.shape[:1]
-                                        for t in head_out):
+        capture: _AblationCapture
+        if split is not None and head_out is not None and all(
+                isinstance(t, Tensor) and t.shape[:1] == images.shape[:1] for t in head_out):
             activations, saved = head_out[0], list(head_out[1:])
-            with eval_no_grad(self.model):  # clones: the tail may work in place on its inputs
+            with eval_mode(self.model, no_grad=True):  # clones: the tail may work in place on its inputs
                 logits = split.tail(activations.clone(), *[t.clone() for t in saved])
-            path = "tail"
+            capture = _AblationCapture(logits, activations, None, None, info={"path": "tail"}, saved=saved)
         else:  # not traceable, or a tail input without a batch dimension
             cap = self.engine(images)
-            activations, saved, logits, path = cap.activations, None, cap.logits, "full"
-        if activations.ndim != 4:
+            capture = _AblationCapture(cap.logits, cap.activations, None, None, info={"path": "full"})
+        if capture.activations.ndim != 4:
             raise ValueError(f"Ablation-CAM needs a layer with output (B, C, h, w); "
-                             f"{self.engine.layer_name!r} gives {tuple(activations.shape)}. "
+                             f"{self.engine.layer_name!r} gives {tuple(capture.activations.shape)}. "
                              "Choose a convolutional layer")
-        chosen = resolve_targets(targets, logits)
-        rows = as_rows(chosen)
-        original = logits.gather(1, rows)  # (B, M)
-        ablated = self.ablated_scores(images, activations, saved, rows)  # (B, M, C)
-        weights = (original[..., None] - ablated) / original[..., None]
-        raw = torch.einsum("bmc,bchw->bmhw", weights, activations)
-        if chosen.ndim == 1:
-            raw = raw[:, 0]
-        maps, degenerate = finish_maps(raw, tuple(images.shape[-2:]), relu=relu, upsample=upsample,
-                                       normalize=normalize)
-        return SaliencyMaps(maps=maps, targets=chosen, degenerate=degenerate, logits=logits, raw=raw,
-                            method=self.name, layer=self.engine.layer_name,
-                            info={"path": path, "channel_weights": weights if chosen.ndim == 2 else weights[:, 0]})
+        capture.classes = request(capture.logits)
+        return capture
+
+    def class_weights(self, images: Tensor, capture: Capture) -> Tensor:
+        """``(y - y_c) / y`` for every class of the capture: (B, M, C), all from one set of passes."""
+        assert capture.classes is not None
+        saved = capture.saved if isinstance(capture, _AblationCapture) else None
+        original = capture.logits.gather(1, capture.classes)  # (B, M)
+        ablated = self.ablated_scores(images, capture.activations, saved, capture.classes)  # (B, M, C)
+        return (original[..., None] - ablated) / original[..., None]
 
     def ablated_scores(self, images: Tensor, activations: Tensor, saved: list[Tensor] | None,
                        classes: Tensor) -> Tensor:
@@ -128,15 +132,16 @@ class AblationCAM(SaliencyMethod):
         layer = self.engine.layer(images)
         replacement: list[Tensor] = []
         handle = None
+        split = self.split_model(images) if saved is not None else None
         if saved is None:
             handle = layer.register_forward_hook(lambda module, inputs, output: replacement[0])
         try:
-            with eval_no_grad(self.model):
+            with eval_mode(self.model, no_grad=True):
                 for image_idx, channel_idx in channel_pairs(activations, self.batch_size):
                     rows = activations[image_idx]  # (n, C, h, w), a copy
                     rows[torch.arange(len(image_idx)), channel_idx] = self.ablation_value
-                    if saved is not None:
-                        logits = self.split_model(images).tail(rows, *[t[image_idx] for t in saved])
+                    if saved is not None and split is not None:
+                        logits = split.tail(rows, *[t[image_idx] for t in saved])
                     else:
                         replacement[:] = [rows]
                         logits = self.model(images[image_idx])

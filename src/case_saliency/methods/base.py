@@ -1,32 +1,40 @@
 """The method API: ``method(images, targets) -> (B, H, W)`` and ``method.explain(...) -> SaliencyMaps``.
 
-``SaliencyMethod`` is the interface every method implements; ``CAMMethod`` is the base of the
-gradient CAMs, which are small rules from activations ``A`` (B, C, h, w) and gradients
-``G`` (B, M, C, h, w) to maps, on top of the one-pass engine.
+One template: ``SaliencyMethod.explain`` checks the input, resolves the targets (and contrast
+classes) from the logits of the method's own forward pass, finishes the maps and builds
+``SaliencyMaps``; a method supplies only ``raw_maps``. ``CAMMethod`` is the base of the methods at a
+layer: a rule from activations ``A`` (B, C, h, w) and gradients ``G`` (B, M, C, h, w) to channel
+weights (B, M, C) or to maps, or, for Score-CAM and Ablation-CAM, channel weights from masked
+forward passes; the map is then ``sum_c w_c A_c``.
 """
 
 from __future__ import annotations
 
 import warnings
-from abc import ABCMeta, abstractmethod
+from abc import ABCMeta
 from collections.abc import Callable
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
 
 import torch
 from torch import Tensor, nn
 
-from ..core.capture import ActivationCapture, ModelInput, unwrap_model
+from ..core.capture import ActivationCapture, Capture, ModelInput, autograd_available, prepare_images, unwrap_model
+from ..core.contrast import ContrastStrategy
 from ..core.layers import LayerSpec, Reshape
 from ..core.maps import SaliencyMaps, finish_maps
-from ..core.targets import TargetSpec, resolve_targets
+from ..core.targets import TargetSpec, check_class_indices, resolve_targets
 
 METHODS: dict[str, type[SaliencyMethod]] = {}
 
 
-def register(name: str) -> Callable[[type], type]:
+MethodType = TypeVar("MethodType", bound="type[SaliencyMethod]")
+
+
+def register(name: str) -> Callable[[MethodType], MethodType]:
     """Class decorator: make a method available by ``name`` (CLI, runs, ``get_method``)."""
 
-    def wrap(cls: type) -> type:
+    def wrap(cls: MethodType) -> MethodType:
         cls.name = name
         METHODS[name] = cls
         return cls
@@ -38,17 +46,40 @@ def get_method(name: str, model: ModelInput, **options: Any) -> SaliencyMethod:
     """Build a registered method by name, e.g. ``get_method("case", model, target_layer="layer4")``.
 
     ``model`` is an ``nn.Module`` or a ``LoadedModel``; ``options`` are the constructor's keywords
-    (``target_layer``, ``reshape`` and the method's own), the same for every method.
+    (``target_layer``, ``reshape`` and the method's own), the same for every method. A variant name
+    ``<method>:<base>`` (``case:gradcam++``, ``case:scorecam``) passes ``base=<base>``.
     """
-    return method_class(name)(model, **options)
+    cls, preset = lookup_method(name)
+    for key in preset.keys() & options.keys():
+        raise TypeError(f"method {name!r} sets {key}={preset[key]!r}; do not pass {key}= as well")
+    return cls(model, **preset, **options)
+
+
+def lookup_method(name: str) -> tuple[type[SaliencyMethod], dict[str, Any]]:
+    """``(class, constructor options the name sets)`` for a registered name or a variant name
+    ``<method>:<base>`` (e.g. ``case:scorecam`` -> ``(CASE, {"base": "scorecam"})``)."""
+    key = name.strip().lower()
+    if key in METHODS:
+        return METHODS[key], {}
+    head, sep, variant = key.partition(":")
+    if sep and head in METHODS and variant in METHODS[head].variants():
+        return METHODS[head], {"base": variant}
+    raise ValueError(f"unknown method {name!r}; available: {', '.join(method_names())}")
 
 
 def method_class(name: str) -> type[SaliencyMethod]:
-    """The class registered as ``name`` (case-insensitive); a ValueError lists the names."""
-    key = name.strip().lower()
-    if key not in METHODS:
-        raise ValueError(f"unknown method {name!r}; available: {', '.join(sorted(METHODS))}")
-    return METHODS[key]
+    """The class a registered (or variant) name builds; a ValueError lists the names."""
+    return lookup_method(name)[0]
+
+
+def method_names() -> list[str]:
+    """Every name ``get_method`` accepts: the registered methods, then the variants
+    (``case:gradcam++``, ...; ``case:gradcam`` is ``case`` and not listed)."""
+    names = sorted(METHODS)
+    for name in sorted(METHODS):
+        cls = METHODS[name]
+        names += [f"{name}:{variant}" for variant in cls.variants() if variant != cls.default_variant]
+    return names
 
 
 class _KeywordOptions(ABCMeta):
@@ -76,21 +107,92 @@ class _KeywordOptions(ABCMeta):
         return super().__call__(*args, **kwargs)
 
 
+@dataclass
+class ClassRequest:
+    """The classes one ``explain`` call needs, resolved from the logits of the method's own pass.
+
+    Calling it with logits (B, K) resolves ``spec`` (see ``resolve_targets``) to ``targets`` (B,) or
+    (B, M) and, with a contrast strategy, each target's ``contrast`` classes (B, M, k); it returns
+    ``classes`` (B, M + M*k): the M targets of each image, then the k contrast classes of each target
+    (so it can be handed to ``ActivationCapture`` as the class selector of the same pass).
+    """
+
+    spec: TargetSpec
+    strategy: ContrastStrategy | None = None
+    targets: Tensor | None = None
+    contrast: Tensor | None = None
+    classes: Tensor | None = None
+
+    def __call__(self, logits: Tensor) -> Tensor:
+        targets = resolve_targets(self.spec, logits)
+        rows = targets if targets.ndim == 2 else targets[:, None]
+        classes = rows
+        if self.strategy is not None and self.strategy.k > 0:
+            contrast = self.strategy(logits, rows).long()  # (B, M, k)
+            check_class_indices(contrast, logits.shape[1], "contrast class")
+            self.contrast = contrast
+            classes = torch.cat([rows, contrast.flatten(1)], dim=1)
+        self.targets, self.classes = targets, classes
+        return classes
+
+    @property
+    def m(self) -> int:
+        """Targets per image."""
+        if self.targets is None:
+            raise RuntimeError("the request is not resolved yet: call it with the logits first")
+        return 1 if self.targets.ndim == 1 else int(self.targets.shape[1])
+
+    def split(self, per_class: Tensor) -> tuple[Tensor, Tensor | None]:
+        """(B, M + M*k, ...) in the order of ``classes`` -> the targets' part (B, M, ...) and the
+        contrast part (B, M, k, ...), or None without a contrast."""
+        m = self.m
+        if self.contrast is None:
+            return per_class[:, :m], None
+        rest = per_class[:, m:]
+        return per_class[:, :m], rest.reshape(rest.shape[0], m, -1, *rest.shape[2:])
+
+
+@dataclass
+class RawMaps:
+    """What a method computes for one call: ``maps`` (B, M, h, w) for the M targets of each image,
+    the ``logits`` (B, K) of its pass, ``per_target`` tensors (B, M, ...) (cut like the maps when a
+    call asked for one target per image) and other ``info``."""
+
+    maps: Tensor
+    logits: Tensor | None
+    per_target: dict[str, Tensor] = field(default_factory=dict)
+    info: dict[str, Any] = field(default_factory=dict)
+
+
+def weighted_sum(weights: Tensor, activations: Tensor) -> Tensor:
+    """Channel weights (B, M, C) and activations (B, C, h, w) -> maps sum_c w_c A_c, (B, M, h, w)."""
+    return torch.einsum("bmc,bchw->bmhw", weights, activations)
+
+
 class SaliencyMethod(metaclass=_KeywordOptions):
-    """A saliency method bound to a model. Subclasses implement ``explain``.
+    """A saliency method bound to a model; a subclass defines ``raw_maps`` (the template, ``explain``,
+    does the rest).
 
     Every method is built the same way: ``Method(model, *, target_layer=None, reshape=None, **options)``.
     ``model``: an ``nn.Module`` mapping (B, C, H, W) images to (B, K) logits, or a ``LoadedModel``
     (``case_saliency.load_model``), whose network, default layer and token reshape are then used.
-    ``target_layer``: a submodule or its dotted name; None picks the default. ``reshape``: maps the
-    layer output to (B, C, h, w) (``vit_reshape`` for tokens). Methods that work on the input, not at a
-    layer (``uses_layer = False``: the Captum gradient methods, the random control), accept and
-    ignore both. ``options`` are the method's own keywords (listed in its docstring).
+    ``target_layer``: a submodule or its dotted name; None picks the default from the model's
+    structure (the same for every input; ``layer_name`` names it). ``reshape``: maps the layer output
+    to (B, C, h, w) (``vit_reshape`` for tokens). Methods that work on the input, not at a layer
+    (``uses_layer = False``: the Captum gradient methods, the random control), accept and ignore both.
+    ``options`` are the method's own keywords (listed in its docstring).
     """
 
     name = "method"
     uses_layer = True  # False: the method works without a target layer (target_layer is ignored)
     legacy_positional = "target_layer"  # the parameter a deprecated second positional argument fills
+    contrast: ContrastStrategy | None = None  # contrastive methods: the strategy of their contrast classes
+    default_variant: str | None = None  # for wrappers (CASE): the base a bare name means
+
+    @classmethod
+    def variants(cls) -> list[str]:
+        """The bases a wrapper method accepts by name (``<name>:<base>``); none for other methods."""
+        return []
 
     def __init__(self, model: ModelInput, *, target_layer: LayerSpec | None = None,
                  reshape: Reshape | None = None, **options: Any):
@@ -103,11 +205,10 @@ class SaliencyMethod(metaclass=_KeywordOptions):
 
     @property
     def layer_name(self) -> str | None:
-        """The dotted name of the target layer (None before a default layer is chosen, and for
-        methods that use no layer)."""
+        """The dotted name of the target layer (chosen from the model's structure when not given);
+        None for methods that use no layer."""
         return self.engine.layer_name if self.uses_layer else None
 
-    @abstractmethod
     def explain(self, images: Tensor, targets: TargetSpec = "top1", *, relu: bool = True,
                 upsample: bool = True, normalize: bool = False) -> SaliencyMaps:
         """Maps for ``images`` (B, C, H, W) and ``targets`` (see ``resolve_targets``).
@@ -115,9 +216,41 @@ class SaliencyMethod(metaclass=_KeywordOptions):
         relu: clamp negative evidence to 0 (default). upsample: bilinear to (H, W) (default);
         False keeps the layer resolution. normalize: per-map min-max to [0, 1].
         Returns ``SaliencyMaps`` with maps (B, H, W), or (B, M, H, W) for (B, M) targets.
-        """
 
-    def __call__(self, images: Tensor, targets: TargetSpec = "top1", **options) -> Tensor:
+        Images move to the model's device and are cast to its dtype (float64 or float16 input to a
+        float32 model, say); NaN or infinite pixels raise ``NonFiniteInput`` naming the images. A
+        call inside ``torch.inference_mode()`` works (the method leaves it for the call).
+        """
+        with autograd_available():
+            prepared = prepare_images(images, self.model)
+            request = ClassRequest(targets, self.contrast)
+            raw = self.raw_maps(prepared, request)
+        return self.finish(raw, request, (int(prepared.shape[-2]), int(prepared.shape[-1])), relu=relu,
+                           upsample=upsample, normalize=normalize)
+
+    def raw_maps(self, images: Tensor, request: ClassRequest) -> RawMaps:
+        """The method's rule: maps (B, M, h, w) for ``images`` (B, C, H, W), already checked and on the
+        model's device. It runs the method's forward pass and resolves ``request`` from its logits
+        (calling it, or handing it to ``ActivationCapture`` as the class selector)."""
+        raise NotImplementedError(f"{type(self).__name__} must define raw_maps")
+
+    def finish(self, raw: RawMaps, request: ClassRequest, size: tuple[int, int], *, relu: bool = True,
+               upsample: bool = True, normalize: bool = False) -> SaliencyMaps:
+        """``SaliencyMaps`` from a method's raw maps: one target per image drops the M axis; then ReLU,
+        upsampling to ``size``, normalisation and the degenerate flags (``finish_maps``)."""
+        targets = request.targets
+        if targets is None:
+            raise RuntimeError(f"{type(self).__name__}.raw_maps did not resolve the targets")
+        maps, contrast, per_target = raw.maps, request.contrast, dict(raw.per_target)
+        if targets.ndim == 1:
+            maps = maps[:, 0]
+            contrast = None if contrast is None else contrast[:, 0]
+            per_target = {key: value[:, 0] for key, value in per_target.items()}
+        final, degenerate = finish_maps(maps, size, relu=relu, upsample=upsample, normalize=normalize)
+        return SaliencyMaps(maps=final, targets=targets, degenerate=degenerate, logits=raw.logits, contrast=contrast,
+                            raw=maps, method=self.name, layer=self.layer_name, info={**raw.info, **per_target})
+
+    def __call__(self, images: Tensor, targets: TargetSpec = "top1", **options: Any) -> Tensor:
         """The maps alone: (B, H, W) or (B, M, H, W); ``explain`` also gives flags and classes."""
         return self.explain(images, targets, **options).maps
 
@@ -126,54 +259,75 @@ class SaliencyMethod(metaclass=_KeywordOptions):
 
 
 class CAMMethod(SaliencyMethod):
-    """Base of the gradient CAMs. Cost: one forward pass and one batched backward from the logits
-    to the target layer per batch, for all the classes a call needs.
+    """Base of the methods at a layer. Cost: one forward pass and (``needs_gradients``) one batched
+    backward from the logits to the target layer per batch, for all the classes a call needs.
 
-    Subclasses define ``channel_weights(A, G) -> (B, M, C)`` or override ``cam(A, G) -> (B, M, h, w)``;
-    contrastive methods also set ``contrast`` and use the contrast gradients passed to them.
+    A subclass gives one rule:
+    - ``channel_weights(A, G) -> (B, M, C)`` (gradient channel-weight CAMs: Grad-CAM, Grad-CAM++, ...);
+    - ``class_weights(images, capture) -> (B, M, C)`` for weights from other passes (Score-CAM,
+      Ablation-CAM; ``needs_gradients = False``);
+    - or ``cam(A, G, contrast G) -> (B, M, h, w)`` for a map that is not a channel-weighted sum
+      (HiResCAM, LayerCAM), or one that uses contrast classes' gradients (``contrast`` set).
+    Channel-weight methods (the first two kinds) can be made contrastive: ``CASE(model, base=name)``.
     """
 
-    contrast = None  # a ContrastStrategy for contrastive methods
+    needs_gradients = True  # False: one forward without backward (the classes are resolved from its logits)
+
+    @classmethod
+    def is_channel_weight_rule(cls) -> bool:
+        """True when the method's maps are ``sum_c w_c A_c`` from channel weights (what a contrast
+        wrapper such as CASE needs from its base)."""
+        return cls.cam is CAMMethod.cam and (cls.channel_weights is not CAMMethod.channel_weights
+                                             or cls.class_weights is not CAMMethod.class_weights)
 
     def channel_weights(self, activations: Tensor, gradients: Tensor) -> Tensor:
-        raise NotImplementedError(f"{type(self).__name__} must define channel_weights or cam")
+        """A (B, C, h, w) and G (B, M, C, h, w) -> weights (B, M, C)."""
+        raise NotImplementedError(f"{type(self).__name__} must define channel_weights, class_weights or cam")
+
+    def class_weights(self, images: Tensor, capture: Capture) -> Tensor:
+        """Channel weights (B, M', C) for every class of ``capture.classes`` (B, M')."""
+        if capture.gradients is None:
+            raise RuntimeError(f"{type(self).__name__} needs gradients for its channel weights")
+        return self.channel_weights(capture.activations, capture.gradients)
 
     def cam(self, activations: Tensor, gradients: Tensor, contrast_gradients: Tensor | None) -> Tensor:
         """A (B, C, h, w), G (B, M, C, h, w), contrast G (B, M, k, C, h, w) or None -> (B, M, h, w)."""
-        weights = self.channel_weights(activations, gradients)
-        return torch.einsum("bmc,bchw->bmhw", weights, activations)
+        return weighted_sum(self.channel_weights(activations, gradients), activations)
 
-    def explain(self, images: Tensor, targets: TargetSpec = "top1", *, relu: bool = True,
-                upsample: bool = True, normalize: bool = False) -> SaliencyMaps:
-        asked: dict[str, Tensor] = {}
+    def capture(self, images: Tensor, request: ClassRequest) -> Capture:
+        """One pass at the layer: logits, activations, and the gradients of ``request``'s classes
+        (or, without gradients, the classes resolved from the logits)."""
+        if self.needs_gradients:
+            return self.engine(images, request)
+        capture = self.engine(images)
+        capture.classes = request(capture.logits)
+        return capture
 
-        def classes(logits: Tensor) -> Tensor:
-            chosen = resolve_targets(targets, logits)
-            asked["targets"] = chosen
-            chosen = chosen if chosen.ndim == 2 else chosen[:, None]
-            if self.contrast is None or self.contrast.k == 0:
-                return chosen
-            others = self.contrast(logits, chosen)  # (B, M, k)
-            asked["contrast"] = others
-            return torch.cat([chosen, others.flatten(1)], dim=1)
+    def raw_maps(self, images: Tensor, request: ClassRequest) -> RawMaps:
+        return self.maps_from(images, self.capture(images, request), request)
 
-        cap = self.engine(images, classes)
-        chosen = asked["targets"]
-        m = 1 if chosen.ndim == 1 else chosen.shape[1]
-        grads = cap.gradients[:, :m]
-        contrast_grads = None
-        if "contrast" in asked:
-            contrast_grads = cap.gradients[:, m:].unflatten(1, (m, -1))  # (B, M, k, C, h, w)
-        raw = self.cam(cap.activations, grads, contrast_grads)  # (B, M, h, w)
-        if chosen.ndim == 1:
-            raw = raw[:, 0]
-        maps, degenerate = finish_maps(raw, tuple(images.shape[-2:]), relu=relu, upsample=upsample,
-                                       normalize=normalize)
-        contrast = asked.get("contrast")
-        if contrast is not None and chosen.ndim == 1:
-            contrast = contrast[:, 0]
-        return SaliencyMaps(maps=maps, targets=chosen, degenerate=degenerate, logits=cap.logits,
-                            contrast=contrast, raw=raw, method=self.name, layer=self.engine.layer_name)
+    def shares_capture_with(self, other: CAMMethod, images: Tensor) -> bool:
+        """True when one gradient capture of ``images`` serves both methods: the same network, the
+        same layer and the same reshape (see ``explain_many``)."""
+        if not (self.needs_gradients and other.needs_gradients and self.model is other.model):
+            return False
+        return self.engine.same_layer(other.engine, images)
+
+    def maps_from(self, images: Tensor, capture: Capture, request: ClassRequest) -> RawMaps:
+        """The method's rule on a capture holding ``request``'s classes: maps (B, M, h, w)."""
+        weights = None
+        if type(self).cam is not CAMMethod.cam:  # a map rule
+            if capture.gradients is None:
+                raise RuntimeError(f"{type(self).__name__} defines cam() and so needs gradients")
+            gradients, contrast_gradients = request.split(capture.gradients)
+            maps = self.cam(capture.activations, gradients, contrast_gradients)
+        else:
+            weights = request.split(self.class_weights(images, capture))[0]
+            maps = weighted_sum(weights, capture.activations)
+        per_target = {key: request.split(value)[0] for key, value in capture.per_class.items()}
+        if weights is not None:
+            per_target["channel_weights"] = weights
+        return RawMaps(maps, capture.logits, per_target, dict(capture.info))
 
     def __repr__(self) -> str:
         extra = f", contrast={self.contrast!r}" if self.contrast is not None else ""

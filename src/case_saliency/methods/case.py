@@ -1,21 +1,27 @@
-"""CASE (Williamson et al., 2025, arXiv 2506.07327): Grad-CAM weights of the target minus their
-projection on the mean Grad-CAM weights of a contrast set, so only evidence unique to the target
+"""CASE (Williamson et al., 2025, arXiv 2506.07327): the target's channel weights minus their
+projection on the mean channel weights of a contrast set, so only evidence unique to the target
 remains:  w_perp = w_t - <w_t, w_S> / (||w_S||^2 + eps) * w_S,  M = ReLU(sum_c w_perp[c] A[c]).
 
-Cost: one forward pass and one batched backward to the target layer for the 1 + k classes of each
-target (the paper's public code runs k + 1 full forward and backward passes per image).
+The paper uses Grad-CAM weights; here any channel-weight CAM can be the base (``base="gradcam++"``,
+``"xgradcam"``, ``"scorecam"``, ``"ablationcam"``; by name ``case:<base>``), its weights computed
+for the targets and all contrast classes from one pass (one batched backward for the gradient
+CAMs, one set of masked forwards for Score-CAM and Ablation-CAM).
+
+Cost: the base method's, with 1 + k classes per target in the same pass (the paper's public code
+runs k + 1 full forward and backward passes per image).
 """
 
 from __future__ import annotations
 
 import warnings
+from typing import Any
 
 from torch import Tensor
 
-from ..core.capture import ModelInput
+from ..core.capture import Capture, ModelInput
 from ..core.contrast import ContrastStrategy, TopLogits
 from ..core.layers import LayerSpec, Reshape
-from .base import CAMMethod, register, spatial_mean
+from .base import CAMMethod, ClassRequest, RawMaps, method_class, register, weighted_sum
 
 
 def remove_projection(weights: Tensor, direction: Tensor, eps: float = 1e-8) -> Tensor:
@@ -24,43 +30,86 @@ def remove_projection(weights: Tensor, direction: Tensor, eps: float = 1e-8) -> 
     return weights - coef * direction
 
 
+def channel_weight_bases() -> list[str]:
+    """Names of the registered methods CASE can wrap: the channel-weight CAMs."""
+    from .base import METHODS
+
+    return sorted(name for name, cls in METHODS.items()
+                  if issubclass(cls, CAMMethod) and cls.is_channel_weight_rule() and not issubclass(cls, CASE))
+
+
 @register("case")
 class CASE(CAMMethod):
-    """CASE (Williamson et al., 2025): the target's Grad-CAM weights minus their projection on the
-    mean weights of a contrast set (default: the next logit), so only evidence unique to the target
-    remains.
+    """CASE (Williamson et al., 2025): the target's channel weights minus their projection on the mean
+    weights of a contrast set (default: the next logit), so only evidence unique to the target remains.
 
     Args:
+        base: the channel-weight CAM whose weights are contrasted: "gradcam" (the paper's CASE, the
+            default), "gradcam++", "xgradcam", "scorecam" or "ablationcam" (any registered
+            channel-weight CAM). ``get_method("case:scorecam", model)`` is ``CASE(model, base="scorecam")``.
         contrast: a contrast strategy (``TopLogits(k)``, ``ConfusionNeighbours(matrix, k)``,
             ``ExplicitContrast([...])``); default ``TopLogits(k=1)``, the setting of the paper's
-            experiments. With k=0, or a contrast direction that is all zero, CASE equals Grad-CAM
-            (and says so once).
+            experiments. With k=0, or a contrast direction that is all zero, CASE equals its base
+            method (and says so once).
         eps: added to ||w_S||^2 in the projection.
+        base_options: the base method's own options (e.g. ``batch_size`` for Score-CAM).
     """
 
     follows_run_contrast = True  # runs hand it their contrast strategy
+    default_variant = "gradcam"
+
+    @classmethod
+    def variants(cls) -> list[str]:
+        return channel_weight_bases()
 
     def __init__(self, model: ModelInput, *, target_layer: LayerSpec | None = None, reshape: Reshape | None = None,
-                 contrast: ContrastStrategy | None = None, eps: float = 1e-8):
+                 base: str = "gradcam", contrast: ContrastStrategy | None = None, eps: float = 1e-8,
+                 **base_options: Any):
+        key = str(base).strip().lower()
+        bases = channel_weight_bases()
+        if key not in bases:
+            raise ValueError(f"base={base!r} is not a channel-weight CAM that CASE can contrast; use one of "
+                             f"{', '.join(bases)}")
+        base_cls = method_class(key)
+        assert issubclass(base_cls, CAMMethod)
+        self.base = base_cls(model, target_layer=target_layer, reshape=reshape, **base_options)
         super().__init__(model, target_layer=target_layer, reshape=reshape)
+        self.engine = self.base.engine  # one layer, and one default-layer choice, for both
+        self.base_name = key
+        self._base_label = "Grad-CAM" if key == "gradcam" else base_cls.__name__
+        self.name = "case" if key == "gradcam" else f"case:{key}"
         self.contrast = contrast if contrast is not None else TopLogits(k=1)
         self.eps = eps
         self._warned = False
 
-    def cam(self, activations: Tensor, gradients: Tensor, contrast_gradients: Tensor | None) -> Tensor:
-        target_w = spatial_mean(gradients)  # (B, M, C)
-        if contrast_gradients is None:
-            self._warn_once("CASE has an empty contrast set (k=0); its maps equal Grad-CAM's")
-            weights = target_w
+    @property  # a class attribute elsewhere; here its base's
+    def needs_gradients(self) -> bool:  # type: ignore[override]
+        return self.base.needs_gradients
+
+    def capture(self, images: Tensor, request: ClassRequest) -> Capture:
+        return self.base.capture(images, request)
+
+    def maps_from(self, images: Tensor, capture: Capture, request: ClassRequest) -> RawMaps:
+        weights, contrast_weights = request.split(self.base.class_weights(images, capture))  # (B, M, C), (B, M, k, C)
+        if contrast_weights is None:
+            self._warn_once(f"CASE has an empty contrast set (k=0); its maps equal {self._base_label}'s")
+            final = weights
         else:
-            direction = spatial_mean(contrast_gradients).mean(dim=2)  # (B, M, C): mean over the k classes
+            direction = contrast_weights.mean(dim=2)  # (B, M, C): mean over the k classes
             if (direction == 0).all(dim=-1).any():
-                self._warn_once("CASE contrast direction is all zero for some targets; "
-                                "those maps equal Grad-CAM's")
-            weights = remove_projection(target_w, direction, self.eps)
-        return (weights[..., None, None] * activations[:, None]).sum(dim=2)
+                self._warn_once(f"CASE contrast direction is all zero for some targets; those maps equal "
+                                f"{self._base_label}'s")
+            final = remove_projection(weights, direction, self.eps)
+        per_target = {key: request.split(value)[0] for key, value in capture.per_class.items()}
+        per_target.update(channel_weights=final, base_weights=weights)
+        return RawMaps(weighted_sum(final, capture.activations), capture.logits, per_target,
+                       {**capture.info, "base": self.base_name})
 
     def _warn_once(self, message: str) -> None:
         if not self._warned:
-            warnings.warn(message, stacklevel=4)
+            warnings.warn(message, stacklevel=5)
             self._warned = True
+
+    def __repr__(self) -> str:
+        base = "" if self.base_name == "gradcam" else f", base={self.base_name!r}"
+        return f"{type(self).__name__}(layer={self.engine.layer_name!r}{base}, contrast={self.contrast!r})"

@@ -1,15 +1,11 @@
-"""Shared pieces of the channel-perturbation methods (Score-CAM, Ablation-CAM): batches of
-(image, channel) pairs, target resolution and the model-state guard."""
+"""Batches of (image, channel) pairs for the channel-perturbation methods (Score-CAM, Ablation-CAM)."""
 
 from __future__ import annotations
 
-from contextlib import contextmanager
 from collections.abc import Iterator
 
 import torch
-from torch import Tensor, nn
-
-from ..core.capture import _ModelState
+from torch import Tensor
 
 
 def channel_pairs(activations: Tensor, batch_size: int, skip: Tensor | None = None) -> Iterator[tuple[Tensor, Tensor]]:
@@ -23,20 +19,3 @@ def channel_pairs(activations: Tensor, batch_size: int, skip: Tensor | None = No
     images, channels = keep.nonzero(as_tuple=True)
     for start in range(0, images.numel(), batch_size):
         yield images[start : start + batch_size], channels[start : start + batch_size]
-
-
-def as_rows(classes: Tensor) -> Tensor:
-    """Targets (B,) or (B, M) -> (B, M)."""
-    return classes if classes.ndim == 2 else classes[:, None]
-
-
-@contextmanager
-def eval_no_grad(model: nn.Module) -> Iterator[None]:
-    """Eval mode and no autograd inside; the training flags (and grad mode) restored on exit."""
-    state = _ModelState(model)
-    try:
-        model.eval()
-        with torch.no_grad():
-            yield
-    finally:
-        state.restore()

@@ -3,12 +3,10 @@ principal component. It ignores the class: a control that should fail the class-
 
 from __future__ import annotations
 
-
 import torch
 from torch import Tensor
-from ..core.maps import SaliencyMaps, finish_maps
-from ..core.targets import TargetSpec, resolve_targets
-from .base import SaliencyMethod, register
+
+from .base import CAMMethod, ClassRequest, RawMaps, register
 
 
 def first_component_projection(activations: Tensor) -> Tensor:
@@ -23,28 +21,24 @@ def first_component_projection(activations: Tensor) -> Tensor:
     projection = x @ vh[:, 0, :, None]  # (B, hw, 1)
     total = x.sum(dim=2, keepdim=True)  # centred channel sum
     sign = torch.where((projection * total).sum(dim=1, keepdim=True) < 0, -1.0, 1.0)
-    return (projection * sign).view(b, h, w).to(activations.dtype)
+    projected: Tensor = (projection * sign).view(b, h, w).to(activations.dtype)
+    return projected
 
 
 @register("eigencam")
-class EigenCAM(SaliencyMethod):
+class EigenCAM(CAMMethod):
     """EigenCAM: the same map for every class of an image (a class-agnostic control).
 
     Cost per batch: one forward pass (no backward) and one SVD per image of the (h*w, C)
     activation matrix, whatever the number of classes.
     """
 
-    def explain(self, images: Tensor, targets: TargetSpec = "top1", *, relu: bool = True,
-                upsample: bool = True, normalize: bool = False) -> SaliencyMaps:
-        cap = self.engine(images)
-        chosen = resolve_targets(targets, cap.logits)
-        raw = first_component_projection(cap.activations)  # (B, h, w)
-        if chosen.ndim == 2:
-            raw = raw[:, None].expand(-1, chosen.shape[1], -1, -1)
-        maps, degenerate = finish_maps(raw, tuple(images.shape[-2:]), relu=relu, upsample=upsample,
-                                       normalize=normalize)
-        return SaliencyMaps(maps=maps, targets=chosen, degenerate=degenerate, logits=cap.logits, raw=raw,
-                            method=self.name, layer=self.engine.layer_name)
+    needs_gradients = False
+
+    def raw_maps(self, images: Tensor, request: ClassRequest) -> RawMaps:
+        capture = self.capture(images, request)
+        raw = first_component_projection(capture.activations)  # (B, h, w)
+        return RawMaps(raw[:, None].expand(-1, request.m, -1, -1), capture.logits)
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(layer={self.engine.layer_name!r})"

@@ -21,11 +21,9 @@ from collections.abc import Callable
 import torch
 from torch import Tensor
 
-from ..core.capture import ModelInput, _ModelState, check_images, model_device
+from ..core.capture import ModelInput, eval_mode
 from ..core.layers import LayerSpec, Reshape
-from ..core.maps import SaliencyMaps, finish_maps
-from ..core.targets import TargetSpec, resolve_targets
-from .base import SaliencyMethod, register
+from .base import ClassRequest, RawMaps, SaliencyMethod, register
 
 CHANNEL_RULES: dict[str, Callable[[Tensor], Tensor]] = {
     "sum": lambda a: a.sum(dim=1),
@@ -54,36 +52,28 @@ class CaptumMethod(SaliencyMethod):
     def attribute(self, images: Tensor, classes: Tensor) -> Tensor:
         raise NotImplementedError
 
-    def explain(self, images: Tensor, targets: TargetSpec = "top1", *, relu: bool = True,
-                upsample: bool = True, normalize: bool = False) -> SaliencyMaps:
-        check_images(images)
-        images = images.detach().to(model_device(self.model))
-        state = _ModelState(self.model)
+    def raw_maps(self, images: Tensor, request: ClassRequest) -> RawMaps:
         frozen = [p for p in self.model.parameters() if p.requires_grad]
-        try:
-            self.model.eval()
-            for parameter in frozen:
-                parameter.requires_grad_(False)
-            with torch.no_grad():
-                logits = self.model(images)
-            chosen = resolve_targets(targets, logits)
-            columns = chosen if chosen.ndim == 2 else chosen[:, None]
-            inputs = images.clone().requires_grad_(True)  # Captum would set it and warn
-            with torch.enable_grad(), warnings.catch_warnings():
-                # Captum announces its temporary ReLU hooks (removed before it returns).
-                warnings.filterwarnings("ignore", message="Setting backward hooks on ReLU")
-                raw = torch.stack([CHANNEL_RULES[self.channels](self.attribute(inputs, columns[:, m]).detach())
-                                   for m in range(columns.shape[1])], dim=1)  # (B, M, H, W)
-        finally:
-            for parameter in frozen:
-                parameter.requires_grad_(True)
-            state.restore()
-        if chosen.ndim == 1:
-            raw = raw[:, 0]
-        maps, degenerate = finish_maps(raw, tuple(images.shape[-2:]), relu=relu, upsample=upsample,
-                                       normalize=normalize)
-        return SaliencyMaps(maps=maps, targets=chosen, degenerate=degenerate, logits=logits, raw=raw,
-                            method=self.name, layer=self.layer_name, info={"channels": self.channels})
+        with eval_mode(self.model):
+            try:
+                for parameter in frozen:
+                    parameter.requires_grad_(False)
+                with torch.no_grad():
+                    logits = self.model(images)
+                request(logits)
+                assert request.targets is not None
+                targets = request.targets
+                columns = targets if targets.ndim == 2 else targets[:, None]
+                inputs = images.clone().requires_grad_(True)  # Captum would set it and warn
+                with torch.enable_grad(), warnings.catch_warnings():
+                    # Captum announces its temporary ReLU hooks (removed before it returns).
+                    warnings.filterwarnings("ignore", message="Setting backward hooks on ReLU")
+                    raw = torch.stack([CHANNEL_RULES[self.channels](self.attribute(inputs, columns[:, m]).detach())
+                                       for m in range(columns.shape[1])], dim=1)  # (B, M, H, W)
+            finally:
+                for parameter in frozen:
+                    parameter.requires_grad_(True)
+        return RawMaps(raw, logits, info={"channels": self.channels})
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(channels={self.channels!r})"
@@ -100,7 +90,8 @@ class Saliency(CaptumMethod):
     def attribute(self, images: Tensor, classes: Tensor) -> Tensor:
         from captum.attr import Saliency as CaptumSaliency
 
-        return CaptumSaliency(self.model).attribute(images, target=classes, abs=True)
+        attribution: Tensor = CaptumSaliency(self.model).attribute(images, target=classes, abs=True)
+        return attribution
 
 
 @register("inputxgradient")
@@ -113,7 +104,8 @@ class InputXGradient(CaptumMethod):
     def attribute(self, images: Tensor, classes: Tensor) -> Tensor:
         from captum.attr import InputXGradient as CaptumInputXGradient
 
-        return CaptumInputXGradient(self.model).attribute(images, target=classes)
+        attribution: Tensor = CaptumInputXGradient(self.model).attribute(images, target=classes)
+        return attribution
 
 
 @register("integrated_gradients")
@@ -142,9 +134,10 @@ class IntegratedGradients(CaptumMethod):
     def attribute(self, images: Tensor, classes: Tensor) -> Tensor:
         from captum.attr import IntegratedGradients as CaptumIG
 
-        return CaptumIG(self.model).attribute(images, baselines=self.baseline, target=classes,
-                                              n_steps=self.n_steps,
-                                              internal_batch_size=self.internal_batch_size)
+        attribution: Tensor = CaptumIG(self.model).attribute(images, baselines=self.baseline, target=classes,
+                                                             n_steps=self.n_steps,
+                                                             internal_batch_size=self.internal_batch_size)
+        return attribution
 
 
 @register("smoothgrad")
@@ -180,9 +173,10 @@ class SmoothGrad(CaptumMethod):
         devices = [images.device] if images.device.type == "cuda" else []
         with torch.random.fork_rng(devices=devices):
             torch.manual_seed(draw_seed)
-            return NoiseTunnel(CaptumSaliency(self.model)).attribute(
+            attribution: Tensor = NoiseTunnel(CaptumSaliency(self.model)).attribute(
                 images, nt_type="smoothgrad", nt_samples=self.samples, stdevs=stdev, target=classes,
                 nt_samples_batch_size=self.samples_batch_size, abs=True)
+        return attribution
 
 
 @register("guided_gradcam")
@@ -206,7 +200,8 @@ class GuidedGradCAM(CaptumMethod):
         if self.engine.reshape is not None:
             raise ValueError(f"Guided Grad-CAM needs a convolutional layer; {self.layer_name!r} outputs "
                              "tokens (it needs a reshape). Pass a convolutional target_layer")
-        return GuidedGradCam(self.model, layer).attribute(images, target=classes)
+        attribution: Tensor = GuidedGradCam(self.model, layer).attribute(images, target=classes)
+        return attribution
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(layer={self.layer_name!r}, channels={self.channels!r})"

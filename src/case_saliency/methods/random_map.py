@@ -3,17 +3,12 @@ A method that does no better than this on a metric has shown nothing on that met
 
 from __future__ import annotations
 
-
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
-from ..core.capture import ModelInput, check_images, model_device
+from ..core.capture import ModelInput, eval_mode
 from ..core.layers import LayerSpec, Reshape
-from ..core.maps import SaliencyMaps, finish_maps
-from ..core.targets import TargetSpec, resolve_targets
-from .base import SaliencyMethod, register
-from .channel_batches import eval_no_grad
+from .base import ClassRequest, RawMaps, SaliencyMethod, register
 
 
 @register("random")
@@ -43,22 +38,14 @@ class RandomMap(SaliencyMethod):
         self.grid = (grid, grid) if isinstance(grid, int) else grid
         self.generator = torch.Generator().manual_seed(self.seed)
 
-    def explain(self, images: Tensor, targets: TargetSpec = "top1", *, relu: bool = True,
-                upsample: bool = True, normalize: bool = False) -> SaliencyMaps:
-        check_images(images)
-        device = model_device(self.model)
-        with eval_no_grad(self.model):
-            logits = self.model(images.detach().to(device))
-        chosen = resolve_targets(targets, logits)
-        size = tuple(images.shape[-2:])
-        grid = self.grid or size
-        raw = torch.rand(*chosen.shape, *grid, generator=self.generator).to(device)
-        if upsample and tuple(grid) != size:
-            raw = F.interpolate(raw.reshape(-1, 1, *grid), size=size, mode="bilinear",
-                                align_corners=False).view(*chosen.shape, *size)
-        maps, degenerate = finish_maps(raw, size, relu=relu, upsample=upsample, normalize=normalize)
-        return SaliencyMaps(maps=maps, targets=chosen, degenerate=degenerate, logits=logits, raw=raw,
-                            method=self.name, info={"seed": self.seed})
+    def raw_maps(self, images: Tensor, request: ClassRequest) -> RawMaps:
+        with eval_mode(self.model, no_grad=True):
+            logits = self.model(images)
+        request(logits)
+        grid = self.grid or tuple(images.shape[-2:])
+        # Noise on the grid; the template upsamples it bilinearly to the input size.
+        raw = torch.rand(images.shape[0], request.m, *grid, generator=self.generator).to(images.device)
+        return RawMaps(raw, logits, info={"seed": self.seed})
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(seed={self.seed}, grid={self.grid})"

@@ -3,21 +3,18 @@ masks the input; the class logit of the masked input, softmaxed over channels, w
 
 from __future__ import annotations
 
-
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from ..core.capture import ModelInput, check_images
+from ..core.capture import Capture, ModelInput, eval_mode
 from ..core.layers import LayerSpec, Reshape
-from ..core.maps import SaliencyMaps, finish_maps
-from ..core.targets import TargetSpec, resolve_targets
-from .base import SaliencyMethod, register
-from .channel_batches import as_rows, channel_pairs, eval_no_grad
+from .base import CAMMethod, register
+from .channel_batches import channel_pairs
 
 
 @register("scorecam")
-class ScoreCAM(SaliencyMethod):
+class ScoreCAM(CAMMethod):
     """Score-CAM (Wang et al., 2020): weights = softmax over channels of the logit of channel-masked inputs.
 
     Defined as in pytorch-grad-cam (the reference of the parity tests):
@@ -32,14 +29,17 @@ class ScoreCAM(SaliencyMethod):
     ``ceil(B * C' / batch_size)`` batches of masked images, C' = the channels that are not all
     zero (an all-zero channel masks the input to zeros, whose score one extra forward of a single
     zero image gives for every such channel), no backward. The masks do not depend on the class,
-    so all M requested classes are scored by the same passes: the cost does not grow with M.
+    so all M requested classes (and, in ``CASE(base="scorecam")``, all contrast classes) are scored
+    by the same passes: the cost does not grow with M.
 
     Args:
-        model: (B, 3, H, W) -> (B, K) logits.
-        target_layer: module or dotted name; None picks the last spatial layer.
+        model: (B, 3, H, W) -> (B, K) logits, or a ``LoadedModel``.
+        target_layer: module or dotted name; None picks the default layer.
         reshape: maps the layer output to (B, C, h, w) (e.g. ``vit_reshape``).
         batch_size: masked images per forward pass (memory vs. speed).
     """
+
+    needs_gradients = False
 
     def __init__(self, model: ModelInput, *, target_layer: LayerSpec | None = None, reshape: Reshape | None = None,
                  batch_size: int = 64):
@@ -48,13 +48,19 @@ class ScoreCAM(SaliencyMethod):
         super().__init__(model, target_layer=target_layer, reshape=reshape)
         self.batch_size = batch_size
 
+    def class_weights(self, images: Tensor, capture: Capture) -> Tensor:
+        assert capture.classes is not None
+        scores = self.masked_scores(images, capture.activations, capture.classes)  # (B, M, C)
+        capture.per_class["channel_scores"] = scores
+        return torch.softmax(scores, dim=-1)
+
     def masked_scores(self, images: Tensor, activations: Tensor, classes: Tensor) -> Tensor:
         """Logits of ``classes`` (B, M) for every channel mask: (B, M, C)."""
         size = tuple(images.shape[-2:])
         b, c = activations.shape[:2]
         scores = activations.new_empty(b, c, classes.shape[1])
         all_zero = activations.flatten(2).eq(0).all(-1)  # (B, C)
-        with eval_no_grad(self.model):
+        with eval_mode(self.model, no_grad=True):
             if all_zero.any():  # these channels all mask the input to exactly zero
                 zero_logits = self.model(torch.zeros_like(images[:1]))[0]  # (K,)
                 rows, cols = all_zero.nonzero(as_tuple=True)
@@ -68,23 +74,6 @@ class ScoreCAM(SaliencyMethod):
                 logits = self.model(images[image_idx] * masks)  # (n, K)
                 scores[image_idx, channel_idx] = logits.gather(1, classes[image_idx])
         return scores.transpose(1, 2)
-
-    def explain(self, images: Tensor, targets: TargetSpec = "top1", *, relu: bool = True,
-                upsample: bool = True, normalize: bool = False) -> SaliencyMaps:
-        check_images(images)
-        cap = self.engine(images)
-        images = images.detach().to(cap.activations.device)
-        chosen = resolve_targets(targets, cap.logits)
-        scores = self.masked_scores(images, cap.activations, as_rows(chosen))  # (B, M, C)
-        weights = torch.softmax(scores, dim=-1)
-        raw = torch.einsum("bmc,bchw->bmhw", weights, cap.activations)
-        if chosen.ndim == 1:
-            raw = raw[:, 0]
-        maps, degenerate = finish_maps(raw, tuple(images.shape[-2:]), relu=relu, upsample=upsample,
-                                       normalize=normalize)
-        return SaliencyMaps(maps=maps, targets=chosen, degenerate=degenerate, logits=cap.logits, raw=raw,
-                            method=self.name, layer=self.engine.layer_name,
-                            info={"channel_scores": scores if chosen.ndim == 2 else scores[:, 0]})
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(layer={self.engine.layer_name!r}, batch_size={self.batch_size})"

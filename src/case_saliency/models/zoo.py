@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from ..core.errors import CaseSaliencyError
-from ..core.layers import default_layer
+from ..core.capture import default_layer
 from .preprocess import Preprocess
 
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
@@ -27,7 +27,7 @@ PAPER_LAYERS = {
     "convnext_large": "features[7][2].block[0]",
 }
 # Default target layers by torchvision family (name prefix): the last spatial feature block, as
-# pytorch-grad-cam's examples use. Names not matched here get ``layers.default_layer``.
+# pytorch-grad-cam's examples use. Names not matched here get ``core.capture.default_layer``.
 FAMILY_LAYERS = (
     (r"^(resnet|resnext|wide_resnet)", "layer4"),
     (r"^densenet", "features.norm5"),

@@ -17,9 +17,11 @@ import torch
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
+from ..core.capture import model_device
 from ..core.contrast import TopLogits
 from ..core.errors import CaseSaliencyError
-from ..methods import METHODS, SaliencyMethod, method_class
+from ..core.maps import SaliencyMaps
+from ..methods import SaliencyMethod, explain_shared, lookup_method, method_class
 from ..models import LoadedModel
 from .loading import batch_loader
 from .settings import RESULT_KEYS, RunSettings, has_labels, protocol_for  # noqa: F401  (RESULT_KEYS: as before)
@@ -42,20 +44,23 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-def model_device(model: nn.Module) -> torch.device:
+def explain_shared_or_none(methods: dict[str, SaliencyMethod], images: Tensor, targets: Tensor,
+                           **options: Any) -> dict[str, SaliencyMaps]:
+    """``explain_shared``: the maps of the gradient CAMs that share one capture, computed in one pass;
+    {} when that pass fails, so that each method runs (and records its error) on its own."""
     try:
-        return next(model.parameters()).device
-    except StopIteration:
-        return torch.device("cpu")
+        return explain_shared(methods, images, targets, **options)
+    except Exception:  # each method is retried alone, with its own per-image error handling
+        return {}
 
 
 def check_methods(methods: Sequence[str]) -> list[str]:
-    """Lower-cased method names, each registered; duplicates removed in order."""
+    """Lower-cased method names, each registered (or a variant such as ``case:scorecam``); duplicates
+    removed in order."""
     names = []
     for raw in methods:
         key = raw.strip().lower()
-        if key not in METHODS:
-            raise ValueError(f"unknown method {raw!r}; available: {', '.join(sorted(METHODS))}")
+        lookup_method(key)  # a ValueError names the unknown method and lists the known ones
         if key not in names:
             names.append(key)
     if not names:

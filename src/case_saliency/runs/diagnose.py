@@ -19,7 +19,7 @@ from torch import Tensor
 
 from ..core.maps import SaliencyMaps
 from ..metrics import spearman, ssim, topk_agreement
-from .common import display_images, start_run
+from .common import display_images, explain_shared_or_none, start_run
 from .defaults import DEFAULT_METHODS
 from .engine import RunContext, Work, execute
 from .loading import Batch, error_text
@@ -95,7 +95,8 @@ def run_diagnose(model: Any, dataset: Any, run_dir: str | Path, *, methods: Sequ
     signed: rank raw signed maps (no ReLU) in the agreement. gallery: save maps of the first images.
     workers: DataLoader processes decoding images (None: from the CPU count). Under ``torchrun`` the
     sample is sharded over the ranks (``runs.engine``).
-    Cost per batch: one forward pass plus one ``explain`` per method for both classes.
+    Cost per batch: one forward pass, one shared capture for the gradient CAMs at one layer
+    (``explain_many``) and one ``explain`` per other method, each for both classes.
     """
     k_percent = [float(k) for k in k_percent]
     if not k_percent or any(not 0 < k <= 100 for k in k_percent):
@@ -163,8 +164,12 @@ class DiagnoseJob:
             ok_classes, ok_probs = _top2(context.net, images)
             classes[batch.ok], probs[batch.ok] = ok_classes.cpu(), ok_probs.cpu()
             position = {b: j for j, b in enumerate(batch.ok)}  # batch position -> row of ``images``
+            # Gradient CAMs at one layer share one capture (explain_many); the others run alone below.
+            shared = explain_shared_or_none({name: context.methods[name] for name in todo}, images, ok_classes,
+                                            relu=not signed, normalize=True)
             for name, missing in todo.items():
-                numbers, failures = _explain_pairs(context.methods[name], images, ok_classes, k_percent, signed)
+                numbers, failures = _explain_pairs(context.methods[name], images, ok_classes, k_percent, signed,
+                                                   shared.get(name))
                 work.outcomes[name] = [failures.get(position[b], "") for b in missing if b in position]
                 for b in missing:
                     if b in position:
@@ -192,11 +197,12 @@ class DiagnoseJob:
         return work
 
 
-def _explain_pairs(method, images, classes, k_percent, signed) -> tuple[dict | None, dict[int, str]]:
+def _explain_pairs(method, images, classes, k_percent, signed, result=None) -> tuple[dict | None, dict[int, str]]:
     """Top-1/top-2 maps and their measures for a batch; a batch failure is retried image by image.
     Returns (measures, {row of images: error text})."""
     try:
-        result = method.explain(images, classes, relu=not signed, normalize=True)
+        if result is None:  # else computed already, in a capture shared with other methods
+            result = method.explain(images, classes, relu=not signed, normalize=True)
         return pair_measures(result, k_percent, signed), {}
     except Exception as batch_error:  # isolate the failing image(s): one at a time
         return _one_by_one(method, images, classes, k_percent, signed, batch_error)

@@ -16,7 +16,7 @@ import torch
 from torch import Tensor
 
 from ..metrics import FILLS, confidence_drop, deletion_insertion
-from .common import start_run
+from .common import explain_shared_or_none, start_run
 from .defaults import DEFAULT_METHODS
 from .engine import RunContext, Work, execute
 from .loading import Batch, error_text
@@ -118,11 +118,14 @@ class FidelityJob:
             # progress in images: one method's share of the batch, spread over its forward passes
             passes = images.shape[0] * (1 + 2 * (steps + 1) if steps > 0 else 1)
             share = len(ids) / len(todo)
+            # Gradient CAMs at one layer share one capture (explain_many); the others run alone.
+            shared = explain_shared_or_none({name: context.methods[name] for name in todo}, images, pred,
+                                            normalize=True)
             for name, missing in todo.items():
                 rows = _method_rows(context.methods[name], name, context.net, images, pred, prob, batch,
                                     [b for b in missing if b in batch.ok], float(settings.k_percent[0]),
                                     str(settings.fill), steps, int(settings.eval_batch_size or EVAL_BATCH_SIZE),
-                                    lambda count, share=share: tick(share * count / passes))
+                                    lambda count, share=share: tick(share * count / passes), shared.get(name))
                 work.outcomes[name] = [row["error"] for row in rows]
                 work.groups += [[row] for row in rows]
         elif todo:
@@ -141,15 +144,16 @@ def _error_row(image_id: str, name: str, label: int, pred: int, prob: float, err
 
 
 def _method_rows(method, name, net, images, pred, prob, batch, missing, k_percent, fill, steps,
-                 eval_batch_size, progress=None) -> list[dict]:
-    """Rows of one method for the decodable images at batch positions ``missing``; a batch failure is
-    retried image by image. ``images``, ``pred`` and ``prob`` hold the decodable images only."""
+                 eval_batch_size, progress=None, result=None) -> list[dict]:
+    """Rows of one method for the decodable images at batch positions ``missing`` (its maps from
+    ``result`` when computed already, in a shared capture); a batch failure is retried image by
+    image. ``images``, ``pred`` and ``prob`` hold the decodable images only."""
     if not missing:
         return []
     at = {b: batch.ok.index(b) for b in missing}
     per_image: dict[int, tuple[dict | None, int, str]] = {}
     try:  # the whole batch, as in an uninterrupted run: batch-dependent arithmetic gives the same numbers
-        maps = method.explain(images, pred, normalize=True).maps
+        maps = (result if result is not None else method.explain(images, pred, normalize=True)).maps
         measured = fidelity_measures(net, images, maps, pred, prob, k_percent, fill, steps, eval_batch_size, progress)
         per_image = {b: (measured, at[b], "") for b in missing}
     except Exception:
