@@ -27,7 +27,8 @@ except PackageNotFoundError:  # running from a source tree that was never instal
 # The public names and the module each one comes from: the one list of the package's exports.
 _EXPORTS: dict[str, str] = {
     **dict.fromkeys(["ActivationCapture", "Capture"], "core.capture"),
-    **dict.fromkeys(["ConfusionNeighbours", "ExplicitContrast", "NearestLogits", "TopLogits"], "core.contrast"),
+    **dict.fromkeys(["ClassifierNeighbours", "ConfusionNeighbours", "ExplicitContrast", "NearestLogits", "RankContrast",
+                     "TopLogits"], "core.contrast"),
     **dict.fromkeys(["resolve_layer", "vit_reshape"], "core.layers"),
     "SaliencyMaps": "core.maps",
     "CaseSaliencyError": "core.errors",
@@ -55,7 +56,8 @@ def __dir__() -> list[str]:
 
 if TYPE_CHECKING:  # what type checkers and IDEs see; at run time the names above resolve lazily
     from .core.capture import ActivationCapture, Capture
-    from .core.contrast import ConfusionNeighbours, ExplicitContrast, NearestLogits, TopLogits
+    from .core.contrast import (ClassifierNeighbours, ConfusionNeighbours, ExplicitContrast, NearestLogits,
+                                RankContrast, TopLogits)
     from .core.layers import resolve_layer, vit_reshape
     from .core.errors import CaseSaliencyError
     from .core.maps import SaliencyMaps

@@ -16,6 +16,7 @@ import torch
 from torch import Tensor, nn
 
 from ..core.capture import ActivationCapture, ModelInput, unwrap_model
+from ..core.contrast import contrast_classes
 from ..core.layers import LayerSpec, Reshape
 from ..core.maps import SaliencyMaps, finish_maps
 from ..core.targets import TargetSpec, resolve_targets
@@ -130,10 +131,20 @@ class CAMMethod(SaliencyMethod):
     to the target layer per batch, for all the classes a call needs.
 
     Subclasses define ``channel_weights(A, G) -> (B, M, C)`` or override ``cam(A, G) -> (B, M, h, w)``;
-    contrastive methods also set ``contrast`` and use the contrast gradients passed to them.
+    contrastive methods also set ``contrast`` and use the contrast gradients passed to them, or
+    explain a function of several logits by returning its gradient with respect to the logits from
+    ``logit_weights`` (then ``G`` holds the gradients of that function and no contrast gradients
+    are passed).
     """
 
     contrast = None  # a ContrastStrategy for contrastive methods
+
+    def logit_weights(self, logits: Tensor, targets: Tensor, contrast: Tensor | None) -> Tensor | None:
+        """For a method that explains a function f of the logits: d f / d logits, (B, M, K), from the
+        logits (B, K), the targets (B, M) and their contrast classes (B, M, k) or None. The engine
+        then takes the gradients of sum_j weights[j] * logits[j] in its one backward. None (the
+        default): the gradients of the target (and contrast) logits themselves."""
+        return None
 
     def channel_weights(self, activations: Tensor, gradients: Tensor) -> Tensor:
         raise NotImplementedError(f"{type(self).__name__} must define channel_weights or cam")
@@ -151,18 +162,22 @@ class CAMMethod(SaliencyMethod):
             chosen = resolve_targets(targets, logits)
             asked["targets"] = chosen
             chosen = chosen if chosen.ndim == 2 else chosen[:, None]
-            if self.contrast is None or self.contrast.k == 0:
-                return chosen
-            others = self.contrast(logits, chosen)  # (B, M, k)
-            asked["contrast"] = others
-            return torch.cat([chosen, others.flatten(1)], dim=1)
+            others = None
+            if self.contrast is not None and self.contrast.k > 0:
+                others = contrast_classes(self.contrast, logits, chosen)  # (B, M, k)
+                asked["contrast"] = others
+            weights = self.logit_weights(logits, chosen, others)
+            if weights is not None:
+                asked["weighted"] = weights
+                return weights
+            return chosen if others is None else torch.cat([chosen, others.flatten(1)], dim=1)
 
         cap = self.engine(images, classes)
         chosen = asked["targets"]
         m = 1 if chosen.ndim == 1 else chosen.shape[1]
         grads = cap.gradients[:, :m]
         contrast_grads = None
-        if "contrast" in asked:
+        if "contrast" in asked and "weighted" not in asked:
             contrast_grads = cap.gradients[:, m:].unflatten(1, (m, -1))  # (B, M, k, C, h, w)
         raw = self.cam(cap.activations, grads, contrast_grads)  # (B, M, h, w)
         if chosen.ndim == 1:

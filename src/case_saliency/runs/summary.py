@@ -17,7 +17,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ..metrics.stats import TestResult, agreement_below, holm, median_difference, paired_ttest, paired_wilcoxon
+from ..metrics.stats import (TestResult, agreement_below, holm, median_difference, paired_ttest, paired_wilcoxon,
+                             smallest_one_sided_p)
 from .store import read_run
 
 
@@ -74,7 +75,9 @@ def _agreement_conclusion(p: float, test: TestResult, threshold: float, alpha: f
         return "n/a (no scored pairs)"
     if p < alpha:
         return f"separates (median < {threshold:g}%)"
-    if test.smallest_pvalue() >= alpha:  # "does not separate" would blame the method, not the sample
+    # "does not separate" would blame the method, not the sample; but every difference zero (p = 1)
+    # on a sample that could reject is no evidence of separation at all.
+    if smallest_one_sided_p(test.n) >= alpha or (test.n_nonzero and test.smallest_pvalue() >= alpha):
         return f"too few images to decide (n={test.n_nonzero}; sample more)"
     return "does not separate"
 
