@@ -20,7 +20,7 @@ import torch
 from scipy import stats as sps
 from torchvision import transforms as T
 
-from case_saliency import METHODS, get_method
+from case_saliency import METHODS, TopLogits, get_method
 from case_saliency.data import open_dataset
 from case_saliency.data.fashion_mnist import FashionMNIST
 from needs import require_fashion_mnist
@@ -121,7 +121,8 @@ def test_diagnose_fashion_mnist(cnn, fashion, tmp_path):
     assert [first["class1"], first["class2"]] == top.indices[0].tolist() and first["label"] == label
     assert first["prob1"] == pytest.approx(top.values[0, 0].item(), rel=1e-5)
     for method in ("gradcam", "case", "layercam"):
-        maps = get_method(method, cnn, target_layer=LAYER).explain(x, top.indices, normalize=True).maps[0]
+        options = {"contrast": TopLogits(1)} if method == "case" else {}  # the run's contrast
+        maps = get_method(method, cnn, target_layer=LAYER, **options).explain(x, top.indices, normalize=True).maps[0]
         for k in (5.0, 10.0):
             expected = topk_agreement(maps[0], maps[1], k).item()
             got = frame[(frame["image_id"] == first["image_id"]) & (frame["method"] == method)
@@ -187,8 +188,8 @@ def test_fidelity_fashion_mnist(cnn, fashion, tmp_path):
     first = frame[frame["method"] == "case"].iloc[0]
     image, _, _ = fashion[int(first["image_id"].split(":")[1])]
     x = TRANSFORM(image)[None]
-    saliency = get_method("case", cnn, target_layer=LAYER).explain(x, torch.tensor([first["pred"]]),
-                                                                    normalize=True).maps[0]
+    saliency = get_method("case", cnn, target_layer=LAYER, contrast=TopLogits(1)).explain(
+        x, torch.tensor([first["pred"]]), normalize=True).maps[0]
     order = np.argsort(-saliency.flatten().numpy(), kind="stable")[:392]
     removed = x.clone().flatten(2)
     removed[:, :, order] = 0
