@@ -346,11 +346,19 @@ CONTRAST_KINDS = ("classifier", "confusion", "top", "nearest", "rank", "explicit
 _SPEC = re.compile(r"^([a-z]+)(?::(\d+(?:\+\d+)*))?$")
 
 
-def contrast_spec(strategy: ContrastStrategy | None) -> str:
+def contrast_spec(strategy: ContrastStrategy | str | None) -> str:
     """The short text that names a strategy (``classifier:1``, ``top:5``, ...); its repr for a
-    strategy defined elsewhere; "none" for None."""
+    strategy defined elsewhere; "none" for None. A spec text comes back in canonical form
+    (``"Classifier"`` -> ``"classifier:1"``)."""
     if strategy is None:
         return "none"
+    if isinstance(strategy, str):
+        text = strategy.strip().lower()
+        match = _SPEC.match(text)
+        if match and match.group(1) in CONTRAST_KINDS and match.group(2) is None \
+                and match.group(1) not in ("rank", "explicit"):
+            return f"{text}:1"
+        return text
     return str(getattr(strategy, "spec", None) or repr(strategy))
 
 

@@ -88,7 +88,8 @@ def _options_of(cls: type) -> tuple[list[str], bool]:
     takes any (``**options``) beyond them."""
     params = list(inspect.signature(cls.__init__).parameters.values())[2:]  # self, model
     names = [p.name for p in params if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)]
-    anything = any(p.kind is p.VAR_KEYWORD for p in params)
+    # The base constructor's **options only refuses what it does not know: it takes nothing more.
+    anything = cls.__init__ is not SaliencyMethod.__init__ and any(p.kind is p.VAR_KEYWORD for p in params)
     return names, anything
 
 
