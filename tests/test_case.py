@@ -153,14 +153,14 @@ def test_classifier_neighbours_need_a_linear_head():
     with pytest.raises(ValueError, match="no nn.Linear layer.*ConfusionNeighbours"):
         ClassifierNeighbours(no_head)
     with pytest.raises(ValueError, match="no nn.Linear layer"):
-        CASE(no_head, "0")  # CASE's default contrast is classifier neighbours: a clear error, not a guess
+        CASE(no_head, target_layer="0")  # CASE's default contrast is classifier neighbours: a clear error, not a guess
     wrong = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(12, 5), torch.nn.Linear(5, 4))
     with pytest.raises(ValueError, match="4 outputs but the model gives 7 logits"):
         ClassifierNeighbours(wrong)(torch.zeros(1, 7), torch.tensor([[0]]))
 
 
 def test_case_default_contrast_is_model_level(lite0, photos):
-    cam = CASE(lite0, "bn2")
+    cam = CASE(lite0, target_layer="bn2")
     assert isinstance(cam.contrast, ClassifierNeighbours) and cam.contrast.k == 1
     result = cam.explain(photos, "topk:2")
     neighbours = ClassifierNeighbours(lite0, k=1).neighbours
@@ -193,11 +193,11 @@ def test_rank_contrast_and_specs(lite0):
 def test_contrast_holding_the_target_is_refused(lite0, photos):
     with torch.no_grad():
         top = lite0(photos).argmax(1)
-    cam = CASE(lite0, "bn2", contrast=ExplicitContrast([int(top[0])]))
+    cam = CASE(lite0, target_layer="bn2", contrast=ExplicitContrast([int(top[0])]))
     with pytest.raises(ValueError, match=f"contains its target class {int(top[0])}"):
         cam.explain(photos[:1], "top1")
     with pytest.raises(ValueError, match="contains its target"):
-        CASE(lite0, "bn2", contrast=RankContrast(1)).explain(photos[:1], "top1")
+        CASE(lite0, target_layer="bn2", contrast=RankContrast(1)).explain(photos[:1], "top1")
 
 
 def test_confusion_matrix_with_nan_or_inf_is_refused(tmp_path):

@@ -50,7 +50,9 @@ class MethodSpec:
 
 def split_specs(text: str) -> list[str]:
     """Split a comma-separated list of specs at the commas outside parentheses."""
-    parts, depth, current = [], 0, []
+    parts: list[str] = []
+    current: list[str] = []
+    depth = 0
     for char in text:
         if char == "(":
             depth += 1
@@ -86,10 +88,12 @@ def _value(text: str) -> Any:
 def _options_of(cls: type) -> tuple[list[str], bool]:
     """The keyword options a method class's constructor takes (besides model), and whether it
     takes any (``**options``) beyond them."""
-    params = list(inspect.signature(cls.__init__).parameters.values())[2:]  # self, model
+    init = cls.__init__  # type: ignore[misc]
+    params = list(inspect.signature(init).parameters.values())[2:]  # self, model
     names = [p.name for p in params if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)]
     # The base constructor's **options only refuses what it does not know: it takes nothing more.
-    anything = cls.__init__ is not SaliencyMethod.__init__ and any(p.kind is p.VAR_KEYWORD for p in params)
+    base_init = SaliencyMethod.__init__  # type: ignore[misc]
+    anything = init is not base_init and any(p.kind is p.VAR_KEYWORD for p in params)
     return names, anything
 
 
