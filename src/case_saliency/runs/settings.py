@@ -16,18 +16,19 @@ RESULT_KEYS = ("kind", "model", "dataset", "methods", "n", "seed", "k_percent", 
 class RunSettings:
     """Everything that defines a diagnose or fidelity run (docs/run-format.md, config.json).
 
-    kind: "diagnose" or "fidelity". model, weights, dataset: names as given (weights: file or source,
-    or None). methods: method names, in order. n: images to sample (0: all); seed: the sample's seed.
-    k_percent: diagnose: agreement at each k; fidelity: one k, the share of pixels removed.
-    threshold, alpha: the summary's test (summary-only: may change on resume). layer: the target layer
-    used; contrast: the spec of CASE's contrast where a method spec sets none (``classifier:1``, ...),
+    kind: "diagnose" or "fidelity". model, weights, dataset: names as given (weights: file or source, or
+    None). methods: method names, in order. n: images to sample (0: all); seed: the sample's seed.
+    k_percent: diagnose: agreement at each k; fidelity: one k, the share of pixels removed. threshold,
+    alpha: the summary's test (summary-only: may change on resume). layer: the target layer used;
+    contrast: the spec of CASE's contrast where a method spec sets none (``classifier:1``, ...),
     contrast_source: its confusion matrix file or classifier layer (None for image-level contrasts),
     method_contrasts: each method label's contrast spec (None for methods without one). ties, sparse:
-    diagnose's agreement policies (``metrics.agreement``; None for fidelity). correct_only and
-    protocol: the images kept, and why (``protocol_for``). fill, steps: fidelity's removal fill and deletion/insertion steps (None for
-    diagnose); signed: diagnose on raw signed maps. batch_size: images per batch (a fixed chunking of
-    the sample, so a resumed run computes the same numbers); eval_batch_size: fidelity's perturbed
-    images per forward; gallery: diagnose images whose maps are kept; command: the command line.
+    diagnose's agreement policies (``metrics.agreement``; None for fidelity). correct_only and protocol:
+    the images kept, and why (``protocol_for``). fill, steps: fidelity's removal fill and
+    deletion/insertion steps (None for diagnose); signed: diagnose on raw signed maps. batch_size:
+    images per batch (a fixed chunking of the sample, so a resumed run computes the same numbers);
+    eval_batch_size: fidelity's perturbed images per forward; gallery: diagnose images whose maps are
+    kept; command: the command line.
     """
 
     kind: str
