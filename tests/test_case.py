@@ -8,6 +8,8 @@ import torch
 import torch.nn.functional as F
 
 from case_saliency import CASE, ConfusionNeighbours, ExplicitContrast, GradCAM, NearestLogits, TopLogits
+from case_saliency.core.contrast import (ClassifierNeighbours, RankContrast, build_contrast, contrast_spec,
+                                        default_contrast)
 from case_saliency.core.layers import resolve_layer
 
 
@@ -128,3 +130,85 @@ def test_case_with_confusion_neighbours_uses_matrix_rows(lite0, photos):
     assert result.contrast[:, 0].tolist() == expected
     ref = slow_case(lite0, "bn2", photos[0], int(result.targets[0]), [expected[0]])
     assert (result.maps[0] - ref).abs().max().item() < 1e-5 * max(1.0, ref.abs().max().item())
+
+
+def test_classifier_neighbours_are_nearest_rows_by_cosine(lite0):
+    weight = lite0.classifier.weight.detach().double().numpy()
+    unit = weight / np.linalg.norm(weight, axis=1, keepdims=True)
+    cosine = unit @ unit.T
+    np.fill_diagonal(cosine, -np.inf)
+    expected = np.argsort(-cosine, axis=1, kind="stable")[:, :3]
+    strategy = ClassifierNeighbours(lite0, k=3)
+    assert strategy.layer == "classifier" and strategy.spec == "classifier:3"
+    assert np.array_equal(strategy.neighbours.numpy(), expected)
+    targets = torch.tensor([[281, 282], [967, 504]])  # tabby/tiger cat, espresso/coffee mug
+    got = strategy(torch.zeros(2, 1000), targets)
+    assert got.tolist() == [[expected[281].tolist(), expected[282].tolist()],
+                            [expected[967].tolist(), expected[504].tolist()]]
+    assert torch.equal(ClassifierNeighbours(lite0.classifier.weight, k=3).neighbours, strategy.neighbours)
+
+
+def test_classifier_neighbours_need_a_linear_head():
+    no_head = torch.nn.Sequential(torch.nn.Conv2d(3, 10, 3), torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten())
+    with pytest.raises(ValueError, match="no nn.Linear layer.*ConfusionNeighbours"):
+        ClassifierNeighbours(no_head)
+    with pytest.raises(ValueError, match="no nn.Linear layer"):
+        CASE(no_head, target_layer="0")  # CASE's default contrast is classifier neighbours: a clear error, not a guess
+    wrong = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(12, 5), torch.nn.Linear(5, 4))
+    with pytest.raises(ValueError, match="4 outputs but the model gives 7 logits"):
+        ClassifierNeighbours(wrong)(torch.zeros(1, 7), torch.tensor([[0]]))
+
+
+def test_case_default_contrast_is_model_level(lite0, photos):
+    cam = CASE(lite0, target_layer="bn2")
+    assert isinstance(cam.contrast, ClassifierNeighbours) and cam.contrast.k == 1
+    result = cam.explain(photos, "topk:2")
+    neighbours = ClassifierNeighbours(lite0, k=1).neighbours
+    assert torch.equal(result.contrast, neighbours[result.targets])  # the same class whatever the image
+    ref = slow_case(lite0, "bn2", photos[1], int(result.targets[1, 0]), result.contrast[1, 0].tolist())
+    assert (result.maps[1, 0] - ref).abs().max().item() < 1e-5 * max(1.0, ref.abs().max().item())
+
+
+def test_rank_contrast_and_specs(lite0):
+    logits = torch.tensor([[0.0, 5.0, 3.0, 4.9, -1.0], [9.0, 1.0, 2.0, 3.0, 4.0]])
+    targets = torch.tensor([[1, 3], [0, 4]])
+    assert RankContrast(3)(logits, targets).tolist() == [[[2], [2]], [[3], [3]]]
+    assert RankContrast([3, 4])(logits, targets).shape == (2, 2, 2)
+    for spec, kind, k in [("top:5", TopLogits, 5), ("nearest:3", NearestLogits, 3), ("rank:3", RankContrast, 1),
+                          ("rank:3+4", RankContrast, 2), ("explicit:5+7", ExplicitContrast, 2),
+                          ("classifier:2", ClassifierNeighbours, 2), ("classifier", ClassifierNeighbours, 1),
+                          ("confusion:2", ConfusionNeighbours, 2)]:
+        strategy = build_contrast(spec, model=lite0, confusion=np.eye(1000))
+        assert isinstance(strategy, kind) and strategy.k == k
+        assert build_contrast(contrast_spec(strategy), model=lite0, confusion=np.eye(1000)).spec == strategy.spec
+    for bad, match in [("top:x", "unknown contrast"), ("mystery:1", "unknown contrast"), ("rank", "needs its classes"),
+                       ("top:1+2", "one number")]:
+        with pytest.raises(ValueError, match=match):
+            build_contrast(bad, model=lite0)
+    with pytest.raises(ValueError, match="needs a confusion matrix"):
+        build_contrast("confusion:1", model=lite0)
+    assert default_contrast() == "classifier:1" and default_contrast(np.eye(3), k=2) == "confusion:2"
+
+
+def test_contrast_holding_the_target_is_refused(lite0, photos):
+    with torch.no_grad():
+        top = lite0(photos).argmax(1)
+    cam = CASE(lite0, target_layer="bn2", contrast=ExplicitContrast([int(top[0])]))
+    with pytest.raises(ValueError, match=f"contains its target class {int(top[0])}"):
+        cam.explain(photos[:1], "top1")
+    with pytest.raises(ValueError, match="contains its target"):
+        CASE(lite0, target_layer="bn2", contrast=RankContrast(1)).explain(photos[:1], "top1")
+
+
+def test_confusion_matrix_with_nan_or_inf_is_refused(tmp_path):
+    for bad in (float("nan"), float("inf")):
+        matrix = np.eye(4) * 10
+        matrix[2, 1] = bad
+        with pytest.raises(ValueError, match="NaN or infinite entries.*row 2, column 1"):
+            ConfusionNeighbours(matrix)
+        np.save(tmp_path / "m.npy", matrix)
+        with pytest.raises(ValueError, match="NaN or infinite"):
+            ConfusionNeighbours(tmp_path / "m.npy")
+    (tmp_path / "m.json").write_text('{"matrix": [[1, NaN], [0, 1]]}')
+    with pytest.raises(ValueError, match="NaN or infinite"):
+        ConfusionNeighbours(tmp_path / "m.json")

@@ -3,6 +3,7 @@ equal the per-method maps."""
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 from case_saliency import CASE, TopLogits, get_method
@@ -97,6 +98,11 @@ def test_a_diagnose_run_gives_the_gradient_cams_one_capture_per_batch(tmp_path):
         run_diagnose(model, photos, tmp_path / name, methods=[name], **common)
         alone = read_run(tmp_path / name).rows
         ours = [row for row in seven if row["method"] == name]
-        keys = ("image_id", "agreement", "spearman", "ssim", "contrast1", "contrast2")
+        keys = ("image_id", "agreement", "contrast1", "contrast2")
         assert [[row[k] for k in keys] for row in ours] == [[row[k] for k in keys] for row in alone], name
+        # Finer-CAM's weighted-logit gradients share a larger vmapped backward: sums equal to rounding, and
+        # a rank correlation of maps moves a little with ulp-level changes of near-tied pixels
+        for key in ("spearman", "ssim"):
+            assert [float(row[key]) for row in ours] == pytest.approx([float(row[key]) for row in alone],
+                                                                      abs=1e-4), (name, key)
         assert not any(row["error"] for row in ours), name

@@ -11,8 +11,8 @@ import torch
 from scipy import stats as sps
 from skimage.metrics import structural_similarity
 
-from case_saliency.metrics import (confidence_drop, deletion_insertion, remove_top, spearman, ssim, substrate,
-                                   top_count, top_mask, topk_agreement)
+from case_saliency.metrics import (confidence_drop, deletion_insertion, positive_pixels, remove_top, spearman, ssim,
+                                   substrate, top_count, top_mask, topk_agreement)
 
 
 def grid(rows):
@@ -39,9 +39,13 @@ def test_agreement_hand_computed():
     assert same.item() == 100.0
     assert flipped.item() == 0.0
     assert topk_agreement(A, half, 25.0).item() == 50.0  # shares (0,0) and (0,1): 2 of 4
-    # at k = 50% (8 pixels) A's set is rows 0-1; half's is its 5 positives + the first 3 zeros
-    # in reading order, (0,2) (0,3) (1,2): all but (3,3) fall inside rows 0-1 -> 7/8.
-    assert topk_agreement(A, half, 50.0).item() == 87.5
+    # at k = 50% (8 pixels) A's set is rows 0-1; half has only 5 positive pixels. The paper's
+    # definition ("pad") fills half's set with the first 3 zeros in reading order, (0,2) (0,3)
+    # (1,2): all but (3,3) fall inside rows 0-1 -> 7/8, most of it agreement on padding.
+    assert topk_agreement(A, half, 50.0, sparse="pad").item() == 87.5
+    # The default counts positive pixels only: shared (0,0) (0,1) (1,0) (1,1) of max(8, 5) -> 4/8.
+    assert topk_agreement(A, half, 50.0).item() == 50.0
+    assert positive_pixels(torch.stack([A, half])).tolist() == [9, 5]
 
 
 def test_agreement_ties_by_position():
@@ -68,8 +72,62 @@ def test_agreement_constant_maps_are_nan():
     assert math.isnan(topk_agreement(negative, A, 25.0).item())
     # signed ranking keeps the negative map's order: its top 4 are the least negative = bottom rows
     # (values -1: (2,1) (2,2) (2,3) (3,0)), none in A's top row
+    assert topk_agreement(negative, A, 25.0, signed=True, sparse="pad").item() == 0.0
+    assert topk_agreement(negative, -A, 25.0, signed=True, sparse="pad").item() == 100.0
+    # Counting positive pixels only, the all-negative map has an empty top set: no agreement with A,
+    # and none defined with another map without positive pixels.
     assert topk_agreement(negative, A, 25.0, signed=True).item() == 0.0
-    assert topk_agreement(negative, -A, 25.0, signed=True).item() == 100.0
+    assert math.isnan(topk_agreement(negative, -A - 2, 25.0, signed=True).item())
+
+
+def blob(top: int, left: int, size: int = 10, shape: int = 224) -> torch.Tensor:
+    image = torch.zeros(shape, shape)
+    image[top:top + size, left:left + size] = torch.linspace(1.0, 2.0, size * size).view(size, size)
+    return image
+
+
+def test_sparse_maps_cannot_agree_on_padding():
+    # Two maps with disjoint 100-pixel blobs: n = 2508 at 5 %, so 2408 pixels of each top set are
+    # padding. The paper's definition lets the shared padding (the first zero pixels in reading
+    # order) count as agreement: 96 %. The default does not.
+    a, b = blob(100, 100), blob(150, 30)
+    assert positive_pixels(a).item() == positive_pixels(b).item() == 100
+    padded = topk_agreement(a, b, 5.0, sparse="pad").item()
+    assert padded > 95.0
+    assert topk_agreement(a, b, 5.0).item() == 0.0
+    assert topk_agreement(a, a.clone(), 5.0).item() == 100.0  # identical sparse maps still agree fully
+    # A sparse blob inside a full map's top set: its 100 pixels of the larger set's 2508.
+    full = torch.rand(224, 224, generator=torch.Generator().manual_seed(0))
+    full[100:110, 100:110] += 5
+    assert topk_agreement(a, full, 5.0).item() == pytest.approx(100 * 100 / 2508)
+    # Maps with at least n positive pixels give the paper's number under both policies.
+    other = torch.rand(224, 224, generator=torch.Generator().manual_seed(1))
+    assert topk_agreement(full, other, 5.0).item() == topk_agreement(full, other, 5.0, sparse="pad").item()
+
+
+def test_tie_policies_reverse_and_authors():
+    # A sparse map: 30 positive pixels, so the 5 % top set of a 32x32 map (51 pixels) ends in 21 zeros.
+    g = torch.Generator().manual_seed(2)
+    sparse_map = torch.zeros(32, 32)
+    sparse_map.view(-1)[torch.randperm(1024, generator=g)[:30]] = torch.rand(30, generator=g) + 0.1
+    flat = sparse_map.flatten().numpy()
+    n = top_count(32, 32, 5.0)
+
+    def members(mask):
+        return set(np.flatnonzero(mask.flatten().numpy()))
+
+    index = top_mask(sparse_map[None], 5.0, sparse="pad")[0]
+    reverse = top_mask(sparse_map[None], 5.0, ties="reverse", sparse="pad")[0]
+    authors = top_mask(sparse_map[None], 5.0, ties="authors", sparse="pad")[0]
+    assert members(index) == set(np.argsort(-flat, kind="stable")[:n])  # first of equal pixels first
+    assert members(reverse) == set(np.argsort(flat, kind="stable")[::-1][:n])  # last of equal pixels first
+    assert members(authors) == set(np.argsort(flat.astype(np.float32))[::-1][:n])  # the authors' call, literally
+    zeros_index = sorted(members(index) - set(np.flatnonzero(flat)))
+    zeros_reverse = sorted(members(reverse) - set(np.flatnonzero(flat)))
+    assert zeros_index[-1] < 40 and zeros_reverse[0] > 1000  # the padding comes from opposite ends
+    # Under the default sparse policy the padding, and so the tie policy, no longer matters here.
+    for ties in ("index", "reverse", "authors", "inclusive"):
+        assert members(top_mask(sparse_map[None], 5.0, ties=ties)[0]) == set(np.flatnonzero(flat))
 
 
 def test_agreement_nan_pixels_count_as_zero():
@@ -104,6 +162,8 @@ def test_agreement_shape_errors():
         topk_agreement(torch.rand(2, 4, 4), torch.rand(2, 4, 5))
     with pytest.raises(ValueError, match="ties"):
         topk_agreement(torch.rand(2, 4, 4), torch.rand(2, 4, 4), ties="random")
+    with pytest.raises(ValueError, match="sparse"):
+        topk_agreement(torch.rand(2, 4, 4), torch.rand(2, 4, 4), sparse="ignore")
 
 
 def test_spearman_equals_scipy_with_ties():

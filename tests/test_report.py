@@ -358,7 +358,7 @@ def test_diagnose_report(fashion_diagnose, reports):
             f"<td>{e(names[neighbour])} ({rates[SHIRT, neighbour]:.2f})") in page
     # Metadata and the reproducing command.
     assert "case-saliency diagnose --model small.pt --data fashion-mnist:test --n 16" in page
-    assert "fashion-mnist:test" in page and "ConfusionNeighbours" in page
+    assert "fashion-mnist:test" in page and "CASE contrast confusion:1: confusion neighbours" in page
 
 
 def test_fidelity_report(fashion_fidelity, reports):

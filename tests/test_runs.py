@@ -20,14 +20,14 @@ import torch
 from scipy import stats as sps
 from torchvision import transforms as T
 
-from case_saliency import METHODS, get_method
+from case_saliency import METHODS, ClassifierNeighbours, get_method
 from case_saliency.data import open_dataset
 from case_saliency.data.fashion_mnist import FashionMNIST
 from needs import require_fashion_mnist
-from case_saliency.metrics import topk_agreement
+from case_saliency.metrics import top_count, topk_agreement
 from case_saliency.runs import ResultsTable, run_diagnose, run_fidelity
 from case_saliency.runs.store import DIAGNOSE_COLUMNS
-from case_saliency.runs.summary import load_results, summarize_run
+from case_saliency.runs.summary import format_summary, load_results, summarize_run
 
 TESTS = Path(__file__).parent
 sys.path.insert(0, str(TESTS))
@@ -106,11 +106,18 @@ def test_diagnose_fashion_mnist(cnn, fashion, tmp_path):
     assert "torch" in meta["versions"] and meta["finished"]
     assert len(frame) == 10 * len(ALL_CAMS) * 2 and not frame.duplicated(["image_id", "method", "k_percent"]).any()
     assert (frame["error"] == "").all()
-    # CASE with TopLogits(1): the top-1 map contrasts with the top-2 class and vice versa
+    # CASE's default contrast is model-level: each class's classifier neighbour, whatever the image
+    assert config["contrast"] == "classifier:1" and config["contrast_source"] == "fc"
+    assert config["method_contrasts"]["case"] == "classifier:1" and config["method_contrasts"]["gradcam"] is None
+    assert config["method_contrasts"]["finercam"] == "nearest:3"
+    neighbour = ClassifierNeighbours(cnn, k=1).neighbours[:, 0].numpy()
     case = frame[frame["method"] == "case"]
-    assert (case["contrast1"].astype(int) == case["class2"]).all()
-    assert (case["contrast2"].astype(int) == case["class1"]).all()
+    assert (case["contrast1"].astype(int) == neighbour[case["class1"].to_numpy()]).all()
+    assert (case["contrast2"].astype(int) == neighbour[case["class2"].to_numpy()]).all()
+    inside = (case["contrast1"].astype(int) == case["class2"]) | (case["contrast2"].astype(int) == case["class1"])
+    assert (case["other_in_contrast"] == inside).all()
     assert (frame[frame["method"] == "gradcam"]["contrast1"] == "").all()
+    assert not frame[frame["method"] == "gradcam"]["other_in_contrast"].any()
     # recompute one image's numbers directly
     first = frame.iloc[0]
     index = int(first["image_id"].split(":")[1])
@@ -122,11 +129,15 @@ def test_diagnose_fashion_mnist(cnn, fashion, tmp_path):
     assert first["prob1"] == pytest.approx(top.values[0, 0].item(), rel=1e-5)
     for method in ("gradcam", "case", "layercam"):
         maps = get_method(method, cnn, target_layer=LAYER).explain(x, top.indices, normalize=True).maps[0]
+        positive = [int((m > 0).sum()) for m in maps]
         for k in (5.0, 10.0):
             expected = topk_agreement(maps[0], maps[1], k).item()
             got = frame[(frame["image_id"] == first["image_id"]) & (frame["method"] == method)
-                        & (frame["k_percent"] == k)]["agreement"].item()
-            assert (math.isnan(expected) and math.isnan(got)) or got == pytest.approx(expected, abs=1e-4)
+                        & (frame["k_percent"] == k)].iloc[0]
+            assert (math.isnan(expected) and math.isnan(got["agreement"])) or \
+                got["agreement"] == pytest.approx(expected, abs=1e-4)
+            assert [got["positive1"], got["positive2"]] == positive
+            assert got["sparse"] == (min(positive) < top_count(28, 28, k))
     # gallery: the first two images, every method, top-1 and top-2 maps
     gallery = sorted((run / "gallery").glob("*.npz"))
     assert len(gallery) == 2
@@ -188,8 +199,9 @@ def test_fidelity_fashion_mnist(cnn, fashion, tmp_path):
     first = frame[frame["method"] == "case"].iloc[0]
     image, _, _ = fashion[int(first["image_id"].split(":")[1])]
     x = TRANSFORM(image)[None]
-    saliency = get_method("case", cnn, target_layer=LAYER).explain(x, torch.tensor([first["pred"]]),
-                                                                    normalize=True).maps[0]
+    result = get_method("case", cnn, target_layer=LAYER).explain(x, torch.tensor([first["pred"]]), normalize=True)
+    saliency = result.maps[0]
+    assert first["contrast"] == str(int(result.contrast[0, 0])) and first["degenerate"] == bool(result.degenerate[0])
     order = np.argsort(-saliency.flatten().numpy(), kind="stable")[:392]
     removed = x.clone().flatten(2)
     removed[:, :, order] = 0
@@ -310,3 +322,92 @@ def test_cli_summarize_and_bad_inputs(cnn, fashion, tmp_path):
     bad_k = runner.invoke(app, ["diagnose", "-m", "efficientnet_lite0", "-d", "samples", "-o", str(tmp_path / "x"),
                                 "--k", "0"])
     assert bad_k.exit_code == 2 and "--k" in bad_k.output
+
+
+class FirstImages:
+    """The first ``count`` images of a dataset (a sample that can run out)."""
+
+    def __init__(self, dataset, count: int):
+        self.dataset, self.count, self.name = dataset, count, f"first{count}"
+        self.class_names = dataset.class_names
+
+    def __len__(self) -> int:
+        return self.count
+
+    def __getitem__(self, index: int):
+        return self.dataset[index]
+
+
+def test_correct_only_records_examined_kept_and_excluded(cnn, fashion, tmp_path, caplog):
+    small = FirstImages(fashion, 24)
+    with caplog.at_level("WARNING", logger="case_saliency"):
+        run = run_diagnose(cnn, small, tmp_path / "run", methods=["gradcam"], n=24, seed=2, correct_only=True,
+                           layer=LAYER, transform=TRANSFORM, batch_size=8, gallery=0, progress=False)
+    meta = json.loads((run / "meta.json").read_text())
+    info = meta["sample_info"]
+    order = torch.randperm(24, generator=torch.Generator().manual_seed(2)).tolist()
+    with torch.no_grad():
+        pred = {i: int(cnn(TRANSFORM(fashion[i][0])[None]).argmax()) for i in order}
+    wrong = [fashion[i][2] for i in order if pred[i] != fashion[i][1]]
+    assert wrong, "the small CNN should misclassify some of 24 images"
+    assert info["requested"] == 24 and info["examined"] == 24 and info["short"]
+    assert info["size"] == len(meta["sample"]) == 24 - len(wrong)
+    assert [e["id"] for e in info["excluded"]] == wrong and all("predicted" in e["reason"] for e in info["excluded"])
+    assert f"the sample has {info['size']} images, not the 24 asked for" in caplog.text
+    assert "warning:" in format_summary(summarize_run(run))
+    # With enough images, the walk stops at the image that completes the sample.
+    enough = run_diagnose(cnn, fashion, tmp_path / "enough", methods=["gradcam"], n=10, seed=2, correct_only=True,
+                          layer=LAYER, transform=TRANSFORM, batch_size=8, gallery=0, progress=False)
+    info = json.loads((enough / "meta.json").read_text())["sample_info"]
+    assert not info["short"] and info["size"] == 10 and info["examined"] == 10 + len(info["excluded"])
+
+
+def test_variants_side_by_side_and_what_flatters_them(cnn, fashion, tmp_path):
+    methods = ["gradcam", "case", "case(contrast=top:1)", "case(contrast=rank:3)", "finercam(weighting=mean)"]
+    run = run_diagnose(cnn, fashion, tmp_path / "run", methods=methods, n=12, seed=6, layer=LAYER,
+                       transform=TRANSFORM, batch_size=6, gallery=1, progress=False)
+    config, frame = load_results(run)
+    assert config["methods"] == methods and config["contrast"] == "classifier:1"
+    assert config["method_contrasts"] == {"gradcam": None, "case": "classifier:1", "case(contrast=top:1)": "top:1",
+                                          "case(contrast=rank:3)": "rank:3", "finercam(weighting=mean)": "nearest:3"}
+    top = frame[frame["method"] == "case(contrast=top:1)"]
+    assert top["other_in_contrast"].all() and (top["contrast1"].astype(int) == top["class2"]).all()
+    assert not frame[frame["method"] == "case(contrast=rank:3)"]["other_in_contrast"].any()
+    table = summarize_run(run)["agreement"].set_index("method")
+    assert table.loc["case(contrast=top:1)", "in_contrast"] == 100.0
+    assert table.loc["case(contrast=top:1)", "n_without"] == 0 and math.isnan(table.loc["case(contrast=top:1)",
+                                                                                         "mean_without"])
+    assert table.loc["case", "contrast"] == "classifier:1" and table.loc["gradcam", "in_contrast"] == 0.0
+    case = frame[(frame["method"] == "case") & ~frame["degenerate"]]
+    without = case.loc[~case["other_in_contrast"], "agreement"].dropna()
+    assert table.loc["case", "in_contrast"] == pytest.approx(100 * case["other_in_contrast"].mean())
+    assert table.loc["case", "mean_without"] == pytest.approx(without.mean())
+    assert table.loc["case", "sparse"] == pytest.approx(100 * case["sparse"].mean())
+    with np.load(next((run / "gallery").glob("*.npz"))) as data:
+        assert {f"map_{m}" for m in methods} <= set(data.files)
+    with pytest.raises(ValueError, match="has no option 'k'"):
+        run_diagnose(cnn, fashion, tmp_path / "bad", methods=["case(k=3)"], n=2, layer=LAYER, transform=TRANSFORM,
+                     progress=False)
+    assert not (tmp_path / "bad").exists()
+
+
+def test_cli_default_diagnose_is_non_circular_and_says_so(lite0, tmp_path):
+    from typer.testing import CliRunner
+
+    from case_saliency.cli import app
+    from case_saliency.report.page import write_report
+
+    out = tmp_path / "run"
+    result = CliRunner().invoke(app, ["diagnose", "-m", "efficientnet_lite0", "-d",
+                                      "samples:skimage/chelsea,skimage/coffee,skimage/rocket", "--n", "3", "--quiet",
+                                      "--methods", "gradcam,case,case(contrast=top:1)", "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    config = json.loads((out / "config.json").read_text())
+    assert config["contrast"] == "classifier:1" and config["contrast_source"] == "classifier"
+    assert config["ties"] == "index" and config["sparse"] == "positive"
+    assert "CASE contrast classifier:1: classifier neighbours" in result.output and "in_contrast" in result.output
+    html = write_report(out).read_text()
+    assert "classifier:1" in html and "classifier neighbours" in html and "case(contrast=top:1)" in html
+    bad = CliRunner().invoke(app, ["diagnose", "-m", "efficientnet_lite0", "-d", "samples", "-o", str(tmp_path / "b"),
+                                   "--contrast", "nearby:2"])
+    assert bad.exit_code == 2 and "--contrast nearby:2" in bad.output

@@ -51,8 +51,22 @@ def test_agreement_below_drops_nan_and_decides():
     assert result.n == 10 and result.pvalue == ref.pvalue
     assert result.reject(0.05)
     assert not agreement_below(100 - low, 50.0).reject(0.05)
-    empty = agreement_below([np.nan, 50.0], 50.0)  # no nonzero difference: undefined, never "rejects"
-    assert math.isnan(empty.pvalue) and not empty.reject()
+    assert math.isnan(agreement_below([np.nan], 50.0).pvalue)  # nothing to test: undefined, never "rejects"
+
+
+def test_wilcoxon_with_every_difference_zero_gives_p_one():
+    # SciPy's exact method: no nonzero difference, p = 1 (its default method would give NaN, 0/0).
+    at_threshold = np.full(14, 50.0)
+    ours = agreement_below(at_threshold, 50.0)
+    ref = sps.wilcoxon(at_threshold - 50.0, alternative="less", method="exact")
+    assert ref.pvalue == 1.0 and (ours.statistic, ours.pvalue) == (ref.statistic, ref.pvalue)
+    assert ours.n == 14 and ours.n_nonzero == 0 and not ours.reject()
+    paired = paired_wilcoxon(np.arange(5.0), np.arange(5.0))
+    assert paired.pvalue == sps.wilcoxon(np.zeros(5), method="exact").pvalue == 1.0
+    rows = [{"image_id": f"i{i}", "method": "case", "k_percent": 5.0, "agreement": 50.0, "spearman": 0.1,
+             "ssim": 0.2, "degenerate": False, "error": ""} for i in range(14)]
+    summary = summarize_diagnose(pd.DataFrame(rows), threshold=50.0, alpha=0.05).iloc[0]
+    assert summary["pvalue"] == 1.0 and summary["conclusion"] == "does not separate"
 
 
 def test_paired_tests_equal_scipy():

@@ -27,8 +27,8 @@ except PackageNotFoundError:  # running from a source tree that was never instal
 # The public names and the module each one comes from: the one list of the package's exports.
 _EXPORTS: dict[str, str] = {
     **dict.fromkeys(["ActivationCapture", "Capture", "eval_mode"], "core.capture"),
-    **dict.fromkeys(["ConfusionNeighbours", "ContrastStrategy", "ExplicitContrast", "NearestLogits", "TopLogits"],
-                    "core.contrast"),
+    **dict.fromkeys(["ClassifierNeighbours", "ConfusionNeighbours", "ContrastStrategy", "ExplicitContrast",
+                     "NearestLogits", "RankContrast", "TopLogits"], "core.contrast"),
     **dict.fromkeys(["resolve_layer", "vit_reshape"], "core.layers"),
     "SaliencyMaps": "core.maps",
     **dict.fromkeys(["CaseSaliencyError", "NonFiniteInput"], "core.errors"),
@@ -58,7 +58,8 @@ def __dir__() -> list[str]:
 
 if TYPE_CHECKING:  # what type checkers and IDEs see; at run time the names above resolve lazily
     from .core.capture import ActivationCapture, Capture, eval_mode
-    from .core.contrast import ConfusionNeighbours, ContrastStrategy, ExplicitContrast, NearestLogits, TopLogits
+    from .core.contrast import (ClassifierNeighbours, ConfusionNeighbours, ContrastStrategy, ExplicitContrast,
+                                NearestLogits, RankContrast, TopLogits)
     from .core.errors import CaseSaliencyError, NonFiniteInput
     from .core.layers import resolve_layer, vit_reshape
     from .core.maps import SaliencyMaps

@@ -26,10 +26,16 @@ def diagnose(
     layer: str | None = opt.LAYER,
     contrast_k: int = opt.CONTRAST_K,
     confusion: Path | None = opt.CONFUSION,
+    contrast: str | None = opt.CONTRAST,
     correct_only: bool | None = opt.CORRECT_ONLY,
     batch_size: int = opt.BATCH_SIZE,
     gallery: int = typer.Option(8, help="save the maps of the first N images for the report"),
     signed: bool = typer.Option(False, help="rank raw signed maps (no ReLU) in the agreement"),
+    ties: str = typer.Option("index", help="agreement tie order: index (first of equal pixels first), reverse, "
+                             "authors (np.argsort(flat)[::-1], as the paper's code), inclusive"),
+    sparse: str = typer.Option("positive", help="agreement of maps with fewer positive pixels than the top set: "
+                               "positive (top sets hold positive pixels only; padding never agrees) or pad "
+                               "(the paper's: zero pixels pad the set and count)"),
     holm: bool = opt.HOLM,
     weights: str | None = opt.WEIGHTS,
     root: str | None = opt.ROOT,
@@ -40,15 +46,20 @@ def diagnose(
     """Class sensitivity: agreement of each method's top-1 and top-2 maps, with a Wilcoxon test per method."""
     from ..runs import run_diagnose
 
+    from ..metrics.agreement import SPARSE_POLICIES, TIE_POLICIES
+
     percents = opt.parse_percents(k)
+    if ties not in TIE_POLICIES or sparse not in SPARSE_POLICIES:
+        raise opt.fail(f"--ties {ties} / --sparse {sparse}: use one of {', '.join(TIE_POLICIES)} / "
+                       f"{', '.join(SPARSE_POLICIES)}")
     if n < 0 or batch_size < 1 or gallery < 0:
         raise opt.fail("--num-images and --gallery must be >= 0 and --batch-size >= 1")
-    loaded, dataset, names, contrast = opt.resolve_inputs(model, weights, data, root, methods, contrast_k, confusion,
-                                                          device)
+    loaded, dataset, names, contrast, matrix = opt.resolve_inputs(model, weights, data, root, methods, contrast_k,
+                                                                  confusion, device, contrast)
     opt.check_layer(loaded, layer)
     opt.execute(lambda: run_diagnose(loaded, dataset, out, methods=names, n=n, seed=seed, k_percent=percents,
                                      threshold=threshold, alpha=alpha, layer=layer, contrast=contrast,
                                      correct_only=correct_only, batch_size=batch_size, gallery=gallery, signed=signed,
                                      dataset_name=data, progress=not quiet, command=opt.this_command(), workers=workers,
-                                     weights=weights),
+                                     weights=weights, confusion=matrix, ties=ties, sparse=sparse),
                 out, {"correction": "holm" if holm else None})

@@ -27,6 +27,7 @@ def fidelity(
     layer: str | None = opt.LAYER,
     contrast_k: int = opt.CONTRAST_K,
     confusion: Path | None = opt.CONFUSION,
+    contrast: str | None = opt.CONTRAST,
     batch_size: int = opt.BATCH_SIZE,
     eval_batch_size: int = typer.Option(64, help="perturbed images per forward pass"),
     holm: bool = opt.HOLM,
@@ -46,12 +47,13 @@ def fidelity(
         raise opt.fail(f"--k {k:g} is outside (0, 100]; give a percentage such as 50")
     if n < 0 or steps < 0 or batch_size < 1 or eval_batch_size < 1:
         raise opt.fail("--num-images and --steps must be >= 0, --batch-size and --eval-batch-size >= 1")
-    loaded, dataset, names, contrast = opt.resolve_inputs(model, weights, data, root, methods, contrast_k, confusion,
-                                                          device)
+    loaded, dataset, names, contrast, matrix = opt.resolve_inputs(model, weights, data, root, methods, contrast_k,
+                                                                  confusion, device, contrast)
     opt.check_layer(loaded, layer)
     opt.execute(lambda: run_fidelity(loaded, dataset, out, methods=names, n=n, seed=seed, k_percent=k, fill=fill,
                                      steps=steps, correct_only=correct_only, alpha=alpha, layer=layer,
                                      contrast=contrast,
                                      batch_size=batch_size, eval_batch_size=eval_batch_size, dataset_name=data,
-                                     progress=not quiet, command=opt.this_command(), workers=workers, weights=weights),
+                                     progress=not quiet, command=opt.this_command(), workers=workers, weights=weights,
+                                     confusion=matrix),
                 out, {"correction": "holm" if holm else None})

@@ -40,33 +40,38 @@ def parse_percents(values: list[str]) -> list[float]:
     return out
 
 
-def _confusion_contrast(path: Path, loaded: Any, k: int) -> Any:
-    """A matrix written by `case-saliency confusion` (.json) is checked against the model; a bare
-    array file (.npy, .pt, .csv) carries no identity, so it is used as given, with a warning."""
+def _confusion(path: Path, loaded: Any) -> Any:
+    """The confusion matrix of --confusion as a ``ConfusionNeighbours`` (its matrix serves every
+    ``confusion:K`` contrast). A matrix written by `case-saliency confusion` (.json) is checked against
+    the model; a bare array file (.npy, .pt, .csv) carries no identity, so it is used as given, with a
+    warning."""
     import logging
 
-    from ..workflows.confusion import confusion_neighbours
     from ..core.contrast import ConfusionNeighbours
+    from ..workflows.confusion import confusion_neighbours
 
     if Path(path).suffix.lower() == ".json":
-        return confusion_neighbours(path, loaded, k)
+        return confusion_neighbours(path, loaded, 1)
     logging.getLogger("case_saliency").warning(
         "--confusion %s has no model identity; make sure it was computed for this model", path)
-    return ConfusionNeighbours(str(path), k=k)
+    return ConfusionNeighbours(str(path), k=1)
 
 
 def resolve_inputs(model: str, weights: str | None, data: str, root: str | None, methods: str,
-                   contrast_k: int, confusion: Path | None, device: str) -> tuple[Any, Any, list[str], Any]:
-    """Load model and dataset by name, check the methods, build CASE's contrast: (loaded, dataset, methods,
-    contrast). Bad inputs exit with code 2 and a message naming them."""
+                   contrast_k: int, confusion: Path | None, device: str,
+                   contrast: str | None = None) -> tuple[Any, Any, list[str], str, Any]:
+    """Load model and dataset by name, check the method specs, choose CASE's contrast: (loaded,
+    dataset, method labels, contrast spec, confusion matrix or None). The contrast defaults to
+    ``confusion:K`` with --confusion and ``classifier:K`` without (K = --contrast-k). Bad inputs exit
+    with code 2 and a message naming them."""
     import torch
 
-    from ..core.contrast import TopLogits
+    from ..core.contrast import build_contrast, contrast_spec, default_contrast
     from ..data import open_dataset
     from ..runs.common import check_methods
 
     try:
-        names = check_methods(parse_list(methods, "methods"))
+        names = check_methods(methods)
     except ValueError as error:
         raise fail(f"--methods: {error}") from None
     try:
@@ -84,10 +89,17 @@ def resolve_inputs(model: str, weights: str | None, data: str, root: str | None,
         raise fail(f"--data {data!r}: {error}") from None
     if contrast_k < 1:
         raise fail(f"--contrast-k {contrast_k}: CASE needs at least one contrast class")
+    matrix = None
+    if confusion:
+        try:
+            matrix = _confusion(confusion, loaded)
+        except (ValueError, FileNotFoundError, OSError) as error:
+            raise fail(f"--confusion {confusion}: {error}") from None
+    spec = contrast or default_contrast(matrix, contrast_k)
     try:
-        contrast = _confusion_contrast(confusion, loaded, contrast_k) if confusion else TopLogits(k=contrast_k)
-    except (ValueError, FileNotFoundError, OSError) as error:
-        raise fail(f"--confusion {confusion}: {error}") from None
+        spec = contrast_spec(build_contrast(spec, model=loaded.model, confusion=matrix))  # checked; built per method
+    except (ValueError, TypeError) as error:
+        raise fail(f"--contrast {spec}: {error}") from None
     if device == "auto":  # under torchrun: cuda:LOCAL_RANK, each rank on its own GPU
         from ..runs.distributed import default_device
 
@@ -96,7 +108,7 @@ def resolve_inputs(model: str, weights: str | None, data: str, root: str | None,
         loaded.model.to(torch.device(device))
     except (RuntimeError, AssertionError) as error:
         raise fail(f"--device {device!r}: {error}") from None
-    return loaded, dataset, names, contrast
+    return loaded, dataset, names, spec, matrix
 
 
 def check_layer(loaded: Any, layer: str | None) -> None:
@@ -164,8 +176,10 @@ MODEL = typer.Option(..., "--model", "-m", metavar="NAME|FILE",
 DATA = typer.Option(..., "--data", "-d", metavar="SPEC",
                     help="dataset spec: samples, fashion-mnist:test, folder:PATH, ...")
 OUT = typer.Option(..., "--out", "-o", metavar="DIR", help="run directory (created, or resumed if it exists)")
-METHODS = typer.Option(",".join(DEFAULT_METHODS), metavar="NAMES",
-                       help="comma-separated method names (see `case-saliency methods`)")
+METHODS = typer.Option(",".join(DEFAULT_METHODS), metavar="SPECS",
+                       help="comma-separated method specs: names (see `case-saliency methods`), optionally with "
+                       "options, e.g. 'gradcam,case,case(contrast=top:1),finercam(weighting=mean)' (quote it: "
+                       "parentheses are shell syntax)")
 # Every option a distributed run needs has a name torchrun's own parser (which matches abbreviations of
 # its options, even after the module name) cannot mistake: "--n" could be --nnodes or --nproc-per-node,
 # so the sample size is --num-images (--n stays for single-process use).
@@ -177,8 +191,12 @@ WORKERS = typer.Option(None, min=0, metavar="N", help="DataLoader processes deco
                        "from the CPU count; 0: decode in the main process)")
 SEED = typer.Option(0, help="seed of the image sample")
 LAYER = typer.Option(None, metavar="NAME", help="target layer (default: the model's)")
-CONTRAST_K = typer.Option(1, help="CASE contrast classes per target")
-CONFUSION = typer.Option(None, metavar="FILE", help="confusion matrix file: CASE contrasts = confusion neighbours")
+CONTRAST_K = typer.Option(1, help="CASE contrast classes per target (k of the default contrast)")
+CONFUSION = typer.Option(None, metavar="FILE", help="confusion matrix file: CASE's default contrast becomes confusion "
+                         "neighbours (the paper's), and confusion:K specs use it")
+CONTRAST = typer.Option(None, "--contrast", metavar="SPEC", help="CASE's contrast where its spec sets none: "
+                        "classifier:K, confusion:K, top:K, nearest:K, rank:R, explicit:C+C (default: confusion:K with "
+                        "--confusion, else classifier:K; both model-level, so the top-1/top-2 test is not circular)")
 BATCH_SIZE = typer.Option(16, help="images per batch")
 HOLM = typer.Option(False, help="Holm-correct the p-values in the printed summary")
 WEIGHTS = typer.Option(None, metavar="FILE", help="weights for --model (a name or a file)")

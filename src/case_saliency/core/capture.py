@@ -67,9 +67,10 @@ class Capture:
 
     logits: (B, K) model outputs, detached.
     activations: (B, C, h, w) target-layer activations (after ``reshape``), detached.
-    gradients: (B, M, C, h, w) d logits[b, classes[b, m]] / d activations[b], or None.
-    classes: (B, M) the class indices whose gradients were taken (or, for methods without gradients,
-        the classes the call asked for), or None.
+    gradients: (B, M, C, h, w) d logits[b, classes[b, m]] / d activations[b], or None; for logit
+        weights (B, M, K) instead of classes: d sum_j weights[b, m, j] logits[b, j] / d activations[b].
+    classes: (B, M) the class indices (or (B, M, K) logit weights) whose gradients were taken (or, for
+        methods without gradients, the classes the call asked for), or None.
     per_class: what a method computed per class, each (B, M, ...) in the order of ``classes``.
     info: anything else a method records about the pass (e.g. which network path ran).
     """
@@ -310,7 +311,8 @@ class ActivationCapture:
             images: (B, C, H, W), moved to the model's device.
             classes: (B, M) long tensor of class indices, or a function of the logits (B, K)
                 returning one (so that "top1" can be resolved in the same pass), or None for
-                activations only.
+                activations only. A float (B, M, K) tensor instead asks for the gradients of M
+                weighted sums of the logits (the weights are constants: a vector-Jacobian product).
         Returns:
             a ``Capture``; ``gradients`` is (B, M, C, h, w).
         Works inside ``torch.inference_mode()`` too (it leaves it for the call).
@@ -355,13 +357,18 @@ class ActivationCapture:
                 gradients = chosen = None
                 if want_grad:
                     chosen = classes(logits.detach()) if callable(classes) else classes
-                    chosen = torch.as_tensor(chosen, device=logits.device).long()
-                    if chosen.ndim == 1:
-                        chosen = chosen[:, None]
-                    if chosen.shape[0] != logits.shape[0]:
-                        raise ValueError(f"got classes for {chosen.shape[0]} images but the batch has "
-                                         f"{logits.shape[0]}; give one row of classes per image")
-                    check_class_indices(chosen, logits.shape[1])
+                    chosen = torch.as_tensor(chosen, device=logits.device)
+                    if chosen.is_floating_point():
+                        check_logit_weights(chosen, logits.shape)
+                        chosen = chosen.to(logits.dtype)
+                    else:
+                        chosen = chosen.long()
+                        if chosen.ndim == 1:
+                            chosen = chosen[:, None]
+                        if chosen.shape[0] != logits.shape[0]:
+                            raise ValueError(f"got classes for {chosen.shape[0]} images but the batch has "
+                                             f"{logits.shape[0]}; give one row of classes per image")
+                        check_class_indices(chosen, logits.shape[1])
                     with torch.enable_grad():
                         gradients = _batched_gradients(logits, activation, chosen)
         finally:
@@ -383,13 +390,26 @@ class ActivationCapture:
         return tensor
 
 
+def check_logit_weights(weights: Tensor, logits_shape: torch.Size) -> None:
+    """Raise unless ``weights`` is a finite (B, M, K) tensor for logits of shape (B, K)."""
+    batch, num_classes = logits_shape
+    if weights.ndim != 3 or weights.shape[0] != batch or weights.shape[2] != num_classes:
+        raise ValueError(f"logit weights must be (B, M, K) = ({batch}, M, {num_classes}), got {tuple(weights.shape)}")
+    if not torch.isfinite(weights).all():
+        raise ValueError("logit weights contain NaN or infinite values")
+
+
 def _batched_gradients(logits: Tensor, activation: Tensor, classes: Tensor) -> Tensor:
-    """d logits[b, classes[b, m]] / d activation[b] for every m, as (B, M, *activation.shape[1:]).
+    """d logits[b, classes[b, m]] / d activation[b] for every m, as (B, M, *activation.shape[1:]);
+    for float ``classes`` (B, M, K), the gradients of the weighted logit sums instead.
 
     Images are independent in eval mode, so the gradient of the batch sum of one class column
     gives every image's gradient at once; the M columns go through one vmapped backward.
     """
-    selected = logits.gather(1, classes)  # (B, M)
+    if classes.is_floating_point():  # logit weights: the m-th output is sum_j w[b, m, j] * logits[b, j]
+        selected = (logits[:, None, :] * classes).sum(-1)  # (B, M)
+    else:
+        selected = logits.gather(1, classes)  # (B, M)
     m = classes.shape[1]
     if m == 1:
         (grad,) = torch.autograd.grad(selected.sum(), activation)

@@ -20,10 +20,10 @@ import torch
 from torch import Tensor, nn
 
 from ..core.capture import ActivationCapture, Capture, ModelInput, autograd_available, prepare_images, unwrap_model
-from ..core.contrast import ContrastStrategy
+from ..core.contrast import ContrastStrategy, contrast_classes
 from ..core.layers import LayerSpec, Reshape
 from ..core.maps import SaliencyMaps, finish_maps
-from ..core.targets import TargetSpec, check_class_indices, resolve_targets
+from ..core.targets import TargetSpec, resolve_targets
 
 METHODS: dict[str, type[SaliencyMethod]] = {}
 
@@ -107,6 +107,9 @@ class _KeywordOptions(ABCMeta):
         return super().__call__(*args, **kwargs)
 
 
+LogitWeights = Callable[[Tensor, Tensor, "Tensor | None"], "Tensor | None"]
+
+
 @dataclass
 class ClassRequest:
     """The classes one ``explain`` call needs, resolved from the logits of the method's own pass.
@@ -115,24 +118,32 @@ class ClassRequest:
     (B, M) and, with a contrast strategy, each target's ``contrast`` classes (B, M, k); it returns
     ``classes`` (B, M + M*k): the M targets of each image, then the k contrast classes of each target
     (so it can be handed to ``ActivationCapture`` as the class selector of the same pass).
+    A method that explains a function of the logits (Finer-CAM) gives ``weigh``, which returns its
+    gradient with respect to the logits; then the call returns those ``weights`` (B, M, K) instead,
+    and the capture's gradients are those of the M functions (no contrast part).
     """
 
     spec: TargetSpec
     strategy: ContrastStrategy | None = None
+    weigh: LogitWeights | None = None
     targets: Tensor | None = None
     contrast: Tensor | None = None
     classes: Tensor | None = None
+    weights: Tensor | None = None
 
     def __call__(self, logits: Tensor) -> Tensor:
         targets = resolve_targets(self.spec, logits)
         rows = targets if targets.ndim == 2 else targets[:, None]
         classes = rows
         if self.strategy is not None and self.strategy.k > 0:
-            contrast = self.strategy(logits, rows).long()  # (B, M, k)
-            check_class_indices(contrast, logits.shape[1], "contrast class")
-            self.contrast = contrast
-            classes = torch.cat([rows, contrast.flatten(1)], dim=1)
+            self.contrast = contrast_classes(self.strategy, logits, rows)  # (B, M, k), checked
+            classes = torch.cat([rows, self.contrast.flatten(1)], dim=1)
         self.targets, self.classes = targets, classes
+        if self.weigh is not None:
+            self.weights = self.weigh(logits, rows, self.contrast)
+            if self.weights is not None:
+                self.classes = rows
+                return self.weights
         return classes
 
     @property
@@ -144,9 +155,9 @@ class ClassRequest:
 
     def split(self, per_class: Tensor) -> tuple[Tensor, Tensor | None]:
         """(B, M + M*k, ...) in the order of ``classes`` -> the targets' part (B, M, ...) and the
-        contrast part (B, M, k, ...), or None without a contrast."""
+        contrast part (B, M, k, ...), or None without a contrast (or with logit weights)."""
         m = self.m
-        if self.contrast is None:
+        if self.contrast is None or self.weights is not None:
             return per_class[:, :m], None
         rest = per_class[:, m:]
         return per_class[:, :m], rest.reshape(rest.shape[0], m, -1, *rest.shape[2:])
@@ -209,6 +220,10 @@ class SaliencyMethod(metaclass=_KeywordOptions):
         None for methods that use no layer."""
         return self.engine.layer_name if self.uses_layer else None
 
+    def request(self, targets: TargetSpec) -> ClassRequest:
+        """The classes a call for ``targets`` needs (targets, contrast classes), resolved in its pass."""
+        return ClassRequest(targets, self.contrast)
+
     def explain(self, images: Tensor, targets: TargetSpec = "top1", *, relu: bool = True,
                 upsample: bool = True, normalize: bool = False) -> SaliencyMaps:
         """Maps for ``images`` (B, C, H, W) and ``targets`` (see ``resolve_targets``).
@@ -223,7 +238,7 @@ class SaliencyMethod(metaclass=_KeywordOptions):
         """
         with autograd_available():
             prepared = prepare_images(images, self.model)
-            request = ClassRequest(targets, self.contrast)
+            request = self.request(targets)
             raw = self.raw_maps(prepared, request)
         return self.finish(raw, request, (int(prepared.shape[-2]), int(prepared.shape[-1])), relu=relu,
                            upsample=upsample, normalize=normalize)
@@ -268,7 +283,10 @@ class CAMMethod(SaliencyMethod):
       Ablation-CAM; ``needs_gradients = False``);
     - or ``cam(A, G, contrast G) -> (B, M, h, w)`` for a map that is not a channel-weighted sum
       (HiResCAM, LayerCAM), or one that uses contrast classes' gradients (``contrast`` set).
-    Channel-weight methods (the first two kinds) can be made contrastive: ``CASE(model, base=name)``.
+    A method that explains a function f of the logits (Finer-CAM) also gives ``logit_weights``
+    (d f / d logits); its ``G`` are then the gradients of f.
+    Channel-weight methods (the first two kinds, without logit weights) can be made contrastive:
+    ``CASE(model, base=name)``.
     """
 
     needs_gradients = True  # False: one forward without backward (the classes are resolved from its logits)
@@ -277,8 +295,20 @@ class CAMMethod(SaliencyMethod):
     def is_channel_weight_rule(cls) -> bool:
         """True when the method's maps are ``sum_c w_c A_c`` from channel weights (what a contrast
         wrapper such as CASE needs from its base)."""
-        return cls.cam is CAMMethod.cam and (cls.channel_weights is not CAMMethod.channel_weights
-                                             or cls.class_weights is not CAMMethod.class_weights)
+        return (cls.cam is CAMMethod.cam and cls.logit_weights is CAMMethod.logit_weights
+                and (cls.channel_weights is not CAMMethod.channel_weights
+                     or cls.class_weights is not CAMMethod.class_weights))
+
+    def request(self, targets: TargetSpec) -> ClassRequest:
+        weigh = None if type(self).logit_weights is CAMMethod.logit_weights else self.logit_weights
+        return ClassRequest(targets, self.contrast, weigh)
+
+    def logit_weights(self, logits: Tensor, targets: Tensor, contrast: Tensor | None) -> Tensor | None:
+        """For a method that explains a function f of the logits: d f / d logits, (B, M, K), from the
+        logits (B, K), the targets (B, M) and their contrast classes (B, M, k) or None. The engine
+        then takes the gradients of sum_j weights[j] * logits[j] in its one backward. None (the
+        default): the gradients of the target (and contrast) logits themselves."""
+        return None
 
     def channel_weights(self, activations: Tensor, gradients: Tensor) -> Tensor:
         """A (B, C, h, w) and G (B, M, C, h, w) -> weights (B, M, C)."""

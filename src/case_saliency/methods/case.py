@@ -19,7 +19,7 @@ from typing import Any
 from torch import Tensor
 
 from ..core.capture import Capture, ModelInput
-from ..core.contrast import ContrastStrategy, TopLogits
+from ..core.contrast import ContrastStrategy, build_contrast
 from ..core.layers import LayerSpec, Reshape
 from .base import CAMMethod, ClassRequest, RawMaps, method_class, register, weighted_sum
 
@@ -41,21 +41,33 @@ def channel_weight_bases() -> list[str]:
 @register("case")
 class CASE(CAMMethod):
     """CASE (Williamson et al., 2025): the target's channel weights minus their projection on the mean
-    weights of a contrast set (default: the next logit), so only evidence unique to the target remains.
+    weights of a contrast set, so only evidence unique to the target remains.
+
+    Which contrast: the paper defines the contrast set either by confusion neighbours (the classes
+    the model confuses with the target on held-out data) or by the input's top logits. Its
+    class-sensitivity experiments (RQ1) used confusion neighbours with k = 1 (each class its own
+    most-confused class); its figures use k = 2 and its public code defaults to k = 5. The default
+    here is model-level too: ``ClassifierNeighbours(model, k=1)`` (the class whose final-layer
+    weight row is closest to the target's), because no confusion matrix exists for a model in
+    general; pass ``ConfusionNeighbours(matrix, k)`` to follow the paper where you have one.
+    ``TopLogits(1)`` contrasts the top-1 class with the top-2 and vice versa, so a top-1/top-2
+    agreement test of its maps is circular (see :mod:`case_saliency.core.contrast`).
 
     Args:
         base: the channel-weight CAM whose weights are contrasted: "gradcam" (the paper's CASE, the
             default), "gradcam++", "xgradcam", "scorecam" or "ablationcam" (any registered
             channel-weight CAM). ``get_method("case:scorecam", model)`` is ``CASE(model, base="scorecam")``.
-        contrast: a contrast strategy (``TopLogits(k)``, ``ConfusionNeighbours(matrix, k)``,
-            ``ExplicitContrast([...])``); default ``TopLogits(k=1)``, the setting of the paper's
-            experiments. With k=0, or a contrast direction that is all zero, CASE equals its base
-            method (and says so once).
+        contrast: a contrast strategy (``ClassifierNeighbours(model, k)``,
+            ``ConfusionNeighbours(matrix, k)``, ``TopLogits(k)``, ``RankContrast(r)``,
+            ``ExplicitContrast([...])``) or its spec text (``"classifier:1"``, ``"top:5"``, ...);
+            default ``ClassifierNeighbours(model, k=1)``, which needs an ``nn.Linear`` head (else
+            pass a contrast). With k=0, or a contrast direction that is all zero, CASE equals its
+            base method (and says so once); a contrast set holding the target is refused.
         eps: added to ||w_S||^2 in the projection.
         base_options: the base method's own options (e.g. ``batch_size`` for Score-CAM).
     """
 
-    follows_run_contrast = True  # runs hand it their contrast strategy
+    follows_run_contrast = True  # runs hand it their (model-level) contrast unless its spec sets one
     default_variant = "gradcam"
 
     @classmethod
@@ -63,7 +75,7 @@ class CASE(CAMMethod):
         return channel_weight_bases()
 
     def __init__(self, model: ModelInput, *, target_layer: LayerSpec | None = None, reshape: Reshape | None = None,
-                 base: str = "gradcam", contrast: ContrastStrategy | None = None, eps: float = 1e-8,
+                 base: str = "gradcam", contrast: ContrastStrategy | str | None = None, eps: float = 1e-8,
                  **base_options: Any):
         key = str(base).strip().lower()
         bases = channel_weight_bases()
@@ -78,7 +90,7 @@ class CASE(CAMMethod):
         self.base_name = key
         self._base_label = "Grad-CAM" if key == "gradcam" else base_cls.__name__
         self.name = "case" if key == "gradcam" else f"case:{key}"
-        self.contrast = contrast if contrast is not None else TopLogits(k=1)
+        self.contrast = build_contrast(contrast if contrast is not None else "classifier:1", model=self.model)
         self.eps = eps
         self._warned = False
 

@@ -14,7 +14,7 @@ from torch import Tensor
 from ..core.capture import Capture, autograd_available, prepare_images
 from ..core.maps import SaliencyMaps
 from ..core.targets import TargetSpec
-from .base import CAMMethod, ClassRequest, SaliencyMethod
+from .base import CAMMethod, SaliencyMethod
 
 Key = TypeVar("Key", bound=Hashable)
 
@@ -98,11 +98,14 @@ def _explain_group(group: dict[Key, SaliencyMethod], prepared: dict[int, Tensor]
     methods = {key: method for key, method in group.items() if isinstance(method, CAMMethod)}
     lead = next(iter(methods.values()))
     images = prepared[id(lead.model)]
-    requests = {key: ClassRequest(targets, method.contrast) for key, method in methods.items()}
+    requests = {key: method.request(targets) for key, method in methods.items()}
     columns: dict[Key, Tensor] = {}
 
     def union(logits: Tensor) -> Tensor:
-        parts = [request(logits) for request in requests.values()]  # (B, M_i) each
+        parts = [request(logits) for request in requests.values()]  # (B, M_i) classes or (B, M_i, K) weights
+        if any(part.is_floating_point() for part in parts):  # a method explains weighted logits: one-hot the rest
+            parts = [part if part.is_floating_point()
+                     else torch.nn.functional.one_hot(part, logits.shape[1]).to(logits.dtype) for part in parts]
         unique: Tensor
         inverse: Tensor
         unique, inverse = torch.unique(torch.cat(parts, dim=1), dim=1, return_inverse=True)

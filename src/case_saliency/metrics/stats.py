@@ -11,7 +11,10 @@
 
 NaN values (degenerate pairs, failed rows) are dropped first (pairwise for paired tests) and the
 number kept is reported as ``n``. Zero differences are dropped by the Wilcoxon test (SciPy's
-default ``zero_method="wilcox"``).
+default ``zero_method="wilcox"``). When every difference is zero the test has nothing to rank: the
+p-value is 1 (no evidence against H0), which is what SciPy's exact method gives
+(``wilcoxon(zeros, method="exact")``); its default method gives NaN there (its normal
+approximation divides 0 by 0), which would read "n/a" instead of "does not separate".
 """
 
 from __future__ import annotations
@@ -66,15 +69,22 @@ def agreement_below(agreement: Sequence[float], threshold: float = 50.0,
                     alternative: str = "less") -> TestResult:
     """Wilcoxon signed-rank test of ``agreement - threshold`` (percent values), one-sided "less" by
     default: H0 median >= threshold, H1 median < threshold. Needs at least one nonzero difference;
-    otherwise statistic and p-value are NaN."""
+    every difference zero gives p = 1; no finite value gives NaN."""
     _check_alternative(alternative)
     diff = _finite(agreement) - threshold
     nonzero = int(np.count_nonzero(diff))
-    if nonzero == 0:
-        return TestResult("wilcoxon signed-rank", alternative, int(diff.size), float("nan"), float("nan"), 0)
-    res = sps.wilcoxon(diff, alternative=alternative)
+    if diff.size == 0:
+        return TestResult("wilcoxon signed-rank", alternative, 0, float("nan"), float("nan"), 0)
+    res = _wilcoxon(diff, alternative, nonzero)
     return TestResult("wilcoxon signed-rank", alternative, int(diff.size), float(res.statistic), float(res.pvalue),
                       nonzero)
+
+
+def _wilcoxon(diff: np.ndarray, alternative: str, nonzero: int):
+    """SciPy's Wilcoxon signed-rank test; with every difference zero, its exact method (p = 1)."""
+    if nonzero == 0:
+        return sps.wilcoxon(diff, alternative=alternative, method="exact")
+    return sps.wilcoxon(diff, alternative=alternative)
 
 
 def smallest_one_sided_p(n_nonzero: int) -> float:
@@ -97,12 +107,14 @@ def paired_wilcoxon(a: Sequence[float], b: Sequence[float], alternative: str = "
     """Wilcoxon signed-rank test of the paired differences ``a - b`` (same images, same order).
     alternative "greater" tests whether a tends to exceed b."""
     _check_alternative(alternative)
-    a, b = _pairs(a, b)
-    nonzero = int(np.count_nonzero(a - b))
-    if nonzero == 0:
-        return TestResult("paired wilcoxon", alternative, int(a.size), float("nan"), float("nan"), 0)
-    res = sps.wilcoxon(a, b, alternative=alternative)
-    return TestResult("paired wilcoxon", alternative, int(a.size), float(res.statistic), float(res.pvalue), nonzero)
+    first, second = _pairs(a, b)
+    nonzero = int(np.count_nonzero(first - second))
+    if first.size == 0:
+        return TestResult("paired wilcoxon", alternative, 0, float("nan"), float("nan"), 0)
+    res = (_wilcoxon(first - second, alternative, nonzero) if nonzero == 0
+           else sps.wilcoxon(first, second, alternative=alternative))
+    return TestResult("paired wilcoxon", alternative, int(first.size), float(res.statistic), float(res.pvalue),
+                      nonzero)
 
 
 def paired_ttest(a: Sequence[float], b: Sequence[float], alternative: str = "two-sided") -> TestResult:

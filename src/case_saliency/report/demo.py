@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from ..core.errors import CaseSaliencyError
-from ..core.contrast import TopLogits
+from ..core.contrast import default_contrast
 from ..data import SamplePhotos
 from ..models import load_model
 
@@ -111,7 +111,7 @@ def run_demo(out: str | Path = "demo-output", model_name: str = "efficientnet_li
     loaded = load_model(model_name)
     _prepare_out(out)
     photos_set = SamplePhotos()
-    contrast = TopLogits(k=1)
+    contrast = default_contrast()  # model-level (classifier neighbours): the top-1/top-2 test is not circular
     run_diagnose(loaded, photos_set, out, methods=DEMO_METHODS, n=len(photos_set), seed=0, k_percent=(k_percent,),
                  contrast=contrast, batch_size=len(photos_set), gallery=len(photos_set), progress=progress,
                  command=f"case-saliency demo --out {out}")
@@ -163,7 +163,7 @@ def run_demo(out: str | Path = "demo-output", model_name: str = "efficientnet_li
         "model": loaded.identity,
         "layer": loaded.target_layer,
         "methods": list(DEMO_METHODS),
-        "contrast": repr(contrast),
+        "contrast": contrast,
         "k_percent": k_percent,
         "photos": photos,
         "mean_agreement": means,

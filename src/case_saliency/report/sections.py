@@ -14,12 +14,10 @@ import numpy as np
 
 from . import figures as F
 from ..runs.store import file_stem
+from ..runs.summary import contrast_line, sample_line
 from .rundir import GalleryItem, Run, safe_name, to_float
 from .tables import Column, e, key_values, number, records, table_html
 
-# Methods whose top-1 and top-2 maps remove each other's direction by construction: their low
-# agreement is partly circular and must be read with fidelity (paper notes, section 3).
-CONTRASTIVE = ("case", "finercam")
 NEIGHBOURS_K = 3
 GALLERY_BUDGET = 6  # gallery figures on a page: half where the methods differ most, half least
 
@@ -131,16 +129,35 @@ def _diagnose_sections(run: Run, summary: dict, folder: Path) -> tuple[str, str]
                    Column("Wilcoxon W", "statistic", lambda v: number(v, 1)),
                    Column("p", p_key, number, "low", "one-sided Wilcoxon signed-rank, H1: median < threshold"),
                    Column("Conclusion", "conclusion", str)]
-    contrastive = [m for m in run.methods if m in CONTRASTIVE]
+    if rows and "contrast" in rows[0]:
+        columns.insert(1, Column("Contrast", "contrast", str, title="the method's contrast set (spec)"))
+    if rows and "in_contrast" in rows[0]:
+        columns += [Column("In contrast %", "in_contrast", lambda v: number(v, 0),
+                           title="pairs where a map's contrast set holds the other compared class: the two maps "
+                                 "are pushed apart by construction"),
+                    Column("Mean without %", "mean_without", lambda v: number(v, 1),
+                           title="mean agreement over the pairs without the other class in a contrast set"),
+                    Column("p without", "p_without", number, title="the test over those pairs alone")]
+    if rows and "sparse" in rows[0]:
+        columns.append(Column("Sparse %", "sparse", lambda v: number(v, 0),
+                              title="pairs where a map has fewer positive pixels than its top set"))
+    config = run.config
     note = (f"<p class=\"note\">Test per method: one-sided Wilcoxon signed-rank test of agreement − {threshold:g}, "
             f"H1: median agreement &lt; {threshold:g}% (α = {alpha:g}"
             f"{', Holm-corrected' if p_key == 'p_holm' else ''}). Rejecting means the method separates the "
             "top-1 and top-2 classes. ★ marks the lowest mean agreement of each k where that method's test rejects "
-            "(↓ lower is better, ↑ higher).</p>") + merged
-    if contrastive:
-        note += (f"<p class=\"note\">{e(', '.join(contrastive))}: contrastive by construction (the top-2 "
-                 "class's direction is removed from the top-1 map), so low agreement is partly circular; read it "
-                 "together with a fidelity run.</p>")
+            "(↓ lower is better, ↑ higher). "
+            f"{e(contrast_line(config))}. Agreement: ties {e(config.get('ties') or 'index')}, sparse maps "
+            f"{e(config.get('sparse') or 'pad')}.</p>") + merged
+    circular = sorted({row["method"] for row in rows if (row.get("in_contrast") or 0) > 0})
+    if circular:
+        note += (f"<p class=\"note\">{e(', '.join(circular))}: in some pairs a map's contrast set holds the other "
+                 "compared class, so the two maps are pushed apart by construction and their low agreement is "
+                 "partly circular; compare the 'without' columns, and read it together with a fidelity run.</p>")
+    short = sample_line(summary.get("sample") or {})
+    if short:
+        note += f"<p class=\"note\">{e(short)}</p>"
+
     def separates(row: dict, column: Column) -> bool:  # a star only where the method's own test rejects
         return column.key == "mean" and _as_p(row.get(p_key)) < alpha
 
@@ -177,6 +194,9 @@ def _fidelity_sections(run: Run, summary: dict, folder: Path) -> tuple[str, str]
                Column("Deletion AUC", "deletion_auc_mean", number, "low"),
                Column("Insertion AUC", "insertion_auc_mean", number, "high"),
                Column("Errors", "errors", lambda v: str(int(v)))]
+    if rows and "degenerate" in rows[0]:
+        columns.insert(3, Column("Degenerate", "degenerate", lambda v: str(int(v)),
+                                 title="constant maps: left out of the means and the paired tests"))
     reference = str(tests[0]["reference"]) if tests else None
 
     def differs(row: dict, column: Column) -> bool:
@@ -356,7 +376,7 @@ def run_subtitle(run: Run) -> str:
     config = run.config
     return (f"layer {e(config.get('layer'))} · {len(run.methods)} methods · "
             f"{len({row['image_id'] for row in run.rows})} images · seed {e(config.get('seed'))} · "
-            f"contrast {e(config.get('contrast'))}")
+            f"{e(contrast_line(config))}")
 
 
 def run_sections(run: Run, summary: dict, folder: Path, page_command: str | None = None
@@ -422,8 +442,9 @@ def combined_table(runs: Sequence[Run], summaries: Sequence[dict]) -> str:
     note = ("<p class=\"note\">One row per model and method, from the runs below. ★ marks the lowest agreement "
             "within each model where that method's test rejects (↓ lower is better, ↑ higher; the fidelity run's "
             "paired tests are in its own section). Low agreement means class-sensitive maps; "
-            "a high drop, low deletion and high insertion AUC mean faithful maps. Contrastive methods "
-            f"({e(', '.join(CONTRASTIVE))}) lower agreement by construction: read both halves together.</p>")
+            "a high drop, low deletion and high insertion AUC mean faithful maps. A contrastive method whose "
+            "contrast set holds the other compared class (see each run's 'In contrast %') lowers agreement by "
+            "construction: read both halves together.</p>")
     alpha = min((float(s.get("alpha") or 0.05) for s in summaries), default=0.05)
     return table_html(rows, columns, groups=[row["model"] for row in rows],
                       caption="Class sensitivity and fidelity, per model and method",

@@ -3,6 +3,7 @@ methods, provenance, the run directory's config/meta, and per-row error capture.
 
 from __future__ import annotations
 
+import logging
 import platform
 import sys
 import warnings
@@ -18,14 +19,18 @@ from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from ..core.capture import model_device
-from ..core.contrast import TopLogits
+from ..core.contrast import classifier_layer, contrast_spec, default_contrast
 from ..core.errors import CaseSaliencyError
 from ..core.maps import SaliencyMaps
-from ..methods import SaliencyMethod, explain_shared, lookup_method, method_class
+from ..methods import SaliencyMethod, explain_shared
+from ..methods.spec import build_method as build_from_spec
+from ..methods.spec import parse_method_list
 from ..models import LoadedModel
 from .loading import batch_loader
 from .settings import RESULT_KEYS, RunSettings, has_labels, protocol_for  # noqa: F401  (RESULT_KEYS: as before)
 from .store import read_json, write_json
+
+log = logging.getLogger("case_saliency")
 
 
 def as_bundle(model: Any, transform: Callable | None = None, class_names: Sequence[str] | None = None,
@@ -54,34 +59,31 @@ def explain_shared_or_none(methods: dict[str, SaliencyMethod], images: Tensor, t
         return {}
 
 
-def check_methods(methods: Sequence[str]) -> list[str]:
-    """Lower-cased method names, each registered (or a variant such as ``case:scorecam``); duplicates
-    removed in order."""
-    names = []
-    for raw in methods:
-        key = raw.strip().lower()
-        lookup_method(key)  # a ValueError names the unknown method and lists the known ones
-        if key not in names:
-            names.append(key)
-    if not names:
-        raise ValueError("no methods given; name at least one (see `case-saliency methods`)")
-    return names
+def check_methods(methods: Sequence[str] | str) -> list[str]:
+    """The labels of method specs (``gradcam``, ``case(contrast=top:1)``, ``case:scorecam``, see
+    :mod:`case_saliency.methods.spec`), each naming a registered method with options it takes;
+    duplicates removed in order. A ValueError names a bad spec and lists what exists."""
+    return [spec.label for spec in parse_method_list(methods if isinstance(methods, str) else list(methods))]
 
 
-def build_method(name: str, model: LoadedModel, contrast: Any = None, options: dict | None = None) -> SaliencyMethod:
-    """The method ``name`` on the run's model (its layer and reshape), with the run's ``contrast`` for
-    methods that follow it (CASE and its variants; others keep their own) unless ``options`` give one."""
-    kwargs = dict(options or {})
-    if contrast is not None and getattr(method_class(name), "follows_run_contrast", False):
-        kwargs.setdefault("contrast", contrast)
-    return model.method(name, **kwargs)
+def build_method(label: str, model: LoadedModel, contrast: Any = None, options: dict | None = None,
+                 confusion: Any = None) -> SaliencyMethod:
+    """The method a spec label names on the run's model (its layer and reshape), with the run's
+    ``contrast`` for methods that follow it (CASE and its variants; others keep their own) unless the
+    spec sets one; ``options`` are extra constructor keywords; ``confusion`` serves ``confusion:K``
+    contrasts."""
+    spec = parse_method_list([label])[0]
+    if options:
+        spec = type(spec)(spec.name, spec.base, {**options, **spec.options}, spec.label)
+    return build_from_spec(spec, model, run_contrast=contrast, confusion=confusion)
 
 
-def build_methods(model: LoadedModel, names: Sequence[str], contrast: Any,
-                  method_options: dict | None) -> tuple[dict[str, SaliencyMethod], str | None]:
-    """The run's methods by name, and the layer they use (the one a method resolved beats the
+def build_methods(model: LoadedModel, names: Sequence[str], contrast: Any, method_options: dict | None,
+                  confusion: Any = None) -> tuple[dict[str, SaliencyMethod], str | None]:
+    """The run's methods by spec label, and the layer they use (the one a method resolved beats the
     model's default, which may be None)."""
-    built = {name: build_method(name, model, contrast, (method_options or {}).get(name)) for name in names}
+    built = {name: build_method(name, model, contrast, (method_options or {}).get(name), confusion)
+             for name in names}
     layer_used = next((m.layer_name for m in built.values() if m.layer_name is not None), model.target_layer)
     return built, layer_used
 
@@ -89,61 +91,131 @@ def build_methods(model: LoadedModel, names: Sequence[str], contrast: Any,
 def start_run(kind: str, model: Any, dataset: Any, *, transform: Callable | None, class_names: Sequence[str] | None,
               layer: str | None, model_name: str | None, methods: Sequence[str], contrast: Any,
               method_options: dict | None, correct_only: bool | None, dataset_name: str | None, n: int, seed: int,
-              weights: str | None, command: str | None,
+              weights: str | None, command: str | None, confusion: Any = None,
               **kind_settings: Any) -> tuple[LoadedModel, RunSettings, dict[str, SaliencyMethod]]:
     """What every run starts from: the model as a ``LoadedModel``, its ``RunSettings`` (the protocol
-    rule applied, the layer the methods use) and the built methods. ``kind_settings``: the kind's own
-    fields (k_percent, threshold, fill, steps, ...)."""
+    rule applied, the layer the methods use, the contrast and where it comes from) and the built
+    methods. ``contrast``: CASE's contrast where its spec sets none (default ``confusion:1`` with a
+    ``confusion`` matrix, else ``classifier:1``: model-level, never the other compared class by
+    construction). ``kind_settings``: the kind's own fields (k_percent, threshold, fill, steps, ...)."""
     bundle = LoadedModel.wrap(model, transform, class_names, layer, model_name)
     names = check_methods(methods)
-    contrast = contrast if contrast is not None else TopLogits(k=1)
-    built, layer_used = build_methods(bundle, names, contrast, method_options)
+    contrast = contrast if contrast is not None else default_contrast(confusion)
+    built, layer_used = build_methods(bundle, names, contrast, method_options, confusion)
     keep_correct, protocol = protocol_for(correct_only, has_labels(dataset))
     settings = RunSettings(
         kind=kind, model=bundle.name, weights=weights,
         dataset=str(dataset_name or getattr(dataset, "name", type(dataset).__name__)), methods=tuple(names),
-        n=int(n), seed=int(seed), layer=layer_used, contrast=repr(contrast), correct_only=keep_correct,
-        protocol=protocol, command=command or command_line(), **kind_settings)
+        n=int(n), seed=int(seed), layer=layer_used, contrast=contrast_spec(contrast),
+        contrast_source=contrast_source(contrast, confusion, bundle.model), method_contrasts=method_contrasts(built),
+        correct_only=keep_correct, protocol=protocol, command=command or command_line(), **kind_settings)
     return bundle, settings, built
+
+
+def method_contrasts(methods: dict[str, SaliencyMethod]) -> dict[str, str | None]:
+    """{label: the spec of the method's contrast (``classifier:1``, ``nearest:3``) or None}."""
+    out: dict[str, str | None] = {}
+    for label, method in methods.items():
+        contrast = getattr(method, "contrast", None)
+        out[label] = contrast_spec(contrast) if contrast is not None else None
+    return out
+
+
+def contrast_source(contrast: Any, confusion: Any, model: nn.Module) -> str | None:
+    """Where a run's contrast comes from, beyond its spec: the confusion matrix file, or the
+    classifier layer; None for image-level contrasts."""
+    spec = contrast_spec(contrast)
+    if spec.startswith("confusion"):
+        return str(getattr(contrast, "source", None) or getattr(confusion, "source", None) or "array")
+    if spec.startswith("classifier"):
+        if getattr(contrast, "layer", None):
+            return str(contrast.layer)
+        try:
+            return classifier_layer(model)[0]
+        except ValueError:  # no linear head: building CASE's contrast says so
+            return None
+    return None
 
 
 @torch.no_grad()
 def select_sample(model: nn.Module, dataset: Any, transform: Callable, n: int, seed: int, correct_only: bool,
                   batch_size: int = 32, device: torch.device | None = None, workers: int = 0,
-                  progress: bool = False) -> list[int]:
+                  progress: bool = False, record: dict | None = None) -> list[int]:
     """Dataset indices of the run, in processing order: a seeded random permutation of the dataset
     (``torch.randperm`` with its own generator), cut to ``n``; with ``correct_only``, walking the
     permutation and keeping images whose top-1 prediction equals their label until ``n`` are kept
     (fewer if the dataset runs out; an image that cannot be read is not kept). n <= 0 means every image.
     workers: DataLoader processes decoding the images (correct_only only); progress: a bar of the
-    correct images found."""
+    correct images found.
+
+    record: a dict filled with what the selection did: ``requested`` (n), ``dataset_size``, ``size``
+    (images kept), ``short`` (fewer than requested), and with ``correct_only`` also ``examined`` (the
+    images looked at, up to the one that completed the sample) and ``excluded`` (those not kept:
+    ``{"id", "reason"}``, misclassified or unreadable).
+    """
     total = len(dataset)
     if total == 0:
         raise ValueError("the dataset is empty")
     order = torch.randperm(total, generator=torch.Generator().manual_seed(int(seed))).tolist()
     want = total if n <= 0 else min(n, total)
+    info = record if record is not None else {}
+    info.update(requested=int(n), dataset_size=int(total), correct_only=bool(correct_only))
     if not correct_only:
+        info.update(size=want, short=0 < n and want < n)
         return order[:want]
     device = device or model_device(model)
     kept: list[int] = []
+    examined = 0
+    excluded: list[dict] = []
     chunks = [list(range(start, min(start + batch_size, total))) for start in range(0, total, batch_size)]
     bar = tqdm(total=want, desc="sampling correctly classified images", unit="img", disable=not progress)
     for batch in batch_loader(dataset, transform, order, None, chunks, workers=workers):
-        if batch.images is None:
-            continue
-        labels = [batch.labels[p] for p in batch.ok]
-        if all(label < 0 for label in labels):
-            raise ValueError(f"dataset {getattr(dataset, 'name', '')!r} has no labels, so 'correct only' cannot "
-                             "be applied; use all images (--all / correct_only=False)")
-        pred = model(batch.images.to(device)).argmax(1).cpu().tolist()
-        found = [order[batch.start + p] for p, guess, label in zip(batch.ok, pred, labels, strict=True)
-                 if guess == label]
-        bar.update(min(len(found), want - len(kept)))
-        kept.extend(found)
+        guesses: dict[int, int] = {}
+        if batch.images is not None:
+            labels = [batch.labels[p] for p in batch.ok]
+            if all(label < 0 for label in labels):
+                raise ValueError(f"dataset {getattr(dataset, 'name', '')!r} has no labels, so 'correct only' cannot "
+                                 "be applied; use all images (--all / correct_only=False)")
+            guesses = dict(zip(batch.ok, model(batch.images.to(device)).argmax(1).cpu().tolist(), strict=True))
+        for p in range(len(batch.ids)):  # in sample order, up to the image that completes the sample
+            if len(kept) >= want:
+                break
+            examined += 1
+            if p in batch.failures:
+                excluded.append({"id": batch.ids[p], "reason": "unreadable: " + batch.failures[p]})
+            elif guesses[p] == batch.labels[p]:
+                kept.append(order[batch.start + p])
+                bar.update(1)
+            else:
+                excluded.append({"id": batch.ids[p], "reason": f"predicted {guesses[p]}, label {batch.labels[p]}"})
         if len(kept) >= want:
             break
     bar.close()
-    return kept[:want]
+    info.update(size=len(kept), short=len(kept) < want or (0 < n and want < n), examined=examined,
+                excluded=excluded)
+    return kept
+
+
+def sample_warning(info: dict) -> str | None:
+    """One line saying that a run's sample is smaller than asked, and why; None when it is not."""
+    if not info.get("short"):
+        return None
+    text = f"the sample has {info.get('size')} images, not the {info.get('requested')} asked for"
+    if info.get("correct_only"):
+        text += (f": {len(info.get('excluded', []))} of the {info.get('examined')} images examined were "
+                 f"misclassified or unreadable and the dataset ({info.get('dataset_size')} images) ran out "
+                 "(the ids are in meta.json, sample_info.excluded)")
+    else:
+        text += f": the dataset has {info.get('dataset_size')} images"
+    return text
+
+
+def warn_short_sample(meta: dict) -> None:
+    """Log a sample smaller than asked for as a warning (the command line prints it); the details
+    are in meta.json (``sample_info``)."""
+    text = sample_warning(meta.get("sample_info") or {})
+    if text:
+        log.warning("warning: %s", text)
 
 
 def versions() -> dict:

@@ -5,6 +5,13 @@ every method one ``explain`` call for both classes at once (a (B, 2) target tens
 method and batch), and per pair of maps the top-k% agreement at each k, Spearman and SSIM. Rows go
 to ``results.csv`` as they are computed (see docs/run-format.md); the first ``gallery`` images also
 get their maps saved for the report.
+
+Nothing that could flatter a method goes unrecorded: each row holds the contrast classes of both
+maps and whether either map's contrast set holds the other compared class (``other_in_contrast``:
+then the two maps are pushed apart by construction), each map's number of positive pixels and
+whether the pair is sparse at that k (either map has fewer positive pixels than the top set).
+CASE's contrast defaults to a model-level one (confusion neighbours with a confusion matrix,
+classifier neighbours without), never the top logits, unless asked.
 """
 
 from __future__ import annotations
@@ -18,7 +25,7 @@ import torch
 from torch import Tensor
 
 from ..core.maps import SaliencyMaps
-from ..metrics import spearman, ssim, topk_agreement
+from ..metrics import SPARSE_POLICIES, TIE_POLICIES, positive_pixels, spearman, ssim, top_count, topk_agreement
 from .common import display_images, explain_shared_or_none, start_run
 from .defaults import DEFAULT_METHODS
 from .engine import RunContext, Work, execute
@@ -44,24 +51,39 @@ def _pair_rows(method: str, image_id: str, label: int, classes: Tensor, probs: T
                "label": int(label), "error": error}
         if numbers is None:
             row.update(agreement=float("nan"), spearman=float("nan"), ssim=float("nan"), degenerate=False,
-                       contrast1="", contrast2="")
+                       contrast1="", contrast2="", other_in_contrast=False, positive1=None, positive2=None,
+                       sparse=False)
         else:
             row.update(agreement=float(numbers["agreement"][j][at]), spearman=float(numbers["spearman"][at]),
                        ssim=float(numbers["ssim"][at]), degenerate=bool(numbers["degenerate"][at]),
                        contrast1=_contrast_text(numbers["contrast"], at, 0),
-                       contrast2=_contrast_text(numbers["contrast"], at, 1))
+                       contrast2=_contrast_text(numbers["contrast"], at, 1),
+                       other_in_contrast=bool(numbers["other_in_contrast"][at]),
+                       positive1=int(numbers["positive"][at][0]), positive2=int(numbers["positive"][at][1]),
+                       sparse=bool(numbers["sparse"][j][at]))
         rows.append(row)
     return rows
 
 
-def pair_measures(result: SaliencyMaps, k_percent: Sequence[float], signed: bool = False) -> dict:
-    """Agreement at each k, Spearman, SSIM and degeneracy for maps (B, 2, H, W) of top-1/top-2.
+def pair_measures(result: SaliencyMaps, k_percent: Sequence[float], signed: bool = False, *,
+                  ties: str = "index", sparse: str = "positive") -> dict:
+    """Agreement at each k, Spearman, SSIM and degeneracy for maps (B, 2, H, W) of top-1/top-2; each
+    map's positive pixels (B, 2), the sparse pairs at each k, and whether either map's contrast set
+    holds the other compared class (B,).
 
     Computed where the maps are (the model's device); only the numbers come back to the CPU, as
     lists. ``maps`` stays on the device for the gallery."""
     maps = result.maps.detach().float()
     first, second = maps[:, 0], maps[:, 1]
-    agreement = torch.stack([topk_agreement(first, second, k, signed=signed) for k in k_percent])
+    agreement = torch.stack([topk_agreement(first, second, k, signed=signed, ties=ties, sparse=sparse)
+                             for k in k_percent])
+    positive = positive_pixels(maps).cpu()  # (B, 2)
+    h, w = maps.shape[-2:]
+    sparse_pairs = [(positive.amin(1) < top_count(h, w, k)).tolist() for k in k_percent]
+    other = torch.zeros(maps.shape[0], dtype=torch.bool)
+    if result.contrast is not None and result.contrast.ndim == 3:
+        contrast, targets = result.contrast.cpu(), result.targets.cpu()
+        other = (contrast[:, 0] == targets[:, 1:2]).any(1) | (contrast[:, 1] == targets[:, 0:1]).any(1)
     degenerate = torch.isnan(agreement[0])
     if result.degenerate is not None and result.degenerate.ndim == 2:
         degenerate = degenerate | result.degenerate.to(degenerate.device).any(1)
@@ -72,7 +94,8 @@ def pair_measures(result: SaliencyMaps, k_percent: Sequence[float], signed: bool
     count = len(k_percent)
     return {"agreement": numbers[:count].tolist(), "spearman": numbers[count].tolist(),
             "ssim": numbers[count + 1].tolist(), "degenerate": numbers[count + 2].bool().tolist(),
-            "contrast": None if result.contrast is None else result.contrast.cpu(), "maps": maps}
+            "contrast": None if result.contrast is None else result.contrast.cpu(), "maps": maps,
+            "positive": positive.tolist(), "sparse": sparse_pairs, "other_in_contrast": other.tolist()}
 
 
 def run_diagnose(model: Any, dataset: Any, run_dir: str | Path, *, methods: Sequence[str] = DEFAULT_METHODS,
@@ -82,13 +105,21 @@ def run_diagnose(model: Any, dataset: Any, run_dir: str | Path, *, methods: Sequ
                  transform: Callable | None = None, class_names: Sequence[str] | None = None,
                  model_name: str | None = None, dataset_name: str | None = None,
                  method_options: dict | None = None, progress: bool = True, command: str | None = None,
-                 weights: str | None = None, workers: int | None = None) -> Path:
+                 weights: str | None = None, workers: int | None = None, confusion: Any = None,
+                 ties: str = "index", sparse: str = "positive") -> Path:
     """Run (or resume) the class-sensitivity diagnostic and return the run directory.
 
     model: a ``LoadedModel`` or an ``nn.Module`` (then give ``transform``, and ``class_names``).
     dataset: an ``ImageDataset`` (``case_saliency.data.open_dataset``): ``ds[i] -> (PIL, label, id)``.
-    methods: registered method names; contrast: CASE's contrast strategy (default ``TopLogits(1)``).
-    n, seed: the seeded sample (n <= 0: all). correct_only: None (default) keeps the correctly
+    methods: method specs (``gradcam``, ``case``, ``case(contrast=top:1)``; see
+        :mod:`case_saliency.methods.spec`), each a column of the comparison.
+    contrast: the contrast of CASE specs that set none, a strategy or its spec text; default
+        ``confusion:1`` when ``confusion`` is given, else ``classifier:1`` (model-level: never the
+        other compared class by construction). confusion: a confusion matrix (array, file or
+        ``ConfusionNeighbours``) for ``confusion:K`` contrasts.
+    ties, sparse: the agreement's tie and sparse-map policies (``case_saliency.metrics.agreement``).
+    n, seed: the seeded sample (n <= 0: all); a sample smaller than n is logged as a warning and
+    recorded in meta.json (``sample_info``). correct_only: None (default) keeps the correctly
     classified images where the data has labels (the paper's protocol) and all images where it has
     none; True/False force it (``settings.protocol_for``).
     k_percent: agreement at each k (one row per k); threshold, alpha: for ``summarize``.
@@ -101,12 +132,15 @@ def run_diagnose(model: Any, dataset: Any, run_dir: str | Path, *, methods: Sequ
     k_percent = [float(k) for k in k_percent]
     if not k_percent or any(not 0 < k <= 100 for k in k_percent):
         raise ValueError(f"k_percent={k_percent}: give one or more percentages in (0, 100], e.g. 5")
+    if ties not in TIE_POLICIES or sparse not in SPARSE_POLICIES:
+        raise ValueError(f"ties={ties!r}, sparse={sparse!r}: use ties in {TIE_POLICIES} and sparse in "
+                         f"{SPARSE_POLICIES}")
     bundle, settings, built = start_run(
         "diagnose", model, dataset, transform=transform, class_names=class_names, layer=layer, model_name=model_name,
         methods=methods, contrast=contrast, method_options=method_options, correct_only=correct_only,
-        dataset_name=dataset_name, n=n, seed=seed, weights=weights, command=command, k_percent=tuple(k_percent),
-        threshold=float(threshold), alpha=float(alpha), fill=None, signed=bool(signed), steps=None,
-        batch_size=int(batch_size), gallery=int(gallery))
+        dataset_name=dataset_name, n=n, seed=seed, weights=weights, command=command, confusion=confusion,
+        k_percent=tuple(k_percent), ties=ties, sparse=sparse, threshold=float(threshold), alpha=float(alpha),
+        fill=None, signed=bool(signed), steps=None, batch_size=int(batch_size), gallery=int(gallery))
     return execute(settings, bundle, dataset, Path(run_dir), built, columns=DIAGNOSE_COLUMNS,
                    rows_per_pair=len(k_percent), make_job=DiagnoseJob, progress=progress, workers=workers)
 
@@ -151,6 +185,7 @@ class DiagnoseJob:
     def compute(self, batch: Batch, tick: Callable[[float], None]) -> Work:
         context, settings = self.context, self.settings
         k_percent, signed = list(settings.k_percent), settings.signed
+        policies = {"ties": settings.ties or "index", "sparse": settings.sparse or "positive"}
         ids = batch.ids
         todo = self.todo(batch.start, ids)
         work = Work()
@@ -169,7 +204,7 @@ class DiagnoseJob:
                                             relu=not signed, normalize=True)
             for name, missing in todo.items():
                 numbers, failures = _explain_pairs(context.methods[name], images, ok_classes, k_percent, signed,
-                                                   shared.get(name))
+                                                   shared.get(name), **policies)
                 work.outcomes[name] = [failures.get(position[b], "") for b in missing if b in position]
                 for b in missing:
                     if b in position:
@@ -197,18 +232,20 @@ class DiagnoseJob:
         return work
 
 
-def _explain_pairs(method, images, classes, k_percent, signed, result=None) -> tuple[dict | None, dict[int, str]]:
+def _explain_pairs(method, images, classes, k_percent, signed, result=None, ties="index",
+                   sparse="positive") -> tuple[dict | None, dict[int, str]]:
     """Top-1/top-2 maps and their measures for a batch; a batch failure is retried image by image.
     Returns (measures, {row of images: error text})."""
     try:
         if result is None:  # else computed already, in a capture shared with other methods
             result = method.explain(images, classes, relu=not signed, normalize=True)
-        return pair_measures(result, k_percent, signed), {}
+        return pair_measures(result, k_percent, signed, ties=ties, sparse=sparse), {}
     except Exception as batch_error:  # isolate the failing image(s): one at a time
-        return _one_by_one(method, images, classes, k_percent, signed, batch_error)
+        return _one_by_one(method, images, classes, k_percent, signed, batch_error, ties, sparse)
 
 
-def _one_by_one(method, images, classes, k_percent, signed, batch_error) -> tuple[dict | None, dict]:
+def _one_by_one(method, images, classes, k_percent, signed, batch_error, ties="index",
+                sparse="positive") -> tuple[dict | None, dict]:
     """Run a method image by image after a batch failed; returns measures stacked over the batch
     (NaN rows for failures) and {index: error text}."""
     parts: list[dict | None] = []
@@ -217,7 +254,7 @@ def _one_by_one(method, images, classes, k_percent, signed, batch_error) -> tupl
         try:
             result = method.explain(images[b:b + 1], classes[b:b + 1].to(images.device), relu=not signed,
                                     normalize=True)
-            parts.append(pair_measures(result, k_percent, signed))
+            parts.append(pair_measures(result, k_percent, signed, ties=ties, sparse=sparse))
         except Exception as error:  # recorded in the row; the run goes on
             failures[b] = error_text(error)
             parts.append(None)
@@ -231,7 +268,10 @@ def _one_by_one(method, images, classes, k_percent, signed, batch_error) -> tupl
               "spearman": [p["spearman"][0] if p else nan for p in parts],
               "ssim": [p["ssim"][0] if p else nan for p in parts],
               "degenerate": [p["degenerate"][0] if p else False for p in parts],
-              "maps": torch.stack([p["maps"][0] if p else template["maps"].new_zeros(2, h, w) for p in parts])}
+              "maps": torch.stack([p["maps"][0] if p else template["maps"].new_zeros(2, h, w) for p in parts]),
+              "positive": [p["positive"][0] if p else [0, 0] for p in parts],
+              "sparse": [[p["sparse"][j][0] if p else False for p in parts] for j in range(len(k_percent))],
+              "other_in_contrast": [p["other_in_contrast"][0] if p else False for p in parts]}
     contrasts = [p["contrast"] for p in good]
     if all(c is not None for c in contrasts):
         k = contrasts[0].shape[-1]

@@ -27,7 +27,7 @@ from tqdm.auto import tqdm
 
 from ..methods import SaliencyMethod
 from .common import (SettingsError, dataset_changes, dataset_identity, finish_meta, model_device, now,
-                     read_existing_run, select_sample, versions)
+                     read_existing_run, select_sample, versions, warn_short_sample)
 from .distributed import Group, Ranks, from_env
 from .loading import Batch, batch_loader, default_workers, item_id
 from .settings import RunSettings
@@ -98,12 +98,13 @@ def plan_run(settings: RunSettings, model: Any, dataset: Any, run_dir: Path, *, 
             done |= ResultsTable.inspect(path, columns, rows_per_pair, ids)
         return Plan(settings, meta, sample, ids, True, done)
     net = model.model
+    info: dict = {}
     sample = select_sample(net, dataset, model.transform, settings.n, settings.seed, settings.correct_only,
-                           settings.batch_size, model_device(net), workers, progress)
+                           settings.batch_size, model_device(net), workers, progress, record=info)
     ids = [item_id(dataset, i) for i in sample]
     meta = {"versions": versions(), "model": model.identity or {"name": model.name}, "layer": settings.layer,
             "dataset": identity, "class_names": model.class_names or getattr(dataset, "class_names", None),
-            "protocol": settings.protocol, "sample": sample, "sample_ids": ids}
+            "protocol": settings.protocol, "sample": sample, "sample_ids": ids, "sample_info": info}
     return Plan(settings, meta, sample, ids, False, set())
 
 
@@ -185,6 +186,8 @@ def execute(settings: RunSettings, model: Any, dataset: Any, run_dir: Path, meth
         if plan.resumed and ranks.main:
             complete = _images_done(plan, settings.methods)
             log.info("resuming %s: %d of %d images done", run_dir, complete, len(plan.sample))
+        if ranks.main:
+            warn_short_sample(plan.meta)
         context = RunContext(run_dir, settings, net, model.transform, methods, device, plan.done)
         job = make_job(context)
         size = settings.batch_size

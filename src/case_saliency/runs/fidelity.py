@@ -4,6 +4,9 @@ For each sampled image (correctly classified ones by default): the predicted cla
 probability (one no-grad forward pass), then for every method its map for that class, the
 confidence drop after removing the top-k% pixels, and (unless ``steps=0``) RISE deletion and
 insertion curves with their AUC. Every method sees the same images, so ``summarize`` can pair them.
+Each row records whether the method's map was degenerate (constant: its "top pixels" are a tie
+order, not evidence; the summary leaves such rows out of the means and paired tests and counts
+them) and its contrast classes. CASE's contrast defaults as in ``run_diagnose``.
 """
 
 from __future__ import annotations
@@ -58,7 +61,7 @@ def run_fidelity(model: Any, dataset: Any, run_dir: str | Path, *, methods: Sequ
                  transform: Callable | None = None, class_names: Sequence[str] | None = None,
                  model_name: str | None = None, dataset_name: str | None = None, method_options: dict | None = None,
                  progress: bool = True, command: str | None = None, weights: str | None = None,
-                 workers: int | None = None) -> Path:
+                 workers: int | None = None, confusion: Any = None) -> Path:
     """Run (or resume) the fidelity test and return the run directory.
 
     k_percent: share of pixels removed for the confidence drop (the public script: 50).
@@ -82,7 +85,7 @@ def run_fidelity(model: Any, dataset: Any, run_dir: str | Path, *, methods: Sequ
     bundle, settings, built = start_run(
         "fidelity", model, dataset, transform=transform, class_names=class_names, layer=layer, model_name=model_name,
         methods=methods, contrast=contrast, method_options=method_options, correct_only=correct_only,
-        dataset_name=dataset_name, n=n, seed=seed, weights=weights, command=command,
+        dataset_name=dataset_name, n=n, seed=seed, weights=weights, command=command, confusion=confusion,
         k_percent=(float(k_percent),), threshold=None, alpha=float(alpha), fill=fill, signed=False, steps=int(steps),
         batch_size=int(batch_size), eval_batch_size=int(eval_batch_size), gallery=0)
     return execute(settings, bundle, dataset, Path(run_dir), built, columns=FIDELITY_COLUMNS, rows_per_pair=1,
@@ -140,7 +143,7 @@ def _error_row(image_id: str, name: str, label: int, pred: int, prob: float, err
     return {"image_id": image_id, "method": name, "label": int(label), "pred": int(pred), "prob_before": prob,
             "prob_after": float("nan"), "drop_relative": float("nan"), "drop_absolute": float("nan"),
             "deletion_auc": float("nan"), "insertion_auc": float("nan"), "deletion_curve": "",
-            "insertion_curve": "", "error": error}
+            "insertion_curve": "", "degenerate": False, "contrast": "", "error": error}
 
 
 def _method_rows(method, name, net, images, pred, prob, batch, missing, k_percent, fill, steps,
@@ -153,16 +156,20 @@ def _method_rows(method, name, net, images, pred, prob, batch, missing, k_percen
     at = {b: batch.ok.index(b) for b in missing}
     per_image: dict[int, tuple[dict | None, int, str]] = {}
     try:  # the whole batch, as in an uninterrupted run: batch-dependent arithmetic gives the same numbers
-        maps = (result if result is not None else method.explain(images, pred, normalize=True)).maps
-        measured = fidelity_measures(net, images, maps, pred, prob, k_percent, fill, steps, eval_batch_size, progress)
+        result = result if result is not None else method.explain(images, pred, normalize=True)
+        measured = fidelity_measures(net, images, result.maps, pred, prob, k_percent, fill, steps, eval_batch_size,
+                                     progress)
+        measured.update(_map_record(result))
         per_image = {b: (measured, at[b], "") for b in missing}
     except Exception:
         for b in missing:
             try:
                 one = slice(at[b], at[b] + 1)
-                maps = method.explain(images[one], pred[one], normalize=True).maps
-                per_image[b] = (fidelity_measures(net, images[one], maps, pred[one], prob[one], k_percent, fill,
-                                                  steps, eval_batch_size), 0, "")
+                result = method.explain(images[one], pred[one], normalize=True)
+                measured = fidelity_measures(net, images[one], result.maps, pred[one], prob[one], k_percent, fill,
+                                             steps, eval_batch_size)
+                measured.update(_map_record(result))
+                per_image[b] = (measured, 0, "")
             except Exception as error:  # recorded in the row; the run goes on
                 per_image[b] = (None, 0, error_text(error))
     rows = []
@@ -173,6 +180,16 @@ def _method_rows(method, name, net, images, pred, prob, batch, missing, k_percen
         if numbers is not None:
             row.update({key: numbers[key][j] for key in ("prob_after", "drop_relative", "drop_absolute",
                                                           "deletion_auc", "insertion_auc", "deletion_curve",
-                                                          "insertion_curve")})
+                                                          "insertion_curve", "degenerate", "contrast")})
         rows.append(row)
     return rows
+
+
+def _map_record(result: Any) -> dict:
+    """Per image: the map's degenerate flag and its contrast classes as text ("" for none)."""
+    b = result.maps.shape[0]
+    degenerate = result.degenerate.cpu().reshape(b).tolist() if result.degenerate is not None else [False] * b
+    contrast = [""] * b
+    if result.contrast is not None:
+        contrast = [" ".join(str(int(c)) for c in row) for row in result.contrast.cpu().reshape(b, -1).tolist()]
+    return {"degenerate": [bool(d) for d in degenerate], "contrast": contrast}

@@ -9,22 +9,26 @@ from typing import Any
 
 # Settings that change the numbers in results.csv: a resumed run must have them unchanged.
 RESULT_KEYS = ("kind", "model", "dataset", "methods", "n", "seed", "k_percent", "layer", "contrast",
-               "correct_only", "fill", "signed", "steps", "weights")
+               "contrast_source", "correct_only", "fill", "signed", "steps", "weights", "ties", "sparse")
 
 
 @dataclass(frozen=True)
 class RunSettings:
     """Everything that defines a diagnose or fidelity run (docs/run-format.md, config.json).
 
-    kind: "diagnose" or "fidelity". model, weights, dataset: names as given (weights: file or source,
-    or None). methods: method names, in order. n: images to sample (0: all); seed: the sample's seed.
-    k_percent: diagnose: agreement at each k; fidelity: one k, the share of pixels removed.
-    threshold, alpha: the summary's test (summary-only: may change on resume). layer: the target layer
-    used; contrast: CASE's contrast, as text. correct_only and protocol: the images kept, and why
-    (``protocol_for``). fill, steps: fidelity's removal fill and deletion/insertion steps (None for
-    diagnose); signed: diagnose on raw signed maps. batch_size: images per batch (a fixed chunking of
-    the sample, so a resumed run computes the same numbers); eval_batch_size: fidelity's perturbed
-    images per forward; gallery: diagnose images whose maps are kept; command: the command line.
+    kind: "diagnose" or "fidelity". model, weights, dataset: names as given (weights: file or source, or
+    None). methods: method names, in order. n: images to sample (0: all); seed: the sample's seed.
+    k_percent: diagnose: agreement at each k; fidelity: one k, the share of pixels removed. threshold,
+    alpha: the summary's test (summary-only: may change on resume). layer: the target layer used;
+    contrast: the spec of CASE's contrast where a method spec sets none (``classifier:1``, ...),
+    contrast_source: its confusion matrix file or classifier layer (None for image-level contrasts),
+    method_contrasts: each method label's contrast spec (None for methods without one). ties, sparse:
+    diagnose's agreement policies (``metrics.agreement``; None for fidelity). correct_only and protocol:
+    the images kept, and why (``protocol_for``). fill, steps: fidelity's removal fill and
+    deletion/insertion steps (None for diagnose); signed: diagnose on raw signed maps. batch_size:
+    images per batch (a fixed chunking of the sample, so a resumed run computes the same numbers);
+    eval_batch_size: fidelity's perturbed images per forward; gallery: diagnose images whose maps are
+    kept; command: the command line.
     """
 
     kind: str
@@ -38,6 +42,10 @@ class RunSettings:
     contrast: str
     correct_only: bool
     protocol: str = ""
+    contrast_source: str | None = None
+    method_contrasts: Mapping[str, str | None] = field(default_factory=dict)
+    ties: str | None = None
+    sparse: str | None = None
     weights: str | None = None
     threshold: float | None = None
     alpha: float = 0.05
@@ -60,6 +68,7 @@ class RunSettings:
         """config.json's object: the fields in order (tuples as lists), then ``extra``."""
         data = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "extra"}
         data["methods"], data["k_percent"] = list(self.methods), list(self.k_percent)
+        data["method_contrasts"] = dict(self.method_contrasts)
         return {**data, **dict(self.extra)}
 
     @classmethod

@@ -42,12 +42,15 @@ COLUMN_TYPES: dict[str, str] = {
     "label": "int", "contrast1": "ints", "contrast2": "ints", "error": "text",
     "pred": "int", "prob_before": "float", "prob_after": "float", "drop_relative": "float",
     "drop_absolute": "float", "deletion_auc": "float", "insertion_auc": "float", "deletion_curve": "floats",
-    "insertion_curve": "floats",
+    "insertion_curve": "floats", "positive1": "int", "positive2": "int", "sparse": "bool",
+    "other_in_contrast": "bool", "contrast": "ints",
 }
 DIAGNOSE_COLUMNS = ["image_id", "method", "k_percent", "agreement", "spearman", "ssim", "degenerate", "class1",
-                    "class2", "prob1", "prob2", "label", "contrast1", "contrast2", "error"]
+                    "class2", "prob1", "prob2", "label", "contrast1", "contrast2", "other_in_contrast", "positive1",
+                    "positive2", "sparse", "error"]
 FIDELITY_COLUMNS = ["image_id", "method", "label", "pred", "prob_before", "prob_after", "drop_relative",
-                    "drop_absolute", "deletion_auc", "insertion_auc", "deletion_curve", "insertion_curve", "error"]
+                    "drop_absolute", "deletion_auc", "insertion_auc", "deletion_curve", "insertion_curve",
+                    "degenerate", "contrast", "error"]
 COLUMNS = {"diagnose": DIAGNOSE_COLUMNS, "fidelity": FIDELITY_COLUMNS}
 KINDS = tuple(COLUMNS)
 CHECK_COLUMN = "crc32"  # the last cell of every row: crc32 of the line before it, 8 hex digits

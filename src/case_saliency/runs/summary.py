@@ -5,9 +5,15 @@ and error counts, mean Spearman and SSIM, and the one-sided Wilcoxon signed-rank
 agreement below the threshold (H1: median < threshold), with an optional Holm correction over
 all the table's tests. A sample too small for the test ever to reject (n <= 4 nonzero
 differences at alpha 0.05) is concluded "too few images to decide", not "does not separate".
-Fidelity runs: per method, the means of the drops and AUCs; and paired two-sided Wilcoxon and
-t-tests of a reference method (CASE) against each other method on the images both scored, with an
-effect size: the median paired difference and its bootstrap 95% interval (seeded, 2,000 resamples).
+Beside them, what could flatter a method: ``in_contrast``, the percentage of scored pairs in which
+a map's contrast set holds the other compared class (the maps are pushed apart by construction),
+with the mean and the test's p over the other pairs (``mean_without``, ``p_without``); and
+``sparse``, the percentage of scored pairs where a map has fewer positive pixels than the top set.
+Fidelity runs: per method, the means of the drops and AUCs over non-degenerate maps (a constant
+map's "top pixels" are a tie order, not evidence: such rows are counted, and left out of the
+means and of the paired tests); and paired two-sided Wilcoxon and t-tests of a reference method
+(CASE) against each other method on the images both scored, with an effect size: the median
+paired difference and its bootstrap 95% interval (seeded, 2,000 resamples).
 """
 
 from __future__ import annotations
@@ -17,8 +23,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ..metrics.stats import TestResult, agreement_below, holm, median_difference, paired_ttest, paired_wilcoxon
+from ..metrics.stats import (TestResult, agreement_below, holm, median_difference, paired_ttest, paired_wilcoxon,
+                             smallest_one_sided_p)
 from .store import read_run
+
+
+def _share(flags: pd.Series) -> float:
+    return float(flags.mean() * 100.0) if len(flags) else np.nan
 
 
 def load_results(run_dir: str | Path) -> tuple[dict, pd.DataFrame]:
@@ -43,16 +54,26 @@ def summarize_diagnose(frame: pd.DataFrame, threshold: float = 50.0, alpha: floa
             part = frame[(frame["method"] == method) & (frame["k_percent"] == k)]
             failed = part["error"].astype(str) != ""
             degenerate = part["degenerate"] & ~failed
-            scored = part.loc[~failed & ~degenerate, "agreement"].dropna().to_numpy(dtype=float)
+            kept = part[~failed & ~degenerate & part["agreement"].notna()]
+            scored = kept["agreement"].to_numpy(dtype=float)
             test = agreement_below(scored, threshold)
-            rows.append({"method": method, "k_percent": float(k), "n": int(scored.size),
-                         "mean": float(np.mean(scored)) if scored.size else np.nan,
-                         "sd": float(np.std(scored, ddof=1)) if scored.size > 1 else np.nan,
-                         "median": float(np.median(scored)) if scored.size else np.nan,
-                         "degenerate": int(degenerate.sum()), "errors": int(failed.sum()),
-                         "spearman": float(part.loc[~failed, "spearman"].mean()),
-                         "ssim": float(part.loc[~failed, "ssim"].mean()),
-                         "statistic": test.statistic, "pvalue": test.pvalue})
+            row = {"method": method, "k_percent": float(k), "n": int(scored.size),
+                   "mean": float(np.mean(scored)) if scored.size else np.nan,
+                   "sd": float(np.std(scored, ddof=1)) if scored.size > 1 else np.nan,
+                   "median": float(np.median(scored)) if scored.size else np.nan,
+                   "degenerate": int(degenerate.sum()), "errors": int(failed.sum()),
+                   "spearman": float(part.loc[~failed, "spearman"].mean()),
+                   "ssim": float(part.loc[~failed, "ssim"].mean()),
+                   "statistic": test.statistic, "pvalue": test.pvalue}
+            if "other_in_contrast" in kept:  # runs of earlier versions do not record it
+                inside = kept["other_in_contrast"].astype(bool)
+                without = kept.loc[~inside, "agreement"].to_numpy(dtype=float)
+                row.update(in_contrast=_share(inside), n_without=int(without.size),
+                           mean_without=float(np.mean(without)) if without.size else np.nan,
+                           p_without=agreement_below(without, threshold).pvalue)
+            if "sparse" in kept:
+                row["sparse"] = _share(kept["sparse"].astype(bool))
+            rows.append(row)
             tests.append(test)
     table = pd.DataFrame(rows)
     if table.empty:
@@ -74,7 +95,9 @@ def _agreement_conclusion(p: float, test: TestResult, threshold: float, alpha: f
         return "n/a (no scored pairs)"
     if p < alpha:
         return f"separates (median < {threshold:g}%)"
-    if test.smallest_pvalue() >= alpha:  # "does not separate" would blame the method, not the sample
+    # "does not separate" would blame the method, not the sample; but every difference zero (p = 1)
+    # on a sample that could reject is no evidence of separation at all.
+    if smallest_one_sided_p(test.n) >= alpha or (test.n_nonzero and test.smallest_pvalue() >= alpha):
         return f"too few images to decide (n={test.n_nonzero}; sample more)"
     return "does not separate"
 
@@ -95,20 +118,22 @@ def summarize_fidelity(frame: pd.DataFrame, reference: str = "case", alpha: floa
     for method in methods:
         part = frame[frame["method"] == method]
         failed = part["error"].astype(str) != ""
-        ok = part[~failed]
-        row = {"method": method, "n": int(len(ok)), "errors": int(failed.sum())}
+        degenerate = _degenerate(part) & ~failed
+        ok = part[~failed & ~degenerate]
+        row = {"method": method, "n": int(len(ok)), "degenerate": int(degenerate.sum()), "errors": int(failed.sum())}
         for measure in FIDELITY_MEASURES:
             values = ok[measure].dropna().to_numpy(dtype=float)
             row[f"{measure}_mean"] = float(values.mean()) if values.size else np.nan
             row[f"{measure}_sd"] = float(values.std(ddof=1)) if values.size > 1 else np.nan
         means.append(row)
     tests = []
+    usable = (frame["error"].astype(str) == "") & ~_degenerate(frame)  # paired on maps that rank pixels
     if reference in methods:
-        ref = frame[(frame["method"] == reference) & (frame["error"].astype(str) == "")].set_index("image_id")
+        ref = frame[(frame["method"] == reference) & usable].set_index("image_id")
         for method in methods:
             if method == reference:
                 continue
-            other = frame[(frame["method"] == method) & (frame["error"].astype(str) == "")].set_index("image_id")
+            other = frame[(frame["method"] == method) & usable].set_index("image_id")
             shared = ref.index.intersection(other.index)
             for measure in FIDELITY_MEASURES:
                 a = ref.loc[shared, measure].to_numpy(dtype=float)
@@ -132,38 +157,97 @@ def summarize_fidelity(frame: pd.DataFrame, reference: str = "case", alpha: floa
     return pd.DataFrame(means), tests_frame
 
 
+def _degenerate(frame: pd.DataFrame) -> pd.Series:
+    """The rows' degenerate flags (all False for fidelity runs of earlier versions, which lack them)."""
+    if "degenerate" not in frame:
+        return pd.Series(False, index=frame.index)
+    return frame["degenerate"].astype(bool)
+
+
 def summarize_run(run_dir: str | Path, threshold: float | None = None, alpha: float | None = None,
                   correction: str | None = None, reference: str = "case") -> dict:
     """The run's tables: {"kind", "config", and "agreement"} for diagnose runs, or
     {"kind", "config", "fidelity", "paired"} for fidelity runs. threshold/alpha default to the run's."""
-    config, frame = load_results(run_dir)
+    run = read_run(run_dir)
+    config, frame = run.config, run.frame()
     kind = config.get("kind")
     alpha = float(alpha if alpha is not None else config.get("alpha") or 0.05)
     order = _order(list(frame["method"].unique()), config)
+    sample = run.meta.get("sample_info") or {}
     if kind == "diagnose":
         threshold = float(threshold if threshold is not None else config.get("threshold") or 50.0)
-        return {"kind": kind, "config": config, "threshold": threshold, "alpha": alpha,
-                "agreement": summarize_diagnose(frame, threshold, alpha, correction, order)}
+        table = _with_contrasts(summarize_diagnose(frame, threshold, alpha, correction, order), config)
+        return {"kind": kind, "config": config, "threshold": threshold, "alpha": alpha, "agreement": table,
+                "sample": sample}
     if kind == "fidelity":
         means, tests = summarize_fidelity(frame, reference, alpha, correction, order)
-        return {"kind": kind, "config": config, "alpha": alpha, "fidelity": means, "paired": tests}
+        return {"kind": kind, "config": config, "alpha": alpha, "fidelity": _with_contrasts(means, config),
+                "paired": tests, "sample": sample}
     raise ValueError(f"{run_dir}/config.json has kind={kind!r}; expected 'diagnose' or 'fidelity'")
+
+
+def _with_contrasts(table: pd.DataFrame, config: dict) -> pd.DataFrame:
+    """The table with a ``contrast`` column after ``method``: each method's contrast spec as the run
+    recorded it ("" for methods without one; runs of earlier versions record none)."""
+    recorded = config.get("method_contrasts")
+    if table.empty or not isinstance(recorded, dict):
+        return table
+    table = table.copy()
+    table.insert(1, "contrast", [recorded.get(method) or "" for method in table["method"]])
+    return table
+
+
+def contrast_line(config: dict) -> str:
+    """What contrast the run gave CASE, in words, for summaries and reports."""
+    spec = str(config.get("contrast") or "")
+    source = config.get("contrast_source")
+    kind = spec.split(":")[0]
+    words = {"classifier": "classifier neighbours (model-level: nearest final-layer rows by cosine)",
+             "confusion": "confusion neighbours (model-level: the paper's RQ1 contrast)",
+             "top": "top logits of the image (image-level: circular for the top-1/top-2 test)",
+             "nearest": "nearest logits of the image (image-level)",
+             "rank": "fixed logit ranks of the image (image-level)",
+             "explicit": "fixed classes"}.get(kind)
+    if not words:
+        return f"CASE contrast {spec or 'not recorded'}"
+    return f"CASE contrast {spec}: {words}" + (f", from {source}" if source else "")
+
+
+def sample_line(sample: dict) -> str | None:
+    """A warning line when the run's sample is smaller than asked for (None when it is not)."""
+    if not sample.get("short"):
+        return None
+    text = f"warning: {sample.get('size')} images sampled of the {sample.get('requested')} asked for"
+    if sample.get("correct_only"):
+        text += (f" ({sample.get('examined')} examined, {len(sample.get('excluded') or [])} excluded as misclassified "
+                 "or unreadable: meta.json sample_info)")
+    return text + "."
 
 
 def format_summary(summary: dict) -> str:
     """Plain-text tables for the terminal."""
     config = summary["config"]
     head = (f"{config.get('kind')} run: model {config.get('model')}, dataset {config.get('dataset')}, "
-            f"layer {config.get('layer')}, n={config.get('n')}, seed {config.get('seed')}, "
-            f"contrast {config.get('contrast')}")
+            f"layer {config.get('layer')}, n={config.get('n')}, seed {config.get('seed')}; "
+            f"{contrast_line(config)}")
     if config.get("protocol"):
         head += f"\nimages: {config['protocol']}"
-    pd.set_option("display.width", 200)
+    short = sample_line(summary.get("sample") or {})
+    if short:
+        head += "\n" + short
+    pd.set_option("display.width", 250)
     if summary["kind"] == "diagnose":
         table = summary["agreement"]
-        title = (f"Top-k% agreement of the top-1 and top-2 maps (percent). Test: one-sided Wilcoxon signed-rank, "
+        title = (f"Top-k% agreement of the top-1 and top-2 maps (percent; ties {config.get('ties') or 'index'}, "
+                 f"sparse maps {config.get('sparse') or 'pad'}). Test: one-sided Wilcoxon signed-rank, "
                  f"H1 median < {summary['threshold']:g}%, alpha {summary['alpha']:g}.")
-        return "\n".join([head, title, table.to_string(index=False, float_format=lambda v: f"{v:.4g}")])
+        notes = []
+        if "in_contrast" in table and (table["in_contrast"] > 0).any():
+            notes.append("in_contrast: % of pairs where a map's contrast set holds the other compared class (the "
+                         "maps are pushed apart by construction); mean_without/p_without: the other pairs alone.")
+        if "sparse" in table and (table["sparse"] > 0).any():
+            notes.append("sparse: % of pairs where a map has fewer positive pixels than its top set.")
+        return "\n".join([head, title, table.to_string(index=False, float_format=lambda v: f"{v:.4g}"), *notes])
     means, tests = summary["fidelity"], summary["paired"]
     parts = [head, f"Fidelity at k={config.get('k_percent')}% removed, fill {config.get('fill')}, "
                    f"{config.get('steps')} deletion/insertion steps (means; drop_relative = max(p0-p1,0)/p0).",
