@@ -195,6 +195,7 @@ def execute(settings: RunSettings, model: Any, dataset: Any, run_dir: Path, meth
         pending = [chunk for chunk in chunks if job.needs(chunk[0], [plan.sample_ids[p] for p in chunk])]
         mine = pending[ranks.rank::ranks.world]
         bar = _bar(settings.kind, ranks, sum(len(c) for c in mine), progress)
+        advance = _clamped(bar)
         started = time.perf_counter()
         loader = iter(batch_loader(dataset, model.transform, plan.sample, plan.sample_ids, mine, workers=workers,
                                    pin_memory=device.type == "cuda"))
@@ -203,7 +204,7 @@ def execute(settings: RunSettings, model: Any, dataset: Any, run_dir: Path, meth
         try:
             batch = next(loader, None)
             if batch is not None:
-                first = job.compute(batch, bar.update)
+                first = job.compute(batch, advance)
                 check.check(first.outcomes)
         except SettingsError as error:
             problem = str(error)
@@ -220,7 +221,7 @@ def execute(settings: RunSettings, model: Any, dataset: Any, run_dir: Path, meth
             if first is not None:
                 _write(first, table, plan.done)
             for batch in loader:
-                work = job.compute(batch, bar.update)
+                work = job.compute(batch, advance)
                 check.check(work.outcomes)
                 _write(work, table, plan.done)
             errors = table.errors_written
@@ -264,6 +265,16 @@ def _images_done(plan: Plan, methods: Sequence[str]) -> int:
 def _bar(kind: str, ranks: Ranks, total: int, progress: bool) -> Any:
     desc = kind if not ranks.distributed else f"{kind} (rank 0 of {ranks.world}: its share)"
     return tqdm(total=total, desc=desc, unit="img", bar_format=BAR_FORMAT, disable=not (progress and ranks.main))
+
+
+def _clamped(bar: Any) -> Callable[[float], None]:
+    """``bar.update`` that stops at the total: the jobs advance in fractions of images, whose float
+    sum can pass the total by a rounding error (tqdm then warns "clamping frac")."""
+
+    def advance(amount: float) -> None:
+        bar.update(max(0.0, min(float(amount), bar.total - bar.n)))
+
+    return advance
 
 
 def _write(work: Work, table: ResultsTable, done: set[tuple[str, str]]) -> None:
