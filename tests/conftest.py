@@ -47,3 +47,22 @@ def resnet18():
 @pytest.fixture(scope="session")
 def random_images() -> torch.Tensor:
     return torch.randn(2, 3, 224, 224, generator=torch.Generator().manual_seed(1))
+
+
+@pytest.fixture(scope="session")
+def cnn(tmp_path_factory):
+    """A small CNN trained for 150 steps on Fashion-MNIST (runs_support), shared by the run tests
+    (a module may define its own ``cnn``, e.g. one trained longer)."""
+    from runs_support import load_small_cnn, train_small_cnn
+
+    return load_small_cnn(train_small_cnn(tmp_path_factory.mktemp("cnn") / "small.pt", steps=150))
+
+
+@pytest.fixture(scope="session")
+def fashion():
+    """The Fashion-MNIST test split (10,000 images); skips with the install line where it is missing."""
+    from case_saliency.data.fashion_mnist import FashionMNIST
+    from needs import require_fashion_mnist
+
+    require_fashion_mnist()
+    return FashionMNIST("test")

@@ -14,7 +14,6 @@ from pathlib import Path
 import pytest
 import torch
 
-from case_saliency.data.fashion_mnist import FashionMNIST
 from case_saliency.metrics import deletion_insertion
 from case_saliency.runs import run_diagnose, run_fidelity
 from case_saliency.runs import engine
@@ -24,17 +23,7 @@ from case_saliency.runs.summary import format_summary, summarize_run
 
 TESTS = Path(__file__).parent
 sys.path.insert(0, str(TESTS))
-from runs_support import LAYER, TRANSFORM, load_small_cnn, train_small_cnn  # noqa: E402
-
-
-@pytest.fixture(scope="module")
-def cnn(tmp_path_factory):
-    return load_small_cnn(train_small_cnn(tmp_path_factory.mktemp("cnn") / "small.pt", steps=150))
-
-
-@pytest.fixture(scope="module")
-def fashion():
-    return FashionMNIST("test")
+from runs_support import LAYER, TRANSFORM  # noqa: E402
 
 
 def diagnose(cnn, fashion, run_dir, **options):
@@ -81,11 +70,12 @@ class RecordingBar:
     instances: list[RecordingBar] = []
 
     def __init__(self, *args, total=None, **kwargs):
-        self.total, self.updates = total, []
+        self.total, self.updates, self.n = total, [], 0.0
         RecordingBar.instances.append(self)
 
     def update(self, amount=1):
         self.updates.append(amount)
+        self.n += amount
 
     def close(self):
         pass

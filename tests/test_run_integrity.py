@@ -34,19 +34,9 @@ from case_saliency.runs.summary import load_results, summarize_run
 
 TESTS = Path(__file__).parent
 sys.path.insert(0, str(TESTS))
-from runs_support import LAYER, TRANSFORM, load_small_cnn, train_small_cnn  # noqa: E402
+from runs_support import LAYER, TRANSFORM  # noqa: E402
 
 runner = CliRunner()
-
-
-@pytest.fixture(scope="module")
-def cnn(tmp_path_factory):
-    return load_small_cnn(train_small_cnn(tmp_path_factory.mktemp("cnn") / "small.pt", steps=150))
-
-
-@pytest.fixture(scope="module")
-def fashion():
-    return FashionMNIST("test")
 
 
 def fashion_png(path: Path, index: int, fashion: FashionMNIST) -> Path:

