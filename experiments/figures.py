@@ -119,8 +119,12 @@ def main(argv: list[str] | None = None) -> int:
         if (base / "diagnose" / "results.csv").exists():
             written.append(histograms(base / "diagnose", args.to, f"histograms-{model}"))
             written.append(gallery(base / "diagnose", args.to, f"gallery-{model}"))
-        if (base / "fidelity-zero" / "results.csv").exists():
-            written.append(curves(base / "fidelity-zero", args.to, f"curves-{model}"))
+        for run in ("fidelity-curves", "fidelity-zero"):  # the fine-tunes' curves are a run of their own
+            if (base / run / "results.csv").exists():
+                drawn = curves(base / run, args.to, f"curves-{model}")
+                if drawn is not None:
+                    written.append(drawn)
+                    break
     for path in written:
         if path is not None:
             print(f"{path} ({path.stat().st_size // 1024} KiB)")
