@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import resource
 import shlex
 import sys
@@ -76,6 +77,11 @@ def cli_equivalent(step: Step, out: Path) -> str:
     parts = ["case-saliency", step.kind, "--model", step.model, "--data", step.data, "--methods",
              ",".join(step.methods), "--n", str(step.n), "--contrast", o["contrast"], "--batch-size",
              str(o["batch_size"]), "--out", str(out / step.name)]
+    if uses_confusion(o["contrast"], step.methods):  # the matrix training stored next to the checkpoint
+        model = Path(step.model)
+        matrix = model.with_name(f"{model.stem}.confusion-{re.sub(r'[^A-Za-z0-9._-]+', '_', step.data)}.json")
+        where = parts.index("--contrast")
+        parts[where:where] = ["--confusion", str(matrix)]
     if step.kind == "diagnose":
         parts += ["--k", ",".join(f"{k:g}" for k in o["k_percent"]), "--gallery", str(o["gallery"])]
     else:
@@ -103,9 +109,11 @@ def run_step(step: Step, out: Path, progress: bool) -> str:
     loaded = load_model(step.model)
     dataset = open_dataset(step.data)
     o = dict(step.options)
-    contrast = resolve_contrast(o.pop("contrast"), loaded, dataset)
-    common = dict(methods=list(step.methods), n=step.n, seed=0, contrast=contrast, batch_size=o.pop("batch_size"),
-                  dataset_name=step.data, progress=progress, command=cli_equivalent(step, out))
+    contrast = o.pop("contrast")
+    confusion = stored_confusion(loaded, dataset) if uses_confusion(contrast, step.methods) else None
+    common = dict(methods=list(step.methods), n=step.n, seed=0, contrast=contrast, confusion=confusion,
+                  batch_size=o.pop("batch_size"), dataset_name=step.data, progress=progress,
+                  command=cli_equivalent(step, out))
     if step.kind == "diagnose":
         run_diagnose(loaded, dataset, target, k_percent=list(o.pop("k_percent")), threshold=50.0,
                      gallery=o.pop("gallery"), correct_only=False, **common, **o)
@@ -116,17 +124,21 @@ def run_step(step: Step, out: Path, progress: bool) -> str:
     return f"run: {target}"
 
 
-def resolve_contrast(spec: str, loaded, dataset):
-    """A contrast strategy from its spec text: model-level ``confusion:k`` (the model's stored matrix on
-    this data, identity-checked) and ``classifier:k``, or ``top:k``, ``nearest:k``, ``rank:r``."""
+def uses_confusion(contrast: str, methods: tuple[str, ...]) -> bool:
+    return contrast.startswith("confusion") or any("confusion:" in m for m in methods)
+
+
+def stored_confusion(loaded, dataset):
+    """The model's confusion matrix on this data, as training (or `case-saliency confusion`) stored it
+    next to the checkpoint, checked to belong to this model and data; computed and stored if missing."""
     from case_saliency.workflows import confusion
 
-    name = spec.partition(":")[0]
-    if name in ("confusion", "top", "nearest"):
-        return confusion.resolve_contrast(spec, loaded, dataset.identity())
-    from case_saliency.core.contrast import build_contrast
-
-    return build_contrast(spec, model=loaded.model)
+    path = confusion.default_path(loaded, dataset.name)
+    if not path.exists():
+        matrix = confusion.compute_confusion(loaded, dataset)
+        confusion.save_confusion(path, matrix, loaded.identity, {**dataset.identity(), "used": int(matrix.sum())},
+                                 loaded.class_names)
+    return confusion.confusion_neighbours(path, loaded, 1, dataset.identity())
 
 
 def run_study(study: Study, out: Path, progress: bool, ledger: Ledger, only: str | None = None) -> None:

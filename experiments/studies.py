@@ -75,6 +75,24 @@ class Study:
     notes: tuple[str, ...] = ()
 
 
+def split_cams(steps: list[Step]) -> tuple[Step, ...]:
+    """Each run that lists contrastive CAMs (``case:<base>``) becomes two: the run without them, and a
+    ``<name>-cams`` run of the contrastive CAMs (with ``case`` as the fidelity reference) on the same
+    sample. So the main runs do not change when the library gains a contrastive variant, and a run
+    directory never has to take new methods."""
+    out = []
+    for step in steps:
+        cams = tuple(m for m in step.methods if m.startswith("case:"))
+        if not cams or step.kind not in ("diagnose", "fidelity"):
+            out.append(step)
+            continue
+        out.append(Step(step.kind, step.name, step.model, step.data,
+                        tuple(m for m in step.methods if m not in cams), step.n, step.options))
+        extra = ("case",) if step.kind == "fidelity" else ()
+        out.append(Step(step.kind, f"{step.name}-cams", step.model, step.data, (*extra, *cams), step.n, step.options))
+    return tuple(out)
+
+
 def model_path(out: Path, architecture: str, seed: int) -> Path:
     return out / "models" / f"fashion-{architecture}-seed{seed}.pt"
 
@@ -122,7 +140,8 @@ def photos(out: Path, quick: bool = False) -> Study:
              "Score-CAM (1,280 forward passes per image at bn2, over 20 CPU minutes for 14 photos) in the "
              "diagnostic on Lite0 only, and in no fidelity run; CASE over Score-CAM runs on the Fashion-MNIST "
              "families instead. Deletion/insertion curves on Lite0 only.")
-    return Study("photos", "ImageNet EfficientNet-Lite0/1/2 on the 14 offline photos", tuple(steps), default, notes)
+    return Study("photos", "ImageNet EfficientNet-Lite0/1/2 on the 14 offline photos", split_cams(steps), default,
+                 notes)
 
 
 def fashion(out: Path, quick: bool = False) -> Study:
@@ -155,7 +174,7 @@ def fashion(out: Path, quick: bool = False) -> Study:
              "CASE's default contrast: the model's own confusion neighbours on the test split (k = 1), "
              "computed by training (what `case-saliency confusion` writes).",
              "Fidelity: 500 correctly classified test images per model (deletion/insertion in 10 steps).")
-    return Study("fashion", "Fashion-MNIST ResNet-, DenseNet- and VGG-like models, 5 seeds each", tuple(steps),
+    return Study("fashion", "Fashion-MNIST ResNet-, DenseNet- and VGG-like models, 5 seeds each", split_cams(steps),
                  default, notes)
 
 
@@ -200,7 +219,7 @@ def finetune(out: Path, quick: bool = False) -> Study:
              "Fidelity: the confidence drop on 200 correctly classified test images per seed; deletion/insertion "
              "curves on 100 images of seed 0 for the main methods.")
     return Study("finetune", "EfficientNet-Lite0 fine-tuned on Fashion-MNIST from ImageNet weights, 5 seeds",
-                 tuple(steps), default, notes)
+                 split_cams(steps), default, notes)
 
 
 STUDIES = {"photos": photos, "fashion": fashion, "finetune": finetune}

@@ -3,7 +3,8 @@ and ``<out>/<study>/numbers.json`` (every number in them, for the drift test and
 
 Everything is read back through the library (``case_saliency.runs.summary``): the agreement tests
 are ``summarize_diagnose`` at thresholds 50 and 70, the fidelity tables ``summarize_fidelity`` with
-Holm's correction over each run's family of paired tests. "Correctly classified only" is the subset
+Holm's correction over each run's family of paired tests (the contrastive CAMs' ``-cams`` runs are
+their own family; their rows join the main run's in the tables). "Correctly classified only" is the subset
 of a diagnose run's rows whose top-1 class is the image's label.
 """
 
@@ -99,6 +100,16 @@ def model_numbers(out: Path, study: Study) -> dict:
             continue
         reader = diagnose_numbers if step.kind == "diagnose" else fidelity_numbers
         numbers.setdefault(key, {})[run] = reader(run_dir)
+    for runs in numbers.values():  # a "-cams" run adds its methods to its main run (same images)
+        for name in [r for r in runs if r.endswith("-cams")]:
+            extra, main = runs.pop(name), runs.setdefault(name[:-len("-cams")], {})
+            if name.startswith("diagnose"):
+                for view, methods in extra.items():
+                    main.setdefault(view, {}).update(methods)
+            else:
+                main.setdefault("methods", {}).update({m: v for m, v in extra["methods"].items() if m != "case"})
+                main.setdefault("paired", {}).update(extra["paired"])
+                main.setdefault("holm_families", []).append(sorted(extra["methods"]))
     return numbers
 
 
