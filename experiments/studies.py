@@ -152,28 +152,34 @@ def fashion(out: Path, quick: bool = False) -> Study:
     strategies = ("confusion", "classifier", "top")
     default = "confusion:1"
     full = (*BASE_METHODS, *contrast_variants(strategies, default), *contrastive_cams())
+    circular = ("case(contrast=classifier:1)", "case(contrast=top:1)")
     quick_methods = ("gradcam", "gradcam++", "scorecam", "case", "case(contrast=classifier:1)",
                      "case(contrast=top:1)", "eigencam", "random")
     for seed in seeds:
         for arch in architectures:
             model = str(model_path(out, arch, seed))
             stem = f"{arch}-seed{seed}"
-            methods = quick_methods if quick else full
+            # Every contrast variant and contrastive CAM on seed 0; the other seeds repeat the base
+            # methods (what the seed table compares) and the other two contrast kinds at k = 1.
+            methods = quick_methods if quick else (full if seed == 0 else (*BASE_METHODS, *circular))
             common = {"contrast": default, "batch_size": 100}
             steps.append(Step("diagnose", f"{stem}/diagnose", model, "fashion-mnist:test", methods,
                               200 if quick else 1200, {**common, "k_percent": K_PERCENT, "gallery": 64}))
-            steps.append(Step("fidelity", f"{stem}/fidelity-zero", model, "fashion-mnist:test", methods,
-                              100 if quick else 500, {**common, "fill": "zero", "steps": 4 if quick else 10,
-                                                      "correct_only": True}))
-            if not quick:
-                steps.append(Step("fidelity", f"{stem}/fidelity-blur", model, "fashion-mnist:test", methods, 500,
-                                  {**common, "fill": "blur", "steps": 0, "correct_only": True}))
+            for fill in ("zero",) if quick else ("zero", "blur"):
+                steps.append(Step("fidelity", f"{stem}/fidelity-{fill}", model, "fashion-mnist:test", methods,
+                                  100 if quick else 300, {**common, "fill": fill, "steps": 0, "correct_only": True}))
+            if seed == 0:  # deletion/insertion curves: 2 x 11 forward passes per image and method
+                steps.append(Step("fidelity", f"{stem}/fidelity-curves", model, "fashion-mnist:test", methods,
+                                  50 if quick else 300, {**common, "fill": "zero", "steps": 4 if quick else 10,
+                                                         "correct_only": True}))
     notes = ("Models: `case-saliency train --arch A --seed S` (3 epochs, all 60,000 training images).",
              "Diagnose: 1,200 test images per model (seeded sample, seed 0), all images; 'correctly classified "
-             "only' is the subset whose top-1 class is the label.",
+             "only' is the subset whose top-1 class is the label. Every contrast variant and contrastive CAM on "
+             "seed 0 of each family; the base methods and CASE's three contrast kinds at k = 1 on every seed.",
              "CASE's default contrast: the model's own confusion neighbours on the test split (k = 1), "
              "computed by training (what `case-saliency confusion` writes).",
-             "Fidelity: 500 correctly classified test images per model (deletion/insertion in 10 steps).")
+             "Fidelity: the confidence drop (zero and blur fills) on 300 correctly classified test images per "
+             "model; deletion/insertion curves (10 steps) on the same 300 images of seed 0.")
     return Study("fashion", "Fashion-MNIST ResNet-, DenseNet- and VGG-like models, 5 seeds each", split_cams(steps),
                  default, notes)
 
