@@ -6,6 +6,7 @@
     python experiments/run.py all               # the three, then the seed table
     python experiments/run.py photos --quick    # a small version (< 3 minutes), what the drift test reruns
     python experiments/run.py fashion --tables-only   # rebuild the tables from the runs already there
+    python experiments/run.py fashion --tables-only --publish   # ... and write them into docs/results.md
 
 Everything goes under ``--out`` (default ``runs/experiments``, or ``runs/experiments-quick`` with
 ``--quick``; both ignored by git). Every step resumes: a checkpoint that exists is kept, a run directory
@@ -141,17 +142,31 @@ def stored_confusion(loaded, dataset):
     return confusion.confusion_neighbours(path, loaded, 1, dataset.identity())
 
 
-def run_study(study: Study, out: Path, progress: bool, ledger: Ledger, only: str | None = None) -> None:
-    steps = [s for s in study.steps if only is None or only in s.name]
+def run_study(study: Study, out: Path, progress: bool, ledger: Ledger, only: str | None = None,
+              skip: str | None = None) -> None:
+    steps = [s for s in study.steps if (only is None or only in s.name) and (skip is None or skip not in s.name)]
     print(f"== {study.name}: {study.title} ({len(steps)} steps) -> {out}", flush=True)
     for number, step in enumerate(steps, 1):
         cpu, wall = cpu_seconds(), time.time()
         print(f"[{number}/{len(steps)}] {step.kind} {step.name}", flush=True)
         outcome = run_step(step, out, progress)
         used, took = cpu_seconds() - cpu, time.time() - wall
+        key = f"{study.name}/{step.name}"
         if not outcome.startswith("exists"):
-            ledger.add(f"{study.name}/{step.name}", used, took)
+            ledger.add(key, used, took)
+        elif step.kind == "train" and key not in ledger.data:  # trained by an earlier call: count its training
+            meta = json.loads((out / step.name).with_suffix(".json").read_text())
+            ledger.add(key, float(meta.get("train_cpu_seconds") or 0.0), float(meta.get("train_seconds") or 0.0))
         print(f"    {outcome}; {used:.0f} CPU s, {took:.0f} s wall", flush=True)
+
+
+def publish(document: Path, block: str, markdown: str) -> None:
+    import tables
+
+    if tables.publish_block(document, block, markdown):
+        print(f"published: {document} ({block})", flush=True)
+    else:
+        print(f"note: {document} has no <!-- results:{block}:start/end --> block; nothing published", flush=True)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -162,7 +177,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=None, help="output folder (default runs/experiments[-quick])")
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     parser.add_argument("--only", default=None, help="only the steps whose name contains this text")
+    parser.add_argument("--skip", default=None, help="skip the steps whose name contains this text (e.g. costly)")
     parser.add_argument("--tables-only", action="store_true", help="rebuild the tables, run nothing")
+    parser.add_argument("--publish", type=Path, nargs="?", const=Path("docs/results.md"), default=None,
+                        help="also write the tables into this document's marked blocks (default docs/results.md; "
+                        "with --quick, photos' numbers go to docs/results/quick-photos.json for the drift test)")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
     args = parser.parse_args(argv)
     out = args.out or Path("runs/experiments-quick" if args.quick else "runs/experiments")
@@ -179,11 +198,23 @@ def main(argv: list[str] | None = None) -> int:
     for name in names:
         study = STUDIES[name](out, quick=args.quick)
         if not args.tables_only:
-            run_study(study, out, not args.quiet, ledger, args.only)
+            run_study(study, out, not args.quiet, ledger, args.only, args.skip)
         written = tables.write_study_tables(study, out)
         print(f"tables: {', '.join(str(p) for p in written)}", flush=True)
+        if args.publish:
+            publish(args.publish, f"{name}-quick" if args.quick else name, written[0].read_text())
+            if args.quick and name == "photos":
+                target = args.publish.parent / "results" / "quick-photos.json"
+                target.parent.mkdir(parents=True, exist_ok=True)
+                target.write_text(written[1].read_text())
+                print(f"published: {target}", flush=True)
     if args.study in ("all", "seeds"):
-        print(f"tables: {tables.write_seed_tables(out, quick=args.quick)}", flush=True)
+        seeds = tables.write_seed_tables(out, quick=args.quick)
+        print(f"tables: {seeds}", flush=True)
+        if args.publish and not args.quick:
+            publish(args.publish, "seeds", seeds.read_text())
+    if args.publish and not args.quick:
+        publish(args.publish, "compute", tables.compute_markdown(out))
     used = cpu_seconds() - start_cpu
     print(f"CPU time of this call: {used:.0f} s ({used / 60:.1f} min), wall {time.time() - start_wall:.0f} s; "
           f"all sessions in {out}: {ledger.total() / 60:.1f} CPU min", flush=True)

@@ -75,21 +75,29 @@ class Study:
     notes: tuple[str, ...] = ()
 
 
-def split_cams(steps: list[Step]) -> tuple[Step, ...]:
-    """Each run that lists contrastive CAMs (``case:<base>``) becomes two: the run without them, and a
-    ``<name>-cams`` run of the contrastive CAMs (with ``case`` as the fidelity reference) on the same
-    sample. So the main runs do not change when the library gains a contrastive variant, and a run
-    directory never has to take new methods."""
+EXTRA_RUNS = ("-cams", "-costly")  # suffixes of the runs that add methods to a main run (same sample)
+
+
+def split_runs(steps: list[Step], costly: tuple[str, ...] = ()) -> tuple[Step, ...]:
+    """Each run that lists contrastive CAMs (``case:<base>``) or ``costly`` methods becomes up to three
+    on the same sample: the run without them, a ``<name>-cams`` run of the contrastive CAMs and a
+    ``<name>-costly`` run of the costly methods (each with ``case`` as the fidelity reference). So the
+    main runs do not change when the library gains a contrastive variant, a run directory never has
+    to take new methods, and the costly runs can be left for last (``run.py --skip costly``)."""
     out = []
     for step in steps:
-        cams = tuple(m for m in step.methods if m.startswith("case:"))
-        if not cams or step.kind not in ("diagnose", "fidelity"):
+        if step.kind not in ("diagnose", "fidelity"):
             out.append(step)
             continue
-        out.append(Step(step.kind, step.name, step.model, step.data,
-                        tuple(m for m in step.methods if m not in cams), step.n, step.options))
+        costly_here = tuple(m for m in step.methods if m in costly)
+        cams = tuple(m for m in step.methods if m.startswith("case:") and m not in costly_here)
+        main = tuple(m for m in step.methods if m not in cams and m not in costly_here)
+        out.append(Step(step.kind, step.name, step.model, step.data, main, step.n, step.options))
         extra = ("case",) if step.kind == "fidelity" else ()
-        out.append(Step(step.kind, f"{step.name}-cams", step.model, step.data, (*extra, *cams), step.n, step.options))
+        for suffix, methods in (("-cams", cams), ("-costly", costly_here)):
+            if methods:
+                out.append(Step(step.kind, f"{step.name}{suffix}", step.model, step.data, (*extra, *methods), step.n,
+                                step.options))
     return tuple(out)
 
 
@@ -131,24 +139,26 @@ def photos(out: Path, quick: bool = False) -> Study:
         if not quick:
             steps.append(Step("fidelity", f"{model}/fidelity-blur", model, "samples", fidelity_methods, 0,
                               {**common, "fill": "blur", "steps": 0, "correct_only": False}))
-    notes = ("n = 14 photos: the smallest p-value the one-sided Wilcoxon test can reach is 2^-14 = 6.1e-5 (exact "
-             "null distribution; with tied differences SciPy falls back to the normal approximation, whose "
-             "smallest value at n = 14 is 4.9e-4).",
-             "The photos have no labels: all 14 are used, the maps are for the predicted classes.",
+    notes = ("n = 14 photos: the smallest p-value the one-sided Wilcoxon test can reach is 1/2^14 = 6.1e-5 (exact "
+             "null distribution; with tied or zero differences SciPy falls back to the normal approximation, whose "
+             "smallest value at n = 14 is 4.9e-4). So 'rejects' here means p < 0.05 out of at best 6.1e-5.",
+             "The photos have no labels: all 14 are used, the maps are for the predicted classes (top-1, top-2).",
              "No confusion matrix exists offline for ImageNet: CASE's model-level contrast is the classifier "
-             "neighbours (cosine of the final layer's rows).",
-             "Score-CAM (1,280 forward passes per image at bn2, over 20 CPU minutes for 14 photos) in the "
-             "diagnostic on Lite0 only, and in no fidelity run; CASE over Score-CAM runs on the Fashion-MNIST "
-             "families instead. Deletion/insertion curves on Lite0 only.")
-    return Study("photos", "ImageNet EfficientNet-Lite0/1/2 on the 14 offline photos", split_cams(steps), default,
-                 notes)
+             "neighbours (cosine of the final layer's rows, k = 1); the top-logit contrasts are circular here "
+             "(with top:1 the top-1 map's contrast is the top-2 class and the reverse).",
+             "Costly methods run last, in runs of their own on the same photos (`-costly`): Score-CAM (1,280 "
+             "forward passes per image at bn2) in the diagnostic on Lite0 only and in no fidelity run; Integrated "
+             "Gradients and SmoothGrad (50 backward passes to the input per class). CASE over Score-CAM runs on "
+             "the Fashion-MNIST families instead. Deletion/insertion curves (10 steps) on Lite0 only.")
+    return Study("photos", "ImageNet EfficientNet-Lite0/1/2 on the 14 offline photos",
+                 split_runs(steps, costly=COSTLY + INPUT_GRADIENT_SAMPLES), default, notes)
 
 
 def fashion(out: Path, quick: bool = False) -> Study:
     """RQ1 and RQ2 on the three Fashion-MNIST families x 5 seeds, trained here."""
     seeds = (0,) if quick else SEEDS
     architectures = ("resnet",) if quick else FAMILIES
-    steps = _train_steps(out, architectures, seeds, quick)
+    steps: list[Step] = []  # each seed's checkpoints, then its runs: seed 0 is complete before seed 1 trains
     strategies = ("confusion", "classifier", "top")
     default = "confusion:1"
     full = (*BASE_METHODS, *contrast_variants(strategies, default), *contrastive_cams())
@@ -156,6 +166,7 @@ def fashion(out: Path, quick: bool = False) -> Study:
     quick_methods = ("gradcam", "gradcam++", "scorecam", "case", "case(contrast=classifier:1)",
                      "case(contrast=top:1)", "eigencam", "random")
     for seed in seeds:
+        steps += _train_steps(out, architectures, (seed,), quick)
         for arch in architectures:
             model = str(model_path(out, arch, seed))
             stem = f"{arch}-seed{seed}"
@@ -180,14 +191,14 @@ def fashion(out: Path, quick: bool = False) -> Study:
              "computed by training (what `case-saliency confusion` writes).",
              "Fidelity: the confidence drop (zero and blur fills) on 300 correctly classified test images per "
              "model; deletion/insertion curves (10 steps) on the same 300 images of seed 0.")
-    return Study("fashion", "Fashion-MNIST ResNet-, DenseNet- and VGG-like models, 5 seeds each", split_cams(steps),
+    return Study("fashion", "Fashion-MNIST ResNet-, DenseNet- and VGG-like models, 5 seeds each", split_runs(steps),
                  default, notes)
 
 
 def finetune(out: Path, quick: bool = False) -> Study:
     """RQ1 and RQ2 on EfficientNet-Lite0 fine-tuned from ImageNet on Fashion-MNIST, 5 seeds."""
     seeds = (0,) if quick else SEEDS
-    steps = _train_steps(out, ("efficientnet_lite0",), seeds, quick)
+    steps: list[Step] = []
     strategies = ("confusion", "classifier", "top")
     default = "confusion:1"
     affordable = tuple(m for m in BASE_METHODS if m not in COSTLY + INPUT_GRADIENT_SAMPLES)
@@ -196,6 +207,7 @@ def finetune(out: Path, quick: bool = False) -> Study:
     quick_methods = ("gradcam", "gradcam++", "case", "case(contrast=top:1)", "eigencam", "random")
     curve_methods = ("gradcam", "gradcam++", "layercam", "finercam", "case", "eigencam", "random")
     for seed in seeds:
+        steps += _train_steps(out, ("efficientnet_lite0",), (seed,), quick)
         model = str(model_path(out, "efficientnet_lite0", seed))
         stem = f"efficientnet_lite0-seed{seed}"
         # Every contrast variant and contrastive CAM on seed 0; the others repeat the base methods
@@ -225,7 +237,7 @@ def finetune(out: Path, quick: bool = False) -> Study:
              "Fidelity: the confidence drop on 200 correctly classified test images per seed; deletion/insertion "
              "curves on 100 images of seed 0 for the main methods.")
     return Study("finetune", "EfficientNet-Lite0 fine-tuned on Fashion-MNIST from ImageNet weights, 5 seeds",
-                 split_cams(steps), default, notes)
+                 split_runs(steps), default, notes)
 
 
 STUDIES = {"photos": photos, "fashion": fashion, "finetune": finetune}

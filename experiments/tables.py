@@ -3,8 +3,8 @@ and ``<out>/<study>/numbers.json`` (every number in them, for the drift test and
 
 Everything is read back through the library (``case_saliency.runs.summary``): the agreement tests
 are ``summarize_diagnose`` at thresholds 50 and 70, the fidelity tables ``summarize_fidelity`` with
-Holm's correction over each run's family of paired tests (the contrastive CAMs' ``-cams`` runs are
-their own family; their rows join the main run's in the tables). "Correctly classified only" is the subset
+Holm's correction over each run's family of paired tests (the ``-cams`` and ``-costly`` runs are
+their own families; their rows join the main run's in the tables). "Correctly classified only" is the subset
 of a diagnose run's rows whose top-1 class is the image's label.
 """
 
@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from studies import FIDELITY_K, K_PERCENT, SEEDS, THRESHOLDS, Study
+from studies import EXTRA_RUNS, FIDELITY_K, K_PERCENT, SEEDS, THRESHOLDS, Study
 
 ALPHA = 0.05
 MEASURES = ("drop_relative", "drop_absolute", "deletion_auc", "insertion_auc")
@@ -100,9 +100,9 @@ def model_numbers(out: Path, study: Study) -> dict:
             continue
         reader = diagnose_numbers if step.kind == "diagnose" else fidelity_numbers
         numbers.setdefault(key, {})[run] = reader(run_dir)
-    for runs in numbers.values():  # a "-cams" run adds its methods to its main run (same images)
-        for name in [r for r in runs if r.endswith("-cams")]:
-            extra, main = runs.pop(name), runs.setdefault(name[:-len("-cams")], {})
+    for runs in numbers.values():  # a "-cams" or "-costly" run adds its methods to its main run (same images)
+        for name, suffix in [(r, s) for r in list(runs) for s in EXTRA_RUNS if r.endswith(s)]:
+            extra, main = runs.pop(name), runs.setdefault(name[:-len(suffix)], {})
             if name.startswith("diagnose"):
                 for view, methods in extra.items():
                     main.setdefault(view, {}).update(methods)
@@ -313,3 +313,48 @@ def frame_of(numbers: dict) -> pd.DataFrame:  # pragma: no cover - a convenience
                 for k, e in ks.items():
                     rows.append({"model": key, "view": view, "method": method, "k": k, **e})
     return pd.DataFrame(rows)
+
+
+# ---------------------------------------------------------------------------------------------- the document
+
+def block_pattern(name: str):
+    import re
+
+    return re.compile(rf"(<!-- results:{re.escape(name)}:start -->\n)(.*?)(<!-- results:{re.escape(name)}:end -->)",
+                      re.S)
+
+
+def publish_block(document: Path, name: str, markdown: str) -> bool:
+    """Replace the text between ``<!-- results:NAME:start -->`` and ``<!-- results:NAME:end -->`` in
+    ``document`` with ``markdown`` (a tables.md without its title, headings moved two levels down).
+    Returns False (and changes nothing) when the document has no such block."""
+    lines = markdown.splitlines()
+    if lines and lines[0].startswith("# "):
+        lines = lines[1:]
+    body = "\n".join(("##" + line) if line.startswith("#") else line for line in lines).strip() + "\n"
+    text = document.read_text()
+    pattern = block_pattern(name)
+    if not pattern.search(text):
+        return False
+    document.write_text(pattern.sub(lambda m: m.group(1) + "\n" + body + "\n" + m.group(3), text, count=1))
+    return True
+
+
+def compute_markdown(out: Path) -> str:
+    """The compute ledger (``<out>/compute.json``) as a table: CPU and wall time per study and kind of step."""
+    path = out / "compute.json"
+    data = json.loads(path.read_text()) if path.exists() else {}
+    totals: dict = {}
+    for key, entry in data.items():
+        study, _, step = key.partition("/")
+        kind = "training" if step.startswith("models/") else ("fidelity" if "/fidelity" in step else "diagnose")
+        row = totals.setdefault((study, kind), [0.0, 0.0, 0])
+        row[0] += entry["cpu_seconds"]
+        row[1] += entry["wall_seconds"]
+        row[2] += 1
+    rows = [[study, kind, str(count), f"{cpu / 60:.1f}", f"{wall / 60:.1f}"]
+            for (study, kind), (cpu, wall, count) in sorted(totals.items())]
+    cpu = sum(v[0] for v in totals.values())
+    wall = sum(v[1] for v in totals.values())
+    rows.append(["**total**", "", str(sum(v[2] for v in totals.values())), f"**{cpu / 60:.1f}**", f"{wall / 60:.1f}"])
+    return "# compute\n" + _table(["study", "steps of kind", "steps", "CPU minutes", "wall minutes"], rows)
