@@ -170,6 +170,7 @@ def fidelity_table(numbers: dict, key: str) -> str:
     interval, Holm-corrected Wilcoxon p)."""
     zero = numbers.get(key, {}).get("fidelity-zero")
     blur = numbers.get(key, {}).get("fidelity-blur", {"methods": {}})
+    curves = numbers.get(key, {}).get("fidelity-curves") or zero  # the AUCs: a run of their own where it exists
     if not zero:
         return "(no fidelity run)"
     header = ["method", "drop (zero)", "drop (blur)", "deletion AUC", "insertion AUC",
@@ -183,7 +184,8 @@ def fidelity_table(numbers: dict, key: str) -> str:
             if pair else "–")
         rows.append([f"`{method}`", _num(e["drop_relative"], 3),
                      _num(blur["methods"].get(method, {}).get("drop_relative"), 3),
-                     _num(e["deletion_auc"], 3), _num(e["insertion_auc"], 3), versus])
+                     _num(curves["methods"].get(method, {}).get("deletion_auc"), 3),
+                     _num(curves["methods"].get(method, {}).get("insertion_auc"), 3), versus])
     return _table(header, rows)
 
 
@@ -222,6 +224,7 @@ def fidelity_seed_table(numbers: dict, keys: list[str]) -> str:
     AUC, and in how many seeds CASE's drop is significantly higher / lower (Holm, Wilcoxon)."""
     zeros = [numbers.get(key, {}).get("fidelity-zero") for key in keys]
     blurs = [numbers.get(key, {}).get("fidelity-blur") for key in keys]
+    curves = [numbers.get(key, {}).get("fidelity-curves") or numbers.get(key, {}).get("fidelity-zero") for key in keys]
     zeros = [z for z in zeros if z]
     if not zeros:
         return "(no fidelity runs)"
@@ -240,7 +243,7 @@ def fidelity_seed_table(numbers: dict, keys: list[str]) -> str:
         lower = sum(1 for p in pairs if (p["wilcoxon_p_holm"] or 1) < ALPHA and (p["median_difference"] or 0) < 0)
         medians = [p["median_difference"] for p in pairs if p["median_difference"] is not None]
         rows.append([f"`{method}`", _num(mean_of(zeros, "drop_relative"), 3), _num(mean_of(blurs, "drop_relative"), 3),
-                     _num(mean_of(zeros, "deletion_auc"), 3), _num(mean_of(zeros, "insertion_auc"), 3),
+                     _num(mean_of(curves, "deletion_auc"), 3), _num(mean_of(curves, "insertion_auc"), 3),
                      "(reference)" if method == "case" else _num(float(np.median(medians)) if medians else None, 3),
                      "–" if method == "case" else f"{higher} / {lower} of {len(pairs)}"])
     return _table(header, rows)
@@ -279,8 +282,13 @@ def write_study_tables(study: Study, out: Path) -> list[Path]:
                       "Class sensitivity, top 5%:", "", seed_table(summary["all"], summary["correct"]), "",
                       "Fidelity (k = 50% removed):", "", fidelity_seed_table(numbers, keys), ""]
             for key in keys:
-                parts += [f"### {key}: agreement at top 5% (all images)", "",
-                          agreement_table(numbers, [key], "all", "5"), ""]
+                parts += [f"### {key}: agreement at top 5%, all images and correctly classified only", "",
+                          agreement_table(numbers, [key], "all", "5"), "",
+                          agreement_table(numbers, [key], "correct", "5").replace(
+                              f"| method | {key}:", f"| method | {key}, correct only:"), ""]
+                if numbers[key].get("fidelity-zero") and key.endswith("-seed0"):
+                    parts += [f"### {key}: fidelity (k = {FIDELITY_K:g}% removed; correctly classified images)", "",
+                              fidelity_table(numbers, key), ""]
         numbers["_seeds"] = seeds
     md = folder / "tables.md"
     md.write_text("\n".join(parts))
