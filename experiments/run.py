@@ -143,8 +143,8 @@ def stored_confusion(loaded, dataset):
 
 
 def run_study(study: Study, out: Path, progress: bool, ledger: Ledger, only: str | None = None,
-              skip: str | None = None) -> None:
-    steps = [s for s in study.steps if (only is None or only in s.name) and (skip is None or skip not in s.name)]
+              skip: list[str] | None = None) -> None:
+    steps = [s for s in study.steps if (only is None or only in s.name) and not any(t in s.name for t in skip or ())]
     print(f"== {study.name}: {study.title} ({len(steps)} steps) -> {out}", flush=True)
     for number, step in enumerate(steps, 1):
         cpu, wall = cpu_seconds(), time.time()
@@ -177,7 +177,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=None, help="output folder (default runs/experiments[-quick])")
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     parser.add_argument("--only", default=None, help="only the steps whose name contains this text")
-    parser.add_argument("--skip", default=None, help="skip the steps whose name contains this text (e.g. costly)")
+    parser.add_argument("--skip", action="append", default=None, help="skip the steps whose name contains this "
+                        "text (e.g. scorecam; repeat for more)")
     parser.add_argument("--tables-only", action="store_true", help="rebuild the tables, run nothing")
     parser.add_argument("--publish", type=Path, nargs="?", const=Path("docs/results.md"), default=None,
                         help="also write the tables into this document's marked blocks (default docs/results.md; "

@@ -75,26 +75,31 @@ class Study:
     notes: tuple[str, ...] = ()
 
 
-EXTRA_RUNS = ("-cams", "-costly")  # suffixes of the runs that add methods to a main run (same sample)
+# Suffixes of the runs that add methods to a main run, on the same sample: the contrastive CAMs, and
+# the costly methods of a study, in runs of their own so that they can go last.
+EXTRA_RUNS = ("-cams", "-gradients", "-scorecam")
 
 
-def split_runs(steps: list[Step], costly: tuple[str, ...] = ()) -> tuple[Step, ...]:
-    """Each run that lists contrastive CAMs (``case:<base>``) or ``costly`` methods becomes up to three
-    on the same sample: the run without them, a ``<name>-cams`` run of the contrastive CAMs and a
-    ``<name>-costly`` run of the costly methods (each with ``case`` as the fidelity reference). So the
-    main runs do not change when the library gains a contrastive variant, a run directory never has
-    to take new methods, and the costly runs can be left for last (``run.py --skip costly``)."""
+def split_runs(steps: list[Step], groups: dict[str, tuple[str, ...]] | None = None) -> tuple[Step, ...]:
+    """Each run becomes up to four on the same sample: the run without its contrastive CAMs
+    (``case:<base>``) and without the methods of ``groups`` ({suffix: methods}, suffixes from
+    ``EXTRA_RUNS``), a ``<name>-cams`` run of the contrastive CAMs and a ``<name><suffix>`` run per
+    group (each with ``case`` as the fidelity reference). So the main runs do not change when the
+    library gains a contrastive variant, a run directory never has to take new methods, and the
+    costly runs can be left for last (``run.py --skip scorecam``)."""
+    groups = groups or {}
     out = []
     for step in steps:
         if step.kind not in ("diagnose", "fidelity"):
             out.append(step)
             continue
-        costly_here = tuple(m for m in step.methods if m in costly)
-        cams = tuple(m for m in step.methods if m.startswith("case:") and m not in costly_here)
-        main = tuple(m for m in step.methods if m not in cams and m not in costly_here)
+        grouped = {suffix: tuple(m for m in step.methods if m in methods) for suffix, methods in groups.items()}
+        taken = {m for methods in grouped.values() for m in methods}
+        cams = tuple(m for m in step.methods if m.startswith("case:") and m not in taken)
+        main = tuple(m for m in step.methods if m not in cams and m not in taken)
         out.append(Step(step.kind, step.name, step.model, step.data, main, step.n, step.options))
         extra = ("case",) if step.kind == "fidelity" else ()
-        for suffix, methods in (("-cams", cams), ("-costly", costly_here)):
+        for suffix, methods in (("-cams", cams), *grouped.items()):
             if methods:
                 out.append(Step(step.kind, f"{step.name}{suffix}", step.model, step.data, (*extra, *methods), step.n,
                                 step.options))
@@ -146,12 +151,12 @@ def photos(out: Path, quick: bool = False) -> Study:
              "No confusion matrix exists offline for ImageNet: CASE's model-level contrast is the classifier "
              "neighbours (cosine of the final layer's rows, k = 1); the top-logit contrasts are circular here "
              "(with top:1 the top-1 map's contrast is the top-2 class and the reverse).",
-             "Costly methods run last, in runs of their own on the same photos (`-costly`): Score-CAM (1,280 "
-             "forward passes per image at bn2) in the diagnostic on Lite0 only and in no fidelity run; Integrated "
-             "Gradients and SmoothGrad (50 backward passes to the input per class). CASE over Score-CAM runs on "
-             "the Fashion-MNIST families instead. Deletion/insertion curves (10 steps) on Lite0 only.")
+             "Costly methods run last, in runs of their own on the same photos: Integrated Gradients and "
+             "SmoothGrad (`-gradients`: 50 backward passes to the input per class), Score-CAM (`-scorecam`: 1,280 "
+             "forward passes per image at bn2) in the diagnostic on Lite0 only and in no fidelity run. CASE over "
+             "Score-CAM runs on the Fashion-MNIST families instead. Deletion/insertion curves (10 steps): Lite0 only.")
     return Study("photos", "ImageNet EfficientNet-Lite0/1/2 on the 14 offline photos",
-                 split_runs(steps, costly=COSTLY + INPUT_GRADIENT_SAMPLES), default, notes)
+                 split_runs(steps, {"-gradients": INPUT_GRADIENT_SAMPLES, "-scorecam": COSTLY}), default, notes)
 
 
 def fashion(out: Path, quick: bool = False) -> Study:

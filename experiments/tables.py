@@ -3,7 +3,7 @@ and ``<out>/<study>/numbers.json`` (every number in them, for the drift test and
 
 Everything is read back through the library (``case_saliency.runs.summary``): the agreement tests
 are ``summarize_diagnose`` at thresholds 50 and 70, the fidelity tables ``summarize_fidelity`` with
-Holm's correction over each run's family of paired tests (the ``-cams`` and ``-costly`` runs are
+Holm's correction over each run's family of paired tests (the ``-cams``, ``-gradients`` and ``-scorecam`` runs are
 their own families; their rows join the main run's in the tables). "Correctly classified only" is the subset
 of a diagnose run's rows whose top-1 class is the image's label.
 """
@@ -100,7 +100,7 @@ def model_numbers(out: Path, study: Study) -> dict:
             continue
         reader = diagnose_numbers if step.kind == "diagnose" else fidelity_numbers
         numbers.setdefault(key, {})[run] = reader(run_dir)
-    for runs in numbers.values():  # a "-cams" or "-costly" run adds its methods to its main run (same images)
+    for runs in numbers.values():  # an extra run ("-cams", ...) adds its methods to its main run (same images)
         for name, suffix in [(r, s) for r in list(runs) for s in EXTRA_RUNS if r.endswith(s)]:
             extra, main = runs.pop(name), runs.setdefault(name[:-len(suffix)], {})
             if name.startswith("diagnose"):

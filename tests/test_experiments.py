@@ -63,8 +63,10 @@ def test_extra_runs_split_off_the_costly_and_contrastive_methods(tmp_path):
     main = by_name["efficientnet_lite0/diagnose"]
     assert not set(main.methods) & {"scorecam", "integrated_gradients", "smoothgrad"}
     assert not any(m.startswith("case:") for m in main.methods)
-    assert "scorecam" in by_name["efficientnet_lite0/diagnose-costly"].methods
-    assert "scorecam" not in by_name["efficientnet_lite1/diagnose-costly"].methods
+    assert by_name["efficientnet_lite0/diagnose-scorecam"].methods == ("scorecam",)
+    assert "efficientnet_lite1/diagnose-scorecam" not in by_name
+    assert by_name["efficientnet_lite1/fidelity-zero-gradients"].methods == ("case", "integrated_gradients",
+                                                                             "smoothgrad")
     assert "case:gradcam++" in by_name["efficientnet_lite0/diagnose-cams"].methods
 
 
