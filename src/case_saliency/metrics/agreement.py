@@ -92,16 +92,20 @@ def top_mask(maps: Tensor, k: float = 5.0, *, signed: bool = False, ties: str = 
         kth = torch.topk(flat, n, dim=1).values[:, -1:]
         mask = flat >= kth
     else:
-        if ties == "index":
-            # A stable descending sort keeps equal values in position order: the earlier pixel first.
-            order = torch.sort(flat, dim=1, descending=True, stable=True).indices[:, :n]
-        elif ties == "reverse":
-            # Sorting the reversed rows the same way puts the later of equal pixels first.
-            order = h * w - 1 - torch.sort(flat.flip(1), dim=1, descending=True, stable=True).indices[:, :n]
+        if ties in ("index", "reverse"):
+            # The first n of a stable descending sort, without the sort: every pixel above the n-th
+            # largest value, then as many of the pixels equal to it as are left, the earlier ones first
+            # ("index") or the later ones first ("reverse").
+            kth = torch.topk(flat, n, dim=1).values[:, -1:]
+            above = flat > kth
+            left = n - above.sum(1, keepdim=True)
+            tied = flat == kth
+            seen = tied.cumsum(1) if ties == "index" else tied.flip(1).cumsum(1).flip(1)
+            mask = above | (tied & (seen <= left))
         else:  # "authors": np.argsort(flat)[::-1], as their code does
             values = flat.cpu().numpy().astype(np.float32)
             order = torch.from_numpy(np.ascontiguousarray(np.argsort(values, axis=1)[:, ::-1][:, :n])).to(flat.device)
-        mask = torch.zeros_like(flat, dtype=torch.bool).scatter_(1, order, True)
+            mask = torch.zeros_like(flat, dtype=torch.bool).scatter_(1, order, True)
     if sparse == "positive":
         mask &= flat > 0
     return mask.view(b, h, w)

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
 from ..core.maps import constant_maps, minmax_normalise
@@ -60,6 +59,16 @@ def gaussian_window(sigma: float = 1.5, truncate: float = 3.5) -> Tensor:
     return w / w.sum()
 
 
+def _band(window: Tensor, n: int) -> Tensor:
+    """(n - S + 1, n) matrix whose row i holds the S-tap ``window`` at columns i..i+S-1: ``band @ x``
+    filters x's rows ('valid' positions only)."""
+    size = window.numel()
+    rows = n - size + 1
+    columns = torch.arange(rows, device=window.device)[:, None] + torch.arange(size, device=window.device)
+    band = torch.zeros(rows, n, dtype=window.dtype, device=window.device)
+    return band.scatter_(1, columns, window.expand(rows, size))
+
+
 def ssim(maps_a: Tensor, maps_b: Tensor, *, normalize: bool = True, sigma: float = 1.5,
          k1: float = 0.01, k2: float = 0.03, nan_for_constant: bool = True) -> Tensor:
     """Mean structural similarity (Wang et al., 2004) of two maps: (B, H, W) x 2 -> (B,).
@@ -84,11 +93,10 @@ def ssim(maps_a: Tensor, maps_b: Tensor, *, normalize: bool = True, sigma: float
     if min(a.shape[-2:]) < size:
         raise ValueError(f"maps of size {tuple(a.shape[-2:])} are smaller than the {size}x{size} SSIM "
                          "window; pass a smaller sigma")
-    rows, cols = w1.view(1, 1, size, 1), w1.view(1, 1, 1, size)
-    # The five local statistics in one separable 'valid' convolution (only windows inside the map).
-    stack = torch.stack([a, b, a * a, b * b, a * b], dim=1).flatten(0, 1)[:, None]  # (B*5, 1, H, W)
-    blurred = F.conv2d(F.conv2d(stack, rows), cols)
-    blurred = blurred.view(a.shape[0], 5, *blurred.shape[-2:])
+    # The five local statistics in one separable 'valid' filter (only windows inside the map), as two
+    # matrix products with banded window matrices: BLAS, ~7x faster than a float64 conv2d on a CPU.
+    stack = torch.stack([a, b, a * a, b * b, a * b], dim=1)  # (B, 5, H, W)
+    blurred = _band(w1, a.shape[-2]) @ stack @ _band(w1, a.shape[-1]).T
     mu_a, mu_b, aa, bb, ab = blurred.unbind(1)
     c1, c2 = (k1 * 1.0) ** 2, (k2 * 1.0) ** 2
     var_a = aa - mu_a ** 2
