@@ -49,8 +49,12 @@ class Ledger:
         self.path = out / "compute.json"
         self.data: dict = json.loads(self.path.read_text()) if self.path.exists() else {}
 
-    def add(self, key: str, cpu: float, wall: float) -> None:
+    def add(self, key: str, cpu: float, wall: float, cpu_recorded: bool = True) -> None:
+        if self.path.exists():  # what other calls added since this one started
+            self.data = json.loads(self.path.read_text())
         entry = self.data.setdefault(key, {"cpu_seconds": 0.0, "wall_seconds": 0.0, "sessions": 0})
+        if not cpu_recorded:  # a checkpoint whose metadata has its wall time only
+            entry["cpu_unrecorded"] = True
         entry["cpu_seconds"] += cpu
         entry["wall_seconds"] += wall
         entry["sessions"] += 1
@@ -156,7 +160,8 @@ def run_study(study: Study, out: Path, progress: bool, ledger: Ledger, only: str
             ledger.add(key, used, took)
         elif step.kind == "train" and key not in ledger.data:  # trained by an earlier call: count its training
             meta = json.loads((out / step.name).with_suffix(".json").read_text())
-            ledger.add(key, float(meta.get("train_cpu_seconds") or 0.0), float(meta.get("train_seconds") or 0.0))
+            ledger.add(key, float(meta.get("train_cpu_seconds") or 0.0), float(meta.get("train_seconds") or 0.0),
+                       cpu_recorded="train_cpu_seconds" in meta)
         print(f"    {outcome}; {used:.0f} CPU s, {took:.0f} s wall", flush=True)
 
 
@@ -216,6 +221,11 @@ def main(argv: list[str] | None = None) -> int:
             publish(args.publish, "seeds", seeds.read_text())
     if args.publish and not args.quick:
         publish(args.publish, "compute", tables.compute_markdown(out))
+        headline = tables.headline_markdown(out)
+        publish(args.publish, "headline", headline)
+        readme = args.publish.resolve().parent.parent / "README.md"  # its "What it finds" keeps the same table
+        if readme.exists():
+            publish(readme, "headline", headline)
     used = cpu_seconds() - start_cpu
     print(f"CPU time of this call: {used:.0f} s ({used / 60:.1f} min), wall {time.time() - start_wall:.0f} s; "
           f"all sessions in {out}: {ledger.total() / 60:.1f} CPU min", flush=True)

@@ -353,6 +353,9 @@ def compute_markdown(out: Path) -> str:
     path = out / "compute.json"
     data = json.loads(path.read_text()) if path.exists() else {}
     totals: dict = {}
+    unrecorded = {k: v for k, v in data.items()
+                  if v.get("cpu_unrecorded") or (v["cpu_seconds"] == 0 and v["wall_seconds"] > 0 and "/models/" in k)}
+    data = {k: v for k, v in data.items() if k not in unrecorded}
     for key, entry in data.items():
         study, _, step = key.partition("/")
         kind = "training" if step.startswith("models/") else ("fidelity" if "/fidelity" in step else "diagnose")
@@ -365,4 +368,59 @@ def compute_markdown(out: Path) -> str:
     cpu = sum(v[0] for v in totals.values())
     wall = sum(v[1] for v in totals.values())
     rows.append(["**total**", "", str(sum(v[2] for v in totals.values())), f"**{cpu / 60:.1f}**", f"{wall / 60:.1f}"])
-    return "# compute\n" + _table(["study", "steps of kind", "steps", "CPU minutes", "wall minutes"], rows)
+    text = "# compute\n" + _table(["study", "steps of kind", "steps", "CPU minutes", "wall minutes"], rows)
+    if unrecorded:
+        names = ", ".join(f"`{Path(k).name}`" for k in sorted(unrecorded))
+        wall = sum(v["wall_seconds"] for v in unrecorded.values()) / 60
+        text += (f"\n\nNot in the total: {names}, trained before the training code recorded CPU time "
+                 f"({wall:.0f} wall minutes on a machine then loaded with other jobs; a family model takes "
+                 "~150 CPU s, see `studies.py`).")
+    return text
+
+
+def headline_markdown(out: Path) -> str:
+    """One row per model (family): Grad-CAM's and CASE's median top-5% agreement with the one-sided test's
+    verdicts at 50 and 70, and their mean relative confidence drop (k = 50%, zero fill). For a family
+    of seeds: the mean over seeds of the median agreement and in how many seeds the test rejects."""
+    header = ["model", "images", "Grad-CAM: median agreement (rejects at 50 / 70)",
+              "CASE: median agreement (rejects at 50 / 70)", "drop, Grad-CAM", "drop, CASE"]
+    rows = []
+
+    def verdict(e: dict) -> str:
+        return " / ".join("yes" if (e.get(f"p{t:g}") is not None and e[f"p{t:g}"] < ALPHA) else "no"
+                          for t in THRESHOLDS)
+
+    photos = out / "photos" / "numbers.json"
+    if photos.exists():
+        numbers = json.loads(photos.read_text())
+        for key in sorted(k for k in numbers if k.startswith("efficientnet_lite")):
+            diag = numbers[key].get("diagnose", {}).get("all", {})
+            fid = numbers[key].get("fidelity-zero", {}).get("methods", {})
+            g, c = diag.get("gradcam", {}).get("5"), diag.get("case", {}).get("5")
+            if not (g and c):
+                continue
+            rows.append([f"{key} (ImageNet), photos", str(g["n"]), f"{_num(g['median'])} ({verdict(g)})",
+                         f"{_num(c['median'])} ({verdict(c)})", _num(fid.get("gradcam", {}).get("drop_relative"), 3),
+                         _num(fid.get("case", {}).get("drop_relative"), 3)])
+    for study, label in (("fashion", "Fashion-MNIST {family}-like"), ("finetune", "Lite0 fine-tuned on Fashion-MNIST")):
+        path = out / study / "numbers.json"
+        if not path.exists():
+            continue
+        numbers = json.loads(path.read_text())
+        for family, summary in numbers.get("_seeds", {}).items():
+            keys = summary["models"]
+            g, c = summary["all"].get("gradcam"), summary["all"].get("case")
+            if not (g and c):
+                continue
+            images = sorted({numbers[k]["diagnose"]["all"]["gradcam"]["5"]["n"] for k in keys})
+            drops = {m: [numbers[k].get("fidelity-zero", {}).get("methods", {}).get(m, {}).get("drop_relative")
+                         for k in keys] for m in ("gradcam", "case")}
+            drop = {m: [v for v in values if v is not None] for m, values in drops.items()}
+            name = label.format(family=family)
+            rows.append([f"{name}, {len(keys)} seed(s)", "/".join(map(str, images)),
+                         f"{_num(g['median_mean'])} ({g['reject50']} / {g['reject70']} of {g['seeds']} seeds)",
+                         f"{_num(c['median_mean'])} ({c['reject50']} / {c['reject70']} of {c['seeds']} seeds)",
+                         _num(float(np.mean(drop["gradcam"])) if drop["gradcam"] else None, 3) +
+                         (f" ({len(drop['gradcam'])} seeds)" if len(keys) > 1 else ""),
+                         _num(float(np.mean(drop["case"])) if drop["case"] else None, 3)])
+    return "# headline\n" + _table(header, rows)
