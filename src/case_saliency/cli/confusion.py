@@ -45,13 +45,13 @@ def confusion(
     identity = dict(dataset.identity())
     identity["used"] = int(matrix.sum())
     path = out or default_path(loaded, dataset.name)
-    save_confusion(path, matrix, loaded.identity, identity, loaded.class_names)
+    names = loaded.require_class_names()
+    save_confusion(path, matrix, loaded.identity, identity, names)
     typer.echo(f"{loaded.name} on {dataset.name}: accuracy {np.trace(matrix) / matrix.sum() * 100:.2f}% "
                f"on {matrix.sum()} images")
     rates = matrix / np.maximum(matrix.sum(1, keepdims=True), 1)
     np.fill_diagonal(rates, 0)
     order = np.argsort(rates, axis=None)[::-1][:top]
-    names = loaded.class_names
     for flat in order:
         true, pred = divmod(int(flat), rates.shape[1])
         if rates[true, pred] > 0:

@@ -54,7 +54,7 @@ def contrast_classes(strategy: ContrastStrategy, logits: Tensor, targets: Tensor
                          f"expected (B, M, k) = ({b}, {m}, k)")
     num = logits.shape[1]
     if ((classes < 0) | (classes >= num)).any():
-        raise IndexError(f"contrast classes {classes.unique().tolist()[:10]} out of range for {num} classes")
+        raise IndexError(f"contrast classes {torch.unique(classes).tolist()[:10]} out of range for {num} classes")
     _refuse_target(classes, targets, repr(strategy))
     return classes
 

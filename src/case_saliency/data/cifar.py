@@ -76,7 +76,8 @@ class CIFAR(ArraySplit):
         self.variant, self.split, self.root = variant, split, str(root_path)
         self.name = f"{variant}:{split}"
         self.files = [root_path / name for name in wanted]
-        arrays, labels = [], []
+        arrays: list[np.ndarray] = []
+        labels: list[int] = []
         for path in self.files:
             batch = safe_load_pickle(path)
             if "data" not in batch or label_key not in batch:

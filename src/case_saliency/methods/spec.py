@@ -92,7 +92,7 @@ def _options_of(cls: type) -> tuple[list[str], bool]:
     params = list(inspect.signature(init).parameters.values())[2:]  # self, model
     names = [p.name for p in params if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)]
     # The base constructor's **options only refuses what it does not know: it takes nothing more.
-    base_init = SaliencyMethod.__init__  # type: ignore[misc]
+    base_init = SaliencyMethod.__init__
     anything = init is not base_init and any(p.kind is p.VAR_KEYWORD for p in params)
     return names, anything
 

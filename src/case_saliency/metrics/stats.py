@@ -20,9 +20,8 @@ approximation divides 0 by 0), which would read "n/a" instead of "does not separ
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from collections.abc import Sequence
-
 import numpy as np
+from numpy.typing import ArrayLike
 from scipy import stats as sps
 
 ALTERNATIVES = ("two-sided", "less", "greater")
@@ -60,12 +59,12 @@ def _check_alternative(alternative: str) -> None:
         raise ValueError(f"alternative={alternative!r} is not one of {ALTERNATIVES}")
 
 
-def _finite(values: Sequence[float]) -> np.ndarray:
+def _finite(values: ArrayLike) -> np.ndarray:
     array = np.asarray(values, dtype=np.float64).ravel()
     return array[np.isfinite(array)]
 
 
-def agreement_below(agreement: Sequence[float], threshold: float = 50.0,
+def agreement_below(agreement: ArrayLike, threshold: float = 50.0,
                     alternative: str = "less") -> TestResult:
     """Wilcoxon signed-rank test of ``agreement - threshold`` (percent values), one-sided "less" by
     default: H0 median >= threshold, H1 median < threshold. Needs at least one nonzero difference;
@@ -94,16 +93,16 @@ def smallest_one_sided_p(n_nonzero: int) -> float:
     return 0.5 ** max(int(n_nonzero), 0)
 
 
-def _pairs(a: Sequence[float], b: Sequence[float]) -> tuple[np.ndarray, np.ndarray]:
-    a = np.asarray(a, dtype=np.float64).ravel()
-    b = np.asarray(b, dtype=np.float64).ravel()
-    if a.shape != b.shape:
-        raise ValueError(f"paired samples differ in length: {a.size} and {b.size}")
-    keep = np.isfinite(a) & np.isfinite(b)
-    return a[keep], b[keep]
+def _pairs(a: ArrayLike, b: ArrayLike) -> tuple[np.ndarray, np.ndarray]:
+    first = np.asarray(a, dtype=np.float64).ravel()
+    second = np.asarray(b, dtype=np.float64).ravel()
+    if first.shape != second.shape:
+        raise ValueError(f"paired samples differ in length: {first.size} and {second.size}")
+    keep = np.isfinite(first) & np.isfinite(second)
+    return first[keep], second[keep]
 
 
-def paired_wilcoxon(a: Sequence[float], b: Sequence[float], alternative: str = "two-sided") -> TestResult:
+def paired_wilcoxon(a: ArrayLike, b: ArrayLike, alternative: str = "two-sided") -> TestResult:
     """Wilcoxon signed-rank test of the paired differences ``a - b`` (same images, same order).
     alternative "greater" tests whether a tends to exceed b."""
     _check_alternative(alternative)
@@ -117,17 +116,17 @@ def paired_wilcoxon(a: Sequence[float], b: Sequence[float], alternative: str = "
                       nonzero)
 
 
-def paired_ttest(a: Sequence[float], b: Sequence[float], alternative: str = "two-sided") -> TestResult:
+def paired_ttest(a: ArrayLike, b: ArrayLike, alternative: str = "two-sided") -> TestResult:
     """Paired t-test of ``a - b`` (``scipy.stats.ttest_rel``); NaN with fewer than 2 pairs."""
     _check_alternative(alternative)
-    a, b = _pairs(a, b)
-    if a.size < 2:
-        return TestResult("paired t-test", alternative, int(a.size), float("nan"), float("nan"))
-    res = sps.ttest_rel(a, b, alternative=alternative)
-    return TestResult("paired t-test", alternative, int(a.size), float(res.statistic), float(res.pvalue))
+    first, second = _pairs(a, b)
+    if first.size < 2:
+        return TestResult("paired t-test", alternative, int(first.size), float("nan"), float("nan"))
+    res = sps.ttest_rel(first, second, alternative=alternative)
+    return TestResult("paired t-test", alternative, int(first.size), float(res.statistic), float(res.pvalue))
 
 
-def holm(pvalues: Sequence[float]) -> np.ndarray:
+def holm(pvalues: ArrayLike) -> np.ndarray:
     """Holm-adjusted p-values (same order as given): the i-th smallest of m is multiplied by
     (m - i + 1), made monotone, capped at 1. NaN p-values stay NaN and are not counted in m."""
     p = np.asarray(pvalues, dtype=np.float64).ravel()
@@ -154,15 +153,15 @@ class Effect:
     confidence: float
 
 
-def median_difference(a: Sequence[float], b: Sequence[float], confidence: float = 0.95, resamples: int = 2000,
+def median_difference(a: ArrayLike, b: ArrayLike, confidence: float = 0.95, resamples: int = 2000,
                       seed: int = 0) -> Effect:
     """Median paired difference ``a - b`` with a percentile bootstrap interval (``scipy.stats.bootstrap``,
     ``resamples`` draws from a generator seeded with ``seed``: the same inputs give the same interval).
     With fewer than 2 pairs the interval is NaN; with all differences equal it is that value."""
     if not 0 < confidence < 1:
         raise ValueError(f"confidence={confidence} must be in (0, 1), e.g. 0.95")
-    a, b = _pairs(a, b)
-    diff = a - b
+    first, second = _pairs(a, b)
+    diff = first - second
     if diff.size == 0:
         return Effect(0, float("nan"), float("nan"), float("nan"), confidence)
     middle = float(np.median(diff))

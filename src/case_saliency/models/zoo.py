@@ -9,6 +9,7 @@ import os
 import re
 import urllib.error
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
@@ -16,6 +17,9 @@ from torch import nn
 from ..core.errors import CaseSaliencyError
 from ..core.capture import default_layer
 from .preprocess import Preprocess
+
+if TYPE_CHECKING:
+    from torchvision.models import WeightsEnum
 
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 
@@ -72,7 +76,7 @@ def _hub_error(name: str, error: BaseException) -> WeightsUnavailable:
         f"(efficientnet_lite0/1/2); or --weights random for an untrained network.")
 
 
-def torchvision_preprocess(name: str, weights_name: str | None = None) -> tuple[Preprocess, object | None]:
+def torchvision_preprocess(name: str, weights_name: str | None = None) -> tuple[Preprocess, WeightsEnum | None]:
     """Preprocessing from the torchvision weights' own transforms (the paper's IMAGENET1K_V1 where
     there is one), and the weights enum entry."""
     import torchvision
@@ -129,7 +133,7 @@ def timm_preprocess(model: nn.Module) -> Preprocess:
 def build_timm(name: str, num_classes: int | None = None, pretrained: bool = False) -> nn.Module:
     import timm
 
-    kwargs = {} if num_classes is None else {"num_classes": num_classes}
+    kwargs: dict[str, Any] = {} if num_classes is None else {"num_classes": num_classes}
     if not pretrained:
         return timm.create_model(name, pretrained=False, **kwargs)
     if not timm.is_model_pretrained(name):  # not a network problem: timm has the architecture only
@@ -164,10 +168,11 @@ def unwrap_state_dict(data: dict | object, source: str | Path) -> dict:
     if not isinstance(data, dict):
         raise ValueError(f"{source} holds a {type(data).__name__}, not a state dict; save "
                          "torch.save(model.state_dict(), PATH) and pass that file")
+    state: dict = data
     for key in ("state_dict", "model_state_dict", "model"):
-        if key in data and isinstance(data[key], dict):
-            data = data[key]
+        if key in state and isinstance(state[key], dict):
+            state = state[key]
             break
-    if not all(isinstance(v, torch.Tensor) for v in data.values()):
-        raise ValueError(f"{source} is not a state dict of tensors (keys like {list(data)[:3]})")
-    return {(k[len("module."):] if k.startswith("module.") else k): v for k, v in data.items()}
+    if not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise ValueError(f"{source} is not a state dict of tensors (keys like {list(state)[:3]})")
+    return {(k[len("module."):] if k.startswith("module.") else k): v for k, v in state.items()}

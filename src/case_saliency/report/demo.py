@@ -11,6 +11,7 @@ import math
 import shutil
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -123,8 +124,8 @@ def run_demo(out: str | Path = "demo-output", model_name: str = "efficientnet_li
     ordered = [image_id for image_id in photos_set.ids if image_id in by_image]
     photos_dir = out / "photos"
     photos_dir.mkdir(exist_ok=True)
-    photos = []
-    names = loaded.class_names
+    photos: list[dict[str, Any]] = []
+    names = loaded.require_class_names()
     for image_id in ordered:
         first = next(iter(by_image[image_id].values()))
         classes = (int(first["class1"]), int(first["class2"]))
@@ -155,8 +156,8 @@ def run_demo(out: str | Path = "demo-output", model_name: str = "efficientnet_li
         try:
             from .page import write_report
         except ImportError:  # the report package is optional for the numbers
-            write_report = None
-        if write_report is not None:
+            pass
+        else:
             report_path = write_report(out).relative_to(out).as_posix()
     summary = {
         "demo": True,

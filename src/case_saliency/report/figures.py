@@ -10,20 +10,26 @@ maps use cividis, saliency overlays jet.
 from __future__ import annotations
 
 import logging
-from pathlib import Path
 from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import matplotlib
 
 matplotlib.use("Agg", force=False)  # headless: the report never opens a window
 import numpy as np
 from matplotlib import colormaps, rc_context
+from matplotlib.artist import Artist
 from matplotlib.cm import ScalarMappable
 from matplotlib.colors import Normalize
 from matplotlib.figure import Figure
+from numpy.typing import ArrayLike
+
+if TYPE_CHECKING:
+    from matplotlib.typing import RcKeyType  # matplotlib >= 3.9; only its stubs need it
 
 # Readable at 100% on a screen and in a one-column paper figure.
-STYLE = {"font.size": 10, "axes.titlesize": 10, "axes.labelsize": 10, "xtick.labelsize": 9,
+STYLE: dict[RcKeyType, Any] = {"font.size": 10, "axes.titlesize": 10, "axes.labelsize": 10, "xtick.labelsize": 9,
          "ytick.labelsize": 9, "legend.fontsize": 9, "figure.dpi": 100, "savefig.dpi": 150,
          "axes.spines.top": False, "axes.spines.right": False, "pdf.fonttype": 42}
 LINE_STYLES = ("-", "--", "-.", ":")
@@ -47,12 +53,12 @@ def _grid(count: int, max_columns: int = 4) -> tuple[int, int]:
     return int(np.ceil(max(count, 1) / columns)), columns
 
 
-def _finite(values: Sequence[float]) -> np.ndarray:
+def _finite(values: ArrayLike) -> np.ndarray:
     array = np.asarray(values, dtype=np.float64).ravel()
     return array[np.isfinite(array)]
 
 
-def agreement_histograms(agreement: Mapping[str, Sequence[float]], threshold: float, k_percent: float = 5.0,
+def agreement_histograms(agreement: Mapping[str, ArrayLike], threshold: float, k_percent: float = 5.0,
                          bin_width: float = 5.0) -> Figure:
     """One panel per method: histogram of top-k% agreement (percent) as relative frequency, so the
     bar heights of a panel sum to 1 over its finite values; NaN (degenerate pairs) are left out and
@@ -86,7 +92,7 @@ def agreement_histograms(agreement: Mapping[str, Sequence[float]], threshold: fl
             ax.set_visible(False)
         # One legend for all panels, outside them (the bars can sit anywhere in 0-100); the means
         # differ per panel, so their entry is just "mean".
-        entries: dict[str, object] = {}
+        entries: dict[str, Artist] = {}
         for ax in axes[: len(methods)]:
             for handle, label in zip(*ax.get_legend_handles_labels(), strict=False):
                 entries.setdefault("mean" if label.startswith("mean") else label, handle)
@@ -100,7 +106,7 @@ def agreement_histograms(agreement: Mapping[str, Sequence[float]], threshold: fl
     return fig
 
 
-def drop_boxplots(values: Mapping[str, Sequence[float]], ylabel: str = "relative confidence drop") -> Figure:
+def drop_boxplots(values: Mapping[str, ArrayLike], ylabel: str = "relative confidence drop") -> Figure:
     """Box plots of a per-image score (e.g. the relative confidence drop), one box per method, NaN
     left out. Boxes: quartiles; whiskers: 1.5 IQR; white diamond: the mean; the n under each name."""
     methods = list(values)
@@ -136,7 +142,7 @@ def curve_band(curves: np.ndarray,
     return mean, np.clip(mean - sd, *limits), np.clip(mean + sd, *limits)
 
 
-def deletion_insertion_curves(fractions: Sequence[float], deletion: Mapping[str, np.ndarray],
+def deletion_insertion_curves(fractions: ArrayLike, deletion: Mapping[str, np.ndarray],
                               insertion: Mapping[str, np.ndarray]) -> Figure:
     """Two panels: deletion and insertion curves (class probability against the fraction of pixels
     removed / revealed), per method the mean curve over images with a band of mean +- 1 SD clipped
@@ -198,7 +204,7 @@ def top_region(saliency: np.ndarray, k_percent: float) -> np.ndarray:
 
 
 def gallery_figure(image: np.ndarray, maps: Mapping[str, np.ndarray], class_names: Sequence[str],
-                   probs: Sequence[float], alpha: float = 0.5, agreement: Mapping[str, float | None] | None = None,
+                   probs: ArrayLike, alpha: float = 0.5, agreement: Mapping[str, float | None] | None = None,
                    k_percent: float | None = 5.0, titles: Mapping[str, str] | None = None) -> Figure:
     """One image and each method's maps for its top-1 (upper row) and top-2 class (lower row), overlaid
     on the image in jet (red = salient) with one colour bar; each map's top-k% region outlined in white
@@ -209,6 +215,7 @@ def gallery_figure(image: np.ndarray, maps: Mapping[str, np.ndarray], class_name
     k_percent: the outlined share (None: no outline); titles: display names of the methods.
     """
     methods = list(maps)
+    probabilities = np.asarray(probs, dtype=np.float64).ravel()
     columns = 1 + len(methods)
     agreement = agreement or {}
     titles = titles or {}
@@ -237,7 +244,7 @@ def gallery_figure(image: np.ndarray, maps: Mapping[str, np.ndarray], class_name
                         "\nagreement n/a" if share is None or not np.isfinite(share) else f"\nagreement {share:.0f}%")
                     ax.set_title(f"{titles.get(method, method)}{text}")
                 if j == 1:
-                    ax.set_ylabel(f"top-{row + 1}: {_short(class_names[row])}\np = {probs[row]:.2f}")
+                    ax.set_ylabel(f"top-{row + 1}: {_short(class_names[row])}\np = {probabilities[row]:.2f}")
         bar = fig.colorbar(ScalarMappable(Normalize(0.0, 1.0), cmap=OVERLAY_CMAP), ax=map_axes, shrink=0.85,
                            aspect=25, pad=0.02)
         bar.set_label("saliency (each map scaled to [0, 1])")

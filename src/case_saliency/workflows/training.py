@@ -178,7 +178,8 @@ def _save_test_confusion(checkpoint: Path, test_set: FashionMNIST, labels: Tenso
     matrix = np.zeros((len(CLASS_NAMES),) * 2, dtype=np.int64)
     np.add.at(matrix, (labels.numpy(), predictions.numpy()), 1)
     identity = {**test_set.identity(), "used": int(matrix.sum())}
-    return save_confusion(default_path(loaded, test_set.name), matrix, loaded.identity, identity, loaded.class_names)
+    return save_confusion(default_path(loaded, test_set.name), matrix, loaded.identity, identity,
+                          loaded.require_class_names())
 
 
 def _one_cycle(parameters, epochs: int, steps_per_epoch: int, max_lr: float, weight_decay: float):
