@@ -212,3 +212,16 @@ def test_confusion_matrix_with_nan_or_inf_is_refused(tmp_path):
     (tmp_path / "m.json").write_text('{"matrix": [[1, NaN], [0, 1]]}')
     with pytest.raises(ValueError, match="NaN or infinite"):
         ConfusionNeighbours(tmp_path / "m.json")
+
+
+def test_out_of_range_contrast_classes_are_the_ones_named():
+    from case_saliency.core.contrast import contrast_classes
+
+    class Stale:  # e.g. neighbours from a confusion matrix of a model with more classes
+        k = 2
+
+        def __call__(self, logits, targets):
+            return torch.tensor([[[3, 12]], [[4, 5]]])
+
+    with pytest.raises(IndexError, match=r"class indices \[12\] out of range for a model with 10 classes"):
+        contrast_classes(Stale(), torch.randn(2, 10), torch.tensor([[1], [2]]))

@@ -54,7 +54,9 @@ def contrast_classes(strategy: ContrastStrategy, logits: Tensor, targets: Tensor
                          f"expected (B, M, k) = ({b}, {m}, k)")
     num = logits.shape[1]
     if ((classes < 0) | (classes >= num)).any():
-        raise IndexError(f"contrast classes {torch.unique(classes).tolist()[:10]} out of range for {num} classes")
+        bad = torch.unique(classes[(classes < 0) | (classes >= num)]).tolist()
+        raise IndexError(f"contrast strategy {strategy!r} gave class indices {bad[:10]} out of range for a model with "
+                         f"{num} classes (valid: 0..{num - 1}); a confusion matrix or class list of another model?")
     _refuse_target(classes, targets, repr(strategy))
     return classes
 
