@@ -13,6 +13,7 @@ PNG only, at a low resolution (the document commits them; keep them small).
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 
@@ -30,6 +31,12 @@ DEFAULT_RUNS = (("efficientnet_lite0", "photos"), ("resnet-seed0", "fashion"), (
 HISTOGRAM_METHODS = ("gradcam", "gradcam++", "layercam", "scorecam", "finercam", "case", "eigencam", "random")
 GALLERY_METHODS = ("gradcam", "case")
 CURVE_METHODS = ("gradcam", "gradcam++", "layercam", "case", "random")
+
+
+def _finished(run_dir: Path) -> bool:
+    """A run that is complete (a figure never shows part of a run that is still going)."""
+    meta = run_dir / "meta.json"
+    return (run_dir / "results.csv").exists() and meta.exists() and bool(json.loads(meta.read_text()).get("finished"))
 
 
 def _save(fig, folder: Path, stem: str) -> Path:
@@ -116,11 +123,11 @@ def main(argv: list[str] | None = None) -> int:
     written = []
     for model, _study in DEFAULT_RUNS:
         base = args.out / model
-        if (base / "diagnose" / "results.csv").exists():
+        if _finished(base / "diagnose"):
             written.append(histograms(base / "diagnose", args.to, f"histograms-{model}"))
             written.append(gallery(base / "diagnose", args.to, f"gallery-{model}"))
         for run in ("fidelity-curves", "fidelity-zero"):  # the fine-tunes' curves are a run of their own
-            if (base / run / "results.csv").exists():
+            if _finished(base / run):
                 drawn = curves(base / run, args.to, f"curves-{model}")
                 if drawn is not None:
                     written.append(drawn)

@@ -45,10 +45,15 @@ def diagnose_numbers(run_dir: Path) -> dict:
         tables = {t: summarize_diagnose(part, t, ALPHA, None, order).set_index(["method", "k_percent"])
                   for t in THRESHOLDS}
         first = tables[THRESHOLDS[0]]
+        circular = {}
+        if "other_in_contrast" in part:  # a map's contrast set holds the other compared class
+            flags = part["other_in_contrast"].astype(str).str.lower().isin(("true", "1", "1.0"))
+            circular = flags.groupby([part["method"], part["k_percent"]]).mean().to_dict()
         result: dict = {}
         for (method, k), row in first.iterrows():
             entry = {"n": int(row["n"]), "mean": _finite(row["mean"]), "median": _finite(row["median"]),
-                     "sd": _finite(row["sd"]), "degenerate": int(row["degenerate"]), "errors": int(row["errors"])}
+                     "sd": _finite(row["sd"]), "degenerate": int(row["degenerate"]), "errors": int(row["errors"]),
+                     "other_in_contrast": _finite(circular.get((method, k)))}
             for t in THRESHOLDS:
                 entry[f"p{t:g}"] = _finite(tables[t].loc[(method, k), "pvalue"])
             result.setdefault(method, {})[f"{k:g}"] = entry
@@ -80,6 +85,11 @@ def fidelity_numbers(run_dir: Path) -> dict:
             "n_images": int(frame["image_id"].nunique())}
 
 
+def _finished(run_dir: Path) -> bool:
+    meta = run_dir / "meta.json"
+    return meta.exists() and bool(json.loads(meta.read_text()).get("finished"))
+
+
 def model_numbers(out: Path, study: Study) -> dict:
     """Every run of the study, read back: {model key: {"diagnose": ..., "fidelity-zero": ..., ...}}."""
     numbers: dict = {}
@@ -96,8 +106,8 @@ def model_numbers(out: Path, study: Study) -> dict:
                     "train_seconds": meta.get("train_seconds"), "epochs": meta["epochs"],
                     "train_images": meta["train_data"]["used"], "input_size": meta["input_size"]}
             continue
-        if not (run_dir / "results.csv").exists():
-            continue
+        if not (run_dir / "results.csv").exists() or not _finished(run_dir):
+            continue  # not run yet, or still running: a table never shows part of a run
         reader = diagnose_numbers if step.kind == "diagnose" else fidelity_numbers
         numbers.setdefault(key, {})[run] = reader(run_dir)
     for runs in numbers.values():  # an extra run ("-cams", ...) adds its methods to its main run (same images)
@@ -146,7 +156,8 @@ def _methods(runs: list[dict]) -> list[str]:
 
 def agreement_table(numbers: dict, keys: list[str], view: str = "all", k: str = "5") -> str:
     """Per method and model: mean / median agreement and the p-values at thresholds 50 and 70
-    (bold: rejects at alpha 0.05, i.e. the method separates the two classes)."""
+    (bold: rejects at alpha 0.05, i.e. the method separates the two classes); [N%]: the share of
+    pairs where a map's contrast set holds the other compared class (circular pairs)."""
     runs = [numbers.get(key, {}).get("diagnose", {}).get(view, {}) for key in keys]
     header = ["method"] + [f"{key}: mean / median (p50, p70)" for key in keys]
     rows = []
@@ -158,8 +169,9 @@ def agreement_table(numbers: dict, keys: list[str], view: str = "all", k: str = 
                 row.append("not run")
                 continue
             p50, p70 = e.get("p50"), e.get("p70")
+            circular = e.get("other_in_contrast")
             row.append(f"{_num(e['mean'])} / {_num(e['median'])} ({_mark(p50)}{_p(p50)}{_mark(p50)}, "
-                       f"{_mark(p70)}{_p(p70)}{_mark(p70)})")
+                       f"{_mark(p70)}{_p(p70)}{_mark(p70)})" + (f" [{circular * 100:.0f}%]" if circular else ""))
         rows.append(row)
     return _table(header, rows)
 
@@ -198,7 +210,8 @@ def seed_summary(numbers: dict, keys: list[str], view: str = "all", k: str = "5"
         entries = [run.get(method, {}).get(k) for run in runs]
         entries = [e for e in entries if e]
         medians = [e["median"] for e in entries if e["median"] is not None]
-        out[method] = {"seeds": len(entries),
+        means = [e["mean"] for e in entries if e["mean"] is not None]
+        out[method] = {"seeds": len(entries), "mean_mean": float(np.mean(means)) if means else None,
                        "median_mean": float(np.mean(medians)) if medians else None,
                        "median_sd": float(np.std(medians, ddof=1)) if len(medians) > 1 else None,
                        **{f"reject{t:g}": sum(1 for e in entries if e.get(f"p{t:g}") is not None
@@ -207,12 +220,13 @@ def seed_summary(numbers: dict, keys: list[str], view: str = "all", k: str = "5"
 
 
 def seed_table(summary_all: dict, summary_correct: dict) -> str:
-    header = ["method", "median agreement, mean ± SD over seeds (all)", "seeds rejecting at 50 / 70 (all)",
-              "median agreement (correct only)", "seeds rejecting at 50 / 70 (correct only)"]
+    header = ["method", "median agreement, mean ± SD over seeds (all)", "mean agreement, mean over seeds (all)",
+              "seeds rejecting at 50 / 70 (all)", "median agreement (correct only)",
+              "seeds rejecting at 50 / 70 (correct only)"]
     rows = []
     for method, e in summary_all.items():
         c = summary_correct.get(method, {})
-        rows.append([f"`{method}`", f"{_num(e['median_mean'])} ± {_num(e['median_sd'])}",
+        rows.append([f"`{method}`", f"{_num(e['median_mean'])} ± {_num(e['median_sd'])}", _num(e.get("mean_mean")),
                      f"{e['reject50']} / {e['reject70']} of {e['seeds']}",
                      f"{_num(c.get('median_mean'))} ± {_num(c.get('median_sd'))}",
                      f"{c.get('reject50', 0)} / {c.get('reject70', 0)} of {c.get('seeds', 0)}"])
@@ -382,8 +396,8 @@ def headline_markdown(out: Path) -> str:
     """One row per model (family): Grad-CAM's and CASE's median top-5% agreement with the one-sided test's
     verdicts at 50 and 70, and their mean relative confidence drop (k = 50%, zero fill). For a family
     of seeds: the mean over seeds of the median agreement and in how many seeds the test rejects."""
-    header = ["model", "images", "Grad-CAM: median agreement (rejects at 50 / 70)",
-              "CASE: median agreement (rejects at 50 / 70)", "drop, Grad-CAM", "drop, CASE"]
+    header = ["model", "images", "Grad-CAM: mean / median agreement (rejects at 50 / 70)",
+              "CASE: mean / median agreement (rejects at 50 / 70)", "drop, Grad-CAM", "drop, CASE"]
     rows = []
 
     def verdict(e: dict) -> str:
@@ -399,8 +413,9 @@ def headline_markdown(out: Path) -> str:
             g, c = diag.get("gradcam", {}).get("5"), diag.get("case", {}).get("5")
             if not (g and c):
                 continue
-            rows.append([f"{key} (ImageNet), photos", str(g["n"]), f"{_num(g['median'])} ({verdict(g)})",
-                         f"{_num(c['median'])} ({verdict(c)})", _num(fid.get("gradcam", {}).get("drop_relative"), 3),
+            rows.append([f"{key} (ImageNet), photos", str(g["n"]), f"{_num(g['mean'])} / {_num(g['median'])} "
+                         f"({verdict(g)})", f"{_num(c['mean'])} / {_num(c['median'])} ({verdict(c)})",
+                         _num(fid.get("gradcam", {}).get("drop_relative"), 3),
                          _num(fid.get("case", {}).get("drop_relative"), 3)])
     for study, label in (("fashion", "Fashion-MNIST {family}-like"), ("finetune", "Lite0 fine-tuned on Fashion-MNIST")):
         path = out / study / "numbers.json"
@@ -418,8 +433,10 @@ def headline_markdown(out: Path) -> str:
             drop = {m: [v for v in values if v is not None] for m, values in drops.items()}
             name = label.format(family=family)
             rows.append([f"{name}, {len(keys)} seed(s)", "/".join(map(str, images)),
-                         f"{_num(g['median_mean'])} ({g['reject50']} / {g['reject70']} of {g['seeds']} seeds)",
-                         f"{_num(c['median_mean'])} ({c['reject50']} / {c['reject70']} of {c['seeds']} seeds)",
+                         f"{_num(g.get('mean_mean'))} / {_num(g['median_mean'])} ({g['reject50']} / {g['reject70']} "
+                         f"of {g['seeds']} seeds)",
+                         f"{_num(c.get('mean_mean'))} / {_num(c['median_mean'])} ({c['reject50']} / {c['reject70']} "
+                         f"of {c['seeds']} seeds)",
                          _num(float(np.mean(drop["gradcam"])) if drop["gradcam"] else None, 3) +
                          (f" ({len(drop['gradcam'])} seeds)" if len(keys) > 1 else ""),
                          _num(float(np.mean(drop["case"])) if drop["case"] else None, 3)])
