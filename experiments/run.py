@@ -221,6 +221,7 @@ def main(argv: list[str] | None = None) -> int:
             publish(args.publish, "seeds", seeds.read_text())
     if args.publish and not args.quick:
         publish(args.publish, "compute", tables.compute_markdown(out))
+        publish(args.publish, "paper", tables.paper_markdown(out))
         headline = tables.headline_markdown(out)
         publish(args.publish, "headline", headline)
         readme = args.publish.resolve().parent.parent / "README.md"  # its "What it finds" keeps the same table

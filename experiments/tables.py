@@ -441,3 +441,55 @@ def headline_markdown(out: Path) -> str:
                          (f" ({len(drop['gradcam'])} seeds)" if len(keys) > 1 else ""),
                          _num(float(np.mean(drop["case"])) if drop["case"] else None, 3)])
     return "# headline\n" + _table(header, rows)
+
+
+# The paper's numbers (arXiv 2506.07327 v3, as docs/../shared/paper-notes.md gives them): Table 1, in how
+# many of its 4 ImageNet models (ResNet-50, DenseNet-201, VGG19-BN, ConvNeXt-Large; 1,000 correctly
+# classified validation images, k = 5%, threshold 50%) the one-sided test rejects; Table 3, the mean
+# relative confidence drop at k = 50% (zero fill) per model.
+PAPER_TABLE1 = {"case": 4, "scorecam": 3, "gradcam++": 3, "layercam": 2, "gradcam": 1, "ablationcam": 1}
+PAPER_TABLE3 = {"case": (.2052, .1163, .1411, .1317), "gradcam": (.1919, .1131, .1360, .1328),
+                "gradcam++": (.1872, .1244, .1395, .1020), "layercam": (.1686, .1248, .1405, .1539),
+                "scorecam": (.2059, .1248, .1349, .1473), "ablationcam": (.1696, .1140, .1339, .1354)}
+PAPER_MODELS = ("ConvNeXt", "DenseNet", "ResNet", "VGG")
+
+
+def paper_markdown(out: Path) -> str:
+    """The paper's Table 1 rejection counts and Table 3 drops beside ours, for the methods it tests."""
+    groups: list[tuple[str, list[dict]]] = []  # (label, [diagnose "all" numbers of one model, ...])
+    drops: list[tuple[str, dict]] = []  # (model label, {method: drop})
+    photos = out / "photos" / "numbers.json"
+    if photos.exists():
+        numbers = json.loads(photos.read_text())
+        keys = sorted(k for k in numbers if k.startswith("efficientnet_lite") and "diagnose" in numbers[k])
+        groups.append((f"Lite0/1/2, 14 photos ({len(keys)} models)", [numbers[k]["diagnose"]["all"] for k in keys]))
+        drops += [(f"{k.replace('efficientnet_', '')} photos", {m: e.get("drop_relative") for m, e in
+                   numbers[k].get("fidelity-zero", {}).get("methods", {}).items()}) for k in keys]
+    fashion = out / "fashion" / "numbers.json"
+    if fashion.exists():
+        numbers = json.loads(fashion.read_text())
+        keys = sorted(k for k in numbers if k.endswith("-seed0") and "diagnose" in numbers[k])
+        groups.append((f"Fashion-MNIST seed 0, correct only ({len(keys)} models)",
+                       [numbers[k]["diagnose"]["correct"] for k in keys]))
+        drops += [(f"{k.split('-')[0]} Fashion", {m: e.get("drop_relative") for m, e in
+                   numbers[k].get("fidelity-zero", {}).get("methods", {}).items()}) for k in keys]
+    header = ["method", "paper: rejects at 50% (of 4 ImageNet models)"]
+    for label, _ in groups:
+        header += [f"{label}: rejects at 50%", "at 70%"]
+    rows = []
+    for method, paper in PAPER_TABLE1.items():
+        row = [f"`{method}`", str(paper)]
+        for _, runs in groups:
+            entries = [run.get(method, {}).get("5") for run in runs]
+            entries = [e for e in entries if e]
+            for t in THRESHOLDS:
+                rejected = sum(1 for e in entries if e.get(f"p{t:g}") is not None and e[f"p{t:g}"] < ALPHA)
+                row.append(f"{rejected} of {len(entries)}" if entries else "not run")
+        rows.append(row)
+    table1 = _table(header, rows)
+    header = ["method", *[f"paper: {m}" for m in PAPER_MODELS], *[label for label, _ in drops]]
+    rows = [[f"`{method}`", *[f"{v:.3f}" for v in PAPER_TABLE3[method]],
+             *[_num(d.get(method), 3) for _, d in drops]] for method in PAPER_TABLE3]
+    table3 = _table(header, rows)
+    return ("# paper\n## Table 1: in how many models the one-sided test rejects (top 5%)\n\n" + table1 +
+            "\n\n## Table 3: mean relative confidence drop, top 50% removed, zero fill\n\n" + table3)
