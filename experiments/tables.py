@@ -465,14 +465,20 @@ def paper_markdown(out: Path) -> str:
         groups.append((f"Lite0/1/2, 14 photos ({len(keys)} models)", [numbers[k]["diagnose"]["all"] for k in keys]))
         drops += [(f"{k.replace('efficientnet_', '')} photos", {m: e.get("drop_relative") for m, e in
                    numbers[k].get("fidelity-zero", {}).get("methods", {}).items()}) for k in keys]
-    fashion = out / "fashion" / "numbers.json"
-    if fashion.exists():
-        numbers = json.loads(fashion.read_text())
+    for study, label in (("fashion", "Fashion-MNIST families"), ("finetune", "fine-tuned Lite0")):
+        path = out / study / "numbers.json"
+        if not path.exists():
+            continue
+        numbers = json.loads(path.read_text())
         keys = sorted(k for k in numbers if k.endswith("-seed0") and "diagnose" in numbers[k])
-        groups.append((f"Fashion-MNIST seed 0, correct only ({len(keys)} models)",
+        if not keys:
+            continue
+        groups.append((f"{label}, seed 0, correct only ({len(keys)} model{'s' if len(keys) > 1 else ''})",
                        [numbers[k]["diagnose"]["correct"] for k in keys]))
-        drops += [(f"{k.split('-')[0]} Fashion", {m: e.get("drop_relative") for m, e in
-                   numbers[k].get("fidelity-zero", {}).get("methods", {}).items()}) for k in keys]
+        for k in keys:
+            methods = numbers[k].get("fidelity-zero", {}).get("methods", {})
+            drops.append((f"{k.split('-')[0]} Fashion" if study == "fashion" else "fine-tuned Lite0",
+                          {m: e.get("drop_relative") for m, e in methods.items()}))
     header = ["method", "paper: rejects at 50% (of 4 ImageNet models)"]
     for label, _ in groups:
         header += [f"{label}: rejects at 50%", "at 70%"]
