@@ -6,9 +6,9 @@ a finished step is skipped, a half-finished run continues where it stopped) and 
 the run directories back into the tables of docs/results.md.
 
 Costs on the 2-core machine this was sized on (CPU seconds, 1 thread): a Fashion-MNIST family model
-trains in ~150 s; an EfficientNet-Lite0 fine-tune in ~450 s; a Lite0 forward pass costs ~16 ms at
-112 px and ~60 ms at 224 px, and Score-CAM needs one per channel of the layer (1,280 at ``bn2``), so
-Score-CAM runs on the Lite models only where stated.
+trains in ~300 s (vgg seed 1: 295 CPU s); an EfficientNet-Lite0 fine-tune in ~560 s (seed 0); a Lite0
+forward pass costs ~16 ms at 112 px and ~60 ms at 224 px, and Score-CAM needs one per channel of the
+layer (1,280 at ``bn2``), so Score-CAM runs on the Lite models only where stated.
 """
 
 from __future__ import annotations

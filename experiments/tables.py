@@ -388,7 +388,7 @@ def compute_markdown(out: Path) -> str:
         wall = sum(v["wall_seconds"] for v in unrecorded.values()) / 60
         text += (f"\n\nNot in the total: {names}, trained before the training code recorded CPU time "
                  f"({wall:.0f} wall minutes on a machine then loaded with other jobs; a family model takes "
-                 "~150 CPU s, see `studies.py`).")
+                 "~300 CPU s, see `compute.json`).")
     return text
 
 
