@@ -263,6 +263,11 @@ def fidelity_seed_table(numbers: dict, keys: list[str]) -> str:
     return _table(header, rows)
 
 
+def _seed_list(keys: list[str]) -> str:
+    """"resnet-seed0", "resnet-seed4" -> "seeds 0, 4"."""
+    return "seeds " + ", ".join(k.rsplit("-seed", 1)[-1] for k in keys)
+
+
 def _keys(numbers: dict, prefix: str) -> list[str]:
     return sorted(k for k in numbers if k.startswith(prefix))
 
@@ -291,7 +296,7 @@ def write_study_tables(study: Study, out: Path) -> list[Path]:
             seeds[prefix] = {"models": keys, **summary}
             accuracy = [numbers[k].get("model", {}).get("test_accuracy") for k in keys]
             accuracy = [a for a in accuracy if a is not None]
-            parts += [f"## {prefix}: {len(keys)} seed(s), test accuracy "
+            parts += [f"## {prefix}: {len(keys)} seed(s) ({_seed_list(keys)}), test accuracy "
                       f"{_num(float(np.mean(accuracy)) if accuracy else None, 2)}% (mean)", "",
                       "Class sensitivity, top 5%:", "", seed_table(summary["all"], summary["correct"]), "",
                       "Fidelity (k = 50% removed):", "", fidelity_seed_table(numbers, keys), ""]
@@ -320,7 +325,8 @@ def write_seed_tables(out: Path, quick: bool = False) -> Path:
             continue
         seeds = json.loads(path.read_text()).get("_seeds", {})
         for family, summary in seeds.items():
-            parts += [f"## {family} ({len(summary['models'])} of {len(SEEDS) if not quick else 1} seeds)", "",
+            parts += [f"## {family}: {len(summary['models'])} of {len(SEEDS) if not quick else 1} seeds "
+                      f"({_seed_list(summary['models'])})", "",
                       seed_table(summary["all"], summary["correct"]), ""]
     path = out / "seeds.md"
     path.write_text("\n".join(parts))
