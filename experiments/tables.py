@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from studies import EXTRA_RUNS, FIDELITY_K, K_PERCENT, SEEDS, THRESHOLDS, Study
+from studies import EXTRA_RUNS, FIDELITY_K, K_PERCENT, SEED_METHODS, SEEDS, THRESHOLDS, Study
 
 ALPHA = 0.05
 MEASURES = ("drop_relative", "drop_absolute", "deletion_auc", "insertion_auc")
@@ -324,7 +324,14 @@ def write_seed_tables(out: Path, quick: bool = False) -> Path:
         if not path.exists():
             continue
         seeds = json.loads(path.read_text()).get("_seeds", {})
+        order = [*SEED_METHODS, "case(contrast=classifier:1)", "case(contrast=top:1)"]  # what every seed runs, first
+
+        def ordered(table: dict, order=order) -> dict:
+            return dict(sorted(table.items(), key=lambda item: (order.index(item[0]) if item[0] in order
+                                                                 else len(order), item[0])))
+
         for family, summary in seeds.items():
+            summary = {**summary, "all": ordered(summary["all"]), "correct": ordered(summary["correct"])}
             parts += [f"## {family}: {len(summary['models'])} of {len(SEEDS) if not quick else 1} seeds "
                       f"({_seed_list(summary['models'])})", "",
                       seed_table(summary["all"], summary["correct"]), ""]
