@@ -36,7 +36,9 @@ def explain_many(methods: Mapping[str, SaliencyMethod] | Sequence[SaliencyMethod
 
     Gradient CAMs on the same network, layer and reshape (``CAMMethod.shares_capture_with``) get one
     forward pass and one batched backward for the union of the classes they need: the targets and
-    every method's contrast classes, each distinct class column once. Other methods (Score-CAM,
+    every method's contrast classes, each distinct class column once (when one of them explains a
+    weighted sum of the logits, as Finer-CAM does, every class column becomes a one-hot logit weight in
+    the same backward). Other methods (Score-CAM,
     Ablation-CAM, the Captum methods, controls, another layer) run their own ``explain``. The maps
     equal the per-method maps.
 
