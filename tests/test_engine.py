@@ -110,6 +110,7 @@ def random_vit():
     return vit
 
 
+@pytest.mark.slow
 def test_vision_transformer_with_default_reshape():
     from pytorch_grad_cam import GradCAM as RefGradCAM
     from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget

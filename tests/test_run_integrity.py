@@ -301,6 +301,7 @@ def test_summarize_json_is_strict(cnn, fashion, tmp_path):
     assert records[0]["sd"] is None and records[0]["n"] in (0, 1)
 
 
+@pytest.mark.slow
 def test_report_on_a_read_only_run(reference_run, tmp_path):
     run = tmp_path / "run"
     shutil.copytree(reference_run, run)

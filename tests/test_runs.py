@@ -213,6 +213,7 @@ def test_fidelity_fashion_mnist(cnn, fashion, tmp_path):
     assert set(summary["paired"]["measure"]) == {"drop_relative", "drop_absolute", "deletion_auc", "insertion_auc"}
 
 
+@pytest.mark.slow
 def test_lite0_photos(lite0, tmp_path):
     photos = open_dataset("samples:skimage/chelsea,skimage/coffee,skimage/rocket")
     names = T_IMAGENET()
@@ -391,6 +392,7 @@ def test_variants_side_by_side_and_what_flatters_them(cnn, fashion, tmp_path):
     assert not (tmp_path / "bad").exists()
 
 
+@pytest.mark.slow
 def test_cli_default_diagnose_is_non_circular_and_says_so(lite0, tmp_path):
     from typer.testing import CliRunner
 
