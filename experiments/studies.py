@@ -162,6 +162,25 @@ def photos(out: Path, quick: bool = False) -> Study:
                  split_runs(steps, {"-gradients": INPUT_GRADIENT_SAMPLES, "-scorecam": COSTLY}), default, notes)
 
 
+def _fashion_runs(stem: str, model: str, methods: tuple[str, ...], curve_methods: tuple[str, ...] | None,
+                  contrast: str, quick: bool, *, batch_size: int, gallery: int,
+                  sizes: tuple[int, int, int]) -> list[Step]:
+    """One Fashion-MNIST model's runs: the diagnostic, the confidence drops (zero fill; blur too unless
+    ``quick``) on correctly classified images, and, given ``curve_methods``, deletion/insertion curves.
+    sizes: images of the diagnostic, of each drop run and of the curves."""
+    diagnose_n, drop_n, curve_n = sizes
+    common = {"contrast": contrast, "batch_size": batch_size}
+    steps = [Step("diagnose", f"{stem}/diagnose", model, "fashion-mnist:test", methods, diagnose_n,
+                  {**common, "k_percent": K_PERCENT, "gallery": gallery})]
+    for fill in ("zero",) if quick else ("zero", "blur"):
+        steps.append(Step("fidelity", f"{stem}/fidelity-{fill}", model, "fashion-mnist:test", methods, drop_n,
+                          {**common, "fill": fill, "steps": 0, "correct_only": True}))
+    if curve_methods is not None:  # deletion/insertion curves: 2 x 11 forward passes per image and method
+        steps.append(Step("fidelity", f"{stem}/fidelity-curves", model, "fashion-mnist:test", curve_methods, curve_n,
+                          {**common, "fill": "zero", "steps": 4 if quick else 10, "correct_only": True}))
+    return steps
+
+
 def fashion(out: Path, quick: bool = False) -> Study:
     """RQ1 and RQ2 on the three Fashion-MNIST families x 5 seeds, trained here."""
     seeds = (0,) if quick else SEEDS
@@ -181,16 +200,8 @@ def fashion(out: Path, quick: bool = False) -> Study:
             # Every method, contrast variant and contrastive CAM on seed 0; the other seeds repeat the
             # CAMs and controls (what the seed table compares) and the other two contrast kinds at k = 1.
             methods = quick_methods if quick else (full if seed == 0 else (*SEED_METHODS, *circular))
-            common = {"contrast": default, "batch_size": 100}
-            steps.append(Step("diagnose", f"{stem}/diagnose", model, "fashion-mnist:test", methods,
-                              200 if quick else 1200, {**common, "k_percent": K_PERCENT, "gallery": 64}))
-            for fill in ("zero",) if quick else ("zero", "blur"):
-                steps.append(Step("fidelity", f"{stem}/fidelity-{fill}", model, "fashion-mnist:test", methods,
-                                  100 if quick else 300, {**common, "fill": fill, "steps": 0, "correct_only": True}))
-            if seed == 0:  # deletion/insertion curves: 2 x 11 forward passes per image and method
-                steps.append(Step("fidelity", f"{stem}/fidelity-curves", model, "fashion-mnist:test", methods,
-                                  50 if quick else 300, {**common, "fill": "zero", "steps": 4 if quick else 10,
-                                                         "correct_only": True}))
+            steps += _fashion_runs(stem, model, methods, methods if seed == 0 else None, default, quick,
+                                   batch_size=100, gallery=64, sizes=(200, 100, 50) if quick else (1200, 300, 300))
     notes = ("Models: `case-saliency train --arch A --seed S` (3 epochs, all 60,000 training images).",
              "Diagnose: 1,200 test images per model (seeded sample, seed 0), all images; 'correctly classified "
              "only' is the subset whose top-1 class is the label. Every contrast variant and contrastive CAM on "
@@ -222,16 +233,8 @@ def finetune(out: Path, quick: bool = False) -> Study:
         # Every contrast variant and contrastive CAM on seed 0; the others repeat the base methods
         # (what the seed table compares) and the two other contrast kinds at k = 1.
         methods = quick_methods if quick else ((*affordable, *variants) if seed == 0 else (*affordable, *circular))
-        common = {"contrast": default, "batch_size": 50}
-        steps.append(Step("diagnose", f"{stem}/diagnose", model, "fashion-mnist:test", methods,
-                          60 if quick else 1000, {**common, "k_percent": K_PERCENT, "gallery": 32}))
-        for fill in ("zero",) if quick else ("zero", "blur"):
-            steps.append(Step("fidelity", f"{stem}/fidelity-{fill}", model, "fashion-mnist:test", methods,
-                              30 if quick else 200, {**common, "fill": fill, "steps": 0, "correct_only": True}))
-        if seed == 0:  # deletion/insertion curves: 2 x 11 forward passes per image and method
-            steps.append(Step("fidelity", f"{stem}/fidelity-curves", model, "fashion-mnist:test", curve_methods,
-                              20 if quick else 100, {**common, "fill": "zero", "steps": 4 if quick else 10,
-                                                     "correct_only": True}))
+        steps += _fashion_runs(stem, model, methods, curve_methods if seed == 0 else None, default, quick,
+                               batch_size=50, gallery=32, sizes=(60, 30, 20) if quick else (1000, 200, 100))
     notes = ("Models: `case-saliency train --arch efficientnet_lite0 --pretrained --seed S`: ImageNet weights, "
              "new 10-class head; the 28x28 images resized to 112x112 (4x4 maps at bn2) and replicated to RGB; "
              "stem and stages 0-4 frozen (their output computed once), stages 5-6, the head conv, bn2 and the "
