@@ -27,7 +27,7 @@ from ..methods.spec import build_method as build_from_spec
 from ..methods.spec import parse_method_list
 from ..models import LoadedModel
 from .loading import batch_loader
-from .settings import RESULT_KEYS, RunSettings, has_labels, protocol_for  # noqa: F401  (RESULT_KEYS: as before)
+from .settings import RESULT_KEYS, RunSettings, has_labels, protocol_for, sample_warning  # noqa: F401  (RESULT_KEYS: as before)
 from .store import read_json, write_json
 
 log = logging.getLogger("case_saliency")
@@ -194,20 +194,6 @@ def select_sample(model: nn.Module, dataset: Any, transform: Callable, n: int, s
     info.update(size=len(kept), short=len(kept) < want or (0 < n and want < n), examined=examined,
                 excluded=excluded)
     return kept
-
-
-def sample_warning(info: dict) -> str | None:
-    """One line saying that a run's sample is smaller than asked, and why; None when it is not."""
-    if not info.get("short"):
-        return None
-    text = f"the sample has {info.get('size')} images, not the {info.get('requested')} asked for"
-    if info.get("correct_only"):
-        text += (f": {len(info.get('excluded', []))} of the {info.get('examined')} images examined were "
-                 f"misclassified or unreadable and the dataset ({info.get('dataset_size')} images) ran out "
-                 "(the ids are in meta.json, sample_info.excluded)")
-    else:
-        text += f": the dataset has {info.get('dataset_size')} images"
-    return text
 
 
 def warn_short_sample(meta: dict) -> None:

@@ -122,3 +122,17 @@ def protocol_for(correct_only: bool | None, labelled: bool) -> tuple[bool, str]:
                              "(--all / correct_only=False)")
         return True, "correctly classified images only (asked)"
     return False, "all images (asked)"
+
+
+def sample_warning(info: dict) -> str | None:
+    """One line saying that a run's sample is smaller than asked, and why; None when it is not."""
+    if not info.get("short"):
+        return None
+    text = f"the sample has {info.get('size')} images, not the {info.get('requested')} asked for"
+    if info.get("correct_only"):
+        text += (f": {len(info.get('excluded', []))} of the {info.get('examined')} images examined were "
+                 f"misclassified or unreadable and the dataset ({info.get('dataset_size')} images) ran out "
+                 "(the ids are in meta.json, sample_info.excluded)")
+    else:
+        text += f": the dataset has {info.get('dataset_size')} images"
+    return text

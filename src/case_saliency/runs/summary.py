@@ -25,6 +25,7 @@ import pandas as pd
 
 from ..metrics.stats import (TestResult, agreement_below, holm, median_difference, paired_ttest, paired_wilcoxon,
                              smallest_one_sided_p)
+from .settings import sample_warning
 from .store import read_run
 
 
@@ -215,13 +216,8 @@ def contrast_line(config: dict) -> str:
 
 def sample_line(sample: dict) -> str | None:
     """A warning line when the run's sample is smaller than asked for (None when it is not)."""
-    if not sample.get("short"):
-        return None
-    text = f"warning: {sample.get('size')} images sampled of the {sample.get('requested')} asked for"
-    if sample.get("correct_only"):
-        text += (f" ({sample.get('examined')} examined, {len(sample.get('excluded') or [])} excluded as misclassified "
-                 "or unreadable: meta.json sample_info)")
-    return text + "."
+    text = sample_warning(sample)
+    return None if text is None else f"warning: {text}."
 
 
 def format_summary(summary: dict) -> str:
