@@ -45,17 +45,20 @@ def diagnose_numbers(run_dir: Path) -> dict:
         tables = {t: summarize_diagnose(part, t, ALPHA, None, order).set_index(["method", "k_percent"])
                   for t in THRESHOLDS}
         first = tables[THRESHOLDS[0]]
-        circular = {}
-        if "other_in_contrast" in part:  # a map's contrast set holds the other compared class
-            flags = part["other_in_contrast"].astype(str).str.lower().isin(("true", "1", "1.0"))
-            circular = flags.groupby([part["method"], part["k_percent"]]).mean().to_dict()
         result: dict = {}
         for (method, k), row in first.iterrows():
+            # other_in_contrast: the share of pairs where a map's contrast set holds the other compared
+            # class (circular pairs); the *_without numbers are the test over the remaining pairs.
+            share = _finite(row.get("in_contrast"))
             entry = {"n": int(row["n"]), "mean": _finite(row["mean"]), "median": _finite(row["median"]),
                      "sd": _finite(row["sd"]), "degenerate": int(row["degenerate"]), "errors": int(row["errors"]),
-                     "other_in_contrast": _finite(circular.get((method, k)))}
+                     "other_in_contrast": None if share is None else share / 100.0}
             for t in THRESHOLDS:
                 entry[f"p{t:g}"] = _finite(tables[t].loc[(method, k), "pvalue"])
+            if share:
+                entry.update(n_without=int(row["n_without"]), mean_without=_finite(row["mean_without"]),
+                             **{f"p{t:g}_without": _finite(tables[t].loc[(method, k), "p_without"])
+                                for t in THRESHOLDS})
             result.setdefault(method, {})[f"{k:g}"] = entry
         out[view] = result
     return out
@@ -154,10 +157,23 @@ def _methods(runs: list[dict]) -> list[str]:
     return seen
 
 
+def _circular_note(e: dict) -> str:
+    """A cell's ``[21%; without: 42.5 (p50 0.28)]``: the share of circular pairs, and the mean and the test
+    at 50% over the pairs whose contrast sets do not hold the other compared class (none if all are)."""
+    circular = e.get("other_in_contrast")
+    if not circular:
+        return ""
+    if not e.get("n_without"):
+        return f" [{circular * 100:.0f}%]"
+    p = e.get("p50_without")
+    return f" [{circular * 100:.0f}%; without: {_num(e.get('mean_without'))} (p50 {_mark(p)}{_p(p)}{_mark(p)})]"
+
+
 def agreement_table(numbers: dict, keys: list[str], view: str = "all", k: str = "5") -> str:
     """Per method and model: mean / median agreement and the p-values at thresholds 50 and 70
-    (bold: rejects at alpha 0.05, i.e. the method separates the two classes); [N%]: the share of
-    pairs where a map's contrast set holds the other compared class (circular pairs)."""
+    (bold: rejects at alpha 0.05, i.e. the method separates the two classes); [N%; without: ...]: the
+    share of pairs where a map's contrast set holds the other compared class (circular pairs), and the
+    mean and p50 over the other pairs."""
     runs = [numbers.get(key, {}).get("diagnose", {}).get(view, {}) for key in keys]
     header = ["method"] + [f"{key}: mean / median (p50, p70)" for key in keys]
     rows = []
@@ -169,9 +185,8 @@ def agreement_table(numbers: dict, keys: list[str], view: str = "all", k: str = 
                 row.append("not run")
                 continue
             p50, p70 = e.get("p50"), e.get("p70")
-            circular = e.get("other_in_contrast")
             row.append(f"{_num(e['mean'])} / {_num(e['median'])} ({_mark(p50)}{_p(p50)}{_mark(p50)}, "
-                       f"{_mark(p70)}{_p(p70)}{_mark(p70)})" + (f" [{circular * 100:.0f}%]" if circular else ""))
+                       f"{_mark(p70)}{_p(p70)}{_mark(p70)})" + _circular_note(e))
         rows.append(row)
     return _table(header, rows)
 

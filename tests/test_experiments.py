@@ -70,6 +70,31 @@ def test_extra_runs_split_off_the_costly_and_contrastive_methods(tmp_path):
     assert "case:gradcam++" in by_name["efficientnet_lite0/diagnose-cams"].methods
 
 
+def _tables():
+    sys.path.insert(0, str(ROOT / "experiments"))
+    try:
+        import tables
+    finally:
+        sys.path.pop(0)
+    return tables
+
+
+def test_agreement_cells_give_the_test_without_the_circular_pairs():
+    """A cell of a method whose contrast sometimes holds the other compared class shows the share and the
+    mean and p50 over the other pairs; all-circular cells show the share only; others neither."""
+    tables = _tables()
+    plain = {"mean": 53.41, "median": 59.7, "p50": 0.787, "p70": 0.015, "other_in_contrast": None}
+    partly = {"mean": 42.91, "median": 47.4, "p50": 0.181, "p70": 0.00076, "other_in_contrast": 0.214,
+              "n_without": 11, "mean_without": 42.45, "p50_without": 0.28, "p70_without": 0.01}
+    always = {"mean": 36.28, "median": 38.3, "p50": 0.0247, "p70": 6e-05, "other_in_contrast": 1.0, "n_without": 0,
+              "mean_without": None, "p50_without": None, "p70_without": None}
+    numbers = {"m": {"diagnose": {"all": {"gradcam": {"5": plain}, "case": {"5": partly}, "case(top)": {"5": always}}}}}
+    rows = tables.agreement_table(numbers, ["m"]).splitlines()[2:]
+    assert rows == ["| `gradcam` | 53.4 / 59.7 (0.79, **0.015**) |",
+                    "| `case` | 42.9 / 47.4 (0.18, **0.00076**) [21%; without: 42.5 (p50 0.28)] |",
+                    "| `case(top)` | 36.3 / 38.3 (**0.025**, **6e-05**) [100%] |"]
+
+
 def _compare(new: dict, old: dict, where: str, problems: list[str]) -> None:
     """Add to ``problems`` every number of ``new`` that left its tolerance around ``old``."""
     for key, value in old.items():
@@ -105,6 +130,8 @@ def test_quick_photos_study_has_not_drifted_from_the_committed_numbers(tmp_path)
     assert "CPU time of this call" in done.stdout
     rerun = json.loads((tmp_path / "photos" / "numbers.json").read_text())
     assert set(rerun) == set(committed)
+    case = rerun["efficientnet_lite0"]["diagnose"]["all"]["case"]["5"]  # classifier:1: some pairs circular
+    assert 0 < case["other_in_contrast"] < 1 and 0 < case["n_without"] < case["n"] and case["p50_without"] is not None
     problems: list[str] = []
     _compare(rerun, committed, "", problems)
     assert not problems, "docs/results.md's quick numbers drifted from the code:\n" + "\n".join(problems[:30])
