@@ -197,20 +197,21 @@ def fashion(out: Path, quick: bool = False) -> Study:
         for arch in architectures:
             model = str(model_path(out, arch, seed))
             stem = f"{arch}-seed{seed}"
-            # Every method, contrast variant and contrastive CAM on seed 0; the other seeds repeat the
-            # CAMs and controls (what the seed table compares) and the other two contrast kinds at k = 1.
-            methods = quick_methods if quick else (full if seed == 0 else (*SEED_METHODS, *circular))
-            steps += _fashion_runs(stem, model, methods, methods if seed == 0 else None, default, quick,
+            # Every method and contrast variant on seed 0; the other seeds repeat the CAMs and controls (what
+            # the seed table compares), the other two contrast kinds at k = 1 and the contrastive CAMs.
+            methods = quick_methods if quick else (full if seed == 0 else (*SEED_METHODS, *circular,
+                                                                          *contrastive_cams()))
+            steps += _fashion_runs(stem, model, methods, methods, default, quick,
                                    batch_size=100, gallery=64, sizes=(200, 100, 50) if quick else (1200, 300, 300))
     notes = ("Models: `case-saliency train --arch A --seed S` (3 epochs, all 60,000 training images).",
              "Diagnose: 1,200 test images per model (seeded sample, seed 0), all images; 'correctly classified "
-             "only' is the subset whose top-1 class is the label. Every contrast variant and contrastive CAM on "
-             "seed 0 of each family; on the other seeds the CAMs, Finer-CAM, CASE under its three contrast kinds at "
-             "k = 1 and the controls (`SEED_METHODS`), for CPU time.",
+             "only' is the subset whose top-1 class is the label. Every method and contrast variant on seed 0 of "
+             "each family; on the other seeds the CAMs, Finer-CAM, CASE under its three contrast kinds at k = 1, "
+             "the contrastive CAMs and the controls (`SEED_METHODS`), for CPU time.",
              "CASE's default contrast: the model's own confusion neighbours on the test split (k = 1), "
              "computed by training (what `case-saliency confusion` writes).",
              "Fidelity: the confidence drop (zero and blur fills) on 300 correctly classified test images per "
-             "model; deletion/insertion curves (10 steps) on the same 300 images of seed 0.")
+             "model; deletion/insertion curves (10 steps) on the same 300 images, for every method a seed runs.")
     return Study("fashion", "Fashion-MNIST ResNet-, DenseNet- and VGG-like models, 5 seeds each", split_runs(steps),
                  default, notes)
 

@@ -465,9 +465,8 @@ def headline_markdown(out: Path) -> str:
                          f"of {g['seeds']} seeds)",
                          f"{_num(c.get('mean_mean'))} / {_num(c['median_mean'])} ({c['reject50']} / {c['reject70']} "
                          f"of {c['seeds']} seeds)",
-                         _num(float(np.mean(drop["gradcam"])) if drop["gradcam"] else None, 3) +
-                         (f" ({len(drop['gradcam'])} seeds)" if len(keys) > 1 else ""),
-                         _num(float(np.mean(drop["case"])) if drop["case"] else None, 3)])
+                         *(_num(float(np.mean(drop[m])) if drop[m] else None, 3) +
+                           (f" ({len(drop[m])} seeds)" if len(keys) > 1 else "") for m in ("gradcam", "case"))])
     return "# headline\n" + _table(header, rows)
 
 
