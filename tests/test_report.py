@@ -34,18 +34,13 @@ from case_saliency.runs.summary import summarize_run
 TESTS = Path(__file__).parent
 ARTIFACTS = TESTS.parent / "test-artifacts"
 sys.path.insert(0, str(TESTS))
-from runs_support import LAYER, MEAN, STD, TRANSFORM, load_small_cnn, train_small_cnn  # noqa: E402
+from runs_support import LAYER, MEAN, STD, TRANSFORM  # noqa: E402
 
 SPECIAL = "Shirt <b>&\"'"  # a class name that breaks HTML unless escaped
 SHIRT = 6  # Fashion-MNIST's "Shirt": the class most confused with others
 
 
 # ---------------------------------------------------------------- fixtures: small real runs
-
-
-@pytest.fixture(scope="module")
-def cnn(tmp_path_factory):
-    return load_small_cnn(train_small_cnn(tmp_path_factory.mktemp("cnn") / "small.pt", steps=200))
 
 
 @pytest.fixture(scope="module")
