@@ -482,7 +482,8 @@ PAPER_MODELS = ("ConvNeXt", "DenseNet", "ResNet", "VGG")
 
 
 def paper_markdown(out: Path) -> str:
-    """The paper's Table 1 rejection counts and Table 3 drops beside ours, for the methods it tests."""
+    """The paper's Table 1 rejection counts and Table 3 drops beside ours, for the methods it tests: the
+    rejections counted over every model (each seed a model), the drops a family's mean over its seeds."""
     groups: list[tuple[str, list[dict]]] = []  # (label, [diagnose "all" numbers of one model, ...])
     drops: list[tuple[str, dict]] = []  # (model label, {method: drop})
     photos = out / "photos" / "numbers.json"
@@ -497,15 +498,20 @@ def paper_markdown(out: Path) -> str:
         if not path.exists():
             continue
         numbers = json.loads(path.read_text())
-        keys = sorted(k for k in numbers if k.endswith("-seed0") and "diagnose" in numbers[k])
+        keys = sorted(k for k in numbers if "-seed" in k and "diagnose" in numbers[k])
         if not keys:
             continue
-        groups.append((f"{label}, seed 0, correct only ({len(keys)} model{'s' if len(keys) > 1 else ''})",
+        groups.append((f"{label}, every seed, correct only ({len(keys)} model{'s' if len(keys) > 1 else ''})",
                        [numbers[k]["diagnose"]["correct"] for k in keys]))
-        for k in keys:
-            methods = numbers[k].get("fidelity-zero", {}).get("methods", {})
-            drops.append((f"{k.split('-')[0]} Fashion" if study == "fashion" else "fine-tuned Lite0",
-                          {m: e.get("drop_relative") for m, e in methods.items()}))
+        for family in dict.fromkeys(k.rsplit("-seed", 1)[0] for k in keys):  # a family's drops: mean over seeds
+            runs = [numbers[k].get("fidelity-zero", {}).get("methods", {}) for k in keys
+                    if k.rsplit("-seed", 1)[0] == family]
+            runs = [r for r in runs if r]
+            methods = {m: [r[m]["drop_relative"] for r in runs if r.get(m, {}).get("drop_relative") is not None]
+                       for m in _methods(runs)}
+            name = f"{family} Fashion" if study == "fashion" else "fine-tuned Lite0"
+            drops.append((f"{name} ({len(runs)} seed{'s' if len(runs) > 1 else ''})",
+                          {m: float(np.mean(v)) for m, v in methods.items() if v}))
     header = ["method", "paper: rejects at 50% (of 4 ImageNet models)"]
     for label, _ in groups:
         header += [f"{label}: rejects at 50%", "at 70%"]
