@@ -136,7 +136,7 @@ def photos(out: Path, quick: bool = False) -> Study:
     models = ("efficientnet_lite0",) if quick else LITES
     for model in models:
         methods = ("gradcam", "gradcam++", "layercam", "case", "case(contrast=top:1)", "eigencam", "random") \
-            if quick else tuple(m for m in full if model == "efficientnet_lite0" or m not in COSTLY)
+            if quick else tuple(full)
         common = {"contrast": default, "batch_size": 7}
         steps.append(Step("diagnose", f"{model}/diagnose", model, "samples", methods, 0,
                           {**common, "k_percent": K_PERCENT, "gallery": 14}))
@@ -156,7 +156,7 @@ def photos(out: Path, quick: bool = False) -> Study:
              "(with top:1 the top-1 map's contrast is the top-2 class and the reverse).",
              "Costly methods run last, in runs of their own on the same photos: Integrated Gradients and "
              "SmoothGrad (`-gradients`: 50 backward passes to the input per class), Score-CAM (`-scorecam`: 1,280 "
-             "forward passes per image at bn2) in the diagnostic on Lite0 only and in no fidelity run. CASE over "
+             "forward passes per image at bn2) in the diagnostic of each model and in no fidelity run. CASE over "
              "Score-CAM runs on the Fashion-MNIST families instead. Deletion/insertion curves (10 steps): Lite0 only.")
     return Study("photos", "ImageNet EfficientNet-Lite0/1/2 on the 14 offline photos",
                  split_runs(steps, {"-gradients": INPUT_GRADIENT_SAMPLES, "-scorecam": COSTLY}), default, notes)
