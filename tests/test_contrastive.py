@@ -73,10 +73,12 @@ def test_variant_equals_slow_per_class_reference(base, resnet18, small_images):
     # Ablation-CAM ablates with 0, as ours does (see AblationCAM's docstring).
     method = get_method(f"case:{base}", resnet18, target_layer="layer3", contrast=TopLogits(k=2))
     assert method.name == ("case" if base == "gradcam" else f"case:{base}")
-    result = method.explain(small_images, "top1")
-    assert result.contrast.shape == (2, 2)
-    for i in range(len(small_images)):
-        ref = slow_contrastive_map(base, resnet18, "layer3", small_images[i], int(result.targets[i]),
+    # The reference of a perturbation CAM costs one masked forward per channel and class: one image.
+    images = small_images[:1] if base in ("scorecam", "ablationcam") else small_images
+    result = method.explain(images, "top1")
+    assert result.contrast.shape == (len(images), 2)
+    for i in range(len(images)):
+        ref = slow_contrastive_map(base, resnet18, "layer3", images[i], int(result.targets[i]),
                                    result.contrast[i].tolist())
         scale = ref.abs().max().item()
         assert scale > 0

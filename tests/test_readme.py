@@ -77,12 +77,33 @@ def test_every_readme_command_parses(argv):
         _parse([*argv, "--no-such-option"])
 
 
-@pytest.mark.parametrize("script", sorted({argv[1] for argv in commands()
-                                           if argv[0] == ".venv/bin/python" and argv[1].endswith(".py")}))
-def test_benchmark_scripts_start(script):
-    result = subprocess.run([sys.executable, str(ROOT / script), "--help"], capture_output=True, text=True, env=ENV,
-                            cwd=ROOT, timeout=300)
-    assert result.returncode == 0 and "usage" in result.stdout.lower(), result.stderr[-2000:]
+# Runs each script as ``python SCRIPT --help`` would, in one interpreter (torch is imported once),
+# and prints what each one's exit code was after its usage text.
+HELP_DRIVER = """
+import runpy, sys
+from pathlib import Path
+for script in sys.argv[1:]:
+    sys.argv, sys.path[0] = [script, "--help"], str(Path(script).parent)
+    try:
+        runpy.run_path(script, run_name="__main__")
+        code = 0
+    except SystemExit as stop:
+        code = stop.code or 0
+    print(f"== {script} exited {code}", flush=True)
+"""
+
+
+def test_benchmark_scripts_start():
+    scripts = sorted({argv[1] for argv in commands() if argv[0] == ".venv/bin/python" and argv[1].endswith(".py")})
+    assert scripts, "the README names no benchmark script"
+    result = subprocess.run([sys.executable, "-c", HELP_DRIVER, *(str(ROOT / s) for s in scripts)],
+                            capture_output=True, text=True, env=ENV, cwd=ROOT, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    parts = result.stdout.split("== ")
+    for script in scripts:
+        usage = next((i for i, part in enumerate(parts) if part.startswith(f"{ROOT / script} exited ")), None)
+        assert usage is not None and parts[usage].startswith(f"{ROOT / script} exited 0"), (script, result.stdout)
+        assert "usage" in parts[usage - 1].lower(), (script, parts[usage - 1][-500:])
 
 
 @pytest.mark.slow
