@@ -57,11 +57,37 @@ def diagnose_numbers(run_dir: Path) -> dict:
                 entry[f"p{t:g}"] = _finite(tables[t].loc[(method, k), "pvalue"])
             if share:
                 entry.update(n_without=int(row["n_without"]), mean_without=_finite(row["mean_without"]),
+                             **_against_on_same_pairs(part, method, k, "gradcam"),
                              **{f"p{t:g}_without": _finite(tables[t].loc[(method, k), "p_without"])
                                 for t in THRESHOLDS})
             result.setdefault(method, {})[f"{k:g}"] = entry
         out[view] = result
     return out
+
+
+def _scored(frame: pd.DataFrame) -> pd.DataFrame:
+    """The rows a summary scores: no error, no degenerate map, an agreement."""
+    return frame[(frame["error"].astype(str) == "") & ~frame["degenerate"].astype(bool) & frame["agreement"].notna()]
+
+
+def _against_on_same_pairs(frame: pd.DataFrame, method: str, k: float, other: str) -> dict:
+    """``method`` against ``other`` on the images where ``method``'s pair is not circular: the pairs that
+    ``mean_without`` keeps are not a random subset (the top-2 class is not a confusion neighbour of the
+    top-1, say), so the fair comparison is on the same images. {"gradcam_mean_without": other's mean
+    agreement there, "versus_gradcam_without": {n, median_difference (method - other), p (two-sided
+    paired Wilcoxon)}}; empty if ``other`` is not in the run (an extra run)."""
+    from case_saliency.metrics.stats import paired_wilcoxon
+
+    scored = _scored(frame[frame["k_percent"] == k])
+    mine = scored[(scored["method"] == method) & ~scored["other_in_contrast"].astype(bool)].set_index("image_id")
+    theirs = scored[scored["method"] == other].set_index("image_id")
+    both = mine.index.intersection(theirs.index)
+    if not len(both):
+        return {}
+    a, b = mine.loc[both, "agreement"].to_numpy(float), theirs.loc[both, "agreement"].to_numpy(float)
+    return {"gradcam_mean_without": _finite(b.mean()),
+            "versus_gradcam_without": {"n": int(len(both)), "median_difference": _finite(np.median(a - b)),
+                                       "p": _finite(paired_wilcoxon(a, b).pvalue)}}
 
 
 def fidelity_numbers(run_dir: Path) -> dict:
@@ -229,9 +255,55 @@ def seed_summary(numbers: dict, keys: list[str], view: str = "all", k: str = "5"
         out[method] = {"seeds": len(entries), "mean_mean": float(np.mean(means)) if means else None,
                        "median_mean": float(np.mean(medians)) if medians else None,
                        "median_sd": float(np.std(medians, ddof=1)) if len(medians) > 1 else None,
-                       **{f"reject{t:g}": sum(1 for e in entries if e.get(f"p{t:g}") is not None
-                                              and e[f"p{t:g}"] < ALPHA) for t in THRESHOLDS}}
+                       **{f"reject{t:g}": _rejections(entries, f"p{t:g}") for t in THRESHOLDS}}
+        circular = [e.get("other_in_contrast") or 0.0 for e in entries]
+        if any(circular):  # the same over the pairs whose contrast set does not hold the other compared class
+            without = [e["mean_without"] for e in entries if e.get("mean_without") is not None]
+            gradcam = [e["gradcam_mean_without"] for e in entries if e.get("gradcam_mean_without") is not None]
+            out[method].update(circular_mean=float(np.mean(circular)),
+                               mean_without_mean=float(np.mean(without)) if without else None,
+                               gradcam_mean_without_mean=float(np.mean(gradcam)) if gradcam else None,
+                               **_versus_counts(entries),
+                               seeds_without=len(without),
+                               **{f"reject{t:g}_without": _rejections(entries, f"p{t:g}_without") for t in THRESHOLDS})
     return out
+
+
+def _versus_counts(entries: list[dict]) -> dict:
+    """In how many seeds a method's agreement on its non-circular pairs is significantly (two-sided paired
+    Wilcoxon, p < 0.05) above / below Grad-CAM's on the same images, of how many compared."""
+    pairs = [(e["mean_without"] - e["gradcam_mean_without"], e["versus_gradcam_without"]["p"]) for e in entries
+             if e.get("versus_gradcam_without") and e.get("mean_without") is not None
+             and e["versus_gradcam_without"]["p"] is not None]
+    return {"versus_gradcam_seeds": len(pairs),
+            "above_gradcam_without": sum(1 for d, p in pairs if p < ALPHA and d > 0),
+            "below_gradcam_without": sum(1 for d, p in pairs if p < ALPHA and d < 0)}
+
+
+def circular_table(numbers: dict, keys: list[str], methods: tuple[str, ...] | None = None, k: str = "5") -> str:
+    """Per model and CASE contrast with some circular pairs (all images, top k%): the share of circular
+    pairs, and on the other pairs CASE's mean agreement beside Grad-CAM's on the same images, their
+    difference and the two-sided paired Wilcoxon p (bold: < 0.05; the median paired difference, in
+    numbers.json, is mostly 0: many pairs agree 0% under both). methods: which specs (default: every one
+    with circular pairs)."""
+    header = ["model", "method", "circular pairs", "other pairs", "method's mean agreement there",
+              "Grad-CAM's mean there", "difference of the means", "paired p (two-sided)"]
+    rows = []
+    for key in keys:
+        for method, ks in numbers.get(key, {}).get("diagnose", {}).get("all", {}).items():
+            e = ks.get(k) or {}
+            versus = e.get("versus_gradcam_without")
+            if not versus or (methods is not None and method not in methods):
+                continue
+            p = versus["p"]
+            rows.append([key, f"`{method}`", f"{e['other_in_contrast'] * 100:.0f}%", str(versus["n"]),
+                         _num(e["mean_without"]), _num(e["gradcam_mean_without"]),
+                         f"{e['mean_without'] - e['gradcam_mean_without']:+.1f}", f"{_mark(p)}{_p(p)}{_mark(p)}"])
+    return _table(header, rows) if rows else "(no method with circular pairs)"
+
+
+def _rejections(entries: list[dict], key: str) -> int:
+    return sum(1 for e in entries if e.get(key) is not None and e[key] < ALPHA)
 
 
 def seed_table(summary_all: dict, summary_correct: dict) -> str:
@@ -298,6 +370,8 @@ def write_study_tables(study: Study, out: Path) -> list[Path]:
         for k in (f"{k:g}" for k in K_PERCENT):
             parts += [f"## Agreement of the top-1 and top-2 maps, top {k}% (bold: p < 0.05)", "",
                       agreement_table(numbers, keys, "all", k), ""]
+        parts += ["## CASE against Grad-CAM on the pairs its contrast does not make circular (top 5%)", "",
+                  circular_table(numbers, keys), ""]
         for key in keys:
             parts += [f"## Fidelity, {key} (k = {FIDELITY_K:g}% removed)", "", fidelity_table(numbers, key), ""]
     else:
@@ -314,6 +388,9 @@ def write_study_tables(study: Study, out: Path) -> list[Path]:
             parts += [f"## {prefix}: {len(keys)} seed(s) ({_seed_list(keys)}), test accuracy "
                       f"{_num(float(np.mean(accuracy)) if accuracy else None, 2)}% (mean)", "",
                       "Class sensitivity, top 5%:", "", seed_table(summary["all"], summary["correct"]), "",
+                      "CASE against Grad-CAM on the pairs its contrast does not make circular (top 5%, all "
+                      "images): CASE's default contrast on every seed, then every variant on the first seed:", "",
+                      circular_table(numbers, keys, ("case",)), "", circular_table(numbers, keys[:1]), "",
                       "Fidelity (k = 50% removed):", "", fidelity_seed_table(numbers, keys), ""]
             for key in keys:
                 parts += [f"### {key}: agreement at top 5%, all images and correctly classified only", "",
@@ -422,15 +499,25 @@ def compute_markdown(out: Path) -> str:
 
 def headline_markdown(out: Path) -> str:
     """One row per model (family): Grad-CAM's and CASE's median top-5% agreement with the one-sided test's
-    verdicts at 50 and 70, and their mean relative confidence drop (k = 50%, zero fill). For a family
-    of seeds: the mean over seeds of the median agreement and in how many seeds the test rejects."""
+    verdicts at 50 and 70, CASE's over the pairs its contrast does not make circular, and their mean
+    relative confidence drop (k = 50%, zero fill). For a family of seeds: the mean over seeds of the
+    median agreement and in how many seeds the test rejects."""
     header = ["model", "images", "Grad-CAM: mean / median agreement (rejects at 50 / 70)",
-              "CASE: mean / median agreement (rejects at 50 / 70)", "drop, Grad-CAM", "drop, CASE"]
+              "CASE: mean / median agreement (rejects at 50 / 70)",
+              "CASE without its circular pairs: mean agreement (rejects at 50 / 70) [share circular]; Grad-CAM's "
+              "mean on the same images (paired two-sided Wilcoxon)",
+              "drop, Grad-CAM", "drop, CASE"]
     rows = []
 
-    def verdict(e: dict) -> str:
-        return " / ".join("yes" if (e.get(f"p{t:g}") is not None and e[f"p{t:g}"] < ALPHA) else "no"
+    def verdict(e: dict, suffix: str = "") -> str:
+        return " / ".join("yes" if (e.get(f"p{t:g}{suffix}") is not None and e[f"p{t:g}{suffix}"] < ALPHA) else "no"
                           for t in THRESHOLDS)
+
+    def without(mean: float | None, verdicts: str, share: float | None, gradcam: float | None, versus: str) -> str:
+        """CASE over the pairs whose contrast set does not hold the other compared class, and Grad-CAM's
+        mean agreement on the same images with the paired test's verdict."""
+        return "no circular pair" if not share else (f"{_num(mean)} ({verdicts}) [{share * 100:.0f}%]; "
+                                                     f"Grad-CAM {_num(gradcam)} ({versus})")
 
     photos = out / "photos" / "numbers.json"
     if photos.exists():
@@ -443,6 +530,9 @@ def headline_markdown(out: Path) -> str:
                 continue
             rows.append([f"{key} (ImageNet), photos", str(g["n"]), f"{_num(g['mean'])} / {_num(g['median'])} "
                          f"({verdict(g)})", f"{_num(c['mean'])} / {_num(c['median'])} ({verdict(c)})",
+                         without(c.get("mean_without"), verdict(c, "_without"), c.get("other_in_contrast"),
+                                 c.get("gradcam_mean_without"),
+                                 f"paired p {_p((c.get('versus_gradcam_without') or {}).get('p'))}"),
                          _num(fid.get("gradcam", {}).get("drop_relative"), 3),
                          _num(fid.get("case", {}).get("drop_relative"), 3)])
     for study, label in (("fashion", "Fashion-MNIST {family}-like"), ("finetune", "Lite0 fine-tuned on Fashion-MNIST")):
@@ -465,6 +555,12 @@ def headline_markdown(out: Path) -> str:
                          f"of {g['seeds']} seeds)",
                          f"{_num(c.get('mean_mean'))} / {_num(c['median_mean'])} ({c['reject50']} / {c['reject70']} "
                          f"of {c['seeds']} seeds)",
+                         without(c.get("mean_without_mean"), f"{c.get('reject50_without')} / "
+                                 f"{c.get('reject70_without')} of {c.get('seeds_without')} seeds",
+                                 c.get("circular_mean"), c.get("gradcam_mean_without_mean"),
+                                 f"CASE above in {c.get('above_gradcam_without')}, below in "
+                                 f"{c.get('below_gradcam_without')} of {c.get('versus_gradcam_seeds')} seeds, "
+                                 "paired p < 0.05"),
                          *(_num(float(np.mean(drop[m])) if drop[m] else None, 3) +
                            (f" ({len(drop[m])} seeds)" if len(keys) > 1 else "") for m in ("gradcam", "case"))])
     return "# headline\n" + _table(header, rows)
