@@ -57,37 +57,15 @@ def diagnose_numbers(run_dir: Path) -> dict:
                 entry[f"p{t:g}"] = _finite(tables[t].loc[(method, k), "pvalue"])
             if share:
                 entry.update(n_without=int(row["n_without"]), mean_without=_finite(row["mean_without"]),
-                             **_against_on_same_pairs(part, method, k, "gradcam"),
                              **{f"p{t:g}_without": _finite(tables[t].loc[(method, k), "p_without"])
                                 for t in THRESHOLDS})
+                if _finite(row.get("baseline_without")) is not None:  # Grad-CAM on the same images
+                    entry.update(gradcam_mean_without=_finite(row["baseline_without"]),
+                                 versus_gradcam_without={"n": int(row["n_without"]),
+                                                         "p": _finite(row["p_vs_baseline"])})
             result.setdefault(method, {})[f"{k:g}"] = entry
         out[view] = result
     return out
-
-
-def _scored(frame: pd.DataFrame) -> pd.DataFrame:
-    """The rows a summary scores: no error, no degenerate map, an agreement."""
-    return frame[(frame["error"].astype(str) == "") & ~frame["degenerate"].astype(bool) & frame["agreement"].notna()]
-
-
-def _against_on_same_pairs(frame: pd.DataFrame, method: str, k: float, other: str) -> dict:
-    """``method`` against ``other`` on the images where ``method``'s pair is not circular: the pairs that
-    ``mean_without`` keeps are not a random subset (the top-2 class is not a confusion neighbour of the
-    top-1, say), so the fair comparison is on the same images. {"gradcam_mean_without": other's mean
-    agreement there, "versus_gradcam_without": {n, median_difference (method - other), p (two-sided
-    paired Wilcoxon)}}; empty if ``other`` is not in the run (an extra run)."""
-    from case_saliency.metrics.stats import paired_wilcoxon
-
-    scored = _scored(frame[frame["k_percent"] == k])
-    mine = scored[(scored["method"] == method) & ~scored["other_in_contrast"].astype(bool)].set_index("image_id")
-    theirs = scored[scored["method"] == other].set_index("image_id")
-    both = mine.index.intersection(theirs.index)
-    if not len(both):
-        return {}
-    a, b = mine.loc[both, "agreement"].to_numpy(float), theirs.loc[both, "agreement"].to_numpy(float)
-    return {"gradcam_mean_without": _finite(b.mean()),
-            "versus_gradcam_without": {"n": int(len(both)), "median_difference": _finite(np.median(a - b)),
-                                       "p": _finite(paired_wilcoxon(a, b).pvalue)}}
 
 
 def fidelity_numbers(run_dir: Path) -> dict:
@@ -283,9 +261,8 @@ def _versus_counts(entries: list[dict]) -> dict:
 def circular_table(numbers: dict, keys: list[str], methods: tuple[str, ...] | None = None, k: str = "5") -> str:
     """Per model and CASE contrast with some circular pairs (all images, top k%): the share of circular
     pairs, and on the other pairs CASE's mean agreement beside Grad-CAM's on the same images, their
-    difference and the two-sided paired Wilcoxon p (bold: < 0.05; the median paired difference, in
-    numbers.json, is mostly 0: many pairs agree 0% under both). methods: which specs (default: every one
-    with circular pairs)."""
+    difference and the two-sided paired Wilcoxon p (``summarize_diagnose``'s ``baseline_without`` and
+    ``p_vs_baseline``; bold: < 0.05). methods: which specs (default: every one with circular pairs)."""
     header = ["model", "method", "circular pairs", "other pairs", "method's mean agreement there",
               "Grad-CAM's mean there", "difference of the means", "paired p (two-sided)"]
     rows = []

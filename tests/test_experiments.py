@@ -96,31 +96,6 @@ def test_agreement_cells_give_the_test_without_the_circular_pairs():
                     "| `case(top)` | 36.3 / 38.3 (**0.025**, **6e-05**) [100%] |"]
 
 
-def test_case_is_compared_with_gradcam_on_its_non_circular_pairs_only():
-    """The fair comparison of a contrast that is circular on some pairs: both methods on the same other
-    images, tested with a paired Wilcoxon (SciPy's, here the reference)."""
-    import pandas as pd
-    from scipy.stats import wilcoxon
-
-    tables = _tables()
-    rng = np.random.default_rng(0)
-    n = 40
-    circular = np.arange(n) % 3 == 0
-    gradcam = rng.uniform(0, 60, n)
-    case = np.where(circular, 0.0, gradcam + rng.uniform(-2, 8, n))  # near 0 where circular, higher elsewhere
-    rows = [{"image_id": f"i{i}", "method": m, "k_percent": 5.0, "agreement": a, "other_in_contrast": c,
-             "degenerate": False, "error": ""}
-            for m, values, flags in (("gradcam", gradcam, [False] * n), ("case", case, circular))
-            for i, (a, c) in enumerate(zip(values, flags, strict=True))]
-    rows.append({**rows[1], "error": "boom"})  # a failed row is not scored
-    found = tables._against_on_same_pairs(pd.DataFrame(rows), "case", 5.0, "gradcam")
-    keep = ~circular
-    assert found["versus_gradcam_without"]["n"] == keep.sum()
-    assert found["gradcam_mean_without"] == pytest.approx(gradcam[keep].mean())
-    assert found["versus_gradcam_without"]["p"] == pytest.approx(wilcoxon(case[keep], gradcam[keep]).pvalue)
-    assert tables._against_on_same_pairs(pd.DataFrame(rows), "case", 5.0, "layercam") == {}
-
-
 def _compare(new: dict, old: dict, where: str, problems: list[str]) -> None:
     """Add to ``problems`` every number of ``new`` that left its tolerance around ``old``."""
     for key, value in old.items():

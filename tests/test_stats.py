@@ -44,6 +44,32 @@ def test_summarize_diagnose_says_when_the_sample_is_too_small():
     assert table([60.0, 70.0, 80.0, 90.0, 95.0, 99.0])["conclusion"] == "does not separate"
 
 
+def test_a_method_with_circular_pairs_is_compared_with_gradcam_on_its_other_pairs():
+    """The fair comparison of a contrast that is circular on some pairs: Grad-CAM's mean on the method's
+    other images and a paired two-sided Wilcoxon test (SciPy's, the reference) of the two there."""
+    rng = np.random.default_rng(0)
+    n = 40
+    circular = np.arange(n) % 3 == 0
+    gradcam = rng.uniform(0, 60, n)
+    case = np.where(circular, 0.0, gradcam + rng.uniform(-2, 8, n))  # ~0 where circular, higher elsewhere
+    rows = [{"image_id": f"i{i}", "method": m, "k_percent": 5.0, "agreement": a, "spearman": 0.1, "ssim": 0.2,
+             "other_in_contrast": c, "degenerate": False, "error": ""}
+            for m, values, flags in (("gradcam", gradcam, [False] * n), ("case", case, circular))
+            for i, (a, c) in enumerate(zip(values, flags, strict=True))]
+    rows.append({**rows[1], "image_id": "failed", "error": "boom"})  # a failed row is never scored
+    table = summarize_diagnose(pd.DataFrame(rows), threshold=50.0, alpha=0.05).set_index("method")
+    keep = ~circular
+    row = table.loc["case"]
+    assert row["n_without"] == keep.sum() and row["mean_without"] == pytest.approx(case[keep].mean())
+    assert row["baseline_without"] == pytest.approx(gradcam[keep].mean())
+    assert row["p_vs_baseline"] == pytest.approx(sps.wilcoxon(case[keep], gradcam[keep]).pvalue)
+    assert row["mean"] < table.loc["gradcam", "mean"] < row["baseline_without"] + 100  # lower overall ...
+    assert row["mean_without"] > row["baseline_without"]  # ... higher than Grad-CAM on the same other images
+    assert math.isnan(table.loc["gradcam", "p_vs_baseline"])  # the baseline is not compared with itself
+    assert math.isnan(summarize_diagnose(pd.DataFrame(rows), baseline=None).set_index("method").loc[
+        "case", "baseline_without"])
+
+
 def test_agreement_below_drops_nan_and_decides():
     low = np.array([5.0, 10.0, 20.0, 12.0, 8.0, 30.0, 3.0, 15.0, np.nan, 25.0, 18.0])
     result = agreement_below(low, 50.0)

@@ -137,7 +137,12 @@ def _diagnose_sections(run: Run, summary: dict, folder: Path) -> tuple[str, str]
                                  "are pushed apart by construction"),
                     Column("Mean without %", "mean_without", lambda v: number(v, 1),
                            title="mean agreement over the pairs without the other class in a contrast set"),
-                    Column("p without", "p_without", number, title="the test over those pairs alone")]
+                    Column("p without", "p_without", number, title="the test over those pairs alone"),
+                    Column("Grad-CAM there %", "baseline_without", lambda v: number(v, 1),
+                           title="Grad-CAM's mean agreement on those same images: the other pairs are not a random "
+                                 "subset, so this is the fair comparison"),
+                    Column("p vs Grad-CAM", "p_vs_baseline", number,
+                           title="two-sided paired Wilcoxon test of the method against Grad-CAM on those images")]
     if rows and "sparse" in rows[0]:
         columns.append(Column("Sparse %", "sparse", lambda v: number(v, 0),
                               title="pairs where a map has fewer positive pixels than its top set"))
@@ -153,7 +158,8 @@ def _diagnose_sections(run: Run, summary: dict, folder: Path) -> tuple[str, str]
     if circular:
         note += (f"<p class=\"note\">{e(', '.join(circular))}: in some pairs a map's contrast set holds the other "
                  "compared class, so the two maps are pushed apart by construction and their low agreement is "
-                 "partly circular; compare the 'without' columns, and read it together with a fidelity run.</p>")
+                 "partly circular; compare the 'without' columns with Grad-CAM's on the same images, and read it "
+                 "together with a fidelity run.</p>")
     short = sample_line(summary.get("sample") or {})
     if short:
         note += f"<p class=\"note\">{e(short)}</p>"

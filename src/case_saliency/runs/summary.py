@@ -7,7 +7,10 @@ all the table's tests. A sample too small for the test ever to reject (n <= 4 no
 differences at alpha 0.05) is concluded "too few images to decide", not "does not separate".
 Beside them, what could flatter a method: ``in_contrast``, the percentage of scored pairs in which
 a map's contrast set holds the other compared class (the maps are pushed apart by construction),
-with the mean and the test's p over the other pairs (``mean_without``, ``p_without``); and
+with the mean and the test's p over the other pairs (``mean_without``, ``p_without``), and the
+baseline's (Grad-CAM's) mean agreement on those same images with a two-sided paired Wilcoxon test of
+the two (``baseline_without``, ``p_vs_baseline``: the other pairs are not a random subset, so the
+fair comparison is on the same images); and
 ``sparse``, the percentage of scored pairs where a map has fewer positive pixels than the top set.
 Fidelity runs: per method, the means of the drops and AUCs over non-degenerate maps (a constant
 map's "top pixels" are a tie order, not evidence: such rows are counted, and left out of the
@@ -45,9 +48,27 @@ def _order(methods: list[str], config: dict) -> list[str]:
     return preferred + sorted(set(methods) - set(preferred))
 
 
+def _scored(part: pd.DataFrame) -> pd.DataFrame:
+    """The rows a test scores: no error, no degenerate map, an agreement."""
+    failed = part["error"].astype(str) != ""
+    return part[~failed & ~part["degenerate"].astype(bool) & part["agreement"].notna()]
+
+
+def _versus_baseline(without: pd.DataFrame, baseline: pd.DataFrame) -> dict:
+    """The baseline's mean agreement on the images of ``without`` (a method's non-circular pairs, scored)
+    and the two-sided paired Wilcoxon p of the method against it there."""
+    mine, theirs = without.set_index("image_id")["agreement"], baseline.set_index("image_id")["agreement"]
+    both = mine.index.intersection(theirs.index)
+    a, b = mine.loc[both].to_numpy(dtype=float), theirs.loc[both].to_numpy(dtype=float)
+    return {"baseline_without": float(np.mean(b)) if b.size else np.nan,
+            "p_vs_baseline": paired_wilcoxon(a, b).pvalue if b.size else np.nan}
+
+
 def summarize_diagnose(frame: pd.DataFrame, threshold: float = 50.0, alpha: float = 0.05,
-                       correction: str | None = None, methods_order: list[str] | None = None) -> pd.DataFrame:
-    """One row per (method, k_percent); see the module docstring. correction: None or "holm"."""
+                       correction: str | None = None, methods_order: list[str] | None = None,
+                       baseline: str | None = "gradcam") -> pd.DataFrame:
+    """One row per (method, k_percent); see the module docstring. correction: None or "holm".
+    baseline: the method that a method with circular pairs is compared with on its other pairs (None: none)."""
     rows, tests = [], []
     methods = methods_order or sorted(frame["method"].unique())
     for method in methods:
@@ -55,7 +76,7 @@ def summarize_diagnose(frame: pd.DataFrame, threshold: float = 50.0, alpha: floa
             part = frame[(frame["method"] == method) & (frame["k_percent"] == k)]
             failed = part["error"].astype(str) != ""
             degenerate = part["degenerate"] & ~failed
-            kept = part[~failed & ~degenerate & part["agreement"].notna()]
+            kept = _scored(part)
             scored = kept["agreement"].to_numpy(dtype=float)
             test = agreement_below(scored, threshold)
             row = {"method": method, "k_percent": float(k), "n": int(scored.size),
@@ -71,7 +92,11 @@ def summarize_diagnose(frame: pd.DataFrame, threshold: float = 50.0, alpha: floa
                 without = kept.loc[~inside, "agreement"].to_numpy(dtype=float)
                 row.update(in_contrast=_share(inside), n_without=int(without.size),
                            mean_without=float(np.mean(without)) if without.size else np.nan,
-                           p_without=agreement_below(without, threshold).pvalue)
+                           p_without=agreement_below(without, threshold).pvalue,
+                           baseline_without=np.nan, p_vs_baseline=np.nan)
+                others = frame[(frame["method"] == baseline) & (frame["k_percent"] == k)]
+                if inside.any() and method != baseline and len(others):
+                    row.update(_versus_baseline(kept[~inside], _scored(others)))
             if "sparse" in kept:
                 row["sparse"] = _share(kept["sparse"].astype(bool))
             rows.append(row)
@@ -240,7 +265,9 @@ def format_summary(summary: dict) -> str:
         notes = []
         if "in_contrast" in table and (table["in_contrast"] > 0).any():
             notes.append("in_contrast: % of pairs where a map's contrast set holds the other compared class (the "
-                         "maps are pushed apart by construction); mean_without/p_without: the other pairs alone.")
+                         "maps are pushed apart by construction); mean_without/p_without: the other pairs alone; "
+                         "baseline_without: Grad-CAM's mean agreement on those same images, p_vs_baseline: the "
+                         "two-sided paired Wilcoxon test of the method against it there.")
         if "sparse" in table and (table["sparse"] > 0).any():
             notes.append("sparse: % of pairs where a map has fewer positive pixels than its top set.")
         return "\n".join([head, title, table.to_string(index=False, float_format=lambda v: f"{v:.4g}"), *notes])
