@@ -335,12 +335,19 @@ def save_figure(fig: Figure, folder: Path, stem: str, dpi: int | None = None) ->
     font_logger = logging.getLogger("fontTools")
     level = font_logger.level
     font_logger.setLevel(logging.WARNING)
+    engine = fig.get_layout_engine()
     try:
         with rc_context(STYLE):
             fig.savefig(png, dpi=dpi or STYLE["savefig.dpi"], facecolor="white")
+            # The PDF keeps the PNG's layout: laying a figure out again costs as much as drawing it, and moves
+            # its axes by ~0.1% of the figure at the PDF's resolution.
+            if engine is not None:
+                fig.set_layout_engine("none")
             fig.savefig(pdf, facecolor="white")
     finally:
         font_logger.setLevel(level)
+        if engine is not None:
+            fig.set_layout_engine(engine)
     return png, pdf
 
 
