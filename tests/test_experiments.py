@@ -26,13 +26,19 @@ FIDELITY_TOLERANCE = 0.01  # on each method's mean confidence drop and deletion/
 P_MARGIN = (0.01, 0.2)  # a committed p outside this band must keep its side of alpha = 0.05
 
 
-def _studies():
+def _experiments_module(name: str):
+    """experiments/NAME.py, imported as the driver imports it (the folder is not a package)."""
+    import importlib
+
     sys.path.insert(0, str(ROOT / "experiments"))
     try:
-        import studies
+        return importlib.import_module(name)
     finally:
         sys.path.pop(0)
-    return studies
+
+
+def _studies():
+    return _experiments_module("studies")
 
 
 @pytest.mark.parametrize("study", ["photos", "fashion", "finetune"])
@@ -72,12 +78,7 @@ def test_extra_runs_split_off_the_costly_and_contrastive_methods(tmp_path):
 
 
 def _tables():
-    sys.path.insert(0, str(ROOT / "experiments"))
-    try:
-        import tables
-    finally:
-        sys.path.pop(0)
-    return tables
+    return _experiments_module("tables")
 
 
 def test_agreement_cells_give_the_test_without_the_circular_pairs():
