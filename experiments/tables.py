@@ -31,13 +31,47 @@ def _finite(value) -> float | None:
     return value if math.isfinite(value) else None
 
 
+def _views(frame: pd.DataFrame) -> dict[str, pd.DataFrame]:
+    """All rows, and those of the images whose top-1 class is their label."""
+    return {"all": frame, "correct": frame[(frame["label"] >= 0) & (frame["label"] == frame["class1"])]}
+
+
+def versus_base(cams_dir: Path) -> dict:
+    """For a ``-cams`` run: each contrastive CAM (``case:X``) against its own base ``X`` (in the main run,
+    on the same images) over the pairs its contrast does not make circular, as ``summarize_diagnose``
+    compares a method with its baseline: {view: {method: {k: {"base_mean_without", "versus_base_without":
+    {"n", "p"}}}}}. Empty when the main run is missing or lacks the base."""
+    from case_saliency.runs.summary import load_results, summarize_diagnose
+
+    main_dir = cams_dir.with_name(cams_dir.name.removesuffix("-cams"))
+    if main_dir == cams_dir or not (main_dir / "results.csv").exists() or not _finished(main_dir):
+        return {}
+    _, cams = load_results(cams_dir)
+    _, main = load_results(main_dir)
+    out: dict = {}
+    for method in (m for m in cams["method"].unique() if str(m).startswith("case:")):
+        base = str(method).split(":", 1)[1]
+        if base not in set(main["method"]):
+            continue
+        both = pd.concat([main[main["method"] == base], cams[cams["method"] == method]], ignore_index=True)
+        for view, part in _views(both).items():
+            table = summarize_diagnose(part, 50.0, ALPHA, None, [method], baseline=base)
+            for _, row in table.iterrows():
+                if _finite(row.get("baseline_without")) is None:
+                    continue
+                out.setdefault(view, {}).setdefault(method, {})[f"{row['k_percent']:g}"] = {
+                    "base_mean_without": _finite(row["baseline_without"]),
+                    "versus_base_without": {"n": int(row["n_without"]), "p": _finite(row["p_vs_baseline"])}}
+    return out
+
+
 def diagnose_numbers(run_dir: Path) -> dict:
     """{view: {method: {k: {...}}}} for view in ("all", "correct"), k as text ("5")."""
     from case_saliency.runs.summary import load_results, summarize_diagnose
 
     config, frame = load_results(run_dir)
     order = [m for m in config.get("methods", []) if m in set(frame["method"])]
-    views = {"all": frame, "correct": frame[(frame["label"] >= 0) & (frame["label"] == frame["class1"])]}
+    views = _views(frame)
     out: dict = {}
     for view, part in views.items():
         if part.empty:
@@ -65,6 +99,10 @@ def diagnose_numbers(run_dir: Path) -> dict:
                                                          "p": _finite(row["p_vs_baseline"])})
             result.setdefault(method, {})[f"{k:g}"] = entry
         out[view] = result
+    for view, methods in versus_base(run_dir).items():  # a -cams run: each case:X against X
+        for method, ks in methods.items():
+            for k, extra in ks.items():
+                out.get(view, {}).get(method, {}).get(k, {}).update(extra)
     return out
 
 
@@ -279,6 +317,31 @@ def circular_table(numbers: dict, keys: list[str], methods: tuple[str, ...] | No
     return _table(header, rows) if rows else "(no method with circular pairs)"
 
 
+def contrastive_table(numbers: dict, keys: list[str], k: str = "5") -> str:
+    """Per contrastive CAM (``case:X``) over the models ``keys`` (all images, top k%): the share of its
+    pairs that its contrast makes circular, and on the others its mean agreement beside its base X's on
+    the same images (means over the models), and in how many models it is significantly (two-sided
+    paired Wilcoxon, p < 0.05) above / below X there."""
+    header = ["method", "models", "circular pairs (mean)", "its mean agreement on the other pairs",
+              "the base CAM's there", "models above / below the base (p < 0.05)"]
+    rows = []
+    runs = [numbers.get(key, {}).get("diagnose", {}).get("all", {}) for key in keys]
+    for method in (m for m in _methods(runs) if m.startswith("case:")):
+        entries = [e for e in (run.get(method, {}).get(k) for run in runs) if e and e.get("versus_base_without")]
+        if not entries:
+            continue
+        mine = [e["mean_without"] for e in entries]
+        base = [e["base_mean_without"] for e in entries]
+        above = sum(1 for e in entries if (e["versus_base_without"]["p"] or 1) < ALPHA
+                    and e["mean_without"] > e["base_mean_without"])
+        below = sum(1 for e in entries if (e["versus_base_without"]["p"] or 1) < ALPHA
+                    and e["mean_without"] < e["base_mean_without"])
+        share = float(np.mean([e["other_in_contrast"] or 0.0 for e in entries]))
+        rows.append([f"`{method}`", str(len(entries)), f"{share * 100:.0f}%", _num(float(np.mean(mine))),
+                     _num(float(np.mean(base))), f"{above} / {below} of {len(entries)}"])
+    return _table(header, rows) if rows else "(no contrastive CAM with circular pairs)"
+
+
 def _rejections(entries: list[dict], key: str) -> int:
     return sum(1 for e in entries if e.get(key) is not None and e[key] < ALPHA)
 
@@ -348,7 +411,9 @@ def write_study_tables(study: Study, out: Path) -> list[Path]:
             parts += [f"## Agreement of the top-1 and top-2 maps, top {k}% (bold: p < 0.05)", "",
                       agreement_table(numbers, keys, "all", k), ""]
         parts += ["## CASE against Grad-CAM on the pairs its contrast does not make circular (top 5%)", "",
-                  circular_table(numbers, keys), ""]
+                  circular_table(numbers, keys), "",
+                  "## Each contrastive CAM against its base CAM on the pairs its contrast does not make circular "
+                  "(top 5%, the three models)", "", contrastive_table(numbers, keys), ""]
         for key in keys:
             parts += [f"## Fidelity, {key} (k = {FIDELITY_K:g}% removed)", "", fidelity_table(numbers, key), ""]
     else:
@@ -368,6 +433,8 @@ def write_study_tables(study: Study, out: Path) -> list[Path]:
                       "CASE against Grad-CAM on the pairs its contrast does not make circular (top 5%, all "
                       "images): CASE's default contrast on every seed, then every variant on the first seed:", "",
                       circular_table(numbers, keys, ("case",)), "", circular_table(numbers, keys[:1]), "",
+                      "Each contrastive CAM against its base CAM on the pairs its contrast does not make circular "
+                      "(top 5%, all images, over the seeds):", "", contrastive_table(numbers, keys), "",
                       "Fidelity (k = 50% removed):", "", fidelity_seed_table(numbers, keys), ""]
             for key in keys:
                 parts += [f"### {key}: agreement at top 5%, all images and correctly classified only", "",

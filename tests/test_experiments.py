@@ -97,6 +97,29 @@ def test_agreement_cells_give_the_test_without_the_circular_pairs():
                     "| `case(top)` | 36.3 / 38.3 (**0.025**, **6e-05**) [100%] |"]
 
 
+def test_circular_tables_compare_on_the_same_images_and_count_models():
+    """The tables of the non-circular pairs: CASE against Grad-CAM per model, each contrastive CAM against
+    its base over the models (means, and the models where the paired test says above / below)."""
+    tables = _tables()
+
+    def model(case_without: float, gradcam_there: float, p: float, cams_without: float, base_there: float,
+              p_base: float) -> dict:
+        case = {"n": 100, "mean": 10.0, "median": 0.0, "other_in_contrast": 0.6, "n_without": 40,
+                "mean_without": case_without, "gradcam_mean_without": gradcam_there,
+                "versus_gradcam_without": {"n": 40, "p": p}}
+        cams = {"n": 100, "mean": 30.0, "median": 20.0, "other_in_contrast": 0.5, "n_without": 50,
+                "mean_without": cams_without, "base_mean_without": base_there,
+                "versus_base_without": {"n": 50, "p": p_base}}
+        return {"diagnose": {"all": {"case": {"5": case}, "case:gradcam++": {"5": cams}}}}
+
+    numbers = {"a": model(12.0, 9.0, 0.001, 60.0, 70.0, 0.01), "b": model(8.0, 8.5, 0.4, 65.0, 75.0, 0.2)}
+    rows = tables.circular_table(numbers, ["a", "b"], ("case",)).splitlines()[2:]
+    assert rows == ["| a | `case` | 60% | 40 | 12.0 | 9.0 | +3.0 | **0.001** |",
+                    "| b | `case` | 60% | 40 | 8.0 | 8.5 | -0.5 | 0.4 |"]
+    rows = tables.contrastive_table(numbers, ["a", "b"]).splitlines()[2:]
+    assert rows == ["| `case:gradcam++` | 2 | 50% | 62.5 | 72.5 | 0 / 1 of 2 |"]
+
+
 def _compare(new: dict, old: dict, where: str, problems: list[str]) -> None:
     """Add to ``problems`` every number of ``new`` that left its tolerance around ``old``."""
     for key, value in old.items():
