@@ -10,6 +10,7 @@ of a diagnose run's rows whose top-1 class is the image's label.
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 from pathlib import Path
@@ -31,6 +32,15 @@ def _finite(value) -> float | None:
     return value if math.isfinite(value) else None
 
 
+@functools.lru_cache(maxsize=8)
+def _results(run_dir: Path) -> tuple[dict, pd.DataFrame]:
+    """``load_results`` once per run directory: a ``-cams`` run's comparison reads its main run again
+    (the frames are only read here, never changed)."""
+    from case_saliency.runs.summary import load_results
+
+    return load_results(run_dir)
+
+
 def _views(frame: pd.DataFrame) -> dict[str, pd.DataFrame]:
     """All rows, and those of the images whose top-1 class is their label."""
     return {"all": frame, "correct": frame[(frame["label"] >= 0) & (frame["label"] == frame["class1"])]}
@@ -41,13 +51,13 @@ def versus_base(cams_dir: Path) -> dict:
     on the same images) over the pairs its contrast does not make circular, as ``summarize_diagnose``
     compares a method with its baseline: {view: {method: {k: {"base_mean_without", "versus_base_without":
     {"n", "p"}}}}}. Empty when the main run is missing or lacks the base."""
-    from case_saliency.runs.summary import load_results, summarize_diagnose
+    from case_saliency.runs.summary import summarize_diagnose
 
     main_dir = cams_dir.with_name(cams_dir.name.removesuffix("-cams"))
     if main_dir == cams_dir or not (main_dir / "results.csv").exists() or not _finished(main_dir):
         return {}
-    _, cams = load_results(cams_dir)
-    _, main = load_results(main_dir)
+    _, cams = _results(cams_dir)
+    _, main = _results(main_dir)
     out: dict = {}
     for method in (m for m in cams["method"].unique() if str(m).startswith("case:")):
         base = str(method).split(":", 1)[1]
@@ -67,9 +77,9 @@ def versus_base(cams_dir: Path) -> dict:
 
 def diagnose_numbers(run_dir: Path) -> dict:
     """{view: {method: {k: {...}}}} for view in ("all", "correct"), k as text ("5")."""
-    from case_saliency.runs.summary import load_results, summarize_diagnose
+    from case_saliency.runs.summary import summarize_diagnose
 
-    config, frame = load_results(run_dir)
+    config, frame = _results(run_dir)
     order = [m for m in config.get("methods", []) if m in set(frame["method"])]
     views = _views(frame)
     out: dict = {}
@@ -285,15 +295,21 @@ def seed_summary(numbers: dict, keys: list[str], view: str = "all", k: str = "5"
     return out
 
 
+def _above_below(entries: list[dict], other: str, versus: str) -> tuple[int, int, int]:
+    """(compared, above, below): of the entries whose non-circular pairs were tested against another
+    method on the same images (``versus``: {"p"}; ``other``: that method's mean there), in how many the
+    method's mean is significantly (two-sided paired Wilcoxon, p < 0.05) above / below the other's."""
+    pairs = [(e["mean_without"] - e[other], e[versus]["p"]) for e in entries
+             if e.get(versus) and e.get("mean_without") is not None and e[versus]["p"] is not None]
+    return (len(pairs), sum(1 for d, p in pairs if p < ALPHA and d > 0),
+            sum(1 for d, p in pairs if p < ALPHA and d < 0))
+
+
 def _versus_counts(entries: list[dict]) -> dict:
-    """In how many seeds a method's agreement on its non-circular pairs is significantly (two-sided paired
-    Wilcoxon, p < 0.05) above / below Grad-CAM's on the same images, of how many compared."""
-    pairs = [(e["mean_without"] - e["gradcam_mean_without"], e["versus_gradcam_without"]["p"]) for e in entries
-             if e.get("versus_gradcam_without") and e.get("mean_without") is not None
-             and e["versus_gradcam_without"]["p"] is not None]
-    return {"versus_gradcam_seeds": len(pairs),
-            "above_gradcam_without": sum(1 for d, p in pairs if p < ALPHA and d > 0),
-            "below_gradcam_without": sum(1 for d, p in pairs if p < ALPHA and d < 0)}
+    """In how many seeds a method's agreement on its non-circular pairs is significantly above / below
+    Grad-CAM's on the same images, of how many compared."""
+    compared, above, below = _above_below(entries, "gradcam_mean_without", "versus_gradcam_without")
+    return {"versus_gradcam_seeds": compared, "above_gradcam_without": above, "below_gradcam_without": below}
 
 
 def circular_table(numbers: dict, keys: list[str], methods: tuple[str, ...] | None = None, k: str = "5") -> str:
@@ -332,10 +348,7 @@ def contrastive_table(numbers: dict, keys: list[str], k: str = "5") -> str:
             continue
         mine = [e["mean_without"] for e in entries]
         base = [e["base_mean_without"] for e in entries]
-        above = sum(1 for e in entries if (e["versus_base_without"]["p"] or 1) < ALPHA
-                    and e["mean_without"] > e["base_mean_without"])
-        below = sum(1 for e in entries if (e["versus_base_without"]["p"] or 1) < ALPHA
-                    and e["mean_without"] < e["base_mean_without"])
+        _, above, below = _above_below(entries, "base_mean_without", "versus_base_without")
         share = float(np.mean([e["other_in_contrast"] or 0.0 for e in entries]))
         rows.append([f"`{method}`", str(len(entries)), f"{share * 100:.0f}%", _num(float(np.mean(mine))),
                      _num(float(np.mean(base))), f"{above} / {below} of {len(entries)}"])

@@ -71,6 +71,7 @@ def summarize_diagnose(frame: pd.DataFrame, threshold: float = 50.0, alpha: floa
     baseline: the method that a method with circular pairs is compared with on its other pairs (None: none)."""
     rows, tests = [], []
     methods = methods_order or sorted(frame["method"].unique())
+    baseline_rows: dict[float, pd.DataFrame] = {}  # the baseline's scored rows per k, found once
     for method in methods:
         for k in sorted(frame.loc[frame["method"] == method, "k_percent"].unique()):
             part = frame[(frame["method"] == method) & (frame["k_percent"] == k)]
@@ -94,9 +95,11 @@ def summarize_diagnose(frame: pd.DataFrame, threshold: float = 50.0, alpha: floa
                            mean_without=float(np.mean(without)) if without.size else np.nan,
                            p_without=agreement_below(without, threshold).pvalue,
                            baseline_without=np.nan, p_vs_baseline=np.nan)
-                others = frame[(frame["method"] == baseline) & (frame["k_percent"] == k)]
-                if inside.any() and method != baseline and len(others):
-                    row.update(_versus_baseline(kept[~inside], _scored(others)))
+                if inside.any() and method != baseline:
+                    if k not in baseline_rows:
+                        baseline_rows[k] = _scored(frame[(frame["method"] == baseline) & (frame["k_percent"] == k)])
+                    if len(baseline_rows[k]):
+                        row.update(_versus_baseline(kept[~inside], baseline_rows[k]))
             if "sparse" in kept:
                 row["sparse"] = _share(kept["sparse"].astype(bool))
             rows.append(row)
