@@ -48,6 +48,7 @@ def summarize(
     if as_json:
         tables = {key: value.to_dict(orient="records") for key, value in summary.items()
                   if hasattr(value, "to_dict")}
-        typer.echo(json.dumps(strict_json({"kind": summary["kind"], **tables}), indent=2, allow_nan=False))
+        extra = {"verdicts": summary["verdicts"]} if "verdicts" in summary else {}
+        typer.echo(json.dumps(strict_json({"kind": summary["kind"], **tables, **extra}), indent=2, allow_nan=False))
     else:
         typer.echo(format_summary(summary))
