@@ -119,7 +119,7 @@ class CaptumMethod(SaliencyMethod):
         super().__init__(model, target_layer=target_layer, reshape=reshape)
         self.channels = channels
         self.max_memory = max_memory
-        self._bytes_per_image: dict[tuple, int] = {}  # per input shape, dtype and device
+        self._bytes_per_image: dict[tuple[object, ...], int] = {}  # per input shape, dtype and device
 
     def attribute(self, images: Tensor, classes: Tensor) -> Tensor:
         raise NotImplementedError
