@@ -64,7 +64,7 @@ def main() -> None:
         rows[name] = (model, images, maps, classes)
     perturbed = 2 * (args.steps + 1) * args.images
     times: dict[tuple[str, int], list[float]] = {(name, b): [] for name in rows for b in batches}
-    for name, (model, images, maps, classes) in rows.items():  # warm-up: one call per model
+    for model, images, maps, classes in rows.values():  # warm-up: one call per model
         deletion_insertion(model, images[:1], maps[:1], classes[:1], 1, batch_size=4)
     for _ in range(args.repeats):
         for name, (model, images, maps, classes) in rows.items():
