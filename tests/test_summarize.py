@@ -133,3 +133,21 @@ def test_an_undetermined_verdict_names_its_interval(tmp_path: Path):
     (line,) = summary["verdicts"]
     assert line.startswith("CASE vs Grad-CAM: undetermined at n = 8: difference ")
     assert "95% CI" in line and "neither a difference" in line and "MDD" in line
+
+
+def test_summarize_options_choose_the_baseline_and_the_margin(run_dir: Path):
+    from typer.testing import CliRunner
+
+    from case_saliency.cli import app
+
+    runner = CliRunner()
+    out = runner.invoke(app, ["summarize", str(run_dir), "--baseline", "case", "--margin", "2"])
+    assert out.exit_code == 0, out.output
+    verdicts = out.output.strip().splitlines()
+    verdicts = verdicts[verdicts.index("Verdicts:") + 1:]
+    assert verdicts[0].startswith("Grad-CAM vs CASE: less class-specific by 14.1 points")
+    assert all("±5" not in line for line in verdicts)
+    missing = runner.invoke(app, ["summarize", str(run_dir), "--baseline", "nope"])
+    assert missing.exit_code == 0 and "No verdicts: the run has no nope rows" in missing.output
+    bad = runner.invoke(app, ["summarize", str(run_dir), "--margin", "0"])
+    assert bad.exit_code == 2 and "--margin 0 must be positive" in bad.output

@@ -220,7 +220,7 @@ def summarize_run(run_dir: str | Path, threshold: float | None = None, alpha: fl
         table = _with_contrasts(summarize_diagnose(frame, threshold, alpha, correction, order), config)
         versus = compare_with_baseline(frame, baseline, margin, alpha, comparison_correction, order)
         return {"kind": kind, "config": config, "threshold": threshold, "alpha": alpha, "agreement": table,
-                "versus_baseline": versus, "verdicts": verdict_lines(versus), "sample": sample}
+                "versus_baseline": versus, "verdicts": verdict_lines(versus), "baseline": baseline, "sample": sample}
     if kind == "fidelity":
         means, tests = summarize_fidelity(frame, reference, alpha, correction, order)
         return {"kind": kind, "config": config, "alpha": alpha, "fidelity": _with_contrasts(means, config),
@@ -420,6 +420,9 @@ def format_summary(summary: dict) -> str:
         if versus is not None and not versus.empty:
             parts += [_versus_title(versus), versus.drop(columns=["baseline", "margin", "line"]).to_string(
                 index=False, float_format=lambda v: f"{v:.4g}"), "Verdicts:", *summary.get("verdicts", [])]
+        elif summary.get("baseline") and not table.empty and table["method"].nunique() > 1:
+            parts.append(f"No verdicts: the run has no {summary['baseline']} rows to compare the methods with "
+                         "(--baseline names another method of the run).")
         return "\n".join(parts)
     means, tests = summary["fidelity"], summary["paired"]
     parts = [head, f"Fidelity at k={config.get('k_percent')}% removed, fill {config.get('fill')}, "
