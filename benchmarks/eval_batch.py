@@ -1,12 +1,13 @@
 """The fidelity evaluation batch (perturbed images per forward pass) chosen by measurement.
 
-Times ``metrics.deletion_insertion`` (what ``fidelity``'s ``--eval-batch-size`` batches: 2 (steps + 1)
-perturbed copies of every image) at several batch sizes on several models, rows interleaved (every
-batch size of every model once per round, rounds repeated) and reported as medians, in perturbed
+Times ``metrics.class_probability`` (the batched no-grad forward that ``fidelity``'s
+``--eval-batch-size`` sizes, for the confidence drop and every deletion/insertion step; the masking
+around it does not depend on the batch) at several batch sizes on several models, rows interleaved
+(every batch size of every model once per round, rounds repeated) and reported as medians, in
 images per second. Pick the smallest batch within a few percent of each model's best: larger ones
 only cost memory.
 
-    python benchmarks/eval_batch.py --models efficientnet_lite0,resnet50,fashion --batches 8,16,32,64,128
+    python benchmarks/eval_batch.py --models efficientnet_lite0,resnet50,fashion --batches 4,8,16,32,64 --images 64
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from torch import nn
 
 from case_saliency import load_model
 from case_saliency.data import open_dataset
-from case_saliency.metrics import deletion_insertion
+from case_saliency.metrics import class_probability
 
 
 class FashionCNN(nn.Module):
@@ -47,9 +48,8 @@ def model_and_images(name: str, count: int) -> tuple[nn.Module, torch.Tensor]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", default="efficientnet_lite0,resnet50,fashion")
-    parser.add_argument("--batches", default="8,16,32,64,128")
-    parser.add_argument("--images", type=int, default=8)
-    parser.add_argument("--steps", type=int, default=7, help="curve steps: 2 (steps + 1) copies per image")
+    parser.add_argument("--batches", default="4,8,16,32,64")
+    parser.add_argument("--images", type=int, default=64, help="images per timed call")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
@@ -58,24 +58,23 @@ def main() -> None:
     rows = {}
     for name in args.models.split(","):
         model, images = model_and_images(name, args.images)
-        maps = torch.rand(images.shape[0], *images.shape[-2:], generator=torch.Generator().manual_seed(0))
         with torch.no_grad():
-            classes = model(images).argmax(1)
-        rows[name] = (model, images, maps, classes)
-    perturbed = 2 * (args.steps + 1) * args.images
+            classes = model(images[:1]).argmax(1).expand(images.shape[0])
+        rows[name] = (model, images, classes)
     times: dict[tuple[str, int], list[float]] = {(name, b): [] for name in rows for b in batches}
-    for model, images, maps, classes in rows.values():  # warm-up: one call per model
-        deletion_insertion(model, images[:1], maps[:1], classes[:1], 1, batch_size=4)
-    for _ in range(args.repeats):
-        for name, (model, images, maps, classes) in rows.items():
+    for model, images, classes in rows.values():  # warm-up: one call per model
+        class_probability(model, images[:2], classes[:2], 2)
+    for round_ in range(args.repeats):
+        for name, (model, images, classes) in rows.items():
             for batch in batches:
                 start = time.perf_counter()
-                deletion_insertion(model, images, maps, classes, args.steps, batch_size=batch)
+                class_probability(model, images, classes, batch)
                 times[(name, batch)].append(time.perf_counter() - start)
-    print(f"deletion/insertion, {args.images} images x {2 * (args.steps + 1)} perturbed copies = {perturbed} per "
-          f"call, {args.threads} threads, median of {args.repeats} interleaved rounds; perturbed images per second:")
+        print(f"round {round_ + 1} of {args.repeats} done", flush=True)
+    print(f"class_probability on {args.images} images per call, {args.threads} threads, median of {args.repeats} "
+          "interleaved rounds; images per second (share of the model's best):")
     for name in rows:
-        rates = {b: perturbed / statistics.median(times[(name, b)]) for b in batches}
+        rates = {b: args.images / statistics.median(times[(name, b)]) for b in batches}
         best = max(rates.values())
         cells = "  ".join(f"{b:>4d}: {rate:7.1f} ({rate / best:4.0%})" for b, rate in rates.items())
         print(f"  {name:18s} {cells}")
