@@ -255,3 +255,19 @@ def test_out_inside_the_data_folder_is_warned_about(tmp_path):
     assert message is not None and "inside the data folder" in message and str(tmp_path / "data") in message
     assert out_inside_data(tmp_path / "runs" / "x", dataset) is None
     assert out_inside_data(tmp_path / "data" / "x", open_dataset("samples")) is None  # not read from a folder
+
+
+# ---------------------------------------------------------------- found by the property tests
+
+
+def test_authors_ties_with_a_one_pixel_top_set():
+    """ties="authors" crashed (a negative-stride array handed to torch) whenever the top set is one pixel:
+    k = 0.1% of a 28x28 map, the paper's policy on Fashion-MNIST at a small k."""
+    from case_saliency.metrics import topk_agreement
+
+    a = torch.arange(784.0).view(28, 28)
+    b = torch.arange(784.0).flip(0).view(28, 28)
+    assert float(topk_agreement(a, a, 0.1, ties="authors")) == 100.0
+    assert float(topk_agreement(a, b, 0.1, ties="authors")) == 0.0
+    batch = torch.stack([a, b])
+    assert topk_agreement(batch, batch, 0.1, ties="authors").tolist() == [100.0, 100.0]
