@@ -194,6 +194,13 @@ def test_a_non_utf8_file_name_is_named_and_skipped(tmp_path):
     assert [dataset.image_id(i) for i in range(len(dataset))] == ["a.png", "c.png"]
     assert json.dumps(dataset.identity())  # the rest of the run can store ids and identity
     assert dataset[1][2] == "c.png"
+    for name in (b"cats", b"d\xffogs"):  # a class folder so named: its files skipped, its name printable
+        os.makedirs(os.path.join(folder, b"classes", name))
+        Image.new("RGB", (8, 8)).save(os.path.join(folder, b"classes", name, b"x.png"), format="PNG")
+    with pytest.warns(UserWarning, match=r"d\\xffogs/x\.png"):
+        classes = ImageFolderDataset(tmp_path / "classes")
+    assert classes.class_names == ["cats", "d\\xffogs"] and len(classes) == 1
+    assert all(name.encode("utf-8") for name in classes.class_names)
 
 
 def test_layer_run_twice_message_says_the_cause():

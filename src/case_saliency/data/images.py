@@ -194,7 +194,7 @@ class ImageFolderDataset(ImageFiles):
         super().__init__(root)
         self.name = f"imagefolder:{self.root}"
         self.class_index_file = str(class_index) if class_index else None
-        self.class_names = names
+        self.class_names = [shown_path(name) for name in names]  # a folder name that is not UTF-8, printable
         index_of = {folder: i for i, folder in enumerate(folders)}
         kept = [p for p in self.paths if p.relative_to(root_path).parts[0] in index_of]
         loose = len(self.paths) - len(kept)
