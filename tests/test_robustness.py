@@ -66,8 +66,14 @@ def test_confusion_matches_class_names_where_both_have_them(fashion):
 
     shuffled = CLASS_NAMES[1:] + CLASS_NAMES[:1]  # the same ten names, in another order
     model = LoadedModel.wrap(small_cnn(), TRANSFORM, class_names=shuffled, name="cnn")
-    with pytest.raises(ValueError, match=r"class 0 is 'Trouser' in cnn but 'T-shirt/top' in fashion-mnist:test"):
+    with pytest.raises(ValueError, match=r"class 0 is 'Trouser' in cnn but 'T-shirt/top' in fashion-mnist:test "
+                                         r"\(10 of 10 names differ: the same classes in another order\)"):
         compute_confusion(model, fashion, limit=8, progress=False)
+    cifar = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "Trouser"]
+    with pytest.raises(ValueError, match=r"10 of 10 names differ: other classes"):
+        check_label_space(LoadedModel.wrap(small_cnn(), TRANSFORM, class_names=cifar, name="cifar"), fashion)
+    variants = [name.replace(" ", "_").upper() for name in CLASS_NAMES[:9]] + ["Handbag"]
+    check_label_space(LoadedModel.wrap(small_cnn(), TRANSFORM, class_names=variants), fashion)  # spellings, one variant
     named = LoadedModel.wrap(small_cnn(), TRANSFORM, class_names=list(CLASS_NAMES), name="cnn")
     assert compute_confusion(named, fashion, limit=8, progress=False).shape == (10, 10)
     # placeholder names ("class 3") and WordNet ids name no class: only the count is compared

@@ -45,24 +45,29 @@ def check_label_space(loaded, dataset) -> None:
     data_names = [str(name) for name in dataset.class_names]
     model_names = [str(name) for name in loaded.class_names] if loaded.class_names is not None else None
     count = len(model_names) if model_names is not None else loaded.identity.get("num_classes")
-    fix = ("compute it for a model trained on this data (e.g. `case-saliency train`), or on data labelled in "
-           "the model's classes (imagefolder:PATH with the model's class-index file)")
+    fix = ("compute the matrix for a model trained on this data (e.g. `case-saliency train`), or on data labelled "
+           "in the model's classes (imagefolder:PATH with the model's class-index file)")
     if count is not None and int(count) != len(data_names):
         shown = f" ({', '.join(model_names[:3])}, ...)" if model_names else ""
         raise ValueError(f"{dataset.name} has {len(data_names)} classes ({', '.join(data_names[:3])}, ...) but "
-                         f"{loaded.name} has {count}{shown}: its labels are not the model's classes; {fix}")
+                         f"{loaded.name} has {count}{shown}: the data's labels are not the model's classes; {fix}")
     if model_names is None:
         return
 
-    def key(name: str) -> str:
-        return re.sub(r"\s+", "", name).casefold()
+    def key(name: str) -> str:  # "great_white_shark" (Keras' class index) is torchvision's "great white shark"
+        return re.sub(r"[\W_]+", "", name).casefold()
 
-    for index, (model_name, data_name) in enumerate(zip(model_names, data_names, strict=True)):
-        if _PLACEHOLDER.match(model_name) or _PLACEHOLDER.match(data_name):
-            continue
-        if key(model_name) != key(data_name):
-            raise ValueError(f"class {index} is {model_name!r} in {loaded.name} but {data_name!r} in "
-                             f"{dataset.name}: the label spaces differ (other classes, or another order); {fix}")
+    pairs = [(i, m, d) for i, (m, d) in enumerate(zip(model_names, data_names, strict=True))
+             if not (_PLACEHOLDER.match(m) or _PLACEHOLDER.match(d))]
+    differ = [(i, m, d) for i, m, d in pairs if key(m) != key(d)]
+    # The same names in another order are always wrong; other names at most indices are other classes. A few
+    # differing names among many matching ones are naming variants (two ImageNet name lists), not refused.
+    same_names = sorted(key(m) for _, m, _ in pairs) == sorted(key(d) for _, _, d in pairs)
+    if differ and (same_names or len(differ) * 2 > len(pairs)):
+        index, model_name, data_name = differ[0]
+        raise ValueError(f"class {index} is {model_name!r} in {loaded.name} but {data_name!r} in {dataset.name} "
+                         f"({len(differ)} of {len(pairs)} names differ: "
+                         f"{'the same classes in another order' if same_names else 'other classes'}); {fix}")
 
 
 @torch.no_grad()
