@@ -53,6 +53,39 @@ class Preprocess:
         """(crop, crop, 3) uint8: what the model saw, as RGB, for figures and galleries."""
         return np.asarray(self.geometry(image).convert("RGB"), dtype=np.uint8)
 
+    def describe(self) -> str:
+        """One line: "resize 256, crop 224, mean (0.485, 0.456, 0.406), std (0.229, 0.224, 0.225)"."""
+        geometry = (f"resize {self.resize}, crop {self.crop}" if self.resize != self.crop
+                    else f"resize to {self.crop} (no crop)")
+        fmt = lambda values: "(" + ", ".join(f"{v:g}" for v in values) + ")"  # noqa: E731
+        return f"{geometry}, mean {fmt(self.mean)}, std {fmt(self.std)}" + (", grayscale" if self.channels == 1 else "")
+
+    def to_dict(self) -> dict:
+        """What a checkpoint stores (``from_dict`` reads it back)."""
+        return {"resize": self.resize, "crop": self.crop, "mean": list(self.mean), "std": list(self.std),
+                "channels": self.channels}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> Preprocess:
+        """From ``to_dict``'s keys (``input_size`` stands for resize = crop)."""
+        crop = int(data.get("crop", data.get("input_size", 224)))
+        return cls(int(data.get("resize", crop)), crop, tuple(float(v) for v in data["mean"]),
+                   tuple(float(v) for v in data["std"]), int(data.get("channels", data.get("in_channels", 3))))
+
+    def with_options(self, size: int | None = None, crop: bool | None = None, mean: tuple[float, ...] | None = None,
+                     std: tuple[float, ...] | None = None) -> Preprocess:
+        """This preprocessing with the given options replaced: ``size`` the model's input side;
+        ``crop`` True resizes the short side to round(size / 0.875) and centre-crops ``size`` (the
+        ImageNet way), False resizes to ``size`` (a non-square image still loses its long side's
+        ends); None keeps the current resize-to-crop ratio."""
+        side = self.crop if size is None else int(size)
+        if crop is None:
+            resize = side if self.resize == self.crop else int(round(side * self.resize / self.crop))
+        else:
+            resize = int(round(side / 0.875)) if crop else side
+        return Preprocess(resize, side, tuple(mean) if mean is not None else self.mean,
+                          tuple(std) if std is not None else self.std, self.channels)
+
     def batch(self, images: list[Image.Image]) -> Tensor:
         """A list of PIL images -> (B, C, crop, crop)."""
         return torch.stack([self(image) for image in images])
