@@ -65,7 +65,8 @@ def scaled_maps(maps: Tensor) -> np.ndarray:
     lo = flat.amin(-1, keepdim=True)
     span = flat.amax(-1, keepdim=True) - lo
     scaled = torch.where(span > 0, (flat - lo) / span.clamp_min(1e-30), torch.zeros_like(flat))
-    return scaled.view_as(maps).numpy()
+    out: np.ndarray = scaled.view_as(maps).numpy()
+    return out
 
 
 def overlay_rgb(image: np.ndarray, saliency: np.ndarray, alpha: float = 0.5) -> np.ndarray:

@@ -109,13 +109,15 @@ def _show(figure: Any) -> Any:
             return figure
     except ImportError:
         pass
-    import matplotlib.pyplot as plt
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    import io
 
-    canvas = FigureCanvasAgg(figure)
-    canvas.draw()
-    window = plt.figure(figsize=figure.get_size_inches())
-    window.figimage(canvas.buffer_rgba())
+    import matplotlib.pyplot as plt
+
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=figure.dpi, facecolor="white")
+    buffer.seek(0)
+    window = plt.figure(figsize=figure.get_size_inches(), dpi=figure.dpi)
+    window.figimage(plt.imread(buffer))
     plt.show()
     return figure
 
