@@ -73,9 +73,10 @@ def overlay_rgb(image: np.ndarray, saliency: np.ndarray, alpha: float = 0.5) -> 
     """(H, W) map in [0, 1] over an (H, W, 3) uint8 image in jet -> (H, W, 3) uint8."""
     from matplotlib import colormaps
 
-    coloured = colormaps[OVERLAY_CMAP](np.clip(np.nan_to_num(saliency), 0, 1))[..., :3]
+    coloured = np.asarray(colormaps[OVERLAY_CMAP](np.clip(np.nan_to_num(saliency), 0, 1)))[..., :3]
     blended = (1 - alpha) * np.asarray(image, dtype=np.float64) / 255.0 + alpha * coloured
-    return (blended * 255).round().astype(np.uint8)
+    out: np.ndarray = (blended * 255).round().astype(np.uint8)
+    return out
 
 
 def top_share(saliency: np.ndarray, k_percent: float) -> np.ndarray:
