@@ -1,0 +1,90 @@
+"""Confusions end to end: named pairs from a matrix, `confusion` printing names, `diagnose --pairs`
+sampling the images whose top-1/top-2 are a pair, `explain --confused`, and `--n 0` meaning all."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from typer.testing import CliRunner
+
+from case_saliency.cli import app
+from case_saliency.runs.settings import sample_warning
+from case_saliency.workflows.confusion import PairSubset, confused_pairs, pair_filter, parse_pair, select_pairs
+
+NAMES = ["cat", "dog", "fox"]
+MATRIX = np.array([[8, 2, 0], [5, 5, 0], [1, 0, 9]])
+
+
+def test_confused_pairs_are_named_and_ranked_by_rate():
+    pairs = confused_pairs(MATRIX, NAMES, top=10)
+    assert [(p.true_name, p.predicted_name, round(p.rate, 2), p.count) for p in pairs] == [
+        ("dog", "cat", 0.5, 5), ("cat", "dog", 0.2, 2), ("fox", "cat", 0.1, 1)]
+    assert str(pairs[0]) == "dog -> cat: 50.0% (5)"
+    assert len(confused_pairs(MATRIX, NAMES, top=1)) == 1 and confused_pairs(MATRIX)[0].true_name == "class 1"
+    with pytest.raises(ValueError, match="2 class names for a 3-class matrix"):
+        confused_pairs(MATRIX, NAMES[:2])
+
+
+def test_pairs_parse_by_name_and_filter_either_order():
+    assert parse_pair("Dog:cat", NAMES) == (1, 0)
+    with pytest.raises(ValueError, match="A:B"):
+        parse_pair("dog", NAMES)
+    keep = pair_filter([(0, 1)])
+    assert keep(np.array([[1, 0], [0, 1], [0, 2]])).tolist() == [True, True, False]
+
+
+class Rigged(torch.nn.Module):
+    """Logits set by the image's mean brightness: dark -> cat then dog; bright -> fox then cat."""
+
+    def forward(self, x):
+        bright = (x.mean(dim=(1, 2, 3)) > 0).float()[:, None]
+        return bright * torch.tensor([[2.0, 0.0, 3.0]]) + (1 - bright) * torch.tensor([[3.0, 2.0, 0.0]])
+
+
+def test_pair_selection_keeps_the_images_whose_top2_is_the_pair(tmp_path):
+    from case_saliency.data import open_dataset
+    from case_saliency.models import LoadedModel
+    from case_saliency.models.preprocess import Preprocess
+
+    for label, value in (("cat", 10), ("cat", 240), ("dog", 20), ("fox", 250)):
+        folder = tmp_path / label
+        folder.mkdir(exist_ok=True)
+        Image.fromarray(np.full((8, 8, 3), value, dtype=np.uint8)).save(folder / f"{value}.png")
+    dataset = open_dataset(f"imagefolder:{tmp_path}")
+    loaded = LoadedModel.wrap(Rigged(), transform=Preprocess(8, 8, (0.5,) * 3, (0.5,) * 3), class_names=NAMES)
+    subset = select_pairs(loaded, dataset, ["Dog:Cat"], progress=False)
+    assert isinstance(subset, PairSubset) and sorted(subset[i][2] for i in range(len(subset))) == [
+        "cat/10.png", "dog/20.png"]
+    assert subset.identity()["pairs"] == ["dog:cat"] and subset.identity()["count"] == 2
+    with pytest.raises(ValueError, match="none of the 4 images"):
+        select_pairs(loaded, dataset, ["dog:fox"], progress=False)
+
+
+def test_a_sample_of_all_images_is_never_short():
+    assert sample_warning({"short": True, "requested": 0, "size": 217}) is None
+    assert "not the 300 asked for" in sample_warning({"short": True, "requested": 300, "size": 217,
+                                                       "dataset_size": 217})
+
+
+def test_explain_confused_picks_the_images_of_the_most_confused_pairs(tmp_path):
+    from skimage import data
+
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for name in ("chelsea", "coffee", "rocket"):
+        Image.fromarray(getattr(data, name)()).save(photos / f"{name}.png")
+    # a matrix for Lite0 whose most confused pair is Egyptian cat / tiger cat (chelsea's top two)
+    matrix = np.eye(1000, dtype=np.int64) * 10
+    matrix[285, 282] = 9
+    path = tmp_path / "confusion.json"
+    path.write_text(json.dumps({"matrix": matrix.tolist()}))
+    out = tmp_path / "out"
+    result = CliRunner().invoke(app, ["explain", str(photos), "--model", "efficientnet_lite0", "--confused", str(path),
+                                      "--out", str(out), "--methods", "gradcam"])
+    assert result.exit_code == 0, result.output
+    assert "chelsea.png: Egyptian cat" in result.output and "coffee" not in result.output
+    assert (out / "chelsea.explain.png").is_file()
