@@ -135,3 +135,28 @@ def test_confusion_reports_the_real_accuracy_of_a_resnet18_trained_at_112_px(tmp
     assert accuracy["real"] > 30  # well above chance (10%) after 40 steps
     print(f"accuracy with --size 112 --no-crop: {accuracy['real']:.1f}%; assumed ImageNet preprocessing: "
           f"{accuracy['assumed']:.1f}%")
+
+
+@pytest.mark.parametrize("shape, preprocess", [
+    ((300, 451, 3), Preprocess(256, 224, *IMAGENET)), ((28, 28), Preprocess(112, 112, (0.5,), (0.5,), channels=1)),
+    ((37, 90, 3), Preprocess(112, 112, (0.5,) * 3, (0.5,) * 3)),
+    ((20, 20, 3), Preprocess(16, 24, (0.5,) * 3, (0.5,) * 3)),
+    ((511, 333, 3), Preprocess(224, 224, (0.5,) * 3, (0.5,) * 3))])
+def test_preprocess_equals_torchvisions_transforms_exactly(shape, preprocess):
+    """Preprocess resizes and crops with PIL (no torchvision import): the same tensors as torchvision's
+    Resize, CenterCrop (with its zero padding), ToTensor and Normalize on PIL images."""
+    import torchvision.transforms.functional as TF
+
+    array = np.random.default_rng(0).integers(0, 255, shape, dtype=np.uint8)
+    image = Image.fromarray(array, mode="L" if len(shape) == 2 else "RGB")
+    plain = image.convert("RGB" if preprocess.channels == 3 else "L")
+    geometry = TF.center_crop(TF.resize(plain, preprocess.resize, interpolation=TF.InterpolationMode.BILINEAR),
+                              [preprocess.crop, preprocess.crop])
+    expected = TF.normalize(TF.to_tensor(geometry), list(preprocess.mean), list(preprocess.std))
+    assert torch.equal(preprocess(image), expected)
+
+
+def test_imagenet_class_names_read_without_importing_torchvision():
+    from case_saliency.models.zoo import imagenet_class_names
+
+    assert imagenet_class_names() == list(torchvision.models.ResNet50_Weights.IMAGENET1K_V1.meta["categories"])

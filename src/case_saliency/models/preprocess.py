@@ -6,7 +6,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-import torchvision.transforms.functional as TF
 from PIL import Image
 from torch import Tensor
 
@@ -39,15 +38,21 @@ class Preprocess:
                 T.Normalize(list(self.mean), list(self.std))]
 
     def geometry(self, image: Image.Image) -> Image.Image:
-        """The image as the model sees it, before normalisation: mode converted, resized, cropped."""
+        """The image as the model sees it, before normalisation: mode converted, resized, cropped
+        (with PIL, exactly as torchvision's ``Resize`` and ``CenterCrop`` do on PIL images, without
+        importing torchvision: seconds saved on every command)."""
         image = to_model_mode(image)
         image = image.convert("RGB" if self.channels == 3 else "L")
-        image = TF.resize(image, self.resize, interpolation=TF.InterpolationMode.BILINEAR, antialias=True)
-        return TF.center_crop(image, [self.crop, self.crop])
+        return _center_crop(_resize_short_side(image, self.resize), self.crop)
 
     def __call__(self, image: Image.Image) -> Tensor:
-        tensor = TF.to_tensor(self.geometry(image))
-        return TF.normalize(tensor, list(self.mean), list(self.std))
+        array = np.array(self.geometry(image), dtype=np.uint8, copy=True)
+        if array.ndim == 2:
+            array = array[:, :, None]
+        tensor = torch.from_numpy(array).permute(2, 0, 1).contiguous().to(torch.get_default_dtype()).div(255)
+        mean = torch.as_tensor(self.mean, dtype=tensor.dtype).view(-1, 1, 1)
+        std = torch.as_tensor(self.std, dtype=tensor.dtype).view(-1, 1, 1)
+        return tensor.sub_(mean).div_(std)
 
     def display(self, image: Image.Image) -> np.ndarray:
         """(crop, crop, 3) uint8: what the model saw, as RGB, for figures and galleries."""
@@ -89,3 +94,31 @@ class Preprocess:
     def batch(self, images: list[Image.Image]) -> Tensor:
         """A list of PIL images -> (B, C, crop, crop)."""
         return torch.stack([self(image) for image in images])
+
+
+def _resize_short_side(image: Image.Image, size: int) -> Image.Image:
+    """torchvision's ``resize(image, size)`` for a PIL image: the short side to ``size``, the long
+    side to ``int(size * long / short)``, bilinear (PIL antialiases)."""
+    width, height = image.size
+    short, long = (width, height) if width <= height else (height, width)
+    new_short, new_long = size, int(size * long / short)
+    new_width, new_height = (new_short, new_long) if width <= height else (new_long, new_short)
+    if (new_width, new_height) == (width, height):
+        return image
+    return image.resize((new_width, new_height), Image.Resampling.BILINEAR)
+
+
+def _center_crop(image: Image.Image, side: int) -> Image.Image:
+    """torchvision's ``center_crop(image, [side, side])`` for a PIL image (zero padding where the
+    image is smaller than the crop)."""
+    width, height = image.size
+    if side > width or side > height:
+        left, top = max(side - width, 0) // 2, max(side - height, 0) // 2
+        padded = Image.new(image.mode, (max(width, side), max(height, side)), 0)
+        padded.paste(image, (left, top))
+        image, (width, height) = padded, padded.size
+        if (width, height) == (side, side):
+            return image
+    top = int(round((height - side) / 2.0))
+    left = int(round((width - side) / 2.0))
+    return image.crop((left, top, left + side, top + side))

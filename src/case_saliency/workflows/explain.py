@@ -181,33 +181,37 @@ def explain_images(loaded: Any, images: Sequence[Any], sources: Sequence[str], *
     for start in range(0, len(images), batch_size):
         batch_images = list(images[start:start + batch_size])
         tensor = loaded.preprocess(batch_images).to(device)
-        with torch.no_grad():
-            logits = network(tensor).float()
-        probabilities = torch.softmax(logits, dim=1).cpu()
+        # The classes: given (one list for all, or per image), else each image's top ones, resolved in the
+        # methods' own pass ("topk:N"): one forward pass and one backward for every method at the layer.
         if per_image_classes is not None:
-            rows = [list(per_image_classes[start + i]) for i in range(len(batch_images))]
+            spec: Any = torch.tensor([list(per_image_classes[start + i]) for i in range(len(batch_images))])
         elif classes is not None:
-            rows = [list(classes)] * len(batch_images)
+            spec = torch.tensor([list(classes)] * len(batch_images))
         else:
-            count = min(max(int(top), 1), logits.shape[1])
-            rows = probabilities.topk(count, dim=1).indices.tolist()
-        widths = {len(row) for row in rows}
-        if len(widths) != 1:
-            raise ValueError("every image needs the same number of classes in one call")
-        targets = torch.tensor(rows, dtype=torch.long)
-        m = targets.shape[1]
+            spec = f"topk:{max(int(top), 1)}"
+        m = int(spec.shape[1]) if isinstance(spec, Tensor) else max(int(top), 1)
         run_contrast: Any = PairContrast(m) if versus else contrast
-        built: dict[str, Any] = {spec: build_method(spec, loaded, run_contrast=run_contrast) for spec in methods}
-        contrasts = {spec: str(getattr(method.contrast, "spec", method.contrast)) for spec, method in built.items()
+        built: dict[str, Any] = {name: build_method(name, loaded, run_contrast=run_contrast) for name in methods}
+        contrasts = {name: str(getattr(method.contrast, "spec", method.contrast)) for name, method in built.items()
                      if getattr(method, "contrast", None) is not None}
-        results = explain_many(built, tensor, targets.to(device), normalize=True)
+        results = explain_many(built, tensor, spec.to(device) if isinstance(spec, Tensor) else spec, normalize=True)
+        first = next(iter(results.values()))
+        targets = first.targets if first.targets.ndim == 2 else first.targets[:, None]
+        if first.logits is not None:
+            logits = first.logits
+        else:
+            with torch.no_grad():
+                logits = network(tensor)
+        probabilities = torch.softmax(logits.detach().float(), dim=1).cpu()
+        rows = targets.cpu().tolist()
         for i, image in enumerate(batch_images):
-            maps = {spec: result.maps[i].detach().float().cpu().numpy() for spec, result in results.items()}
+            maps = {label: (result.maps[i] if result.maps.ndim == 4 else result.maps[i][None]).detach().float().cpu()
+                    .numpy() for label, result in results.items()}
             agreement: dict[str, float | None] = {}
             if m >= 2:
-                for spec, result in results.items():
-                    value = float(topk_agreement(result.maps[i, 0].cpu(), result.maps[i, 1].cpu(), k_percent))
-                    agreement[spec] = None if not np.isfinite(value) else value
+                for label, values in maps.items():
+                    value = float(topk_agreement(torch.from_numpy(values[0]), torch.from_numpy(values[1]), k_percent))
+                    agreement[label] = None if not np.isfinite(value) else value
             row = rows[i]
             explained.append(ImageExplanation(
                 source=str(sources[start + i]), image=_display(loaded, image), classes=row,
