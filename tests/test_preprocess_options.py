@@ -18,7 +18,7 @@ from case_saliency.cli import app
 from case_saliency.data import open_dataset
 from case_saliency.data.images import read_class_index
 from case_saliency.models import Preprocess, load_model
-from tests.needs import needs_fashion_mnist
+from needs import needs_fashion_mnist
 
 IMAGENET = ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
 

@@ -17,7 +17,8 @@ def _fail(message: str) -> typer.Exit:
 
 @app.command("explain")
 def explain(
-    images: list[str] = typer.Argument(None, metavar="IMAGE...", help="image files, folders or glob patterns"),
+    images: list[str] = typer.Argument(None, metavar="IMAGE...", help="image files, folders, glob patterns, or the "
+                                       "shipped photos: samples, samples:skimage/chelsea,skimage/coffee"),
     model: str = typer.Option(..., "--model", "-m", metavar="NAME|FILE|MODULE:FUNCTION", help=mo.MODEL_HELP),
     weights: str | None = typer.Option(None, metavar="FILE", help="weights (a state dict) for --model"),
     classes: str | None = typer.Option(None, "--classes", "-c", metavar="A,B", help="the classes to explain, by name "
@@ -33,6 +34,7 @@ def explain(
     k: float = typer.Option(5.0, "--k", metavar="PERCENT", help="top-k%% outlined and compared by the agreement"),
     out: Path = typer.Option(Path("explain-output"), "--out", "-o", metavar="DIR", help="folder for the figures"),
     html: bool = typer.Option(False, "--html", help="also write one self-contained HTML page (explain.html)"),
+    dpi: int = typer.Option(150, "--dpi", min=30, help="resolution of the PNG figures"),
     confused: Path | None = typer.Option(None, "--confused", metavar="RUN|MATRIX", help="explain the images a "
                                          "diagnose run (its folder) or a confusion matrix (JSON, with IMAGE... as "
                                          "the labelled images' folder) finds most confused"),
@@ -63,26 +65,26 @@ def explain(
     try:
         if confused is not None:
             paths, per_image = workflow.confused_images(confused, loaded, images or [], n)
+            pictures, sources = workflow.open_images(paths), [str(p) for p in paths]
         else:
             if not images:
                 raise _fail("give at least one IMAGE (a file, a folder or a glob pattern), or --confused RUN")
-            paths = workflow.expand_images(images)
+            pictures, sources = workflow.load_images(images)
         chosen = workflow.resolve_classes(classes, names) if classes else None
         method_specs = split_specs(methods)
-        pictures = workflow.open_images(paths)
     except (FileNotFoundError, ValueError) as error:
         raise _fail(str(error)) from None
     if versus and (chosen is None and top < 2):
         raise _fail("--versus needs two classes: --classes A,B or --top 2")
     try:
-        explained = workflow.explain_images(loaded, pictures, [str(p) for p in paths], classes=chosen, top=top,
+        explained = workflow.explain_images(loaded, pictures, sources, classes=chosen, top=top,
                                             methods=method_specs, k_percent=k, versus=versus, contrast=contrast,
                                             per_image_classes=per_image)
     except (ValueError, TypeError, IndexError) as error:
         raise _fail(str(error)) from None
     from ..report.explain import write_explanations
 
-    written = write_explanations(explained, out, html=html, versus=versus)
+    written = write_explanations(explained, out, html=html, versus=versus, dpi=dpi)
     for item in explained:
         typer.echo(item.line())
     pngs = [p for p in written if p.suffix == ".png"]

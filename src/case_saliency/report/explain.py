@@ -21,7 +21,7 @@ def method_title(spec: str) -> str:
 
 
 def write_explanations(explained: Sequence[ImageExplanation], out: str | Path, *, html: bool = False,
-                       versus: bool = False) -> list[Path]:
+                       versus: bool = False, dpi: int | None = None) -> list[Path]:
     """One PNG per image in ``out`` (``<stem>.explain.png``) and, with ``html``, one self-contained
     ``explain.html`` (figures embedded as base64). Returns the paths written, PNGs first."""
     folder = Path(out)
@@ -38,7 +38,7 @@ def write_explanations(explained: Sequence[ImageExplanation], out: str | Path, *
         figure = explain_figure(item.image, item.maps, item.names, item.probabilities, agreement=item.agreement,
                                 k_percent=item.k_percent, titles=titles, chosen=item.chosen,
                                 title=Path(item.source).name)
-        written.append(save_png(figure, folder / f"{stem}.explain.png"))
+        written.append(save_png(figure, folder / f"{stem}.explain.png", dpi=dpi))
     if html:
         written.append(write_html(explained, written, folder / "explain.html"))
     return written

@@ -135,6 +135,30 @@ class PairContrast:
         return "PairContrast(versus)"
 
 
+def load_images(items: Sequence[str | Path]) -> tuple[list[Any], list[str]]:
+    """(PIL images, their sources) for files, folders, glob patterns and the shipped sample photos
+    (``samples`` for all 14, ``samples:skimage/chelsea,skimage/coffee`` for some; see
+    ``data.SamplePhotos``), in the order given. Raises ``FileNotFoundError`` / ``ValueError`` naming
+    what is missing or undecodable."""
+    from ..data.images import SamplePhotos
+
+    images: list[Any] = []
+    sources: list[str] = []
+    for item in items:
+        text = str(item)
+        if text == "samples" or (text.startswith("samples:") and not Path(text).exists()):
+            photos = SamplePhotos([n for n in text.partition(":")[2].split(",") if n] or None)
+            for i in range(len(photos)):
+                image, _, image_id = photos[i]
+                images.append(image)
+                sources.append(image_id)
+        else:
+            paths = expand_images([text])
+            images += open_images(paths)
+            sources += [str(p) for p in paths]
+    return images, sources
+
+
 def open_images(paths: Sequence[Path]) -> list[Any]:
     """The decoded images (PIL), in "RGB" or "L"; a file that cannot be decoded raises ValueError naming it."""
     from ..data.images import _open_image
