@@ -123,3 +123,23 @@ def test_transformers_vit_with_random_weights_through_the_methods(hf_vit):
         assert get_method(name, hf_vit).explain(images).maps.shape == (2, 32, 32), name
     loaded = LoadedModel.wrap(hf_vit, transform=lambda image: torch.zeros(3, 32, 32))
     assert loaded.class_names == ["cat", "dog", "car", "tree", "boat"]
+
+
+def test_a_run_accepts_a_model_returning_an_output_object(tmp_path):
+    import numpy as np
+    from PIL import Image
+
+    from case_saliency.data import open_dataset
+    from case_saliency.models.preprocess import Preprocess
+    from case_saliency.runs import run_diagnose
+    from case_saliency.runs.store import read_run
+
+    rng = np.random.default_rng(0)
+    for i in range(3):
+        Image.fromarray(rng.integers(0, 255, (16, 16, 3), dtype=np.uint8)).save(tmp_path / f"{i}.png")
+    run = run_diagnose(Net("namespace"), open_dataset(f"folder:{tmp_path}"), tmp_path / "run",
+                       methods=["gradcam", "case"],
+                       n=3, transform=Preprocess(16, 16, (0.5,) * 3, (0.5,) * 3), class_names=list("abcde"),
+                       progress=False, gallery=0, workers=0, batch_size=3)
+    rows = read_run(run).typed_rows()
+    assert len(rows) == 6 and not any(row["error"] for row in rows)
