@@ -88,3 +88,47 @@ def test_explain_confused_picks_the_images_of_the_most_confused_pairs(tmp_path):
     assert result.exit_code == 0, result.output
     assert "chelsea.png: Egyptian cat" in result.output and "coffee" not in result.output
     assert (out / "chelsea.explain.png").is_file()
+
+
+SMALL = '''
+import torch
+from torch import nn
+
+
+def build():
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Conv2d(3, 6, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+                         nn.Linear(6, 3))
+'''
+
+
+def test_diagnose_pairs_runs_on_the_pair_images_only_and_n0_is_all(tmp_path):
+    from case_saliency.models import load_model
+    from case_saliency.runs.store import read_run
+
+    source = tmp_path / "small.py"
+    source.write_text(SMALL)
+    data = tmp_path / "data"
+    rng = np.random.default_rng(0)
+    for i in range(12):
+        folder = data / NAMES[i % 3]
+        folder.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(rng.integers(0, 255, (12, 12, 3), dtype=np.uint8)).save(folder / f"{i}.png")
+    (data / "classes.txt").write_text("\n".join(NAMES) + "\n")
+    loaded = load_model(f"{source}:build", class_names=NAMES)
+    from case_saliency.data import open_dataset
+
+    dataset = open_dataset(f"imagefolder:{data}")
+    tops = [tuple(loaded.model(loaded.preprocess([dataset[i][0]])).topk(2).indices[0].tolist())
+            for i in range(len(dataset))]
+    a, b = tops[0]
+    expected = sum(1 for pair in tops if set(pair) == {a, b})
+    out = tmp_path / "run"
+    result = CliRunner().invoke(app, ["diagnose", "--model", f"{source}:build", "--data", f"imagefolder:{data}",
+                                      "--class-names", str(data / "classes.txt"), "--pairs", f"{NAMES[a]}:{NAMES[b]}",
+                                      "--n", "0", "--all", "--methods", "gradcam", "--out", str(out), "--quiet",
+                                      "--workers", "0", "--gallery", "0"])
+    assert result.exit_code == 0, result.output
+    assert f"{expected} of the 12 images" in result.output and "asked for" not in result.output
+    rows = read_run(out).typed_rows()
+    assert len(rows) == expected and all({row["class1"], row["class2"]} == {a, b} for row in rows)
