@@ -160,3 +160,17 @@ def test_imagenet_class_names_read_without_importing_torchvision():
     from case_saliency.models.zoo import imagenet_class_names
 
     assert imagenet_class_names() == list(torchvision.models.ResNet50_Weights.IMAGENET1K_V1.meta["categories"])
+
+
+def test_a_timm_name_with_a_state_dict_says_what_it_assumed(tmp_path):
+    import timm
+
+    torch.manual_seed(0)
+    model = timm.create_model("vit_tiny_patch16_224", pretrained=False, num_classes=3)
+    weights = tmp_path / "vit.pt"
+    torch.save(model.state_dict(), weights)
+    loaded = load_model("vit_tiny_patch16_224", weights=weights, class_names=["a", "b", "c"])
+    assert loaded.assumed_preprocess and "timm's pretrained_cfg" in loaded.assumed_preprocess
+    assert loaded.target_layer == "blocks.11.norm1" and loaded.reshape is not None
+    sized = load_model("vit_tiny_patch16_224", weights=weights, preprocess=Preprocess(224, 224, (0.5,) * 3, (0.5,) * 3))
+    assert sized.assumed_preprocess is None and "class 0" in sized.class_names
