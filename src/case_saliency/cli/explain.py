@@ -31,6 +31,7 @@ def explain(
                                 "other class(es) asked for as its contrast (circular by design)"),
     contrast: str | None = typer.Option(None, "--contrast", metavar="SPEC", help="CASE's contrast without --versus "
                                         "(default: classifier neighbours)"),
+    layer: str | None = typer.Option(None, "--layer", metavar="NAME", help="target layer (default: the model's)"),
     k: float = typer.Option(5.0, "--k", metavar="PERCENT", help="top-k%% outlined and compared by the agreement"),
     out: Path = typer.Option(Path("explain-output"), "--out", "-o", metavar="DIR", help="folder for the figures"),
     html: bool = typer.Option(False, "--html", help="also write one self-contained HTML page (explain.html)"),
@@ -79,7 +80,7 @@ def explain(
     try:
         explained = workflow.explain_images(loaded, pictures, sources, classes=chosen, top=top,
                                             methods=method_specs, k_percent=k, versus=versus, contrast=contrast,
-                                            per_image_classes=per_image)
+                                            per_image_classes=per_image, layer=layer)
     except (ValueError, TypeError, IndexError) as error:
         raise _fail(str(error)) from None
     from ..report.explain import write_explanations

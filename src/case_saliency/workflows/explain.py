@@ -177,7 +177,7 @@ def _display(loaded: Any, image: Any) -> np.ndarray:
 def explain_images(loaded: Any, images: Sequence[Any], sources: Sequence[str], *, classes: Sequence[int] | None = None,
                    top: int = 2, methods: Sequence[str] = DEFAULT_METHODS, k_percent: float = 5.0,
                    versus: bool = False, contrast: str | None = None,
-                   per_image_classes: Sequence[Sequence[int]] | None = None,
+                   per_image_classes: Sequence[Sequence[int]] | None = None, layer: str | None = None,
                    batch_size: int = 8) -> list[ImageExplanation]:
     """Explain each image for the classes asked for.
 
@@ -189,6 +189,7 @@ def explain_images(loaded: Any, images: Sequence[Any], sources: Sequence[str], *
         k_percent: the top share outlined and compared by the agreement.
         versus: CASE-type methods contrast each class with the other classes asked for.
         contrast: CASE's contrast spec where ``versus`` is off (default: the method's).
+        layer: the target layer of every method at a layer (default: the model's).
     Returns:
         one ``ImageExplanation`` per image.
     """
@@ -215,7 +216,8 @@ def explain_images(loaded: Any, images: Sequence[Any], sources: Sequence[str], *
             spec = f"topk:{max(int(top), 1)}"
         m = int(spec.shape[1]) if isinstance(spec, Tensor) else max(int(top), 1)
         run_contrast: Any = PairContrast(m) if versus else contrast
-        built: dict[str, Any] = {name: build_method(name, loaded, run_contrast=run_contrast) for name in methods}
+        built: dict[str, Any] = {name: build_method(name, loaded, run_contrast=run_contrast, target_layer=layer)
+                                 for name in methods}
         contrasts = {name: str(getattr(method.contrast, "spec", method.contrast)) for name, method in built.items()
                      if getattr(method, "contrast", None) is not None}
         results = explain_many(built, tensor, spec.to(device) if isinstance(spec, Tensor) else spec, normalize=True)
