@@ -132,3 +132,12 @@ def test_diagnose_pairs_runs_on_the_pair_images_only_and_n0_is_all(tmp_path):
     assert f"{expected} of the 12 images" in result.output and "asked for" not in result.output
     rows = read_run(out).typed_rows()
     assert len(rows) == expected and all({row["class1"], row["class2"]} == {a, b} for row in rows)
+    # explain --confused RUN: the run's closest top-1/top-2 images, read back from its dataset
+    explained = CliRunner().invoke(app, ["explain", "--confused", str(out), "--n", "2", "--model", f"{source}:build",
+                                         "--class-names", str(data / "classes.txt"), "--methods", "gradcam",
+                                         "--out", str(tmp_path / "explained")])
+    assert explained.exit_code == 0, explained.output
+    closest = sorted(rows, key=lambda row: row["prob1"] - row["prob2"])[:2]
+    for row in closest:
+        assert f"{row['image_id']}: {NAMES[row['class1']]} (" in explained.output
+    assert len(list((tmp_path / "explained").glob("*.explain.png"))) == min(2, expected)

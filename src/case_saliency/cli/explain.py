@@ -65,8 +65,7 @@ def explain(
     per_image = None
     try:
         if confused is not None:
-            paths, per_image = workflow.confused_images(confused, loaded, images or [], n)
-            pictures, sources = workflow.open_images(paths), [str(p) for p in paths]
+            pictures, sources, per_image = workflow.confused_images(confused, loaded, images or [], n)
         else:
             if not images:
                 raise _fail("give at least one IMAGE (a file, a folder or a glob pattern), or --confused RUN")

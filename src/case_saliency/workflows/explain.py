@@ -248,15 +248,15 @@ def explain_images(loaded: Any, images: Sequence[Any], sources: Sequence[str], *
 
 
 def confused_images(source: str | Path, loaded: Any, images: Sequence[str | Path], n: int = 6,
-                    pairs: int = 10) -> tuple[list[Path], list[list[int]]]:
+                    pairs: int = 10) -> tuple[list[Any], list[str], list[list[int]]]:
     """The ``n`` most confused images and their two classes, for ``explain --confused``.
 
     source: a diagnose run's folder (its rows give each image's top-1/top-2 classes and
-    probabilities; its dataset is opened from its config unless ``images`` are given), or a
-    confusion matrix (JSON of `case-saliency confusion`, or a .npy) with ``images`` (files, folders,
-    globs): the images whose top-1/top-2 classes are one of the matrix's ``pairs`` most confused
-    pairs. Images are ranked by how close their two probabilities are.
-    Returns (image paths, [[class A, class B] per image]).
+    probabilities; the images are read from the run's dataset), or a confusion matrix (JSON of
+    `case-saliency confusion`, or a .npy) with ``images`` (files, folders, globs, samples): the
+    images whose top-1/top-2 classes are one of the matrix's ``pairs`` most confused pairs. Images
+    are ranked by how close their two probabilities are.
+    Returns (PIL images, their sources, [[class A, class B] per image]).
     """
     from .confusion import confused_pairs
 
@@ -276,25 +276,27 @@ def confused_images(source: str | Path, loaded: Any, images: Sequence[str | Path
         raise ValueError(f"--confused {path}: give a diagnose run folder, or a confusion matrix (.json or .npy)")
     names = loaded.require_class_names()
     wanted = {frozenset((pair.true, pair.predicted)) for pair in confused_pairs(matrix, names, top=pairs)}
-    files = expand_images(images)
-    scored: list[tuple[float, Path, list[int]]] = []
+    pictures, sources = load_images(images)
+    scored: list[tuple[float, int, list[int]]] = []
     device = next(iter(loaded.model.parameters()), torch.zeros(())).device
-    for start in range(0, len(files), 32):
-        chunk = files[start:start + 32]
+    for start in range(0, len(pictures), 32):
         with torch.no_grad():
-            logits = loaded.model(loaded.preprocess(open_images(chunk)).to(device)).float()
+            logits = loaded.model(loaded.preprocess(pictures[start:start + 32]).to(device)).float()
         probs, top2 = torch.softmax(logits, 1).topk(2, dim=1)
-        for file, p, classes in zip(chunk, probs.tolist(), top2.tolist(), strict=True):
+        for offset, (p, classes) in enumerate(zip(probs.tolist(), top2.tolist(), strict=True)):
             if frozenset(classes) in wanted:
-                scored.append((p[0] - p[1], file, classes))
+                scored.append((p[0] - p[1], start + offset, classes))
     if not scored:
-        raise ValueError(f"none of the {len(files)} images has a top-1/top-2 pair among the {pairs} most confused "
+        raise ValueError(f"none of the {len(pictures)} images has a top-1/top-2 pair among the {pairs} most confused "
                          f"pairs of {path}")
     scored.sort(key=lambda item: item[0])
-    return [item[1] for item in scored[:n]], [item[2] for item in scored[:n]]
+    chosen = scored[:n]
+    return [pictures[i] for _, i, _ in chosen], [sources[i] for _, i, _ in chosen], [c for _, _, c in chosen]
 
 
-def _confused_in_run(run_dir: Path, n: int) -> tuple[list[Path], list[list[int]]]:
+def _confused_in_run(run_dir: Path, n: int) -> tuple[list[Any], list[str], list[list[int]]]:
+    """The run's images with the closest top-1/top-2 probabilities, read from its dataset."""
+    from ..data import open_dataset
     from ..runs.store import read_run
 
     stored = read_run(run_dir)
@@ -307,17 +309,15 @@ def _confused_in_run(run_dir: Path, n: int) -> tuple[list[Path], list[list[int]]
     if not seen:
         raise ValueError(f"{run_dir} has no rows with classes (is it a diagnose run?)")
     ranked = sorted(seen.items(), key=lambda item: item[1][0])[:n]
-    dataset_spec = stored.config.get("dataset")
-    root = Path(str(stored.config.get("root") or ""))
-    paths = []
-    for image_id, _ in ranked:
-        candidate = Path(image_id)
-        for base in (Path(), root, Path(str(dataset_spec).partition(":")[2])):
-            if (base / candidate).is_file():
-                candidate = base / candidate
-                break
-        else:
-            raise ValueError(f"--confused {run_dir}: image {image_id!r} of the run is not a file here (run on "
-                             f"{dataset_spec}); explain needs image files: give a confusion matrix and the images")
-        paths.append(candidate)
-    return paths, [classes for _, (_, classes) in ranked]
+    spec = str(stored.config.get("dataset"))
+    try:
+        dataset = open_dataset(spec, stored.config.get("root"))
+    except (ValueError, FileNotFoundError, OSError) as error:
+        raise ValueError(f"--confused {run_dir}: its dataset {spec!r} cannot be opened here ({error})") from None
+    getter = getattr(dataset, "image_id", None)
+    index = {str(getter(i)) if callable(getter) else str(dataset[i][2]): i for i in range(len(dataset))}
+    missing = [image_id for image_id, _ in ranked if image_id not in index]
+    if missing:
+        raise ValueError(f"--confused {run_dir}: images {missing[:3]} of the run are not in {spec} any more")
+    pictures = [dataset[index[image_id]][0] for image_id, _ in ranked]
+    return pictures, [image_id for image_id, _ in ranked], [classes for _, (_, classes) in ranked]
