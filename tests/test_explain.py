@@ -197,3 +197,18 @@ def test_images_from_folders_and_globs_and_missing_ones_named(tmp_path):
     assert [p.name for p in expand_images([str(tmp_path / "*.png")])] == ["a.png"]
     with pytest.raises(FileNotFoundError, match="missing.png does not exist"):
         expand_images([tmp_path / "missing.png"])
+
+
+def test_explain_help_imports_no_torch():
+    import os
+    import subprocess
+    import sys
+
+    import case_saliency
+
+    env = {**os.environ, "PYTHONPATH": str(Path(case_saliency.__file__).parents[1])}
+    done = subprocess.run([sys.executable, "-X", "importtime", "-m", "case_saliency.cli", "explain", "--help"],
+                          capture_output=True, text=True, env=env, timeout=300)
+    assert done.returncode == 0 and "--classes" in done.stdout and "--versus" in done.stdout
+    imported = {line.rsplit("|", 1)[1].strip().split(".")[0] for line in done.stderr.splitlines() if "|" in line}
+    assert not imported & {"torch", "numpy", "matplotlib", "PIL"}, imported & {"torch", "numpy", "matplotlib", "PIL"}
