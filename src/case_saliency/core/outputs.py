@@ -67,7 +67,10 @@ def returns_tensor(model: nn.Module) -> bool:
     """True where ``model``'s forward is known to return the logits tensor itself: torchvision,
     timm and this library's networks, and ``LogitsModel``. Any other network is wrapped (the
     wrapper passes a tensor through unchanged), since its output is only known once it runs."""
-    return isinstance(model, LogitsModel) or type(model).__module__.startswith(_PLAIN_LIBRARIES)
+    if isinstance(model, LogitsModel) or type(model).__module__.startswith(_PLAIN_LIBRARIES):
+        return True
+    # torch's own layers (nn.Linear as a whole model) return tensors; its containers return what their last module does
+    return type(model).__module__.startswith("torch.nn.modules.") and not isinstance(model, nn.Sequential)
 
 
 _WRAPPERS: weakref.WeakValueDictionary[tuple[int, int], LogitsModel] = weakref.WeakValueDictionary()
