@@ -174,3 +174,21 @@ def test_a_timm_name_with_a_state_dict_says_what_it_assumed(tmp_path):
     assert loaded.target_layer == "blocks.11.norm1" and loaded.reshape is not None
     sized = load_model("vit_tiny_patch16_224", weights=weights, preprocess=Preprocess(224, 224, (0.5,) * 3, (0.5,) * 3))
     assert sized.assumed_preprocess is None and "class 0" in sized.class_names
+
+
+def test_run_commands_take_the_model_options(tmp_path, capsys):
+    from case_saliency.cli import run_options
+    from case_saliency.cli.model_options import model_options
+
+    torch.manual_seed(0)
+    weights = tmp_path / "r18.pt"
+    torch.save(torchvision.models.resnet18(num_classes=3).state_dict(), weights)
+    (tmp_path / "images").mkdir()
+    Image.new("RGB", (40, 30)).save(tmp_path / "images" / "a.png")
+    loaded, *_ = run_options.resolve_inputs("resnet18", str(weights), f"folder:{tmp_path / 'images'}", None, "gradcam",
+                                            1, None, "cpu", None, model_options(112, False, None, None, None))
+    assert loaded.transform == Preprocess(112, 112, *IMAGENET) and loaded.assumed_preprocess is None
+    assert "preprocessing: resize to 112 (no crop)" in capsys.readouterr().err
+    run_options.resolve_inputs("resnet18", str(weights), f"folder:{tmp_path / 'images'}", None, "gradcam", 1, None,
+                               "cpu")
+    assert capsys.readouterr().err.count("note: resnet18 weights without stored preprocessing") == 1
