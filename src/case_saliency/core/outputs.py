@@ -131,7 +131,7 @@ def logits_model(network: nn.Module, output: OutputPicker | None = None) -> nn.M
         return network
     key = (id(network), id(output))
     wrapper = _WRAPPERS.get(key)
-    if wrapper is None or wrapper.network is not network:
+    if wrapper is None or wrapper.network is not network or wrapper.output is not output:
         wrapper = LogitsModel(network, output)
         _WRAPPERS[key] = wrapper
     return wrapper
