@@ -59,7 +59,8 @@ def _confusion(path: Path, loaded: Any) -> Any:
 
 def resolve_inputs(model: str, weights: str | None, data: str, root: str | None, methods: str,
                    contrast_k: int, confusion: Path | None, device: str,
-                   contrast: str | None = None) -> tuple[Any, Any, list[str], str, Any]:
+                   contrast: str | None = None,
+                   model_options: dict | None = None) -> tuple[Any, Any, list[str], str, Any]:
     """Load model and dataset by name, check the method specs, choose CASE's contrast: (loaded,
     dataset, method labels, contrast spec, confusion matrix or None). The contrast defaults to
     ``confusion:K`` with --confusion and ``classifier:K`` without (K = --contrast-k). Bad inputs exit
@@ -75,12 +76,12 @@ def resolve_inputs(model: str, weights: str | None, data: str, root: str | None,
     except ValueError as error:
         raise fail(f"--methods: {error}") from None
     try:
-        from ..models import load_model
         from ..models.zoo import WeightsUnavailable
+        from .model_options import load_cli_model
     except ImportError as error:
         raise fail(f"model loading is unavailable in this installation ({error})", 1) from None
     try:
-        loaded = load_model(model, weights)
+        loaded = load_cli_model(model, weights, **(model_options or {}))  # --size, --mean, ...: cli/model_options.py
     except (ValueError, FileNotFoundError, KeyError, OSError, WeightsUnavailable) as error:
         raise fail(f"--model {model!r}: {error}") from None
     try:

@@ -10,14 +10,18 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 from tqdm.auto import tqdm
 
 from ..core.errors import CaseSaliencyError
+from ..data.base import ImageDataset, sha256_items
 from ..core.contrast import ConfusionNeighbours, NearestLogits, TopLogits
 from ..runs.store import atomic_write
 
@@ -196,3 +200,126 @@ def resolve_contrast(spec: str, loaded=None, data_identity: dict | None = None):
             path = Path(":".join(parts) if name == "confusion" else spec)
         return confusion_neighbours(path, loaded, k)
     raise ValueError(f"unknown contrast {spec!r}; use top[:k], nearest[:k], confusion[:k] or confusion:PATH[:k]")
+
+
+@dataclass(frozen=True)
+class ConfusedPair:
+    """One off-diagonal cell of a confusion matrix: images of class ``true`` predicted as ``predicted``,
+    ``rate`` the share of the true class's images (row-normalised), ``count`` how many."""
+
+    true: int
+    predicted: int
+    true_name: str
+    predicted_name: str
+    rate: float
+    count: int
+
+    def __str__(self) -> str:
+        return f"{self.true_name} -> {self.predicted_name}: {self.rate * 100:.1f}% ({self.count})"
+
+
+def confused_pairs(matrix: np.ndarray | Sequence[Sequence[float]], class_names: Sequence[str] | None = None,
+                   top: int = 10) -> list[ConfusedPair]:
+    """The ``top`` most confused (true, predicted) pairs of a (K, K) matrix (rows = true class), by
+    row-normalised rate, then count; pairs never confused are left out.
+
+    Args:
+        matrix: (K, K) counts; class_names: K names (default "class i"); top: how many (0: all).
+    Returns:
+        ``ConfusedPair`` list, most confused first.
+    """
+    counts = np.asarray(matrix, dtype=np.float64)
+    if counts.ndim != 2 or counts.shape[0] != counts.shape[1]:
+        raise ValueError(f"a confusion matrix is (K, K), got shape {counts.shape}")
+    names = list(class_names) if class_names is not None else [f"class {i}" for i in range(counts.shape[0])]
+    if len(names) != counts.shape[0]:
+        raise ValueError(f"{len(names)} class names for a {counts.shape[0]}-class matrix")
+    rates = counts / np.maximum(counts.sum(1, keepdims=True), 1)
+    np.fill_diagonal(rates, 0)
+    cells = [(float(rates[t, p]), float(counts[t, p]), t, p) for t in range(len(names)) for p in range(len(names))
+             if t != p and counts[t, p] > 0]
+    cells.sort(key=lambda cell: (-cell[0], -cell[1], cell[2], cell[3]))
+    chosen = cells if top <= 0 else cells[:top]
+    return [ConfusedPair(t, p, names[t], names[p], rate, int(count)) for rate, count, t, p in chosen]
+
+
+def parse_pair(text: str, class_names: Sequence[str]) -> tuple[int, int]:
+    """"Shirt:Coat" -> (class index of Shirt, of Coat), by name (case-insensitive; a unique prefix or
+    part) or index. Raises ValueError naming the closest names."""
+    from .explain import resolve_class
+
+    first, sep, second = text.partition(":")
+    if not sep or not first.strip() or not second.strip():
+        raise ValueError(f"pair {text!r}: write it as A:B, e.g. Shirt:Coat")
+    a, b = resolve_class(first, class_names), resolve_class(second, class_names)
+    if a == b:
+        raise ValueError(f"pair {text!r} names one class twice")
+    return a, b
+
+
+def pair_filter(pairs: Sequence[tuple[int, int]]) -> Callable[[np.ndarray], np.ndarray]:
+    """A filter for a sample: given (N, 2) top-1/top-2 classes, True where they are one of ``pairs``
+    (in either order: the model's top-1 and top-2 are the two classes it hesitates between)."""
+    wanted = {frozenset(pair) for pair in pairs}
+
+    def keep(top2: np.ndarray) -> np.ndarray:
+        top2 = np.asarray(top2)
+        return np.array([frozenset((int(a), int(b))) in wanted for a, b in top2], dtype=bool)
+
+    return keep
+
+
+class PairSubset(ImageDataset):
+    """The images of ``dataset`` (at ``indices``) whose top-1/top-2 classes are one of the asked
+    pairs: a dataset view for a run (``diagnose --pairs Shirt:Coat``). Its identity is the base
+    data's with the pairs and the kept ids, so a run on it never resumes on the whole data."""
+
+    def __init__(self, dataset: Any, indices: Sequence[int], pairs: Sequence[str]):
+        self.base = dataset
+        self.indices = [int(i) for i in indices]
+        self.pairs = [str(p) for p in pairs]
+        self.name = f"{getattr(dataset, 'name', 'dataset')} (pairs {', '.join(self.pairs)})"
+        self.class_names = getattr(dataset, "class_names", None)
+        self.root = getattr(dataset, "root", None)
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __getitem__(self, index: int) -> Any:
+        return self.base[self.indices[index]]
+
+    def image_id(self, index: int) -> str:
+        getter = getattr(self.base, "image_id", None)
+        position = self.indices[index]
+        return str(getter(position)) if callable(getter) else str(self.base[position][2])
+
+    def _identity_fields(self) -> dict:
+        base = dict(self.base.identity()) if hasattr(self.base, "identity") else {}
+        ids = sha256_items((self.image_id(i), 0) for i in range(len(self)))
+        return {**{k: v for k, v in base.items() if k not in ("name", "count", "root")}, "pairs": self.pairs,
+                "base_name": base.get("name"), "base_count": base.get("count"), "ids_hash": ids}
+
+
+@torch.no_grad()
+def select_pairs(loaded: Any, dataset: Any, pairs: Sequence[str], batch_size: int = 64,
+                 progress: bool = True) -> PairSubset:
+    """The images of ``dataset`` whose top-1 and top-2 classes (in either order) are one of ``pairs``
+    ("Shirt:Coat", by name or index, see ``parse_pair``): one forward pass over the data.
+    Raises ``ValueError`` naming a bad pair, or when no image has one of the pairs."""
+    names = loaded.require_class_names()
+    wanted = [parse_pair(text, names) for text in pairs]
+    keep = pair_filter(wanted)
+    model = loaded.model.eval()
+    device = next(iter(model.parameters()), torch.zeros(())).device
+    kept: list[int] = []
+    for start in tqdm(range(0, len(dataset), batch_size), desc="finding the pairs", unit="batch",
+                      disable=not progress):
+        positions = list(range(start, min(start + batch_size, len(dataset))))
+        images = loaded.preprocess([dataset[i][0] for i in positions]).to(device)
+        top2 = model(images).topk(2, dim=1).indices.cpu().numpy()
+        kept += [positions[j] for j in np.flatnonzero(keep(top2))]
+    shown = [f"{names[a]}:{names[b]}" for a, b in wanted]
+    if not kept:
+        raise ValueError(f"none of the {len(dataset)} images of {getattr(dataset, 'name', 'the data')} has "
+                         f"{' or '.join(shown)} as its top-1/top-2 classes")
+    return PairSubset(dataset, kept, shown)

@@ -148,6 +148,8 @@ def train_fashion(architecture: str, seed: int = 0, epochs: int | None = None, o
         "num_classes": len(CLASS_NAMES),
         "in_channels": in_channels,
         "input_size": size,
+        "resize": size,  # the 28x28 images are resized to the input size, never cropped
+        "crop": size,
         "mean": list(mean),
         "std": list(std),
         "class_names": list(CLASS_NAMES),
