@@ -55,7 +55,7 @@ def diagnose(
     if n < 0 or batch_size < 1 or gallery < 0:
         raise opt.fail("--num-images and --gallery must be >= 0 and --batch-size >= 1")
     loaded, dataset, names, contrast, matrix = opt.resolve_inputs(model, weights, data, root, methods, contrast_k,
-                                                                  confusion, device, contrast)
+                                                                  confusion, device, contrast, diagnostic=True)
     opt.check_layer(loaded, layer)
     opt.execute(lambda: run_diagnose(loaded, dataset, out, methods=names, n=n, seed=seed, k_percent=percents,
                                      threshold=threshold, alpha=alpha, layer=layer, contrast=contrast,

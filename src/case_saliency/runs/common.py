@@ -100,7 +100,7 @@ def start_run(kind: str, model: Any, dataset: Any, *, transform: Callable | None
     construction). ``kind_settings``: the kind's own fields (k_percent, threshold, fill, steps, ...)."""
     bundle = LoadedModel.wrap(model, transform, class_names, layer, model_name)
     names = check_methods(methods)
-    contrast = contrast if contrast is not None else default_contrast(confusion)
+    contrast = contrast if contrast is not None else default_contrast(confusion, diagnostic=kind == "diagnose")
     built, layer_used = build_methods(bundle, names, contrast, method_options, confusion)
     keep_correct, protocol = protocol_for(correct_only, has_labels(dataset))
     settings = RunSettings(
@@ -124,7 +124,7 @@ def method_contrasts(methods: dict[str, SaliencyMethod]) -> dict[str, str | None
 def contrast_source(contrast: Any, confusion: Any, model: nn.Module) -> str | None:
     """Where a run's contrast comes from, beyond its spec: the confusion matrix file, or the
     classifier layer; None for image-level contrasts."""
-    spec = contrast_spec(contrast)
+    spec = contrast_spec(contrast).removeprefix("leave-pair-out:")
     if spec.startswith("confusion"):
         return str(getattr(contrast, "source", None) or getattr(confusion, "source", None) or "array")
     if spec.startswith("classifier"):
