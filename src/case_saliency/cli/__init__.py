@@ -19,7 +19,7 @@ try:
     from . import diagnose, fidelity, summarize  # noqa: F401  (registers `diagnose`, `fidelity`, `summarize`)
     from . import report  # noqa: F401  (registers `report`)
     from . import confusion, demo, train  # noqa: F401  (registers `demo`, `train`, `confusion`)
-    from . import planted  # noqa: F401  (registers `planted`)
+    from . import planted, sanity  # noqa: F401  (registers `planted`, `sanity`)
 except ModuleNotFoundError as error:  # installed without the cli extra
     if error.name not in ("typer", "click"):
         raise

@@ -37,6 +37,8 @@ def train(
     confusion: bool = typer.Option(True, help="also store the test confusion matrix next to the checkpoint "
                                    "(what `case-saliency confusion` would write)"),
     threads: int | None = typer.Option(None, min=1, help="torch CPU threads (default: torch's choice)"),
+    shuffle_labels: bool = typer.Option(False, "--shuffle-labels", help="train on randomly permuted (seeded) labels: "
+                                        "the model of the sanity checks, which can only memorise"),
 ) -> None:
     """Train a Fashion-MNIST classifier (ResNet-, DenseNet- or VGG-like, or EfficientNet-Lite fine-tuned with
     --pretrained); writes a checkpoint usable as --model in the other commands, a metadata JSON (architecture,
@@ -62,7 +64,8 @@ def train(
     try:
         result = train_fashion(arch, seed=seed, epochs=epochs, out_dir=out, root=root, batch_size=batch_size,
                                max_lr=max_lr, train_limit=train_limit, test_limit=test_limit, pretrained=pretrained,
-                               input_size=size, frozen_stages=frozen_stages, confusion=confusion)
+                               input_size=size, frozen_stages=frozen_stages, confusion=confusion,
+                               shuffle_labels=shuffle_labels)
     except (FileNotFoundError, ValueError, ImportError) as error:
         typer.echo(f"error: {error}", err=True)
         raise typer.Exit(2) from None

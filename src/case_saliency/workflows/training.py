@@ -70,7 +70,8 @@ def train_fashion(architecture: str, seed: int = 0, epochs: int | None = None, o
                   root: str | Path | None = None, batch_size: int | None = None, max_lr: float | None = None,
                   weight_decay: float = 5e-4, train_limit: int | None = None, test_limit: int | None = None,
                   progress: bool = True, pretrained: bool = False, input_size: int | None = None,
-                  frozen_stages: int | None = None, confusion: bool = True) -> TrainResult:
+                  frozen_stages: int | None = None, confusion: bool = True,
+                  shuffle_labels: bool = False) -> TrainResult:
     """Train one Fashion-MNIST model and write checkpoint + metadata (+ the test confusion matrix).
 
     ``architecture``: a family ("resnet", "densenet", "vgg"; trained from scratch: AdamW with a
@@ -82,6 +83,8 @@ def train_fashion(architecture: str, seed: int = 0, epochs: int | None = None, o
     ``train_limit`` / ``test_limit`` train / evaluate on seeded random subsets.
     ``confusion``: also store the confusion matrix of the test evaluation next to the checkpoint, in the
     format of ``case-saliency confusion`` (so CASE's confusion contrast finds it).
+    ``shuffle_labels``: train on the training labels randomly permuted (seeded), the model of the
+    sanity checks (Adebayo et al., 2018) that can only memorise; written as ``...-shuffled.pt``.
     """
     if architecture not in ARCHITECTURES:
         raise ValueError(f"unknown architecture {architecture!r}; choose one of {list(ARCHITECTURES)}")
@@ -106,6 +109,8 @@ def train_fashion(architecture: str, seed: int = 0, epochs: int | None = None, o
     generator = torch.Generator().manual_seed(seed)
     train_images, train_labels = _subset(*train_set.tensors(), train_limit, generator)
     test_images, test_labels = _subset(*test_set.tensors(), test_limit, generator)
+    if shuffle_labels:  # after the subsets, so the images trained on are the unshuffled run's
+        train_labels = train_labels[torch.randperm(len(train_labels), generator=generator)]
 
     started, cpu_started = time.time(), time.process_time()
     if lite:
@@ -126,13 +131,14 @@ def train_fashion(architecture: str, seed: int = 0, epochs: int | None = None, o
         details = {"augmentation": "random horizontal flip", "pretrained": False}
 
     model.eval()
-    stem = f"fashion-{architecture}-seed{seed}"
+    stem = f"fashion-{architecture}-seed{seed}" + ("-shuffled" if shuffle_labels else "")
     checkpoint = out_dir / f"{stem}.pt"
     metadata = {
         "format": CHECKPOINT_FORMAT,
         "architecture": architecture,
         "family": "fashion-mnist",
         "seed": seed,
+        "shuffled_labels": bool(shuffle_labels),
         "epochs": epochs,
         "batch_size": batch_size,
         "optimiser": f"AdamW(weight_decay={weight_decay}) + OneCycleLR(max_lr={max_lr})",
