@@ -5,6 +5,7 @@ verdict of the randomised model; the `sanity` command."""
 from __future__ import annotations
 
 import json
+import logging
 
 import numpy as np
 import pytest
@@ -57,16 +58,30 @@ def test_sanity_rows_and_verdicts(cnn, fashion):
 
 
 @needs_fashion_mnist
-def test_train_shuffle_labels_and_the_sanity_command(tmp_path):
+def test_train_shuffle_labels_holdout_and_the_sanity_command(tmp_path, caplog):
     runner = CliRunner()
     common = ["train", "--arch", "resnet", "--epochs", "1", "--train-limit", "256", "--test-limit", "200",
               "--no-confusion", "--out", str(tmp_path), "--threads", "1"]
-    plain = runner.invoke(app, common)
+    plain = runner.invoke(app, [*common, "--holdout", "100"])
     shuffled = runner.invoke(app, [*common, "--shuffle-labels"])
     assert plain.exit_code == 0 and shuffled.exit_code == 0, shuffled.output
     meta = json.loads((tmp_path / "fashion-resnet-seed0-shuffled.json").read_text())
     assert meta["shuffled_labels"] is True
-    assert json.loads((tmp_path / "fashion-resnet-seed0.json").read_text())["shuffled_labels"] is False
+    plain_meta = json.loads((tmp_path / "fashion-resnet-seed0.json").read_text())
+    assert plain_meta["shuffled_labels"] is False and plain_meta["holdout"] == 100
+    # The held-out training images' confusion matrix: a contrast from data a test-split diagnostic does not sample.
+    from case_saliency.data import open_dataset
+    from case_saliency.models import load_model
+    from case_saliency.workflows.confusion import matrix_neighbours
+
+    held = tmp_path / plain_meta["confusion_heldout"]
+    record = json.loads(held.read_text())
+    assert record["split"] == "fashion-mnist:train-heldout" and np.sum(record["matrix"]) == 100
+    assert record["data"]["held_out"] == 100 and "not trained on" in record["data"]["part"]
+    loaded = load_model(str(tmp_path / "fashion-resnet-seed0.pt"))
+    with caplog.at_level(logging.WARNING, logger="case_saliency"):
+        matrix_neighbours(held, loaded, open_dataset("fashion-mnist:test").identity())
+    assert "the split this run samples" not in caplog.text
     out = tmp_path / "sanity"
     result = runner.invoke(app, ["sanity", "--model", str(tmp_path / "fashion-resnet-seed0.pt"), "--n", "4",
                                  "--methods", "gradcam", "--max-steps", "2", "--out", str(out),
