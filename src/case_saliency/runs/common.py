@@ -97,7 +97,8 @@ def start_run(kind: str, model: Any, dataset: Any, *, transform: Callable | None
     rule applied, the layer the methods use, the contrast and where it comes from) and the built
     methods. ``contrast``: CASE's contrast where its spec sets none (default ``confusion:1`` with a
     ``confusion`` matrix, else ``classifier:1``: model-level; for the diagnostic the same with the
-    other compared class left out, ``leave-pair-out:...``, so no pair is circular). ``kind_settings``: the kind's own fields (k_percent, threshold, fill, steps, ...)."""
+    other compared class left out, ``leave-pair-out:...``, so no pair is circular).
+    ``kind_settings``: the kind's own fields (k_percent, threshold, fill, steps, ...)."""
     bundle = LoadedModel.wrap(model, transform, class_names, layer, model_name)
     names = check_methods(methods)
     contrast = contrast if contrast is not None else default_contrast(confusion, diagnostic=kind == "diagnose")

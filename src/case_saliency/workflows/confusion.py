@@ -180,8 +180,8 @@ def matrix_neighbours(path: str | Path, loaded, sampled: dict | None = None, k: 
         if sampled is not None and data and _data_key(data) == _data_key(sampled):
             logging.getLogger("case_saliency").warning(
                 "the confusion matrix %s was computed on %s, the split this run samples: the contrast comes from "
-                "the images it scores; compute the matrix on held-out data (e.g. `case-saliency confusion --data "
-                "fashion-mnist:train`)", path, data.get("name"))
+                "the images it scores; compute the matrix on data it does not sample (e.g. `case-saliency train "
+                "--holdout 5000` stores one on held-out training images)", path, data.get("name"))
         return strategy
     logging.getLogger("case_saliency").warning(
         "confusion matrix %s has no model identity; make sure it was computed for this model", path)
