@@ -95,11 +95,12 @@ def test_versus_contrasts_each_target_with_the_other(lite0, photos):
 
 def test_one_grammar_and_its_errors(lite0):
     for spec, kind in [("leave-pair-out", LeavePairOut), ("leave-pair-out:classifier:2", LeavePairOut),
+                       ("leave-pair-out:nearest:3", LeavePairOut), ("leave-pair-out:top:1", LeavePairOut),
                        ("random:1:4", RandomContrast), ("versus", Versus), ("classifier:2", ClassifierNeighbours)]:
         strategy = build_contrast(spec, model=lite0)
         assert isinstance(strategy, kind)
         assert build_contrast(strategy.spec, model=lite0).spec == strategy.spec  # spec text round trip
-    for bad, match in [("leave-pair-out:top:1", "leave-pair-out\\[:classifier"), ("random:x", "random:K:SEED"),
+    for bad, match in [("leave-pair-out:rank:1", "leave-pair-out\\[:classifier"), ("random:x", "random:K:SEED"),
                        ("versus:2", "takes no number"), ("leave-pair-out:confusion", "needs a confusion matrix")]:
         with pytest.raises(ValueError, match=match):
             build_contrast(bad, model=lite0)
@@ -125,18 +126,35 @@ def test_diagnose_records_the_contrast_each_row_used(cnn, fashion, tmp_path):
     from case_saliency.runs import run_diagnose
     from case_saliency.runs.summary import load_results
 
-    methods = ["case", "case(contrast=versus)", "case(contrast=random:1:0)", "case(contrast=classifier:1)"]
+    methods = ["case", "case(contrast=versus)", "case(contrast=random:1:0)", "case(contrast=classifier:1)", "finercam",
+               "finercam(contrast=nearest:1)"]
     run = run_diagnose(cnn, fashion, tmp_path / "run", methods=methods, n=8, seed=3, layer=LAYER,
                        transform=TRANSFORM, batch_size=4, gallery=0, progress=False)
     config, frame = load_results(run)
     assert config["contrast"] == "leave-pair-out:classifier:1"
     assert config["method_contrasts"]["case(contrast=versus)"] == "versus"
+    # Finer-CAM keeps its nearest logits, without the other compared class, unless its spec sets a contrast
+    assert config["method_contrasts"]["finercam"] == "leave-pair-out:nearest:3"
+    assert config["method_contrasts"]["finercam(contrast=nearest:1)"] == "nearest:1"
     for method, frame_of in frame.groupby("method"):
-        c1, c2 = frame_of["contrast1"].astype(int), frame_of["contrast2"].astype(int)
-        inside = (c1 == frame_of["class2"]) | (c2 == frame_of["class1"])
+        contrast1 = frame_of["contrast1"].str.split().map(lambda v: [int(c) for c in v])
+        contrast2 = frame_of["contrast2"].str.split().map(lambda v: [int(c) for c in v])
+        inside = [b in c1 or a in c2 for a, b, c1, c2 in zip(frame_of["class1"], frame_of["class2"], contrast1,
+                                                                  contrast2, strict=True)]
         assert (frame_of["other_in_contrast"] == inside).all(), method
     rows = {m: frame[frame["method"] == m] for m in methods}
-    assert not rows["case"]["other_in_contrast"].any()
+    assert not rows["case"]["other_in_contrast"].any() and not rows["finercam"]["other_in_contrast"].any()
+    assert rows["finercam(contrast=nearest:1)"]["other_in_contrast"].mean() > 0.5  # nearest logit: mostly the other
     assert not rows["case(contrast=random:1:0)"]["other_in_contrast"].any()
     versus = rows["case(contrast=versus)"]
     assert versus["other_in_contrast"].all() and (versus["contrast1"].astype(int) == versus["class2"]).all()
+
+
+def test_leave_pair_out_over_image_level_rankings():
+    logits = torch.tensor([[0.0, 5.0, 3.0, 4.9, -1.0, 4.0]])
+    targets = torch.tensor([[1, 3]])  # the top-1 and top-2 classes
+    top = build_contrast("leave-pair-out:top:1")
+    assert top(logits, targets).tolist() == [[[5], [5]]]  # plain top:1 would give each the other: [[3], [1]]
+    nearest = build_contrast("leave-pair-out:nearest:2")
+    # nearest to 5.0 other than 1 and 3: 4.0 (class 5), 3.0 (class 2); to 4.9: 4.0, 3.0
+    assert nearest(logits, targets).tolist() == [[[5, 2], [5, 2]]]

@@ -110,7 +110,8 @@ def test_diagnose_fashion_mnist(cnn, fashion, tmp_path):
     # neighbour, the other compared class left out (then the next neighbour)
     assert config["contrast"] == "leave-pair-out:classifier:1" and config["contrast_source"] == "fc"
     assert config["method_contrasts"]["case"] == "leave-pair-out:classifier:1"
-    assert config["method_contrasts"]["gradcam"] is None and config["method_contrasts"]["finercam"] == "nearest:3"
+    assert config["method_contrasts"]["gradcam"] is None
+    assert config["method_contrasts"]["finercam"] == "leave-pair-out:nearest:3"  # its own contrast, never circular
     ranked = ClassifierNeighbours(cnn, k=2).neighbours.numpy()
     case = frame[frame["method"] == "case"]
     for first, second, got in [("class1", "class2", "contrast1"), ("class2", "class1", "contrast2")]:
@@ -374,7 +375,8 @@ def test_variants_side_by_side_and_what_flatters_them(cnn, fashion, tmp_path):
     assert config["methods"] == methods and config["contrast"] == "leave-pair-out:classifier:1"
     assert config["method_contrasts"] == {"gradcam": None, "case": "leave-pair-out:classifier:1",
                                           "case(contrast=top:1)": "top:1",
-                                          "case(contrast=rank:3)": "rank:3", "finercam(weighting=mean)": "nearest:3"}
+                                          "case(contrast=rank:3)": "rank:3",
+                                          "finercam(weighting=mean)": "leave-pair-out:nearest:3"}
     top = frame[frame["method"] == "case(contrast=top:1)"]
     assert top["other_in_contrast"].all() and (top["contrast1"].astype(int) == top["class2"]).all()
     assert not frame[frame["method"] == "case(contrast=rank:3)"]["other_in_contrast"].any()

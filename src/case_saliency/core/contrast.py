@@ -21,7 +21,7 @@ neighbour. The diagnostic therefore defaults to ``LeavePairOut`` (see :func:`def
 
 Every strategy has a ``spec``, the short text that names it on the command line, in run
 configurations and in method specs: ``top:K``, ``nearest:K``, ``classifier:K``, ``confusion:K``,
-``leave-pair-out[:classifier|confusion][:K]``, ``random:K[:SEED]``, ``versus``, ``rank:R``
+``leave-pair-out[:classifier|confusion|top|nearest][:K]``, ``random:K[:SEED]``, ``versus``, ``rank:R``
 (``rank:3+4`` for several ranks), ``explicit:C`` (``explicit:5+7``); :func:`build_contrast` turns such
 a text back into a strategy (the one contrast grammar of the library). Files (a stored confusion
 matrix) are read at the edges, by ``case_saliency.workflows.confusion``.
@@ -105,6 +105,9 @@ class TopLogits:
         order = logits.argsort(dim=1, descending=True, stable=True)
         return _ranked_others(order[:, None, :].expand(-1, targets.shape[1], -1), targets, self.k)
 
+    def with_k(self, k: int) -> TopLogits:
+        return TopLogits(k)
+
     @property
     def spec(self) -> str:
         return f"top:{self.k}"
@@ -124,6 +127,9 @@ class NearestLogits:
         distance = (logits[:, None, :] - target_logit[..., None]).abs()  # (B, M, K)
         order = distance.argsort(dim=2, stable=True)
         return _ranked_others(order, targets, self.k)
+
+    def with_k(self, k: int) -> NearestLogits:
+        return NearestLogits(k)
 
     @property
     def spec(self) -> str:
@@ -390,41 +396,44 @@ def _first_not_compared(candidates: Tensor, targets: Tensor, k: int) -> Tensor:
 
 
 
-Neighbours = ConfusionNeighbours | ClassifierNeighbours  # the model-level strategies
+Ranked = ConfusionNeighbours | ClassifierNeighbours | TopLogits | NearestLogits  # strategies with an order
 
 
 class LeavePairOut:
-    """Model-level neighbours that are never the class a map is compared with: for each target, the
-    k nearest classes of a model-level strategy (classifier or confusion neighbours) after removing
-    the other targets of the same image. In the top-1/top-2 diagnostic neither map's contrast holds
-    the other compared class, so no map is pushed away from its partner by construction, and no
-    pair has to be dropped for being circular (dropping them drops the hardest pairs).
+    """Contrast classes that are never the class a map is compared with: for each target, the k first
+    classes of a ranked strategy (classifier or confusion neighbours, model-level; or the top or
+    nearest logits of the image) after removing the other targets of the same image. In the
+    top-1/top-2 diagnostic neither map's contrast holds the other compared class, so no map is
+    pushed away from its partner by construction, and no pair has to be dropped for being circular
+    (dropping them drops the hardest pairs).
 
     Args:
-        base: ``ClassifierNeighbours`` or ``ConfusionNeighbours`` (any k: its ranking is reused).
+        base: ``ClassifierNeighbours``, ``ConfusionNeighbours``, ``TopLogits`` or ``NearestLogits``
+            (any k: its ranking is reused).
         k: contrast classes per target (default: the base's k).
-    Cost: the base's table of k + M - 1 neighbours per class (built once for pairs, again for more
-    targets per image), then a gather per call.
+    Cost: the base's ranking of k + M - 1 classes per target (a model-level table is built once
+    per number M of targets per image), then a gather per call.
     """
 
-    def __init__(self, base: ConfusionNeighbours | ClassifierNeighbours, k: int | None = None):
-        if not isinstance(base, (ConfusionNeighbours, ClassifierNeighbours)):
-            raise TypeError(f"leave-pair-out needs classifier or confusion neighbours as its base, got {base!r}")
+    def __init__(self, base: Ranked, k: int | None = None):
+        if not isinstance(base, (ConfusionNeighbours, ClassifierNeighbours, TopLogits, NearestLogits)):
+            raise TypeError(f"leave-pair-out needs a ranked contrast as its base (classifier or confusion neighbours, "
+                            f"top or nearest logits), got {base!r}")
         self.k = _check_k(base.k if k is None else k)
-        self.kind = "confusion" if isinstance(base, ConfusionNeighbours) else "classifier"
-        self._bases: dict[int, Neighbours] = {}
-        self.base = self._base(base, 2)
+        self.kind = base.spec.split(":")[0]
+        self.base = base
+        self._bases: dict[int, Ranked] = {base.k: base}
         self.source = getattr(base, "source", None) or getattr(base, "layer", None)
         self.layer = getattr(base, "layer", None)
 
-    def _base(self, base: Neighbours, m: int) -> Neighbours:
-        wanted = min(self.k + m - 1, base.neighbours.shape[0] - 1)
+    def _ranked(self, m: int, num: int) -> Ranked:
+        wanted = min(self.k + m - 1, num - 1)
         if wanted not in self._bases:
-            self._bases[wanted] = base if base.k == wanted else base.with_k(wanted)
+            self._bases[wanted] = self.base.with_k(wanted)
         return self._bases[wanted]
 
     def __call__(self, logits: Tensor, targets: Tensor) -> Tensor:
-        candidates = self._base(self.base, targets.shape[1])(logits, targets)  # (B, M, k + M - 1)
+        candidates = self._ranked(targets.shape[1], logits.shape[1])(logits, targets)  # (B, M, k + M - 1)
         return _first_not_compared(candidates, targets, self.k)
 
     @property
@@ -433,6 +442,14 @@ class LeavePairOut:
 
     def __repr__(self) -> str:
         return f"LeavePairOut({self.base!r}, k={self.k})"
+
+
+def leave_pair_out(strategy: ContrastStrategy) -> ContrastStrategy:
+    """``LeavePairOut(strategy)`` for a ranked strategy not yet without the compared classes; any
+    other strategy (random, versus, rank, explicit, or one already leaving the pair out) as it is."""
+    if isinstance(strategy, (ConfusionNeighbours, ClassifierNeighbours, TopLogits, NearestLogits)):
+        return LeavePairOut(strategy)
+    return strategy
 
 
 class RandomContrast:
@@ -508,8 +525,9 @@ class Versus:
 
 CONTRAST_KINDS = ("classifier", "confusion", "leave-pair-out", "random", "versus", "top", "nearest", "rank",
                   "explicit")
-_GRAMMAR = ("classifier:K, confusion:K, leave-pair-out[:classifier|confusion][:K], random:K[:SEED], versus, "
-            "top:K, nearest:K, rank:N[+N...], explicit:N[+N...]")
+_GRAMMAR = ("classifier:K, confusion:K, leave-pair-out[:classifier|confusion|top|nearest][:K], random:K[:SEED], "
+            "versus, top:K, nearest:K, rank:N[+N...], explicit:N[+N...]")
+_RANKED = ("classifier", "confusion", "top", "nearest")
 _SPEC = re.compile(r"^([a-z]+)(?::(\d+(?:\+\d+)*))?$")
 
 
@@ -528,7 +546,7 @@ def contrast_spec(strategy: ContrastStrategy | str | None) -> str:
         parts = text.split(":")
         if parts[0] == "random" and len(parts) <= 3 and all(p.isdigit() for p in parts[1:]):
             return f"random:{parts[1] if len(parts) > 1 else 1}:{parts[2] if len(parts) > 2 else 0}"
-        if parts[0] == "leave-pair-out" and len(parts) == 2 and parts[1] in ("classifier", "confusion"):
+        if parts[0] == "leave-pair-out" and len(parts) == 2 and parts[1] in _RANKED:
             return f"{text}:1"
         return text
     return str(getattr(strategy, "spec", None) or repr(strategy))
@@ -541,7 +559,7 @@ def build_contrast(spec: str | ContrastStrategy, *, model: nn.Module | None = No
 
     Args:
         spec: ``classifier:K`` (needs ``model``), ``confusion:K`` (needs ``confusion``),
-            ``leave-pair-out[:classifier|confusion][:K]`` (the base defaults to confusion neighbours
+            ``leave-pair-out[:classifier|confusion|top|nearest][:K]`` (the base defaults to confusion neighbours
             when ``confusion`` is given, else classifier neighbours), ``random:K[:SEED]`` (seed 0),
             ``versus``, ``top:K``, ``nearest:K``, ``rank:R[+R...]``, ``explicit:C[+C...]``; K defaults to 1.
         model: the network whose last linear layer gives classifier neighbours.
@@ -569,14 +587,14 @@ def build_contrast(spec: str | ContrastStrategy, *, model: nn.Module | None = No
         return RandomContrast(numbers[0] if numbers else 1, numbers[1] if len(numbers) > 1 else 0)
     if kind == "leave-pair-out":
         rest = parts[1:]
-        base_kind = rest.pop(0) if rest and rest[0] in ("classifier", "confusion") else None
+        base_kind = rest.pop(0) if rest and rest[0] in _RANKED else None
         if len(rest) > 1 or (rest and not rest[0].isdigit()):
-            raise ValueError(f"contrast {spec!r}: write leave-pair-out[:classifier|confusion][:K], "
+            raise ValueError(f"contrast {spec!r}: write leave-pair-out[:classifier|confusion|top|nearest][:K], "
                              "e.g. leave-pair-out:confusion:1")
         k = int(rest[0]) if rest else 1
         base_kind = base_kind or ("confusion" if confusion is not None else "classifier")
         base = build_contrast(f"{base_kind}:{k}", model=model, confusion=confusion)
-        assert isinstance(base, (ConfusionNeighbours, ClassifierNeighbours))
+        assert isinstance(base, (ConfusionNeighbours, ClassifierNeighbours, TopLogits, NearestLogits))
         return LeavePairOut(base, k)
     match = _SPEC.match(text)
     if not match or match.group(1) not in CONTRAST_KINDS:

@@ -19,11 +19,12 @@ from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from ..core.capture import model_device
-from ..core.contrast import classifier_layer, contrast_spec, default_contrast
+from ..core.contrast import classifier_layer, contrast_spec, default_contrast, leave_pair_out
 from ..core.errors import CaseSaliencyError
 from ..core.maps import SaliencyMaps
 from ..methods import SaliencyMethod, explain_shared
 from ..methods.spec import build_method as build_from_spec
+from ..methods.spec import follows_run_contrast
 from ..methods.spec import parse_method_list
 from ..models import LoadedModel
 from .loading import batch_loader
@@ -103,6 +104,11 @@ def start_run(kind: str, model: Any, dataset: Any, *, transform: Callable | None
     names = check_methods(methods)
     contrast = contrast if contrast is not None else default_contrast(confusion, diagnostic=kind == "diagnose")
     built, layer_used = build_methods(bundle, names, contrast, method_options, confusion)
+    if kind == "diagnose":  # the other contrastive methods' own ranked contrasts (Finer-CAM's) leave the pair out
+        for label, method in built.items():
+            spec = parse_method_list([label])[0]
+            if method.contrast is not None and "contrast" not in spec.options and not follows_run_contrast(spec):
+                method.contrast = leave_pair_out(method.contrast)
     keep_correct, protocol = protocol_for(correct_only, has_labels(dataset))
     settings = RunSettings(
         kind=kind, model=bundle.name, weights=weights,
