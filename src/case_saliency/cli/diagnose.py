@@ -64,7 +64,8 @@ def diagnose(
         raise opt.fail("--num-images and --gallery must be >= 0 and --batch-size >= 1")
     loaded, dataset, names, contrast, matrix = opt.resolve_inputs(model, weights, data, root, methods, contrast_k,
                                                                   confusion, device, contrast,
-                                                                  mo.model_options(size, crop, mean, std, class_names))
+                                                                  mo.model_options(size, crop, mean, std, class_names),
+                                                                  diagnostic=True)
     if pairs:
         dataset = mo.pair_subset(loaded, dataset, pairs, progress=not quiet)
     opt.check_layer(loaded, layer)

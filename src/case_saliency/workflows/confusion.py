@@ -3,12 +3,15 @@ stored as JSON next to the checkpoint with the identity of both, and loaded only
 (and, when given, the same data): a stale matrix is refused.
 
 File: ``{"matrix": (K, K) counts, rows = true class, "model": identity, "data": identity,
-"class_names", "accuracy", "created"}``; it is also readable by ``ConfusionNeighbours(path)``.
+"class_names", "accuracy", "split", "created"}`` (``split``: the name of the data it was computed on, so
+a diagnostic can warn when it samples that same split); :func:`matrix_neighbours` turns a file into
+CASE's contrast (the one place where matrix files are read).
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -21,8 +24,8 @@ import torch
 from tqdm.auto import tqdm
 
 from ..core.errors import CaseSaliencyError
+from ..core.contrast import ConfusionNeighbours
 from ..data.base import ImageDataset, sha256_items
-from ..core.contrast import ConfusionNeighbours, NearestLogits, TopLogits
 from ..runs.store import atomic_write
 
 FORMAT = "case-saliency-confusion"
@@ -115,7 +118,7 @@ def save_confusion(path: str | Path, matrix: np.ndarray, model_identity: dict, d
     path.parent.mkdir(parents=True, exist_ok=True)
     accuracy = float(np.trace(matrix) / matrix.sum() * 100.0) if matrix.sum() else float("nan")
     record = {"format": FORMAT, "matrix": matrix.tolist(), "model": model_identity, "data": data_identity,
-              "class_names": list(class_names), "accuracy": accuracy,
+              "class_names": list(class_names), "accuracy": accuracy, "split": data_identity.get("name"),
               "created": datetime.now(timezone.utc).isoformat(timespec="seconds")}
     atomic_write(path, json.dumps(record, indent=1))
     return path
@@ -174,32 +177,61 @@ def confusion_neighbours(path: str | Path, loaded, k: int = 1,
     return strategy
 
 
-def resolve_contrast(spec: str, loaded=None, data_identity: dict | None = None):
-    """A contrast strategy by name: ``top[:k]`` (TopLogits), ``nearest[:k]`` (NearestLogits),
-    ``confusion[:k]`` (the stored matrix of ``loaded`` found at its default place, next to the
-    checkpoint), or ``confusion:PATH[:k]`` / ``PATH.json`` (a given matrix file, identity-checked)."""
-    name, _, rest = spec.partition(":")
-    name = name.lower()
-    k = 1
-    parts = [p for p in rest.split(":") if p] if rest else []
-    if parts and parts[-1].isdigit():
-        k = int(parts.pop())
-    if name in ("top", "toplogits", "top_logits") and not parts:
-        return TopLogits(k)
-    if name in ("nearest", "nearestlogits", "nearest_logits") and not parts:
-        return NearestLogits(k)
-    if name == "confusion" or spec.lower().endswith(".json"):
-        if loaded is None:
-            raise ValueError("a confusion contrast needs the model, to check the matrix belongs to it")
-        if name == "confusion" and not parts:
-            if data_identity is None:
-                raise ValueError("contrast 'confusion' without a file needs the data split to find the matrix; "
-                                 "pass confusion:PATH (from `case-saliency confusion`)")
-            path = default_path(loaded, data_identity["name"])
-        else:
-            path = Path(":".join(parts) if name == "confusion" else spec)
-        return confusion_neighbours(path, loaded, k)
-    raise ValueError(f"unknown contrast {spec!r}; use top[:k], nearest[:k], confusion[:k] or confusion:PATH[:k]")
+def read_matrix_file(path: str | Path) -> np.ndarray:
+    """A bare (K, K) matrix from .npy, .pt, .csv or .json (key "matrix"), unchecked: such a file
+    (except the JSON this module writes, see :func:`load_confusion`) carries no model identity.
+
+    Raises:
+        FileNotFoundError: no such file. ValueError: an unknown suffix.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"confusion matrix file {path} does not exist; "
+                                "compute one with `case-saliency confusion`")
+    suffix = path.suffix.lower()
+    if suffix == ".npy":
+        data = np.load(path, allow_pickle=False)
+    elif suffix == ".pt":
+        data = torch.load(path, map_location="cpu", weights_only=True)
+        if isinstance(data, dict):
+            data = data["matrix"]
+    elif suffix == ".csv":
+        data = np.loadtxt(path, delimiter=",")
+    elif suffix == ".json":
+        data = json.loads(path.read_text())["matrix"]
+    else:
+        raise ValueError(f"unknown confusion matrix format {suffix!r}; use .npy, .pt, .csv or .json")
+    return np.asarray(data, dtype=np.float64)
+
+
+def matrix_neighbours(path: str | Path, loaded, sampled: dict | None = None, k: int = 1) -> ConfusionNeighbours:
+    """The confusion neighbours of a matrix file for a run: a matrix written by ``case-saliency
+    confusion`` (.json) is checked against the model (``StaleConfusionMatrix`` otherwise); a bare array
+    file (.npy, .pt, .csv) carries no identity, so it is used as given, with a warning.
+
+    Args:
+        path: the file. loaded: the run's ``LoadedModel``.
+        sampled: the identity of the split the run samples (``dataset.identity()``): when the matrix
+            was computed on that same split a warning says so (the diagnostic's contrast then comes
+            from the images it scores; compute the matrix on held-out data).
+        k: neighbours per class.
+    """
+    if Path(path).suffix.lower() == ".json":
+        record = load_confusion(path, loaded.identity)
+        strategy = ConfusionNeighbours(record["matrix"], k=k)
+        strategy.source = str(path)
+        data = record.get("data") or {}
+        if sampled is not None and data and _data_key(data) == _data_key(sampled):
+            logging.getLogger("case_saliency").warning(
+                "the confusion matrix %s was computed on %s, the split this run samples: the contrast comes from "
+                "the images it scores; compute the matrix on data it does not sample (e.g. `case-saliency train "
+                "--holdout 5000` stores one on held-out training images)", path, data.get("name"))
+        return strategy
+    logging.getLogger("case_saliency").warning(
+        "confusion matrix %s has no model identity; make sure it was computed for this model", path)
+    strategy = ConfusionNeighbours(read_matrix_file(path), k=k)
+    strategy.source = str(path)
+    return strategy
 
 
 @dataclass(frozen=True)
