@@ -18,6 +18,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from ..core.contrast import Versus
+
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
 DEFAULT_METHODS = ("gradcam", "case")
 
@@ -111,30 +113,6 @@ def resolve_classes(spec: str | Sequence[str | int], class_names: Sequence[str])
     return chosen
 
 
-class PairContrast:
-    """Each explained class contrasted with the other classes explained for the same image ("A
-    rather than B": A's map with B as its contrast, B's with A). Circular by design: the
-    diagnostic never uses it. (Stands in for the library's ``contrast="versus"``.)"""
-
-    spec = "versus"
-
-    def __init__(self, m: int):
-        if m < 2:
-            raise ValueError("the pair contrast needs at least two classes per image (e.g. --classes Coat,Shirt)")
-        self.k = m - 1
-
-    def __call__(self, logits: Tensor, targets: Tensor) -> Tensor:
-        if targets.ndim != 2 or targets.shape[1] != self.k + 1:
-            raise ValueError(f"the pair contrast was built for {self.k + 1} classes per image, "
-                             f"got targets {tuple(targets.shape)}")
-        m = targets.shape[1]
-        others = [torch.cat([targets[:, :j], targets[:, j + 1:]], dim=1) for j in range(m)]
-        return torch.stack(others, dim=1)  # (B, M, M - 1)
-
-    def __repr__(self) -> str:
-        return "PairContrast(versus)"
-
-
 def load_images(items: Sequence[str | Path]) -> tuple[list[Any], list[str]]:
     """(PIL images, their sources) for files, folders, glob patterns and the shipped sample photos
     (``samples`` for all 14, ``samples:skimage/chelsea,skimage/coffee`` for some; see
@@ -215,7 +193,9 @@ def explain_images(loaded: Any, images: Sequence[Any], sources: Sequence[str], *
         else:
             spec = f"topk:{max(int(top), 1)}"
         m = int(spec.shape[1]) if isinstance(spec, Tensor) else max(int(top), 1)
-        run_contrast: Any = PairContrast(m) if versus else contrast
+        if versus and m < 2:
+            raise ValueError("the pair contrast needs at least two classes per image (e.g. --classes Coat,Shirt)")
+        run_contrast: Any = Versus() if versus else contrast
         built: dict[str, Any] = {name: build_method(name, loaded, run_contrast=run_contrast, target_layer=layer)
                                  for name in methods}
         contrasts = {name: str(getattr(method.contrast, "spec", method.contrast)) for name, method in built.items()
