@@ -6,6 +6,7 @@ from pathlib import Path
 
 import typer
 
+from . import model_options as mo
 from . import run_options as opt
 from .app import app
 
@@ -36,6 +37,11 @@ def fidelity(
     device: str = opt.DEVICE,
     quiet: bool = opt.QUIET,
     workers: int | None = opt.WORKERS,
+    size: int | None = mo.SIZE,
+    crop: bool | None = mo.CROP,
+    mean: str | None = mo.MEAN,
+    std: str | None = mo.STD,
+    class_names: Path | None = mo.CLASS_NAMES,
 ) -> None:
     """Fidelity: confidence drop after removing the top-k% pixels, deletion/insertion AUC, CASE vs each method."""
     from ..metrics import FILLS
@@ -48,7 +54,8 @@ def fidelity(
     if n < 0 or steps < 0 or batch_size < 1 or eval_batch_size < 1:
         raise opt.fail("--num-images and --steps must be >= 0, --batch-size and --eval-batch-size >= 1")
     loaded, dataset, names, contrast, matrix = opt.resolve_inputs(model, weights, data, root, methods, contrast_k,
-                                                                  confusion, device, contrast)
+                                                                  confusion, device, contrast,
+                                                                  mo.model_options(size, crop, mean, std, class_names))
     opt.check_layer(loaded, layer)
     opt.execute(lambda: run_fidelity(loaded, dataset, out, methods=names, n=n, seed=seed, k_percent=k, fill=fill,
                                      steps=steps, correct_only=correct_only, alpha=alpha, layer=layer,

@@ -4,11 +4,13 @@ sample photos that ship with scikit-image and scikit-learn."""
 from __future__ import annotations
 
 import json
+import os
+import re
 from pathlib import Path
 from collections.abc import Callable
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 from .base import ImageDataset, sha256_items, to_model_mode, warn_skipped
 
@@ -17,22 +19,36 @@ IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".we
 CLASS_INDEX_FILES = ("class_index.json", "imagenet_class_index.json", "LOC_synset_mapping.txt", "classes.txt")
 
 
+# How images read from files are oriented (recorded in the dataset's identity).
+ORIENTATION = "EXIF applied"
+
+
 def _open_image(path: Path) -> Image.Image:
-    """Decode an image file completely and convert it to "RGB" or "L"."""
+    """Decode an image file completely, turn it as its EXIF orientation says (as a viewer shows it,
+    not as the pixels are stored) and convert it to "RGB" or "L"."""
     try:
         with Image.open(path) as image:
             image.load()
-            return to_model_mode(image)
+            return to_model_mode(ImageOps.exif_transpose(image))
     except (OSError, UnidentifiedImageError, ValueError, SyntaxError) as error:
         raise ValueError(f"image file {path} cannot be decoded ({error}); remove or replace it") from error
 
 
+def shown_path(path: Path | str) -> str:
+    """A path as text that prints and encodes anywhere: bytes that are not UTF-8 as ``\\xff``."""
+    return os.fsencode(path).decode("utf-8", "backslashreplace")
+
+
 def _readable(paths: list[Path], source: str) -> list[Path]:
-    """Keep the files PIL can identify and whose header is sane (cheap: no full decode);
-    warn once about the rest, naming them."""
+    """Keep the files PIL can identify and whose header is sane (cheap: no full decode) and whose
+    name is valid UTF-8 (ids go into UTF-8 tables); warn once about the rest, naming them."""
     kept, skipped = [], []
     for path in paths:
         try:
+            try:
+                str(path).encode("utf-8")
+            except UnicodeEncodeError:
+                raise ValueError("the file name is not valid UTF-8; rename it to include it") from None
             if path.stat().st_size == 0:
                 raise ValueError("empty file")
             with Image.open(path) as image:
@@ -44,7 +60,7 @@ def _readable(paths: list[Path], source: str) -> list[Path]:
                 raise ValueError("truncated JPEG (no end-of-image marker)")
             kept.append(path)
         except Exception as error:  # any reason PIL gives; the file is named in the warning
-            skipped.append((str(path), f"{type(error).__name__}: {error}".strip()))
+            skipped.append((shown_path(path), f"{type(error).__name__}: {error}".strip()))
     warn_skipped(source, skipped)
     return kept
 
@@ -97,40 +113,85 @@ class ImageFiles(ImageDataset):
         # "hash" (ids and labels) identifies the data for confusion matrices; "files" adds each file's
         # size, so that a run resumed on a folder whose files were replaced is refused.
         return {"hash": sha256_items((self.image_id(i), self.labels[i]) for i in range(len(self))),
-                "files": sha256_items((self.image_id(i), path.stat().st_size) for i, path in enumerate(self.paths))}
+                "files": sha256_items((self.image_id(i), path.stat().st_size) for i, path in enumerate(self.paths)),
+                "orientation": ORIENTATION}
+
+
+def out_inside_data(out: str | Path, dataset: object) -> str | None:
+    """A warning when a run's ``out`` folder lies inside the folder a dataset reads its images from
+    (the files the run writes there would become part of the data, and a resume would then refuse
+    the changed data); None when it does not, or when the dataset is not read from a folder.
+
+    Args:
+        out: the run (or report) folder the user chose.
+        dataset: an ``ImageDataset``; only ``ImageFiles`` and ``ImageFolderDataset`` scan a folder.
+    Returns:
+        the warning's text, or None.
+    """
+    if not isinstance(dataset, ImageFiles):
+        return None
+    root, target = Path(dataset.root).resolve(), Path(out).resolve()
+    if target != root and root not in target.parents:
+        return None
+    return (f"--out {out} is inside the data folder {dataset.root}: image files written there would be read as "
+            "data by the next run, which would then refuse the changed data; choose a folder outside it")
+
+
+_WNID = re.compile(r"^n\d{8}$")
+CLASS_NAME_FORMATS = ("a text file with one class name per line, in class-index order (ImageNet's "
+                      "LOC_synset_mapping.txt, 'n01440764 tench, Tinca tinca', too); a JSON list of names, or of "
+                      "[folder, name] pairs; a JSON object index -> name ({\"0\": \"T-shirt/top\", ...}), "
+                      "folder -> index, or Keras' index -> [folder, name]")
 
 
 def read_class_index(path: str | Path) -> tuple[list[str], list[str]]:
     """Read a class-index file -> (folder names in class-index order, human-readable names).
 
-    Formats: Keras' ``imagenet_class_index.json`` ({"0": ["n01440764", "tench"], ...}), a JSON list of
-    folder names or of [folder, name] pairs, a JSON dict folder -> index, or text with one class per
-    line, "folder[ name...]" (ImageNet's ``LOC_synset_mapping.txt``).
+    Formats (``CLASS_NAME_FORMATS``): text with one class name per line, in index order (the folder
+    is the name), or ImageNet's ``LOC_synset_mapping.txt`` ("n01440764 tench, Tinca tinca": wnid
+    folder, then names); a JSON list of names or of [folder, name] pairs; a JSON object index -> name,
+    folder -> index, or Keras' ``imagenet_class_index.json`` index -> [folder, name].
+    Raises ``FileNotFoundError``, or ``ValueError`` naming the formats.
     """
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"class-index file {path} does not exist")
-    if path.suffix.lower() == ".json":
-        data = json.loads(path.read_text())
-        if isinstance(data, dict):
-            values = list(data.values())
-            if values and isinstance(values[0], list):  # Keras: index -> [folder, name]
-                ordered = [data[key] for key in sorted(data, key=int)]
-                return [str(entry[0]) for entry in ordered], [str(entry[-1]) for entry in ordered]
-            ordered = sorted(data, key=lambda folder: int(data[folder]))  # folder -> index
-            return ordered, list(ordered)
-        if isinstance(data, list):
-            if data and isinstance(data[0], list):
+    text = path.read_text()
+    if path.suffix.lower() == ".json" or text.lstrip()[:1] in ("[", "{"):
+        try:
+            data = json.loads(text)
+        except ValueError as error:
+            raise ValueError(f"class-index file {path} is not valid JSON ({error}); formats: {CLASS_NAME_FORMATS}") \
+                from error
+        if isinstance(data, dict) and data:
+            keys, values = list(data), list(data.values())
+            if all(str(key).lstrip("-").isdigit() for key in keys):  # index -> name or index -> [folder, name]
+                ordered = [data[key] for key in sorted(keys, key=int)]
+                if all(isinstance(entry, list) and entry for entry in ordered):
+                    return [str(entry[0]) for entry in ordered], [str(entry[-1]) for entry in ordered]
+                if all(isinstance(entry, str) for entry in ordered):
+                    return [str(e) for e in ordered], [str(e) for e in ordered]
+            elif all(isinstance(value, int) or str(value).isdigit() for value in values):  # folder -> index
+                folders = sorted(data, key=lambda folder: int(data[folder]))
+                return folders, list(folders)
+        if isinstance(data, list) and data:
+            if all(isinstance(e, list) and e for e in data):
                 return [str(e[0]) for e in data], [str(e[-1]) for e in data]
-            return [str(e) for e in data], [str(e) for e in data]
-        raise ValueError(f"class-index file {path}: expected a JSON object or list")
-    folders, names = [], []
-    for line in path.read_text().splitlines():
-        if line.strip():
-            folder, _, name = line.strip().partition(" ")
-            folders.append(folder)
-            names.append(name.split(",")[0].strip() or folder)
-    return folders, names
+            if all(isinstance(e, (str, int)) for e in data):
+                return [str(e) for e in data], [str(e) for e in data]
+        raise ValueError(f"class-index file {path}: not a format for class names; formats: {CLASS_NAME_FORMATS}")
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    if not lines:
+        raise ValueError(f"class-index file {path} is empty; formats: {CLASS_NAME_FORMATS}")
+    if all(_WNID.match(line.split(" ")[0]) and " " in line for line in lines):  # LOC_synset_mapping.txt
+        folders = [line.partition(" ")[0] for line in lines]
+        return folders, [line.partition(" ")[2].split(",")[0].strip() for line in lines]
+    return list(lines), list(lines)
+
+
+def read_class_names(path: str | Path) -> list[str]:
+    """The class names of a class-index file, in index order (see ``read_class_index``)."""
+    return read_class_index(path)[1]
 
 
 class ImageFolderDataset(ImageFiles):
@@ -148,6 +209,9 @@ class ImageFolderDataset(ImageFiles):
         if class_index is not None:
             folders, names = read_class_index(class_index)
             unknown = sorted(set(subfolders) - set(folders))
+            if unknown and all(f.isdigit() and int(f) < len(folders) for f in subfolders):
+                folders = [str(i) for i in range(len(folders))]  # folders named by class index
+                unknown = []
             if unknown:
                 raise ValueError(f"folders {unknown[:5]} of {root} are not in the class-index file {class_index}")
         else:
@@ -158,7 +222,7 @@ class ImageFolderDataset(ImageFiles):
         super().__init__(root)
         self.name = f"imagefolder:{self.root}"
         self.class_index_file = str(class_index) if class_index else None
-        self.class_names = names
+        self.class_names = [shown_path(name) for name in names]  # a folder name that is not UTF-8, printable
         index_of = {folder: i for i, folder in enumerate(folders)}
         kept = [p for p in self.paths if p.relative_to(root_path).parts[0] in index_of]
         loose = len(self.paths) - len(kept)

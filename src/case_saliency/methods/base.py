@@ -10,6 +10,7 @@ forward passes; the map is then ``sum_c w_c A_c``.
 
 from __future__ import annotations
 
+import copy
 import warnings
 from abc import ABCMeta
 from collections.abc import Callable
@@ -22,6 +23,7 @@ from torch import Tensor, nn
 from ..core.capture import ActivationCapture, Capture, ModelInput, autograd_available, prepare_images, unwrap_model
 from ..core.contrast import ContrastStrategy, contrast_classes
 from ..core.layers import LayerSpec, Reshape
+from ..core.outputs import OutputPicker, logits_model, underlying_network
 from ..core.maps import SaliencyMaps, finish_maps
 from ..core.targets import TargetSpec, resolve_targets
 
@@ -89,9 +91,14 @@ class _KeywordOptions(ABCMeta):
     (``target_layer`` for layer methods), with a DeprecationWarning; more positional arguments are
     refused, because the former orders differed between methods (``CASE(model, "layer4", vit_reshape)``
     bound the reshape to ``contrast``).
+    Every method also takes ``output=``: a function picking the logits (B, K) from what the model's
+    forward returns (``core.outputs``; tuples, mappings and ``.logits`` objects need none).
     """
 
     def __call__(cls, *args: Any, **kwargs: Any) -> Any:
+        output = kwargs.pop("output", None)
+        if output is not None and args:
+            args = (with_output(args[0], output), *args[1:])
         if len(args) > 2:
             raise TypeError(f"{cls.__name__} takes the model as its only positional argument; pass target_layer=, "
                             f"reshape= and the method's options (e.g. contrast=) by keyword")
@@ -105,6 +112,17 @@ class _KeywordOptions(ABCMeta):
             kwargs[legacy] = args[1]
             args = args[:1]
         return super().__call__(*args, **kwargs)
+
+
+def with_output(model: ModelInput, output: OutputPicker) -> ModelInput:
+    """``model`` whose network returns what ``output`` picks from its forward's result (a
+    ``LoadedModel`` is copied with its network wrapped)."""
+    if isinstance(model, nn.Module):
+        return logits_model(model, output)
+    network, _, _ = unwrap_model(model)
+    loaded = copy.copy(model)
+    loaded.model = logits_model(underlying_network(network), output)
+    return loaded
 
 
 LogitWeights = Callable[[Tensor, Tensor, "Tensor | None"], "Tensor | None"]

@@ -16,6 +16,7 @@ _EXPORTS: dict[str, str] = {
                      "topk_agreement"], "agreement"),
     **dict.fromkeys(["FILLS", "ConfidenceDrop", "Curves", "class_probability", "confidence_drop",
                      "deletion_insertion", "remove_top", "substrate"], "fidelity"),
+    **dict.fromkeys(["ContrastiveDrop", "contrastive_drop", "logit_margin"], "contrastive"),
     **dict.fromkeys(["spearman", "ssim"], "similarity"),
 }
 
@@ -39,4 +40,5 @@ if TYPE_CHECKING:
     from .agreement import SPARSE_POLICIES, TIE_POLICIES, positive_pixels, top_count, top_mask, topk_agreement
     from .fidelity import (FILLS, ConfidenceDrop, Curves, class_probability, confidence_drop,
                            deletion_insertion, remove_top, substrate)
+    from .contrastive import ContrastiveDrop, contrastive_drop, logit_margin
     from .similarity import spearman, ssim

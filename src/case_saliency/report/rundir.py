@@ -111,13 +111,22 @@ def read_run(run_dir: Path) -> Run:
     """Read a run directory through the run store's reader (``runs.store.read_run``: config.json,
     meta.json and a validated results.csv), plus its gallery and confusion.npy."""
     stored = store_read_run(run_dir)
-    names = stored.meta.get("class_names")
     run = Run(stored.path, stored.kind, stored.config, stored.meta, stored.rows,
-              [str(n) for n in names] if names else None)
+              _class_names(stored.meta.get("class_names"), stored.path / "meta.json"))
     run.gallery = _read_gallery(stored.gallery_files())
     if (stored.path / "confusion.npy").exists():
         run.confusion = np.load(stored.path / "confusion.npy", allow_pickle=False).astype(np.float64)
     return run
+
+
+def _class_names(names: object, path: Path) -> list[str] | None:
+    """meta.json's ``class_names``: a list of names (numbers allowed: a label set of numbers), or null."""
+    if names is None or names == []:
+        return None
+    if not isinstance(names, list) or not all(isinstance(n, (str, int, float)) for n in names):
+        raise RunDirError(f"{path}: class_names is {repr(names)[:60]}, not a list of class names (one per model "
+                          "output); restore the file from the run's command, or set it to null")
+    return [str(n) for n in names]
 
 
 def _read_gallery(files: dict[str, Path]) -> list[GalleryItem]:

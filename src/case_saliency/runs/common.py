@@ -19,11 +19,12 @@ from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from ..core.capture import model_device
-from ..core.contrast import classifier_layer, contrast_spec, default_contrast
+from ..core.contrast import classifier_layer, contrast_spec, default_contrast, leave_pair_out
 from ..core.errors import CaseSaliencyError
 from ..core.maps import SaliencyMaps
 from ..methods import SaliencyMethod, explain_shared
 from ..methods.spec import build_method as build_from_spec
+from ..methods.spec import follows_run_contrast
 from ..methods.spec import parse_method_list
 from ..models import LoadedModel
 from .loading import batch_loader
@@ -96,12 +97,18 @@ def start_run(kind: str, model: Any, dataset: Any, *, transform: Callable | None
     """What every run starts from: the model as a ``LoadedModel``, its ``RunSettings`` (the protocol
     rule applied, the layer the methods use, the contrast and where it comes from) and the built
     methods. ``contrast``: CASE's contrast where its spec sets none (default ``confusion:1`` with a
-    ``confusion`` matrix, else ``classifier:1``: model-level, never the other compared class by
-    construction). ``kind_settings``: the kind's own fields (k_percent, threshold, fill, steps, ...)."""
+    ``confusion`` matrix, else ``classifier:1``: model-level; for the diagnostic the same with the
+    other compared class left out, ``leave-pair-out:...``, so no pair is circular).
+    ``kind_settings``: the kind's own fields (k_percent, threshold, fill, steps, ...)."""
     bundle = LoadedModel.wrap(model, transform, class_names, layer, model_name)
     names = check_methods(methods)
-    contrast = contrast if contrast is not None else default_contrast(confusion)
+    contrast = contrast if contrast is not None else default_contrast(confusion, diagnostic=kind == "diagnose")
     built, layer_used = build_methods(bundle, names, contrast, method_options, confusion)
+    if kind == "diagnose":  # the other contrastive methods' own ranked contrasts (Finer-CAM's) leave the pair out
+        for label, method in built.items():
+            spec = parse_method_list([label])[0]
+            if method.contrast is not None and "contrast" not in spec.options and not follows_run_contrast(spec):
+                method.contrast = leave_pair_out(method.contrast)
     keep_correct, protocol = protocol_for(correct_only, has_labels(dataset))
     settings = RunSettings(
         kind=kind, model=bundle.name, weights=weights,
@@ -124,7 +131,7 @@ def method_contrasts(methods: dict[str, SaliencyMethod]) -> dict[str, str | None
 def contrast_source(contrast: Any, confusion: Any, model: nn.Module) -> str | None:
     """Where a run's contrast comes from, beyond its spec: the confusion matrix file, or the
     classifier layer; None for image-level contrasts."""
-    spec = contrast_spec(contrast)
+    spec = contrast_spec(contrast).removeprefix("leave-pair-out:")
     if spec.startswith("confusion"):
         return str(getattr(contrast, "source", None) or getattr(confusion, "source", None) or "array")
     if spec.startswith("classifier"):
@@ -191,7 +198,7 @@ def select_sample(model: nn.Module, dataset: Any, transform: Callable, n: int, s
         if len(kept) >= want:
             break
     bar.close()
-    info.update(size=len(kept), short=len(kept) < want or (0 < n and want < n), examined=examined,
+    info.update(size=len(kept), short=0 < n and len(kept) < n, examined=examined,  # n <= 0: all, never short
                 excluded=excluded)
     return kept
 
