@@ -130,8 +130,8 @@ class CaptumMethod(SaliencyMethod):
         key = (tuple(images.shape[1:]), images.dtype, str(images.device))
         if key not in self._bytes_per_image:
             self._bytes_per_image[key] = backward_bytes_per_image(self.model, images[:1])
-        budget = self.max_memory if self.max_memory is not None else default_memory_budget(images.device)
-        return max(1, budget // max(1, self._bytes_per_image[key]))
+        budget = int(self.max_memory) if self.max_memory is not None else default_memory_budget(images.device)
+        return max(1, budget // max(1, self._bytes_per_image[key]))  # a spec may give 3e9: a float
 
     def _in_groups(self, images: Tensor, classes: Tensor, group: int,
                    attribute: Callable[[Tensor, Tensor], Tensor]) -> Tensor:
