@@ -11,10 +11,20 @@ method) then keeps the positive evidence only.
 The model is run in eval mode with its parameters' ``requires_grad`` switched off for the call
 (no parameter gradient is computed); training flags, ``requires_grad``, ``.grad`` and hooks are as
 before afterwards, also when an error is raised.
+
+Memory: Integrated Gradients and SmoothGrad run many copies of each image through the network at
+once (IG: ``internal_batch_size`` interpolation points, SmoothGrad: batch x ``samples_batch_size``
+noisy copies), and each copy keeps its activations for the backward pass. ``max_memory`` (bytes;
+default :func:`default_memory_budget`, half the memory available now) caps that: the activations
+one image saves for the backward pass are measured once per input size (:func:`backward_bytes_per_image`,
+one forward of one image with ``saved_tensors_hooks``), and the copies per pass are cut to what fits
+the budget (images are split into smaller groups if even one copy each does not fit). Below the
+cap the batches are the given ones, so results do not depend on the machine.
 """
 
 from __future__ import annotations
 
+import os
 import warnings
 from collections.abc import Callable
 
@@ -32,6 +42,63 @@ CHANNEL_RULES: dict[str, Callable[[Tensor], Tensor]] = {
 }
 
 
+MEMORY_SHARE = 0.5  # of the memory available when a method is called: the default budget
+OVERHEAD = 1.5  # saved activations -> peak of a forward + backward pass (gradient buffers, temporaries)
+
+
+def available_memory(device: torch.device | None = None) -> int:
+    """Bytes available now: free GPU memory for a CUDA device, else the system's ``MemAvailable``
+    (``/proc/meminfo``; elsewhere free physical pages from ``os.sysconf``; 4 GiB if neither can be read)."""
+    if device is not None and device.type == "cuda":
+        free, _ = torch.cuda.mem_get_info(device)
+        return int(free)
+    try:
+        with open("/proc/meminfo", encoding="ascii") as handle:
+            for line in handle:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        return int(os.sysconf("SC_AVPHYS_PAGES")) * int(os.sysconf("SC_PAGE_SIZE"))
+    except (ValueError, OSError, AttributeError):
+        return 4 * 2**30
+
+
+def default_memory_budget(device: torch.device | None = None) -> int:
+    """The budget a gradient method uses when given no ``max_memory``: ``MEMORY_SHARE`` of
+    :func:`available_memory`."""
+    return int(MEMORY_SHARE * available_memory(device))
+
+
+def backward_bytes_per_image(model: torch.nn.Module, image: Tensor) -> int:
+    """Bytes one image keeps for a backward pass to the input: the tensors autograd saves in a forward
+    pass of ``image`` (1, C, H, W) with gradients on, each storage counted once, the model's parameters
+    and buffers excluded (shared by the batch), times ``OVERHEAD`` for the backward's own buffers.
+
+    Args:
+        model: the network, in the mode it is explained in (eval).
+        image: (1, C, H, W) one input.
+
+    Returns:
+        An estimate in bytes per image copy in a pass (>= the input's own size).
+    """
+    shared = {t.untyped_storage().data_ptr() for t in (*model.parameters(), *model.buffers())}
+    seen: dict[int, int] = {}
+
+    def pack(tensor: Tensor) -> Tensor:
+        storage = tensor.untyped_storage()
+        if storage.data_ptr() not in shared:
+            seen[storage.data_ptr()] = storage.nbytes()
+        return tensor
+
+    inputs = image[:1].detach().clone().requires_grad_(True)
+    with torch.enable_grad(), torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor):
+        model(inputs)
+    seen.setdefault(inputs.untyped_storage().data_ptr(), inputs.nbytes)  # the copy itself, saved or not
+    return int(OVERHEAD * sum(seen.values()))
+
+
 class CaptumMethod(SaliencyMethod):
     """Base of the Captum adapters: subclasses define ``attribute(images, classes (B,)) -> (B, 3, H, W)``.
 
@@ -43,14 +110,36 @@ class CaptumMethod(SaliencyMethod):
     legacy_positional = "channels"
 
     def __init__(self, model: ModelInput, *, target_layer: LayerSpec | None = None, reshape: Reshape | None = None,
-                 channels: str = "sum"):
+                 channels: str = "sum", max_memory: int | None = None):
         if channels not in CHANNEL_RULES:
             raise ValueError(f"unknown channel rule {channels!r}; use one of {', '.join(CHANNEL_RULES)}")
+        if max_memory is not None and max_memory <= 0:
+            raise ValueError(f"max_memory={max_memory} must be a positive number of bytes (e.g. 4 * 2**30), "
+                             "or None for half the memory available")
         super().__init__(model, target_layer=target_layer, reshape=reshape)
         self.channels = channels
+        self.max_memory = max_memory
+        self._bytes_per_image: dict[tuple[object, ...], int] = {}  # per input shape, dtype and device
 
     def attribute(self, images: Tensor, classes: Tensor) -> Tensor:
         raise NotImplementedError
+
+    def copies_per_pass(self, images: Tensor) -> int:
+        """How many image copies (interpolation points, noisy samples) one forward + backward pass may
+        hold within the memory budget (>= 1); the per-image cost is measured once per input shape."""
+        key = (tuple(images.shape[1:]), images.dtype, str(images.device))
+        if key not in self._bytes_per_image:
+            self._bytes_per_image[key] = backward_bytes_per_image(self.model, images[:1])
+        budget = int(self.max_memory) if self.max_memory is not None else default_memory_budget(images.device)
+        return max(1, budget // max(1, self._bytes_per_image[key]))  # a spec may give 3e9: a float
+
+    def _in_groups(self, images: Tensor, classes: Tensor, group: int,
+                   attribute: Callable[[Tensor, Tensor], Tensor]) -> Tensor:
+        """``attribute`` over groups of at most ``group`` images (all at once when they fit)."""
+        if group >= images.shape[0]:
+            return attribute(images, classes)
+        return torch.cat([attribute(images[i:i + group], classes[i:i + group])
+                          for i in range(0, images.shape[0], group)])
 
     def raw_maps(self, images: Tensor, request: ClassRequest) -> RawMaps:
         frozen = [p for p in self.model.parameters() if p.requires_grad]
@@ -120,13 +209,16 @@ class IntegratedGradients(CaptumMethod):
     Args:
         baseline: the constant baseline image value, in the model's (normalised) input space;
             0 is the dataset mean colour for mean/std-normalised inputs.
-        n_steps: quadrature points. internal_batch_size: inputs per pass (memory bound).
+        n_steps: quadrature points.
+        internal_batch_size: interpolated inputs per pass (all images' points together), at most;
+            cut to what ``max_memory`` allows (the maps are the same up to float rounding).
+        max_memory: bytes a pass may use (default: half the memory available), see the module docstring.
     """
 
     def __init__(self, model: ModelInput, *, target_layer: LayerSpec | None = None, reshape: Reshape | None = None,
                  channels: str = "sum", baseline: float = 0.0, n_steps: int = 50,
-                 internal_batch_size: int | None = 64):
-        super().__init__(model, target_layer=target_layer, reshape=reshape, channels=channels)
+                 internal_batch_size: int | None = 64, max_memory: int | None = None):
+        super().__init__(model, target_layer=target_layer, reshape=reshape, channels=channels, max_memory=max_memory)
         self.baseline = float(baseline)
         self.n_steps = int(n_steps)
         self.internal_batch_size = internal_batch_size
@@ -134,10 +226,17 @@ class IntegratedGradients(CaptumMethod):
     def attribute(self, images: Tensor, classes: Tensor) -> Tensor:
         from captum.attr import IntegratedGradients as CaptumIG
 
-        attribution: Tensor = CaptumIG(self.model).attribute(images, baselines=self.baseline, target=classes,
-                                                             n_steps=self.n_steps,
-                                                             internal_batch_size=self.internal_batch_size)
-        return attribution
+        wanted = self.internal_batch_size or images.shape[0] * self.n_steps  # None: every point in one pass
+        fits = min(wanted, self.copies_per_pass(images))
+        group = min(images.shape[0], fits)  # Captum puts at least one point of every image in a pass
+
+        def attribute(part: Tensor, part_classes: Tensor) -> Tensor:
+            per_pass = max(part.shape[0], fits // part.shape[0] * part.shape[0])
+            result: Tensor = CaptumIG(self.model).attribute(part, baselines=self.baseline, target=part_classes,
+                                                            n_steps=self.n_steps, internal_batch_size=per_pass)
+            return result
+
+        return self._in_groups(images, classes, group, attribute)
 
 
 @register("smoothgrad")
@@ -152,12 +251,16 @@ class SmoothGrad(CaptumMethod):
     the caller's RNG state is untouched.
 
     Cost per image and class: ``samples`` forward and ``samples`` backward passes to the input.
+
+    Memory: a pass holds batch x ``samples_batch_size`` noisy copies; ``max_memory`` (bytes, default
+    half the memory available) cuts ``samples_batch_size``, then the images per pass, to what fits.
+    Only then do the noise draws (and so the maps) differ from an unbounded run's.
     """
 
     def __init__(self, model: ModelInput, *, target_layer: LayerSpec | None = None, reshape: Reshape | None = None,
                  channels: str = "sum", samples: int = 25, noise_level: float = 0.15, seed: int = 0,
-                 samples_batch_size: int | None = 8):
-        super().__init__(model, target_layer=target_layer, reshape=reshape, channels=channels)
+                 samples_batch_size: int | None = 8, max_memory: int | None = None):
+        super().__init__(model, target_layer=target_layer, reshape=reshape, channels=channels, max_memory=max_memory)
         self.samples = int(samples)
         self.noise_level = float(noise_level)
         self.seed = int(seed)
@@ -171,12 +274,19 @@ class SmoothGrad(CaptumMethod):
         stdev = self.noise_level * (images.max() - images.min()).item()
         draw_seed = int(torch.randint(0, 2**62, (1,), generator=self.generator))
         devices = [images.device] if images.device.type == "cuda" else []
+        fits = self.copies_per_pass(images)
+        group = min(images.shape[0], fits)
+        samples_per_pass = max(1, min(self.samples_batch_size or self.samples, fits // group))
+
+        def attribute(part: Tensor, part_classes: Tensor) -> Tensor:
+            result: Tensor = NoiseTunnel(CaptumSaliency(self.model)).attribute(
+                part, nt_type="smoothgrad", nt_samples=self.samples, stdevs=stdev, target=part_classes,
+                nt_samples_batch_size=samples_per_pass, abs=True)
+            return result
+
         with torch.random.fork_rng(devices=devices):
             torch.manual_seed(draw_seed)
-            attribution: Tensor = NoiseTunnel(CaptumSaliency(self.model)).attribute(
-                images, nt_type="smoothgrad", nt_samples=self.samples, stdevs=stdev, target=classes,
-                nt_samples_batch_size=self.samples_batch_size, abs=True)
-        return attribution
+            return self._in_groups(images, classes, group, attribute)
 
 
 @register("guided_gradcam")

@@ -1,11 +1,44 @@
-"""Metrics on saliency maps: pure functions on tensors (agreement, similarity, fidelity)."""
+"""Metrics on saliency maps: pure functions on tensors (agreement, similarity, fidelity), and the
+statistics of their results (``metrics.stats``: NumPy and SciPy only).
 
-from .agreement import SPARSE_POLICIES, TIE_POLICIES, positive_pixels, top_count, top_mask, topk_agreement
-from .fidelity import (FILLS, ConfidenceDrop, Curves, class_probability, confidence_drop,
-                       deletion_insertion, remove_top, substrate)
-from .contrastive import ContrastiveDrop, contrastive_drop, logit_margin
-from .similarity import spearman, ssim
+The names below import lazily (PEP 562), so ``metrics.stats`` (what ``summarize`` and ``report``
+need) is importable without torch."""
 
-__all__ = ["SPARSE_POLICIES", "TIE_POLICIES", "positive_pixels", "top_count", "top_mask", "topk_agreement",
-           "spearman", "ssim", "FILLS", "ConfidenceDrop", "Curves", "class_probability", "confidence_drop",
-           "deletion_insertion", "remove_top", "substrate", "ContrastiveDrop", "contrastive_drop", "logit_margin"]
+# ruff: noqa: F401  (the TYPE_CHECKING imports are for type checkers; __all__ is built from _EXPORTS)
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+# The public names and the module each one comes from.
+_EXPORTS: dict[str, str] = {
+    **dict.fromkeys(["SPARSE_POLICIES", "TIE_POLICIES", "positive_pixels", "top_count", "top_mask",
+                     "topk_agreement"], "agreement"),
+    **dict.fromkeys(["FILLS", "ConfidenceDrop", "Curves", "class_probability", "confidence_drop",
+                     "deletion_insertion", "remove_top", "substrate"], "fidelity"),
+    **dict.fromkeys(["ContrastiveDrop", "contrastive_drop", "logit_margin"], "contrastive"),
+    **dict.fromkeys(["spearman", "ssim"], "similarity"),
+}
+
+__all__ = list(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})
+
+
+if TYPE_CHECKING:
+    from .agreement import SPARSE_POLICIES, TIE_POLICIES, positive_pixels, top_count, top_mask, topk_agreement
+    from .fidelity import (FILLS, ConfidenceDrop, Curves, class_probability, confidence_drop,
+                           deletion_insertion, remove_top, substrate)
+    from .contrastive import ContrastiveDrop, contrastive_drop, logit_margin
+    from .similarity import spearman, ssim

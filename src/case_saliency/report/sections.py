@@ -14,7 +14,7 @@ import numpy as np
 
 from . import figures as F
 from ..runs.store import file_stem
-from ..runs.summary import contrast_line, sample_line
+from ..runs.summary import contrast_line, display_name, sample_line
 from .rundir import GalleryItem, Run, safe_name, to_float
 from .tables import Column, e, key_values, number, records, table_html
 
@@ -385,6 +385,23 @@ def run_subtitle(run: Run) -> str:
             f"{e(contrast_line(config))}")
 
 
+def _verdict_section(summary: dict) -> str:
+    """The verdict lines of a diagnose run (every method against Grad-CAM on the same images), first on
+    the page; empty for fidelity runs and runs without the baseline."""
+    lines = summary.get("verdicts") or []
+    if not lines:
+        return ""
+    versus = summary["versus_baseline"]
+    margin, baseline = float(versus["margin"].iloc[0]), display_name(str(versus["baseline"].iloc[0]))
+    items = "".join(f"<li>{e(line)}</li>" for line in lines)
+    return (f'<ul class="verdicts">{items}</ul><p class="note">Each method against {e(baseline)} '
+            "on the images both scored: the mean paired difference of top-k% agreement (points; lower = more "
+            "class-specific, the two classes' maps share fewer top pixels) with its bootstrap 95% interval; the "
+            "paired two-sided t-test of that mean decides the direction (p Holm-corrected across the run's "
+            f"comparisons), two one-sided t-tests decide \"equal within ±{margin:g} points\", and MDD is the smallest "
+            "difference this n detects with 80% power. Neither shown: undetermined at this n.</p>")
+
+
 def run_sections(run: Run, summary: dict, folder: Path, page_command: str | None = None
                   ) -> list[tuple[str, str, str]]:
     """(id suffix, heading, HTML) of one run's sections, empty ones left out. page_command: the
@@ -400,7 +417,8 @@ def run_sections(run: Run, summary: dict, folder: Path, page_command: str | None
     page = (f"<p>This page:</p><pre><code>{e(page_command)}</code></pre>" if page_command else
             f"<p>Its page alone:</p><pre><code>case-saliency report {e(run.path)}</code></pre>")
     reproduce = f"<p>The run:</p><pre><code>{e(command)}</code></pre>{page}"
-    sections = [("summary", "Summary", table), ("figures", "Figures", plots),
+    sections = [("verdicts", "Verdicts", _verdict_section(summary)), ("summary", "Summary", table),
+                ("figures", "Figures", plots),
                 ("gallery", "Gallery", _gallery_section(run, folder)),
                 ("confusion", "Confusion and contrast neighbours", _confusion_section(run, folder)),
                 ("metadata", "Metadata", _metadata_section(run)), ("reproduce", "Reproduce", reproduce)]

@@ -21,26 +21,35 @@ paired difference and its bootstrap 95% interval (seeded, 2,000 resamples).
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from ..metrics.stats import (TestResult, agreement_below, holm, median_difference, paired_ttest, paired_wilcoxon,
-                             smallest_one_sided_p)
+from ..metrics.stats import (Comparison, TestResult, agreement_below, compare_paired, holm, median_difference,
+                             paired_ttest, paired_wilcoxon, smallest_one_sided_p, verdict)
 from .settings import sample_warning
-from .store import read_run
+from .store import StoredRun, read_run
+
+EQUIVALENCE_MARGIN = 5.0  # agreement points: "equal within ±5 points"
 
 
 def _share(flags: pd.Series) -> float:
     return float(flags.mean() * 100.0) if len(flags) else np.nan
 
 
+def _read(run_dir: str | Path) -> tuple[StoredRun, pd.DataFrame]:
+    """The one place this module reads a run: (the stored run, its results table as a DataFrame)."""
+    run = read_run(run_dir)
+    return run, run.frame()
+
+
 def load_results(run_dir: str | Path) -> tuple[dict, pd.DataFrame]:
     """(config, results table) of a run directory, read and validated by ``store.read_run`` (which
     raises ``RunDirError`` naming the file and line of anything damaged); text columns stay text."""
-    run = read_run(run_dir)
-    return run.config, run.frame()
+    run, frame = _read(run_dir)
+    return run.config, frame
 
 
 def _order(methods: list[str], config: dict) -> list[str]:
@@ -194,11 +203,14 @@ def _degenerate(frame: pd.DataFrame) -> pd.Series:
 
 
 def summarize_run(run_dir: str | Path, threshold: float | None = None, alpha: float | None = None,
-                  correction: str | None = None, reference: str = "case") -> dict:
-    """The run's tables: {"kind", "config", and "agreement"} for diagnose runs, or
-    {"kind", "config", "fidelity", "paired"} for fidelity runs. threshold/alpha default to the run's."""
-    run = read_run(run_dir)
-    config, frame = run.config, run.frame()
+                  correction: str | None = None, reference: str = "case", *, baseline: str = "gradcam",
+                  margin: float = EQUIVALENCE_MARGIN, comparison_correction: str | None = "holm") -> dict:
+    """The run's tables: {"kind", "config", "agreement", "versus_baseline", "verdicts"} for diagnose
+    runs, or {"kind", "config", "fidelity", "paired"} for fidelity runs. threshold/alpha default to the
+    run's; correction ("holm" or None) applies to the agreement test, comparison_correction to the
+    comparisons with ``baseline`` (Holm by default), see :func:`compare_with_baseline`."""
+    run, frame = _read(run_dir)
+    config = run.config
     kind = config.get("kind")
     alpha = float(alpha if alpha is not None else config.get("alpha") or 0.05)
     order = _order(list(frame["method"].unique()), config)
@@ -206,13 +218,133 @@ def summarize_run(run_dir: str | Path, threshold: float | None = None, alpha: fl
     if kind == "diagnose":
         threshold = float(threshold if threshold is not None else config.get("threshold") or 50.0)
         table = _with_contrasts(summarize_diagnose(frame, threshold, alpha, correction, order), config)
+        versus = compare_with_baseline(frame, baseline, margin, alpha, comparison_correction, order)
         return {"kind": kind, "config": config, "threshold": threshold, "alpha": alpha, "agreement": table,
-                "sample": sample}
+                "versus_baseline": versus, "verdicts": verdict_lines(versus), "baseline": baseline, "sample": sample}
     if kind == "fidelity":
         means, tests = summarize_fidelity(frame, reference, alpha, correction, order)
         return {"kind": kind, "config": config, "alpha": alpha, "fidelity": _with_contrasts(means, config),
                 "paired": tests, "sample": sample}
     raise ValueError(f"{run_dir}/config.json has kind={kind!r}; expected 'diagnose' or 'fidelity'")
+
+
+# ---------------------------------------------------------------------------------------------
+# Every method against the baseline on the same images.
+
+DISPLAY_NAMES = {"gradcam": "Grad-CAM", "gradcam++": "Grad-CAM++", "hirescam": "HiResCAM", "xgradcam": "XGrad-CAM",
+                 "layercam": "LayerCAM", "finercam": "FinerCAM", "case": "CASE", "scorecam": "Score-CAM",
+                 "ablationcam": "Ablation-CAM", "eigencam": "EigenCAM", "random": "random maps"}
+
+
+def display_name(label: str) -> str:
+    """A method label as a reader knows it: "gradcam" -> "Grad-CAM", "case(contrast=top:1)" ->
+    "CASE(contrast=top:1)"; unknown labels unchanged."""
+    head, bracket, rest = label.partition("(")
+    return DISPLAY_NAMES.get(head, head) + bracket + rest
+
+
+VERDICT_WORDS = {"lower": "more class-specific", "higher": "less class-specific", "equal": "equally class-specific",
+                 "identical": "identical", "undetermined": "undetermined"}
+
+
+def compare_with_baseline(frame: pd.DataFrame, baseline: str = "gradcam", margin: float = EQUIVALENCE_MARGIN,
+                          alpha: float = 0.05, correction: str | None = "holm",
+                          methods_order: list[str] | None = None, resamples: int = 2000,
+                          seed: int = 0) -> pd.DataFrame:
+    """Every method against ``baseline`` on the images both scored (no error, no degenerate map), per k.
+
+    Args:
+        frame: a diagnose run's results table.
+        baseline: the method compared with (absent from the run: an empty table).
+        margin: the equivalence margin in agreement points.
+        alpha: the verdicts' level.
+        correction: "holm" (default: across all the table's comparisons, methods x k, separately for the
+            difference and the TOST p-values) or None.
+        methods_order: the methods' order (default sorted).
+        resamples, seed: the bootstrap's (seeded).
+
+    Returns:
+        One row per (method, k_percent): ``n``, ``mean_difference`` (method - baseline, points) with
+        ``ci_low``/``ci_high`` (bootstrap 95%), ``median_difference`` with ``median_ci_low``/``median_ci_high``,
+        ``sd_difference``, ``p`` (paired t of the mean, two-sided) and ``p_holm``, ``wilcoxon_p``,
+        ``sign_p``, ``tost_p`` and ``tost_p_holm`` (equivalence within ±``margin``), ``mdd``
+        (minimum detectable difference at 80% power), ``verdict`` (one of ``metrics.stats.VERDICTS``:
+        "lower" agreement = more class-specific) and ``line`` (the verdict in words).
+    """
+    if correction not in (None, "none", "holm"):
+        raise ValueError(f"correction={correction!r}: use None or 'holm'")
+    if "method" not in frame or baseline not in set(frame["method"]):
+        return pd.DataFrame()
+    scored = _scored(frame)
+    methods = [m for m in (methods_order or sorted(frame["method"].unique())) if m != baseline]
+    comparisons: list[tuple[str, float, Comparison]] = []
+    for k in sorted(scored["k_percent"].unique()):
+        at_k = scored[scored["k_percent"] == k]
+        theirs = at_k[at_k["method"] == baseline].drop_duplicates("image_id").set_index("image_id")["agreement"]
+        for method in methods:
+            mine = at_k[at_k["method"] == method].drop_duplicates("image_id").set_index("image_id")["agreement"]
+            if mine.empty:
+                continue
+            both = mine.index.intersection(theirs.index).sort_values()  # by id: intervals independent of row order
+            comparison = compare_paired(mine.loc[both].to_numpy(dtype=float), theirs.loc[both].to_numpy(dtype=float),
+                                        margin=margin, alpha=alpha, resamples=resamples, seed=seed)
+            comparisons.append((method, float(k), comparison))
+    if not comparisons:
+        return pd.DataFrame()
+    holm_on = correction == "holm"
+    # a method identical to the baseline on every image is no test: left out of Holm's family
+    family = [(np.nan, np.nan) if c.identical else (c.p, c.tost_p) for _, _, c in comparisons]
+    p_used = holm([p for p, _ in family]) if holm_on else [c.p for _, _, c in comparisons]
+    tost_used = holm([t for _, t in family]) if holm_on else [c.tost_p for _, _, c in comparisons]
+    several_k = len({k for _, k, _ in comparisons}) > 1
+    rows = []
+    for (method, k, c), p, tost_p in zip(comparisons, p_used, tost_used, strict=True):
+        decided = verdict(c, float(p), float(tost_p), alpha)
+        rows.append({"method": method, "k_percent": k, "baseline": baseline, "n": c.n,
+                     "mean_difference": c.mean, "ci_low": c.mean_low, "ci_high": c.mean_high,
+                     "median_difference": c.median, "median_ci_low": c.median_low, "median_ci_high": c.median_high,
+                     "sd_difference": c.sd, "p": c.p, "p_holm": float(p) if holm_on else np.nan,
+                     "wilcoxon_p": c.wilcoxon_p, "sign_p": c.sign_p, "tost_p": c.tost_p,
+                     "tost_p_holm": float(tost_p) if holm_on else np.nan, "margin": margin, "mdd": c.mdd,
+                     "verdict": decided,
+                     "line": _verdict_line(method, baseline, k if several_k else None, c, decided, float(p),
+                                           float(tost_p), holm_on)})
+    return pd.DataFrame(rows)
+
+
+def _p_text(p: float) -> str:
+    if not math.isfinite(p):
+        return "n/a"
+    return "< 0.001" if p < 0.001 else f"= {p:.2g}" if p < 0.01 else f"= {p:.2f}"
+
+
+def _verdict_line(method: str, baseline: str, k: float | None, c: Comparison, decided: str, p: float,
+                  tost_p: float, holm_on: bool) -> str:
+    """One verdict in words, e.g. "CASE vs Grad-CAM: more class-specific by 4.1 points (difference
+    -4.1 [95% CI -7.0, -1.2]), p = 0.003 (Holm), MDD 3.2 at n = 200"."""
+    head = f"{display_name(method)} vs {display_name(baseline)}" + (f" (k = {k:g}%)" if k is not None else "")
+    tag = " (Holm)" if holm_on else ""
+    level = f"{round(c.confidence * 100):d}%"
+    interval = f"difference {c.mean:+.1f} [{level} CI {c.mean_low:+.1f}, {c.mean_high:+.1f}]"
+    power = f"MDD {c.mdd:.1f} at n = {c.n}"
+    if c.n < 2:
+        return f"{head}: undetermined: {c.n} image{'s' if c.n != 1 else ''} scored by both"
+    if decided == "identical":
+        return f"{head}: identical agreement on all {c.n} images (difference 0)"
+    if decided in ("lower", "higher"):
+        within = (f"; within the ±{c.margin:g}-point margin (TOST p {_p_text(tost_p)}{tag})"
+                  if math.isfinite(tost_p) and tost_p < c.alpha else "")
+        return (f"{head}: {VERDICT_WORDS[decided]} by {abs(c.mean):.1f} points ({interval}), "
+                f"p {_p_text(p)}{tag}{within}, {power}")
+    if decided == "equal":
+        return f"{head}: equal within ±{c.margin:g} points ({interval}), TOST p {_p_text(tost_p)}{tag}, {power}"
+    return (f"{head}: undetermined at n = {c.n}: {interval}; neither a difference (p {_p_text(p)}{tag}) nor "
+            f"equality within ±{c.margin:g} points (TOST p {_p_text(tost_p)}{tag}) is shown; MDD {c.mdd:.1f}")
+
+
+def verdict_lines(versus: pd.DataFrame) -> list[str]:
+    """The verdict lines of :func:`compare_with_baseline`'s table, in its order (empty without one)."""
+    return [] if versus.empty else [str(line) for line in versus["line"]]
 
 
 def _with_contrasts(table: pd.DataFrame, config: dict) -> pd.DataFrame:
@@ -251,6 +383,16 @@ def sample_line(sample: dict) -> str | None:
     return None if text is None else f"warning: {text}."
 
 
+def _versus_title(versus: pd.DataFrame) -> str:
+    baseline, margin = display_name(str(versus["baseline"].iloc[0])), float(versus["margin"].iloc[0])
+    holm_on = bool(versus["p_holm"].notna().any())
+    return (f"Against {baseline} on the same images (agreement points, method minus {baseline}; lower = more "
+            "class-specific): mean_difference with its bootstrap 95% interval [ci_low, ci_high] decides, by the "
+            f"paired two-sided t-test (p{', p_holm: Holm across the comparisons' if holm_on else ''}); median with "
+            f"its interval, Wilcoxon and sign-test p beside it; tost_p: equal within ±{margin:g} points (two one-sided "
+            "t-tests); mdd: the minimum detectable difference at 80% power (paired t, the observed SD).")
+
+
 def format_summary(summary: dict) -> str:
     """Plain-text tables for the terminal."""
     config = summary["config"]
@@ -276,7 +418,15 @@ def format_summary(summary: dict) -> str:
                          "two-sided paired Wilcoxon test of the method against it there.")
         if "sparse" in table and (table["sparse"] > 0).any():
             notes.append("sparse: % of pairs where a map has fewer positive pixels than its top set.")
-        return "\n".join([head, title, table.to_string(index=False, float_format=lambda v: f"{v:.4g}"), *notes])
+        parts = [head, title, table.to_string(index=False, float_format=lambda v: f"{v:.4g}"), *notes]
+        versus = summary.get("versus_baseline")
+        if versus is not None and not versus.empty:
+            parts += [_versus_title(versus), versus.drop(columns=["baseline", "margin", "line"]).to_string(
+                index=False, float_format=lambda v: f"{v:.4g}"), "Verdicts:", *summary.get("verdicts", [])]
+        elif summary.get("baseline") and not table.empty and table["method"].nunique() > 1:
+            parts.append(f"No verdicts: the run has no {summary['baseline']} rows to compare the methods with "
+                         "(--baseline names another method of the run).")
+        return "\n".join(parts)
     means, tests = summary["fidelity"], summary["paired"]
     parts = [head, f"Fidelity at k={config.get('k_percent')}% removed, fill {config.get('fill')}, "
                    f"{config.get('steps')} deletion/insertion steps (means; drop_relative = max(p0-p1,0)/p0).",
