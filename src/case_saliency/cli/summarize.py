@@ -39,9 +39,12 @@ def summarize(
     as_json: bool = typer.Option(False, "--json", help="print the tables as JSON records"),
 ) -> None:
     """Per-method tables: N, mean, SD, median, degenerate count, Wilcoxon test; or fidelity means and paired tests."""
+    from ..report.evidence import evidence_summary
     from ..runs.summary import format_summary, summarize_run
 
     try:
+        if (evidence := evidence_summary(run_dir, as_json, threshold, alpha)) is not None:  # `planted`, `sanity`
+            return typer.echo(evidence)
         summary = summarize_run(run_dir, threshold, alpha, "holm" if holm else None, reference)
     except (FileNotFoundError, ValueError) as error:
         raise fail(f"RUN_DIR {run_dir}: {error}") from None
