@@ -16,6 +16,7 @@ report's page and style, figures embedded as PNG and written as PNG and PDF to `
 
 from __future__ import annotations
 
+import base64
 import json
 import math
 from collections.abc import Mapping, Sequence
@@ -31,11 +32,19 @@ from ..runs.store import RunDirError, atomic_write
 from . import figures as F
 from .explain import method_title
 from .page import _page
-from .sections import _figure
 from .tables import Column, e, key_values, number, table_html
 
 KINDS = ("planted", "sanity")
 GALLERY_IMAGES = 4
+
+
+def _figure(fig: Figure, folder: Path, stem: str, alt: str, caption: str) -> str:
+    """Save ``fig`` as ``folder/stem.png`` and ``.pdf`` (``figures.save_figure``) and return a
+    <figure> with the PNG embedded; ``caption`` is HTML."""
+    png, pdf = F.save_figure(fig, folder, stem)
+    data = base64.b64encode(png.read_bytes()).decode("ascii")
+    return (f'<figure><img src="data:image/png;base64,{data}" alt="{e(alt)}"><figcaption>{caption} '
+            f'<span class="files">({e(png.name)}, {e(pdf.name)} in {e(folder.name)}/)</span></figcaption></figure>')
 
 
 def _read_summary(folder: Path) -> dict[str, Any] | None:
