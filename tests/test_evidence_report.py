@@ -9,7 +9,6 @@ import re
 import shutil
 
 import pytest
-import torch
 from PIL import Image
 from typer.testing import CliRunner
 
@@ -19,6 +18,7 @@ from case_saliency.report.tables import number
 from needs import needs_fashion_mnist
 
 METHODS = ("gradcam", "case")
+PLANTED_METHODS = ("gradcam", "hirescam", "case")  # HiResCAM = Grad-CAM at a pooled linear head
 
 
 @pytest.fixture(scope="module")
@@ -30,7 +30,7 @@ def planted_dir(tmp_path_factory):
 
     require_fashion_mnist()
     out = tmp_path_factory.mktemp("planted")
-    run_planted(out, seed=0, n=8, n_mosaics=2, methods=METHODS,
+    run_planted(out, seed=0, n=8, n_mosaics=2, methods=PLANTED_METHODS,
                 settings=PlantedSettings(seed=0, steps=160, batch_size=32, train_limit=3000))
     return out
 
@@ -69,14 +69,14 @@ def _self_contained(html: str, figures: int) -> None:
 
 @needs_fashion_mnist
 def test_planted_report_and_summary(planted_dir, tmp_path):
-    torch.set_num_threads(1)
     assert evidence_kind(planted_dir) == "planted"
     runner = CliRunner()
     result = runner.invoke(app, ["report", str(planted_dir)])
     assert result.exit_code == 0, result.output
     html = (planted_dir / "report.html").read_text(encoding="utf-8")
     summary = json.loads((planted_dir / "summary.json").read_text())["summary"]
-    assert set(summary) == set(METHODS)
+    assert set(summary) == set(PLANTED_METHODS)
+    assert "The same numbers on every score: HiResCAM = Grad-CAM" in html  # shown, and said to be one
     for method, entry in summary.items():
         assert f"<td class=\"text\">{method}</td>" in html
         for score in ("contrast", "patch_share", "garment_share", "focus"):
@@ -110,6 +110,10 @@ def test_planted_report_and_summary(planted_dir, tmp_path):
     flagged = runner.invoke(app, ["report", str(copy)])
     assert flagged.exit_code == 0, flagged.output
     assert "The redrawn maps of case do not give the scored patch shares" in (copy / "report.html").read_text()
+    (copy / "planted-seed0.pt").unlink()  # without the checkpoint: the page without its gallery, and why
+    bare = runner.invoke(app, ["report", str(copy)])
+    assert bare.exit_code == 0 and "No gallery: the checkpoint planted-seed0.pt is not in the folder" in (
+        copy / "report.html").read_text()
 
 
 @needs_fashion_mnist

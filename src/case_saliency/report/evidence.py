@@ -278,6 +278,16 @@ def _planted_gallery(folder: Path, data: Mapping[str, Any], figures: Path, root:
                           "planted gallery: patched images and each method's two maps", e(caption))
 
 
+def _same(a: Any, b: Any, tolerance: float = 1e-6) -> bool:
+    """Whether two summaries hold the same numbers (to ``tolerance``: float32 maps computed by two
+    methods differ in the last bits), NaN equal to NaN."""
+    if isinstance(a, dict) and isinstance(b, dict):
+        return a.keys() == b.keys() and all(_same(a[key], b[key], tolerance) for key in a)
+    if isinstance(a, (int, float)) and isinstance(b, (int, float)):
+        return (math.isnan(a) and math.isnan(b)) or abs(a - b) <= tolerance
+    return bool(a == b)
+
+
 def planted_sections(folder: Path, figures: Path, root: str | Path | None = None) -> tuple[str, str, list]:
     """(title, subtitle, sections) of a planted folder's page."""
     data = _load(folder, "planted")
@@ -317,6 +327,18 @@ def planted_sections(folder: Path, figures: Path, root: str | Path | None = None
     table = table_html(table_rows, columns, caption=f"Scored images: {e(data.get('n', '–'))} patched, of which "
                        f"{ok_text} had top-1 = patch class and top-2 = the garment's class; "
                        f"{e(data.get('n_mosaics', '–'))} mosaics.")
+    same: dict[str, list[str]] = {}
+    for i, method in enumerate(summary):
+        if not any(method in later for later in same.values()):
+            twins = [m for m in list(summary)[i + 1:] if _same(summary[m], summary[method])]
+            if twins:
+                same[method] = twins
+    if same:
+        pairs = "; ".join(f"{', '.join(method_title(m) for m in twins)} = {method_title(first)}"
+                          for first, twins in same.items())
+        table += (f'<p class="note">The same numbers on every score: {e(pairs)} (at a layer that feeds a global '
+                  "average pool and a linear head, HiResCAM's and XGrad-CAM's weights equal Grad-CAM's up to scale)."
+                  "</p>")
     gallery = _planted_gallery(folder, data, figures, root)
     meta = key_values({k: v for k, v in data.items() if k != "summary"})
     sections = [("verdict", "Planted evidence", verdict + figure, 2), ("table", "Table", table, 2),
