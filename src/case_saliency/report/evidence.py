@@ -234,19 +234,22 @@ def _planted_gallery(folder: Path, data: Mapping[str, Any], figures: Path, root:
     chosen = list(dict.fromkeys(ok["image_id"]))[:GALLERY_IMAGES]
     if not chosen:
         return '<p class="note">No gallery: no image had the patch class as top-1 and its garment as top-2.</p>'
+    if not all(str(i).startswith("test:") and str(i)[5:].isdigit() for i in chosen):
+        return f'<p class="note">No gallery: image ids {e(chosen)} are not of the test split ("test:N").</p>'
     size = int(data.get("planted", {}).get("patch_size", 8))
     model = load_planted(checkpoint)  # torch.load(weights_only=True)
-    built = build_methods(model, methods)
+    try:
+        built = build_methods(model, methods)
+    except (ValueError, KeyError) as error:
+        return f'<p class="note">No gallery: the methods cannot be built again ({e(error)}).</p>'
     first = ok.drop_duplicates("image_id").set_index("image_id").loc[chosen]
-    index = [int(str(i).split(":")[1]) for i in chosen]
     images, _ = test.tensors()
-    clean = images[index]
+    clean = images[[int(str(i)[5:]) for i in chosen]]  # (B, 1, H, W) in [0, 1]
     patched = clean.clone()
-    for i, (row, col) in enumerate(zip(first["patch_row"], first["patch_col"], strict=True)):
-        patched[i, 0, int(row):int(row) + size, int(col):int(col) + size] = patch_pattern(size)
     masks = torch.zeros_like(clean[:, 0], dtype=torch.bool)  # (B, H, W): the patch, as planted_rows scores it
-    for i, (row, col) in enumerate(zip(first["patch_row"], first["patch_col"], strict=True)):
-        masks[i, int(row):int(row) + size, int(col):int(col) + size] = True
+    for i, (row, col) in enumerate(zip(first["patch_row"].astype(int), first["patch_col"].astype(int), strict=True)):
+        patched[i, 0, row:row + size, col:col + size] = patch_pattern(size)
+        masks[i, row:row + size, col:col + size] = True
     labels = torch.tensor(first["label"].astype(int).tolist())
     targets = torch.stack([torch.full_like(labels, PATCH_CLASS), labels], dim=1)
     inputs = normalise(patched)
