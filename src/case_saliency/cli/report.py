@@ -12,7 +12,8 @@ from .app import app
 @app.command("report")
 def report(
     run_dirs: list[Path] = typer.Argument(..., metavar="RUN_DIR...",
-                                          help="run directories written by `diagnose` or `fidelity`; several "
+                                          help="run directories written by `diagnose` or `fidelity`, or one "
+                                          "folder written by `planted` or `sanity`; several "
                                           "go on one page (e.g. a model's diagnose and fidelity runs, or several "
                                           "models) with a table across them first"),
     out: Path | None = typer.Option(None, "--out", help="the HTML file to write (default: report.html in the "
@@ -23,10 +24,14 @@ def report(
 ) -> None:
     """Write a self-contained HTML report of runs: tables, histograms, box plots, curves, gallery, confusion."""
     from ..report import RunDirError, write_report
+    from ..report.evidence import evidence_kind, write_evidence_report
 
     try:
-        path = write_report(run_dirs[0], out, more_runs=run_dirs[1:], threshold=threshold, alpha=alpha,
-                            correction="holm" if holm else None)
+        if len(run_dirs) == 1 and evidence_kind(run_dirs[0]):  # a `planted` or `sanity` folder: its own page
+            path = write_evidence_report(run_dirs[0], out, threshold=threshold, alpha=alpha)
+        else:
+            path = write_report(run_dirs[0], out, more_runs=run_dirs[1:], threshold=threshold, alpha=alpha,
+                                correction="holm" if holm else None)
     except (RunDirError, FileNotFoundError) as error:
         typer.echo(f"error: RUN_DIR: {error}", err=True)
         raise typer.Exit(2) from None

@@ -43,11 +43,14 @@ def summarize(
 ) -> None:
     """Per-method tables: N, mean, SD, median, degenerate count, Wilcoxon test, and a verdict per method against
     Grad-CAM on the same images; or fidelity means and paired tests."""
+    from ..report.evidence import evidence_summary
     from ..runs.summary import format_summary, summarize_run
 
     if not margin > 0:
         raise fail(f"--margin {margin:g} must be positive, e.g. --margin 5 (agreement points)")
     try:
+        if (evidence := evidence_summary(run_dir, as_json, threshold, alpha)) is not None:  # `planted`, `sanity`
+            return typer.echo(evidence)
         summary = summarize_run(run_dir, threshold, alpha, "holm" if holm else None, reference, baseline=baseline,
                                 margin=margin)
     except (FileNotFoundError, ValueError) as error:
