@@ -30,7 +30,7 @@ from matplotlib.patches import Rectangle
 
 from ..runs.store import RunDirError, atomic_write
 from . import figures as F
-from .explain import method_title
+from .figures import method_title
 from .page import _page
 from .tables import Column, e, key_values, number, table_html
 

@@ -8,17 +8,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from ..workflows.explain import ImageExplanation
-from .figures import explain_figure, save_png
-
-METHOD_TITLES = {"gradcam": "Grad-CAM", "case": "CASE", "gradcam++": "Grad-CAM++", "layercam": "LayerCAM",
-                 "hirescam": "HiResCAM", "xgradcam": "XGrad-CAM", "finercam": "Finer-CAM", "scorecam": "Score-CAM",
-                 "eigencam": "EigenCAM", "ablationcam": "Ablation-CAM"}
-
-
-def method_title(spec: str) -> str:
-    """A method's display name: "Grad-CAM", "CASE", or the spec itself."""
-    return METHOD_TITLES.get(spec, spec)
-
+from .figures import explain_figure, method_title, save_png
 
 def write_explanations(explained: Sequence[ImageExplanation], out: str | Path, *, html: bool = False,
                        versus: bool = False, dpi: int | None = None) -> list[Path]:

@@ -29,6 +29,16 @@ if TYPE_CHECKING:
     from matplotlib.typing import RcKeyType  # matplotlib >= 3.9; only its stubs need it
 
 # Readable at 100% on a screen and in a one-column paper figure.
+METHOD_TITLES = {"gradcam": "Grad-CAM", "case": "CASE", "gradcam++": "Grad-CAM++", "layercam": "LayerCAM",
+                 "hirescam": "HiResCAM", "xgradcam": "XGrad-CAM", "finercam": "Finer-CAM", "scorecam": "Score-CAM",
+                 "eigencam": "EigenCAM", "ablationcam": "Ablation-CAM"}
+
+
+def method_title(spec: str) -> str:
+    """A method's display name: "Grad-CAM", "CASE", or the spec itself."""
+    return METHOD_TITLES.get(spec, spec)
+
+
 STYLE: dict[RcKeyType, Any] = {"font.size": 10, "axes.titlesize": 10, "axes.labelsize": 10, "xtick.labelsize": 9,
          "ytick.labelsize": 9, "legend.fontsize": 9, "figure.dpi": 100, "savefig.dpi": 150,
          "axes.spines.top": False, "axes.spines.right": False, "pdf.fonttype": 42,
