@@ -63,7 +63,7 @@ def test_library_errors_share_one_base_and_keep_their_builtin_bases():
     from case_saliency.models import UnsafeCheckpoint
     from case_saliency.models.zoo import WeightsUnavailable
     from case_saliency.report import RunDirError
-    from case_saliency.report.demo import OutputFolderInUse
+    from case_saliency.workflows.demo import OutputFolderInUse
     from case_saliency.workflows.confusion import StaleConfusionMatrix
 
     for cls, builtin in [(UnsafeCheckpoint, ValueError), (StaleConfusionMatrix, ValueError),

@@ -55,8 +55,8 @@ def test_imports_flow_one_way():
 
 def test_checker_reads_relative_and_absolute_imports():
     """The checker itself: it resolves every import form the package uses to the right layer."""
-    demo = [(_layer(t), ".".join(t)) for _, t in _imports(PACKAGE / "report" / "demo.py")]
-    assert ("runs", "runs") in demo  # `from ..runs import run_diagnose`, inside a function
-    assert ("report", "report.page") in demo  # `from .page import write_report`
+    photos = [(_layer(t), ".".join(t)) for _, t in _imports(PACKAGE / "report" / "photos.py")]
+    assert ("runs", "runs.rundir") in photos  # `from ..runs.rundir import RunDir`
+    assert ("report", "report.page") in photos  # `from .page import write_report`, inside a function
     cli = [".".join(t) for _, t in _imports(PACKAGE / "cli" / "__init__.py")]
     assert "cli.methods" in cli and "cli.report" in cli  # `from . import methods`

@@ -1,111 +1,210 @@
-"""The loop every run shares: plan (check the run directory and the data, draw the sample, find what
-is done), shard the pending batches over the torchrun ranks, decode them in DataLoader workers,
-check the settings on the first batch, write rows as they come, and merge the ranks' part files.
+"""The run loop every run kind shares, once: start (the model, the settings resolved, the methods
+built), plan (a new run's sample, or a resumed run's checks through ``RunDir``), shard the batches over
+torchrun ranks, decode them in DataLoader workers, compute each batch's rows (the whole batch first,
+image by image after a failed batch), write them, merge the ranks' parts and finish meta.json.
 
-Single process: rows go straight to results.csv. Under ``torchrun`` (``WORLD_SIZE`` > 1): the
-sample's fixed batches that still have work are dealt round robin, batch ``j`` to rank
-``j % world`` (each image to exactly one rank; the same batches as a single process, so the same
-numbers); rank ``r`` appends to ``parts/rank-<r>.csv``; at the end rank 0 merges every part file
-into results.csv in sample order, skipping pairs already there, and deletes the parts. A run
-killed at any point resumes with any number of ranks: what is done is what results.csv and every
-part file hold, checked as a resume always is.
+A run kind is a plug-in (docs/run-kinds.md): a ``RunKind`` subclass names its settings type and its
+row type and says how to compute a batch's rows; everything else is here.
+
+Distributed runs: rank 0 takes the run directory's lock and plans (a new sample or the resume
+checks) and shares the plan; every rank computes its share of the pending batches (round robin)
+into ``parts/rank-<r>.csv``; rank 0 merges them into results.csv in the order one process writes.
 """
 
 from __future__ import annotations
 
 import logging
-import shutil
+import platform
+import sys
 import time
-from collections.abc import Callable, Sequence
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from importlib import metadata
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, ClassVar, Generic, TypeVar
 
 import torch
-from torch import nn
+from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-from ..methods import SaliencyMethod
-from .common import (SettingsError, dataset_changes, dataset_identity, finish_meta, model_device, now,
-                     read_existing_run, select_sample, versions, warn_short_sample)
+from ..core.capture import model_device
+from ..core.contrast import ContrastStrategy, classifier_layer, contrast_spec
+from ..core.errors import CaseSaliencyError
+from ..core.maps import SaliencyMaps
+from ..methods import SaliencyMethod, explain_shared
+from ..methods.spec import build_method as build_from_spec
+from ..methods.spec import parse_method_list
+from ..models import LoadedModel
 from .distributed import Group, Ranks, from_env
-from .loading import Batch, batch_loader, default_workers, item_id
-from .settings import RunSettings
-from .store import ResultsTable, complete_rows, read_results, write_json
+from .loading import Batch, batch_loader, default_workers, error_text, item_id
+from .rows import ROW_TYPES, Row
+from .rundir import RunDir, RunLock, setting_files
+from .sampling import select_sample
+from .settings import SETTINGS_TYPES, RunSettings, default_contrast, has_labels, protocol_for, sample_warning
+from .store import RunDirError
 
 log = logging.getLogger("case_saliency")
 
-PARTS = "parts"
+S = TypeVar("S", bound=RunSettings)
+State = TypeVar("State")
+
+
+class SettingsError(CaseSaliencyError, ValueError):
+    """Settings that make every image fail (found on the first batch, before any row is written)."""
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """How a run is executed, not what it computes (nothing here goes to config.json).
+
+    Attributes:
+        confusion: a confusion matrix (array, file or ``ConfusionNeighbours``) for ``confusion:K``
+            contrasts. contrast: CASE's run contrast as a strategy object, when a user built one (its
+            spec is the settings' ``contrast``). progress: a progress bar. workers: DataLoader processes
+            decoding images per rank (None: from the CPU count).
+    """
+
+    confusion: Any = None
+    contrast: ContrastStrategy | None = None
+    progress: bool = True
+    workers: int | None = None
+
+
+# ---------------------------------------------------------------------------------------------
+# Starting: the model, the settings resolved, the methods.
+
+# Keywords of the ``run_*`` conveniences that describe a bare model rather than the run.
+MODEL_KEYWORDS = ("transform", "class_names", "model_name")
+
+
+def settings_from(settings_type: type[S], settings: S | None, keywords: dict[str, Any]) -> S:
+    """The settings of a ``run_*`` call: ``settings`` (or the defaults) with the keyword fields.
+    ``dataset_name`` is the old name of ``dataset``."""
+    if "dataset_name" in keywords:
+        keywords["dataset"] = keywords.pop("dataset_name") or ""
+    if keywords.get("dataset") is None:
+        keywords.pop("dataset", None)
+    base = settings if settings is not None else settings_type()
+    return base.with_(**keywords) if keywords else base
+
+
+def as_model(model: LoadedModel | nn.Module, keywords: dict[str, Any]) -> LoadedModel:
+    """The run's model: a ``LoadedModel``, or a bare module with ``transform`` (and ``class_names``,
+    ``model_name``), popped from ``keywords``."""
+    transform, names, name = (keywords.pop(key, None) for key in MODEL_KEYWORDS)
+    return LoadedModel.wrap(model, transform, names, None, name)
+
+
+def contrast_from(keywords: dict[str, Any]) -> ContrastStrategy | None:
+    """A contrast strategy object among the keywords, replaced by its spec (the settings hold text)."""
+    contrast = keywords.get("contrast")
+    if contrast is not None and not isinstance(contrast, str):
+        keywords["contrast"] = contrast_spec(contrast)
+        return contrast
+    return None
+
+
+def check_methods(methods: Sequence[str] | str) -> list[str]:
+    """The labels of method specs (``gradcam``, ``case(contrast=top:1)``, ``case:scorecam``, see
+    :mod:`case_saliency.methods.spec`), each naming a registered method with options it takes;
+    duplicates removed in order.
+
+    Raises:
+        ValueError: a bad spec, named, with what exists.
+    """
+    return [spec.label for spec in parse_method_list(methods if isinstance(methods, str) else list(methods))]
+
+
+def start(settings: S, model: LoadedModel, dataset: Any, options: RunOptions) -> tuple[S, dict[str, SaliencyMethod]]:
+    """The settings resolved (the protocol rule applied, the layer the methods use, CASE's contrast and
+    where it comes from, the model and data names) and the built methods."""
+    names = check_methods(settings.methods)
+    if settings.layer is not None:  # the asked layer (dropping the default layer's token reshape)
+        model = LoadedModel.wrap(model, target_layer=settings.layer)
+    contrast = settings.contrast or default_contrast(1, options.confusion is not None)
+    run_contrast: ContrastStrategy | str = options.contrast if options.contrast is not None else contrast
+    built = {name: build_from_spec(parse_method_list([name])[0], model, run_contrast=run_contrast,
+                                   confusion=options.confusion) for name in names}
+    layer = next((m.layer_name for m in built.values() if m.layer_name is not None), model.target_layer)
+    keep_correct, protocol = protocol_for(settings.correct_only, has_labels(dataset))
+    resolved = settings.with_(
+        model=settings.model or model.name,
+        dataset=settings.dataset or str(getattr(dataset, "name", type(dataset).__name__)),
+        methods=tuple(names), layer=layer, contrast=contrast_spec(run_contrast),
+        contrast_source=contrast_source(run_contrast, options.confusion, model.model),
+        method_contrasts={label: contrast_spec(m.contrast) if getattr(m, "contrast", None) is not None else None
+                          for label, m in built.items()},
+        correct_only=keep_correct, protocol=protocol, command=settings.command or " ".join(sys.argv))
+    return resolved, built
+
+
+def contrast_source(contrast: ContrastStrategy | str, confusion: Any, model: nn.Module) -> str | None:
+    """Where a run's contrast comes from, beyond its spec: the confusion matrix file, or the
+    classifier layer; None for image-level contrasts."""
+    spec = contrast_spec(contrast)
+    if spec.startswith("confusion"):
+        return str(getattr(contrast, "source", None) or getattr(confusion, "source", None) or confusion or "array")
+    if spec.startswith("classifier"):
+        layer = getattr(contrast, "layer", None)
+        if layer:
+            return str(layer)
+        try:
+            return classifier_layer(model)[0]
+        except ValueError:  # no linear head: building CASE's contrast says so
+            return None
+    return None
+
+
+def versions() -> dict[str, str]:
+    """Versions of Python and the packages that shape the numbers."""
+    out = {"python": platform.python_version(), "platform": platform.platform()}
+    for package in ("case-saliency", "torch", "torchvision", "timm", "numpy", "scipy", "scikit-image"):
+        try:
+            out[package] = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            pass
+    return out
+
+
+def dataset_identity(dataset: Any) -> dict[str, Any]:
+    if hasattr(dataset, "identity"):
+        return dict(dataset.identity())
+    return {"name": getattr(dataset, "name", type(dataset).__name__), "count": len(dataset)}
+
+
+# ---------------------------------------------------------------------------------------------
+# A run kind.
 
 
 @dataclass
-class Plan:
-    """What rank 0 found and every rank follows: the ``settings`` to store, the ``meta`` to write,
-    the ``sample`` (dataset indices) and its ``sample_ids``, whether the run is ``resumed`` and
-    which (image_id, method) pairs are ``done``. Nothing is written until ``commit``."""
+class RunContext:
+    """What a kind's batch work uses: the run directory, its settings, the model, the built
+    ``methods``, their ``device`` and the (image_id, method) pairs ``done``."""
 
+    run_dir: RunDir
     settings: RunSettings
-    meta: dict
-    sample: list[int]
-    sample_ids: list[str]
-    resumed: bool
-    done: set[tuple[str, str]] = field(default_factory=set)
+    model: LoadedModel
+    methods: dict[str, SaliencyMethod]
+    device: torch.device
+    done: set[tuple[str, str]]
 
-    def commit(self, run_dir: Path) -> None:
-        """Write meta.json, then config.json (its presence marks a run): just before the first row."""
-        run_dir.mkdir(parents=True, exist_ok=True)
-        if self.resumed:
-            self.meta.setdefault("resumed", []).append(now())
-        else:
-            self.meta["started"] = now()
-        self.meta["finished"] = None
-        write_json(run_dir / "meta.json", self.meta)
-        write_json(run_dir / "config.json", self.settings.to_json())
+    @property
+    def net(self) -> nn.Module:
+        return self.model.model
 
 
-def table_files(run_dir: Path) -> list[Path]:
-    """results.csv, then the part files of ranks (of this or an earlier, killed session)."""
-    return [run_dir / "results.csv", *sorted((run_dir / PARTS).glob("rank-*.csv"))]
+@dataclass(frozen=True)
+class Pair:
+    """One (image, method) pair of a batch: ``row`` is the image's row in the batch's decoded images
+    (None when it could not be read), ``result`` what the kind measured for it (None: ``error``)."""
 
-
-def plan_run(settings: RunSettings, model: Any, dataset: Any, run_dir: Path, *, columns: Sequence[str],
-             rows_per_pair: int, workers: int = 0, progress: bool = False) -> Plan:
-    """Check ``run_dir`` (new, or a run with the same settings on the same data) and draw the sample
-    (new) or read it (resumed); writes nothing. Refusals raise ``ValueError`` naming what differs."""
-    existing = read_existing_run(run_dir, settings.kind)
-    identity = dataset_identity(dataset)
-    if existing is not None:
-        old_config, meta = existing
-        differ = RunSettings.from_json(old_config).result_differences(settings)
-        if differ:
-            raise ValueError(f"{run_dir} holds a run with other settings ({'; '.join(differ)}); resume it with the "
-                             "same settings or choose a new run directory")
-        changed = dataset_changes(meta.get("dataset") or {}, identity)
-        if changed:
-            raise ValueError(f"the data of {run_dir} changed since the run started ({'; '.join(changed)}); a run "
-                             "resumes only on the same data: restore it, or start a new run directory")
-        sample = [int(i) for i in meta["sample"]]
-        ids = [item_id(dataset, i) for i in sample]
-        stored = meta.get("sample_ids")
-        if stored is not None and list(stored) != ids:
-            moved = next((p for p, (a, b) in enumerate(zip(stored, ids, strict=False)) if a != b),
-                         min(len(stored), len(ids)) - 1)
-            raise ValueError(f"the data of {run_dir} changed since the run started: sample image {moved + 1} was "
-                             f"{stored[moved]!r}, it is now {ids[moved]!r}; start a new run directory")
-        meta["sample_ids"] = ids
-        done: set[tuple[str, str]] = set()
-        for path in table_files(run_dir):
-            done |= ResultsTable.inspect(path, columns, rows_per_pair, ids)
-        return Plan(settings, meta, sample, ids, True, done)
-    net = model.model
-    info: dict = {}
-    sample = select_sample(net, dataset, model.transform, settings.n, settings.seed, settings.correct_only,
-                           settings.batch_size, model_device(net), workers, progress, record=info)
-    ids = [item_id(dataset, i) for i in sample]
-    meta = {"versions": versions(), "model": model.identity or {"name": model.name}, "layer": settings.layer,
-            "dataset": identity, "class_names": model.class_names or getattr(dataset, "class_names", None),
-            "protocol": settings.protocol, "sample": sample, "sample_ids": ids, "sample_info": info}
-    return Plan(settings, meta, sample, ids, False, set())
+    method: str
+    image_id: str
+    label: int
+    row: int | None
+    result: Any
+    error: str = ""
 
 
 @dataclass
@@ -113,35 +212,145 @@ class Work:
     """What one batch produced, not yet written: the rows of each (image, method) pair, each method's
     error text per decodable image it tried ("" = success), and gallery files to write."""
 
-    groups: list[list[dict]] = field(default_factory=list)
+    groups: list[list[dict[str, Any]]] = field(default_factory=list)
     outcomes: dict[str, list[str]] = field(default_factory=dict)
-    gallery: list[tuple[Path, dict]] = field(default_factory=list)
+    gallery: list[tuple[Path, dict[str, Any]]] = field(default_factory=list)
 
 
-@dataclass
-class RunContext:
-    """What a kind's batch job works with: the run directory, its settings, the model (network,
-    ``transform``, ``class_names``), the built ``methods``, their ``device`` and the pairs ``done``."""
+class RunKind(ABC, Generic[State]):
+    """A run kind: its settings type, its row type, and how a batch's rows are computed.
 
-    run_dir: Path
-    settings: RunSettings
-    net: nn.Module
-    transform: Callable
-    methods: dict[str, SaliencyMethod]
-    device: torch.device
-    done: set[tuple[str, str]]
+    A kind computes, per batch, one ``State`` (``prepare``: what every method of the batch shares,
+    e.g. the classes to explain) and per method the per-image results (``measure``); ``rows`` turns one
+    pair's result (or error) into its rows. The loop, sharding, resume, retries and progress are the
+    engine's (docs/run-kinds.md).
+    """
+
+    name: ClassVar[str]
+    settings_type: ClassVar[type[RunSettings]]
+    row_type: ClassVar[type[Row]]
+
+    def __init__(self, context: RunContext):
+        self.context = context
+        self.advance: Callable[[float], None] = lambda fraction: None
+
+    def report(self, fraction: float) -> None:
+        """Progress within the current method's share of the batch (``fraction`` of it done; the
+        engine completes the share when ``measure`` returns)."""
+        self.advance(fraction)
+
+    @classmethod
+    def rows_per_pair(cls, settings: RunSettings) -> int:
+        """Rows of a complete (image, method) pair."""
+        return 1
+
+    def todo(self, start: int, ids: Sequence[str]) -> dict[str, list[int]]:
+        """{method: batch positions whose pair is missing}, for every method with work."""
+        done = self.context.done
+        todo = {name: [b for b, image_id in enumerate(ids) if (image_id, name) not in done]
+                for name in self.context.settings.methods}
+        return {name: missing for name, missing in todo.items() if missing}
+
+    @abstractmethod
+    def prepare(self, images: Tensor, methods: Sequence[str]) -> State:
+        """What the batch's methods share, for the decoded ``images`` (B, C, H, W) on the device."""
+
+    @abstractmethod
+    def measure(self, method: str, state: State, one: int | None) -> list[Any]:
+        """Per-image results of ``method``: for every decoded image (``one`` None: the whole batch,
+        as an uninterrupted run computes it), or for image ``one`` alone (after the batch failed)."""
+
+    @abstractmethod
+    def rows(self, pair: Pair, state: State | None) -> list[dict[str, Any]]:
+        """The rows of one pair (``pair.result`` None: its error rows; ``state`` None: the image
+        could not be read)."""
+
+    def gallery(self, batch: Batch, state: State, results: Mapping[str, list[tuple[Any, str]]]
+                ) -> list[tuple[Path, dict[str, Any]]]:
+        """Gallery files to write for the batch (none by default)."""
+        return []
 
 
-class Job(Protocol):
-    """A kind's work on one batch."""
+KINDS: dict[str, type[RunKind[Any]]] = {}
 
-    def needs(self, start: int, ids: Sequence[str]) -> bool:
-        """Whether the batch at sample position ``start`` with these image ids has anything to do."""
-        ...
 
-    def compute(self, batch: Batch, tick: Callable[[float], None]) -> Work:
-        """The batch's missing rows (``tick(images)`` advances the progress bar as work is done)."""
-        ...
+def register(kind: type[RunKind[Any]]) -> type[RunKind[Any]]:
+    """Make a run kind known by its name (readers then know its settings and rows). A class decorator."""
+    KINDS[kind.name] = kind
+    SETTINGS_TYPES[kind.name] = kind.settings_type
+    ROW_TYPES[kind.name] = kind.row_type
+    return kind
+
+
+def each_on_failure(measure: Callable[[int | None], list[Any]], count: int) -> list[tuple[Any, str]]:
+    """The one retry rule: ``measure(None)`` for the whole batch; if it raises, ``measure(j)`` for each
+    image ``j`` of the ``count``, each failure recorded as its error text. Returns (result, error) per image."""
+    try:
+        return [(result, "") for result in measure(None)]
+    except Exception:  # isolate the failing image(s): one at a time
+        outcome: list[tuple[Any, str]] = []
+        for j in range(count):
+            try:
+                outcome.append((measure(j)[0], ""))
+            except Exception as error:  # recorded in the row; the run goes on
+                outcome.append((None, error_text(error)))
+        return outcome
+
+
+def compute_batch(kind: RunKind[Any], batch: Batch, tick: Callable[[float], None]) -> Work:
+    """A batch's missing rows: every pending method measured on the decoded images, rows for each
+    missing pair, error rows for the images that could not be read."""
+    todo = kind.todo(batch.start, batch.ids)
+    work = Work()
+    if not todo:
+        return work
+    state = None
+    if batch.images is not None:
+        images = batch.images.to(kind.context.device, non_blocking=True)
+        state = kind.prepare(images, list(todo))
+        position = {b: j for j, b in enumerate(batch.ok)}  # batch position -> row of ``images``
+        results: dict[str, list[tuple[Any, str]]] = {}
+        share = len(batch.ids) / len(todo)
+        for name, missing in todo.items():
+            reported = [0.0]
+
+            def advance(fraction: float, reported: list[float] = reported) -> None:
+                step = max(0.0, min(fraction, 1.0 - reported[0]))
+                reported[0] += step
+                tick(share * step)
+
+            kind.advance = advance
+
+            def measure(one: int | None, name: str = name) -> list[Any]:
+                return kind.measure(name, state, one)
+
+            outcome = results[name] = each_on_failure(measure, len(batch.ok))
+            mine = [b for b in missing if b in position]
+            work.outcomes[name] = [outcome[position[b]][1] for b in mine]
+            for b in mine:
+                result, error = outcome[position[b]]
+                work.groups.append(kind.rows(Pair(name, batch.ids[b], batch.labels[b], position[b], result, error),
+                                             state))
+            if reported[0] < 1.0:
+                tick(share * (1.0 - reported[0]))
+        work.gallery = kind.gallery(batch, state, results)
+    else:
+        tick(len(batch.ids))
+    for b, error in batch.failures.items():
+        for name, missing in todo.items():
+            if b in missing:
+                work.groups.append(kind.rows(Pair(name, batch.ids[b], -1, None, None, error), None))
+    return work
+
+
+def explain_shared_or_none(methods: dict[str, SaliencyMethod], images: Tensor, targets: Any,
+                           **options: bool) -> dict[str, SaliencyMaps]:
+    """``explain_shared``: the maps of the gradient CAMs that share one capture, computed in one pass;
+    {} when that pass fails, so that each method runs (and records its error) on its own."""
+    try:
+        return explain_shared(methods, images, targets, **options)
+    except Exception:  # each method is retried alone, with its own per-image error handling
+        return {}
 
 
 class FirstBatchCheck:
@@ -152,7 +361,7 @@ class FirstBatchCheck:
     def __init__(self) -> None:
         self.pending = True
 
-    def check(self, outcomes: dict[str, list[str]]) -> None:
+    def check(self, outcomes: Mapping[str, list[str]]) -> None:
         if not self.pending:
             return
         for name, errors in outcomes.items():
@@ -163,39 +372,132 @@ class FirstBatchCheck:
             self.pending = False
 
 
+# ---------------------------------------------------------------------------------------------
+# Planning and executing.
+
+
+@dataclass
+class Plan:
+    """What rank 0 found and every rank follows: the ``meta`` to write, the ``sample`` (dataset
+    indices) and its ``sample_ids``, whether the run is ``resumed`` and which (image_id, method) pairs
+    are ``done``. Nothing is written until the first batch passed."""
+
+    meta: dict[str, Any]
+    sample: list[int]
+    sample_ids: list[str]
+    resumed: bool
+    done: set[tuple[str, str]] = field(default_factory=set)
+
+
+def plan_run(kind: type[RunKind[Any]], settings: RunSettings, model: LoadedModel, dataset: Any, run_dir: RunDir,
+             options: RunOptions) -> Plan:
+    """Check ``run_dir`` (new, or a run with the same settings, weights and data) and draw the sample
+    (new) or read it (resumed); writes nothing.
+
+    Raises:
+        RunDirError: a refused resume, naming what differs.
+    """
+    existing = run_dir.existing(settings.kind)
+    identity = {"model": model.identity or {"name": model.name}, "dataset": dataset_identity(dataset),
+                "files": setting_files(settings)}
+    rows_per_pair = kind.rows_per_pair(settings)
+    if existing is not None:
+        old, meta = existing
+        problems = run_dir.resume_problems(old, meta, settings, identity)
+        if problems:
+            raise RunDirError(f"{run_dir.path}: {problems[0]}")
+        if "sample" not in meta:
+            raise RunDirError(f"{run_dir.path / 'meta.json'}: no field 'sample'; expected the list of the sample's "
+                              "dataset indices. Start the run again in a new directory")
+        sample = list(meta["sample"])
+        ids = [item_id(dataset, i) for i in sample]
+        run_dir.check_sample_ids(meta.get("sample_ids"), ids)
+        meta["sample_ids"] = ids
+        meta.setdefault("files", identity["files"])
+        return Plan(meta, sample, ids, True, run_dir.done_pairs(kind.row_type, rows_per_pair, ids))
+    info: dict[str, Any] = {}
+    workers = options.workers or 0
+    sample = select_sample(model.model, dataset, model.transform, settings.n, settings.seed,
+                           bool(settings.correct_only), batch_size=settings.batch_size, workers=workers,
+                           progress=options.progress, record=info)
+    ids = [item_id(dataset, i) for i in sample]
+    meta = {"versions": versions(), "model": identity["model"], "layer": settings.layer,
+            "dataset": identity["dataset"], "class_names": model.class_names or getattr(dataset, "class_names", None),
+            "protocol": settings.protocol, "sample": sample, "sample_ids": ids, "sample_info": info,
+            "files": identity["files"]}
+    return Plan(meta, sample, ids, False, set())
+
+
 BAR_FORMAT = "{desc}: {percentage:3.0f}%|{bar}| {n:.0f}/{total:.0f} images [{elapsed}<{remaining}, {rate_fmt}]"
 
 
-def execute(settings: RunSettings, model: Any, dataset: Any, run_dir: Path, methods: dict[str, SaliencyMethod], *,
-            columns: Sequence[str], rows_per_pair: int, make_job: Callable[[RunContext], Job], progress: bool = True,
-            workers: int | None = None) -> Path:
-    """Plan, shard, compute and write a run (module docstring); returns ``run_dir``.
+def run_kind(kind: type[RunKind[Any]], model: LoadedModel, dataset: Any, run_dir: str | Path, settings: RunSettings,
+             options: RunOptions) -> Path:
+    """Start, plan, shard, compute and write a run of ``kind`` (module docstring).
 
-    model: the run's ``LoadedModel`` (network, transform, class names, identity). methods: built.
-    workers: DataLoader processes per rank (None: ``default_workers``).
+    Args:
+        kind: the run kind. model: the run's model. dataset: ``ds[i] -> (PIL image, label, image_id)``.
+        run_dir: the run directory (created, or resumed). settings: the kind's settings.
+        options: how to run (``RunOptions``).
+    Returns:
+        The run directory.
+    Raises:
+        RunDirError: the directory holds something else, another process writes it, or a resume was
+            refused. SettingsError: settings that fail on every image of the first batch.
     """
+    if not isinstance(settings, kind.settings_type):
+        raise TypeError(f"a {kind.name} run takes {kind.settings_type.__name__}, not {type(settings).__name__}")
+    resolved, built = start(settings, model, dataset, options)
     ranks = from_env()
+    folder = RunDir(Path(run_dir))
+    lock = RunLock(folder.path)
+    created = False
+    if ranks.main:
+        folder.existing(resolved.kind)  # refuse a folder that is not ours before writing the lock
+        created = not folder.path.exists()
+        folder.path.mkdir(parents=True, exist_ok=True)
+        lock.acquire()
+    try:
+        _execute(kind, model, dataset, folder, resolved, built, options, ranks)
+    except BaseException:
+        if created and {p.name for p in folder.path.iterdir()} <= {"run.lock"}:
+            lock.release()
+            folder.path.rmdir()  # nothing was written: leave no trace
+        raise
+    finally:
+        lock.release()
+    return folder.path
+
+
+def _execute(kind: type[RunKind[Any]], model: LoadedModel, dataset: Any, folder: RunDir, settings: RunSettings,
+             built: dict[str, SaliencyMethod], options: RunOptions, ranks: Ranks) -> None:
     net = model.model.eval()
     device = model_device(net)
-    workers = default_workers(ranks.world) if workers is None else int(workers)
+    workers = default_workers(ranks.world) if options.workers is None else int(options.workers)
+    options = RunOptions(options.confusion, options.contrast, options.progress, workers)
     group = Group(ranks, device)
+    rows_per_pair = kind.rows_per_pair(settings)
     try:
-        plan = _shared_plan(group, ranks, lambda: plan_run(settings, model, dataset, run_dir, columns=columns,
-                                                           rows_per_pair=rows_per_pair, workers=workers,
-                                                           progress=progress))
-        if plan.resumed and ranks.main:
-            complete = _images_done(plan, settings.methods)
-            log.info("resuming %s: %d of %d images done", run_dir, complete, len(plan.sample))
+        plan = _shared_plan(group, ranks, lambda: plan_run(kind, settings, model, dataset, folder, options))
         if ranks.main:
-            warn_short_sample(plan.meta)
-        context = RunContext(run_dir, settings, net, model.transform, methods, device, plan.done)
-        job = make_job(context)
+            if plan.resumed:
+                complete = sum(all((i, m) in plan.done for m in settings.methods) for i in plan.sample_ids)
+                log.info("resuming %s: %d of %d images done", folder.path, complete, len(plan.sample))
+            text = sample_warning(plan.meta.get("sample_info") or {})
+            if text:
+                log.warning("warning: %s", text)
+        job = kind(RunContext(folder, settings, model, built, device, plan.done))
         size = settings.batch_size
-        chunks = [list(range(start, min(start + size, len(plan.sample)))) for start in range(0, len(plan.sample), size)]
-        pending = [chunk for chunk in chunks if job.needs(chunk[0], [plan.sample_ids[p] for p in chunk])]
+        chunks = [list(range(s, min(s + size, len(plan.sample)))) for s in range(0, len(plan.sample), size)]
+        pending = [chunk for chunk in chunks if job.todo(chunk[0], [plan.sample_ids[p] for p in chunk])]
         mine = pending[ranks.rank::ranks.world]
-        bar = _bar(settings.kind, ranks, sum(len(c) for c in mine), progress)
-        advance = _clamped(bar)
+        desc = kind.name if not ranks.distributed else f"{kind.name} (rank 0 of {ranks.world}: its share)"
+        bar = tqdm(total=sum(len(c) for c in mine), desc=desc, unit="img", bar_format=BAR_FORMAT,
+                   disable=not (options.progress and ranks.main))
+
+        def advance(amount: float) -> None:  # clamped: fractions of images may sum past the total
+            bar.update(max(0.0, min(float(amount), bar.total - bar.n)))
+
         started = time.perf_counter()
         loader = iter(batch_loader(dataset, model.transform, plan.sample, plan.sample_ids, mine, workers=workers,
                                    pin_memory=device.type == "cuda"))
@@ -204,7 +506,7 @@ def execute(settings: RunSettings, model: Any, dataset: Any, run_dir: Path, meth
         try:
             batch = next(loader, None)
             if batch is not None:
-                first = job.compute(batch, advance)
+                first = compute_batch(job, batch, advance)
                 check.check(first.outcomes)
         except SettingsError as error:
             problem = str(error)
@@ -213,32 +515,39 @@ def execute(settings: RunSettings, model: Any, dataset: Any, run_dir: Path, meth
             rank, text = problems[0]
             raise SettingsError(text + (f" (found by rank {rank})" if ranks.distributed else ""))
         if ranks.main:
-            plan.commit(run_dir)
+            folder.commit(settings, plan.meta, plan.resumed)
         group.barrier()
-        target = run_dir / "results.csv" if not ranks.distributed else run_dir / PARTS / f"rank-{ranks.rank}.csv"
-        target.parent.mkdir(exist_ok=True)
-        with ResultsTable(target, columns, rows_per_pair, plan.sample_ids) as table:
-            if first is not None:
-                _write(first, table, plan.done)
-            for batch in loader:
-                work = job.compute(batch, advance)
-                check.check(work.outcomes)
-                _write(work, table, plan.done)
+        with folder.table(kind.row_type, rows_per_pair, plan.sample_ids,
+                          ranks.rank if ranks.distributed else None) as table:
+            for work in _works(first, loader, job, advance, check):
+                for rows in work.groups:
+                    if (str(rows[0]["image_id"]), str(rows[0]["method"])) not in plan.done:
+                        table.append(rows)
+                for path, arrays in work.gallery:
+                    folder.write_gallery(path, arrays)
             errors = table.errors_written
         bar.close()
         errors = group.total(errors)
         images = group.total(sum(len(chunk) for chunk in mine))
         group.barrier()
-        seconds = time.perf_counter() - started
         if ranks.main:
-            merge_parts(run_dir, columns, rows_per_pair, plan.sample_ids, settings.methods, settings.batch_size)
-            finish_meta(run_dir, plan.meta, errors_in_last_session=errors,
-                        last_session={"images": images, "seconds": round(seconds, 3), "ranks": ranks.world,
-                                      "workers": workers})
+            folder.merge_parts(kind.row_type, rows_per_pair, plan.sample_ids, (settings.methods, settings.batch_size))
+            folder.finish(plan.meta, errors_in_last_session=errors,
+                          last_session={"images": images, "seconds": round(time.perf_counter() - started, 3),
+                                        "ranks": ranks.world, "workers": workers})
         group.barrier()
     finally:
         group.close()
-    return run_dir
+
+
+def _works(first: Work | None, loader: Any, job: RunKind[Any], advance: Callable[[float], None],
+           check: FirstBatchCheck) -> Any:
+    if first is not None:
+        yield first
+    for batch in loader:
+        work = compute_batch(job, batch, advance)
+        check.check(work.outcomes)
+        yield work
 
 
 def _shared_plan(group: Group, ranks: Ranks, make: Callable[[], Plan]) -> Plan:
@@ -258,85 +567,12 @@ def _shared_plan(group: Group, ranks: Ranks, make: Callable[[], Plan]) -> Plan:
     return outcome
 
 
-def _images_done(plan: Plan, methods: Sequence[str]) -> int:
-    return sum(all((image_id, m) in plan.done for m in methods) for image_id in plan.sample_ids)
-
-
-def _bar(kind: str, ranks: Ranks, total: int, progress: bool) -> Any:
-    desc = kind if not ranks.distributed else f"{kind} (rank 0 of {ranks.world}: its share)"
-    return tqdm(total=total, desc=desc, unit="img", bar_format=BAR_FORMAT, disable=not (progress and ranks.main))
-
-
-def _clamped(bar: Any) -> Callable[[float], None]:
-    """``bar.update`` that stops at the total: the jobs advance in fractions of images, whose float
-    sum can pass the total by a rounding error (tqdm then warns "clamping frac")."""
-
-    def advance(amount: float) -> None:
-        bar.update(max(0.0, min(float(amount), bar.total - bar.n)))
-
-    return advance
-
-
-def _write(work: Work, table: ResultsTable, done: set[tuple[str, str]]) -> None:
-    for rows in work.groups:
-        if (str(rows[0]["image_id"]), str(rows[0]["method"])) not in done:
-            table.append(rows)
-    for path, arrays in work.gallery:
-        write_gallery(path, arrays)
-
-
-def write_gallery(path: Path, arrays: dict) -> None:
-    """Merge this session's maps into the image's gallery file (an earlier session may hold others)."""
-    import numpy as np
-
-    from .store import save_npz
-
-    merged: dict = {}
-    if path.exists():
-        with np.load(path) as old:
-            merged = {key: old[key] for key in old.files}
-    merged.update(arrays)
-    path.parent.mkdir(exist_ok=True)
-    save_npz(path, **merged)
-
-
-def merge_parts(run_dir: Path, columns: Sequence[str], rows_per_pair: int, sample_ids: Sequence[str],
-                methods: Sequence[str], batch_size: int = 1) -> int:
-    """Append the complete pairs of every ``parts/rank-*.csv`` that results.csv lacks, in the order a
-    single process writes them (batch by batch; within a batch, method by method, then image by image),
-    then delete the parts. Idempotent: killed half-way, it is simply run again. Returns the number of
-    pairs appended."""
-    parts = sorted((run_dir / PARTS).glob("rank-*.csv"))
-    if not parts:
-        return 0
-    position = {image_id: p for p, image_id in enumerate(sample_ids)}
-    rank_of = {m: i for i, m in enumerate(methods)}
-    pairs: dict[tuple[str, str], list[list[str]]] = {}
-    for part in parts:
-        found = read_results(part, columns)
-        if found.damaged:
-            log.warning("%s: %d damaged line(s) left out of the merge, their rows are recomputed on resume: %s",
-                        part, len(found.damaged), "; ".join(str(d) for d in found.damaged[:10]))
-        kept, _ = complete_rows(found, rows_per_pair)
-        grouped: dict[tuple[str, str], list[list[str]]] = {}
-        for cells in kept:
-            grouped.setdefault((cells[0], cells[1]), []).append(cells)
-        for pair, rows in grouped.items():
-            pairs.setdefault(pair, rows)  # a pair is complete in one part only; keep the first if not
-    appended = 0
-    with ResultsTable(run_dir / "results.csv", columns, rows_per_pair, sample_ids) as table:
-        def key(pair: tuple[str, str]) -> tuple[int, int, int]:
-            where = position.get(pair[0], len(position))
-            return where // max(batch_size, 1), rank_of.get(pair[1], len(rank_of)), where
-
-        order = sorted(pairs, key=key)
-        for pair in order:
-            if pair in table.done:
-                continue
-            table.append_cells(pairs[pair])
-            appended += 1
-    for part in parts:
-        part.unlink()
-    shutil.rmtree(run_dir / PARTS, ignore_errors=True)
-    return appended
-
+def run_with_keywords(kind: type[RunKind[Any]], model: LoadedModel | nn.Module, dataset: Any, run_dir: str | Path,
+                      settings: RunSettings | None, keywords: dict[str, Any]) -> Path:
+    """The ``run_*`` conveniences: ``keywords`` are settings fields, ``RunOptions`` fields and, for a
+    bare module, ``transform``/``class_names``/``model_name``."""
+    run_options = {key: keywords.pop(key) for key in ("confusion", "progress", "workers") if key in keywords}
+    contrast = contrast_from(keywords)
+    loaded = as_model(model, keywords)
+    chosen = settings_from(kind.settings_type, settings, keywords)
+    return run_kind(kind, loaded, dataset, run_dir, chosen, RunOptions(contrast=contrast, **run_options))

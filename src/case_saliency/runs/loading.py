@@ -18,12 +18,21 @@ def error_text(exc: BaseException) -> str:
     return " ".join(f"{type(exc).__name__}: {exc}".split())[:500]
 
 
+def one_line(image_id: str) -> str:
+    """An image id as the run stores it: ids holding a line break (a file name with a newline) get it
+    escaped (``\\n``, ``\\r``, and ``\\\\`` for a backslash), so that the id survives results.csv's
+    one-row-per-line format and a resume finds it again; every other id is kept as it is."""
+    if "\n" not in image_id and "\r" not in image_id:
+        return image_id
+    return image_id.replace("\\", "\\\\").replace("\n", "\\n").replace("\r", "\\r")
+
+
 def item_id(dataset: Any, index: int) -> str:
     """The stable id of dataset item ``index`` without decoding it where the dataset can tell
     (``dataset.image_id(index)``); else from the item itself; ``#<index>`` when it cannot be read."""
     getter = getattr(dataset, "image_id", None)
     try:
-        return str(getter(int(index))) if callable(getter) else str(dataset[int(index)][2])
+        return one_line(str(getter(int(index))) if callable(getter) else str(dataset[int(index)][2]))
     except Exception:  # an unreadable item still needs a name in the error row
         return f"#{int(index)}"
 
@@ -67,7 +76,7 @@ class SampleItems(torch.utils.data.Dataset):
     def __getitem__(self, position: int) -> tuple[Tensor | None, int, str, str]:
         try:
             image, label, image_id = self.dataset[int(self.sample[position])]
-            return self.transform(image), int(label), str(image_id), ""
+            return self.transform(image), int(label), one_line(str(image_id)), ""
         except Exception as error:  # recorded in this image's rows; the run goes on
             image_id = self.sample_ids[position] if self.sample_ids is not None else \
                 item_id(self.dataset, self.sample[position])

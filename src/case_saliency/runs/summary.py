@@ -29,7 +29,7 @@ import pandas as pd
 from ..metrics.stats import (TestResult, agreement_below, holm, median_difference, paired_ttest, paired_wilcoxon,
                              smallest_one_sided_p)
 from .settings import sample_warning
-from .store import read_run
+from .rundir import RunDir
 
 
 def _share(flags: pd.Series) -> float:
@@ -37,9 +37,9 @@ def _share(flags: pd.Series) -> float:
 
 
 def load_results(run_dir: str | Path) -> tuple[dict, pd.DataFrame]:
-    """(config, results table) of a run directory, read and validated by ``store.read_run`` (which
+    """(config, results table) of a run directory, read and validated by ``RunDir.read`` (which
     raises ``RunDirError`` naming the file and line of anything damaged); text columns stay text."""
-    run = read_run(run_dir)
+    run = RunDir.read(run_dir)
     return run.config, run.frame()
 
 
@@ -197,14 +197,14 @@ def summarize_run(run_dir: str | Path, threshold: float | None = None, alpha: fl
                   correction: str | None = None, reference: str = "case") -> dict:
     """The run's tables: {"kind", "config", and "agreement"} for diagnose runs, or
     {"kind", "config", "fidelity", "paired"} for fidelity runs. threshold/alpha default to the run's."""
-    run = read_run(run_dir)
+    run = RunDir.read(run_dir)
     config, frame = run.config, run.frame()
     kind = config.get("kind")
-    alpha = float(alpha if alpha is not None else config.get("alpha") or 0.05)
+    alpha = float(alpha if alpha is not None else config["alpha"])  # typed by RunDir: 0 stays 0
     order = _order(list(frame["method"].unique()), config)
     sample = run.meta.get("sample_info") or {}
     if kind == "diagnose":
-        threshold = float(threshold if threshold is not None else config.get("threshold") or 50.0)
+        threshold = float(threshold if threshold is not None else config["threshold"])
         table = _with_contrasts(summarize_diagnose(frame, threshold, alpha, correction, order), config)
         return {"kind": kind, "config": config, "threshold": threshold, "alpha": alpha, "agreement": table,
                 "sample": sample}
