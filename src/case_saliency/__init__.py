@@ -15,10 +15,6 @@ import importlib
 from importlib.metadata import PackageNotFoundError, version
 from typing import TYPE_CHECKING, Any
 
-from . import _moved
-
-_moved.install()
-
 try:
     __version__ = version("case-saliency")
 except PackageNotFoundError:  # running from a source tree that was never installed

@@ -83,11 +83,3 @@ def transformer_default(model: nn.Module) -> tuple[str, Reshape] | None:
         prefix = int(getattr(model, "num_prefix_tokens"))  # noqa: B009 (an int attribute, not a submodule)
         return "blocks.-1.norm1", functools.partial(vit_reshape, prefix_tokens=prefix)  # timm ViT
     return None
-
-
-def __getattr__(name: str) -> object:
-    if name in ("default_layer", "spatial_layers"):  # they run the model with hooks, so they live in ``capture``
-        from . import capture
-
-        return getattr(capture, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

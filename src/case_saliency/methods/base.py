@@ -10,8 +10,6 @@ forward passes; the map is then ``sum_c w_c A_c``.
 
 from __future__ import annotations
 
-import warnings
-from abc import ABCMeta
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -80,31 +78,6 @@ def method_names() -> list[str]:
         cls = METHODS[name]
         names += [f"{name}:{variant}" for variant in cls.variants() if variant != cls.default_variant]
     return names
-
-
-class _KeywordOptions(ABCMeta):
-    """Enforces the constructor contract ``Method(model, *, target_layer=None, reshape=None, **options)``.
-
-    A second positional argument is still read as the method's first former positional parameter
-    (``target_layer`` for layer methods), with a DeprecationWarning; more positional arguments are
-    refused, because the former orders differed between methods (``CASE(model, "layer4", vit_reshape)``
-    bound the reshape to ``contrast``).
-    """
-
-    def __call__(cls, *args: Any, **kwargs: Any) -> Any:
-        if len(args) > 2:
-            raise TypeError(f"{cls.__name__} takes the model as its only positional argument; pass target_layer=, "
-                            f"reshape= and the method's options (e.g. contrast=) by keyword")
-        if len(args) == 2:
-            legacy = getattr(cls, "legacy_positional", "target_layer")
-            if legacy in kwargs:
-                raise TypeError(f"{cls.__name__} got {legacy} twice (positionally and by keyword)")
-            warnings.warn(f"{cls.__name__}(model, {args[1]!r}): pass {legacy}={args[1]!r} by keyword; positional "
-                          "options are deprecated and will be refused in the next release", DeprecationWarning,
-                          stacklevel=2)
-            kwargs[legacy] = args[1]
-            args = args[:1]
-        return super().__call__(*args, **kwargs)
 
 
 LogitWeights = Callable[[Tensor, Tensor, "Tensor | None"], "Tensor | None"]
@@ -180,7 +153,7 @@ def weighted_sum(weights: Tensor, activations: Tensor) -> Tensor:
     return torch.einsum("bmc,bchw->bmhw", weights, activations)
 
 
-class SaliencyMethod(metaclass=_KeywordOptions):
+class SaliencyMethod:
     """A saliency method bound to a model; a subclass defines ``raw_maps`` (the template, ``explain``,
     does the rest).
 
@@ -196,7 +169,6 @@ class SaliencyMethod(metaclass=_KeywordOptions):
 
     name = "method"
     uses_layer = True  # False: the method works without a target layer (target_layer is ignored)
-    legacy_positional = "target_layer"  # the parameter a deprecated second positional argument fills
     contrast: ContrastStrategy | None = None  # contrastive methods: the strategy of their contrast classes
     default_variant: str | None = None  # for wrappers (CASE): the base a bare name means
 
@@ -204,6 +176,13 @@ class SaliencyMethod(metaclass=_KeywordOptions):
     def variants(cls) -> list[str]:
         """The bases a wrapper method accepts by name (``<name>:<base>``); none for other methods."""
         return []
+
+    def __new__(cls, model: ModelInput | None = None, *args: Any, **kwargs: Any) -> SaliencyMethod:
+        # Options are keyword-only: formerly CASE(model, "layer4", vit_reshape) bound the reshape to contrast.
+        if args:
+            raise TypeError(f"{cls.__name__} takes the model as its only positional argument; pass target_layer=, "
+                            "reshape= and the method's options (e.g. contrast=) by keyword")
+        return super().__new__(cls)
 
     def __init__(self, model: ModelInput, *, target_layer: LayerSpec | None = None,
                  reshape: Reshape | None = None, **options: Any):
