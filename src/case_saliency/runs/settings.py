@@ -174,6 +174,8 @@ class RunSettings:
         own["k_percent"] = self.k_list()
         data: dict[str, Any] = {"kind": self.kind}
         data.update({key: own[key] if key in own else ABSENT.get(key) for key in CONFIG_ORDER if key != "kind"})
+        data.update({key: list(value) if isinstance(value, tuple) else value for key, value in own.items()
+                     if key not in data})  # a plug-in kind's own fields
         return {**data, **dict(self.extra)}
 
     def k_list(self) -> list[float]:
@@ -189,6 +191,10 @@ class RunSettings:
             InvalidSettings: a field that is not of its form, named with the file and the form expected.
         """
         kind = data.get("kind")
+        if kind in PLUGIN_MODULES and kind not in SETTINGS_TYPES:
+            import importlib
+
+            importlib.import_module(PLUGIN_MODULES[str(kind)])  # registers its kind
         settings_type = SETTINGS_TYPES.get(str(kind))
         if settings_type is None:
             raise _bad(where, "kind", kind, f"one of {', '.join(map(repr, SETTINGS_TYPES))}")
@@ -199,7 +205,7 @@ class RunSettings:
         known = {f.name for f in fields(cls)} - {"extra"}
         values = {key: data[key] for key in known if key in data}
         values.update(cls._legacy_defaults(data))
-        if "k_percent" in data:
+        if "k_percent" in data and "k_percent" in known:
             values["k_percent"] = cls._k_from_json(data["k_percent"], where)
         extra = {key: value for key, value in data.items() if key not in known and key not in CONFIG_ORDER}
         try:
@@ -221,7 +227,7 @@ class RunSettings:
     def result_differences(self, other: RunSettings) -> list[str]:
         """The settings that shape results.csv and differ, as "key: X there, Y now"."""
         mine, theirs = self.to_json(), other.to_json()
-        keys = [key for key in CONFIG_ORDER if key not in MAY_CHANGE]
+        keys = [key for key in dict.fromkeys([*mine, *theirs]) if key not in MAY_CHANGE]
         return [f"{key}: {mine.get(key)!r} there, {theirs.get(key)!r} now" for key in keys
                 if mine.get(key) != theirs.get(key)]
 
@@ -323,8 +329,10 @@ class FidelitySettings(RunSettings):
                                               ("steps", 20), ("fill", "zero")) if data.get(key) is None}
 
 
-# Every kind's settings type, by kind (a kind registered by ``runs.kinds.register`` adds its own).
+# Every kind's settings type, by kind (a kind registered by ``runs.engine.register`` adds its own).
 SETTINGS_TYPES: dict[str, type[RunSettings]] = {"diagnose": DiagnoseSettings, "fidelity": FidelitySettings}
+# The package's plug-in kinds, imported (and so registered) when a reader meets one of their runs.
+PLUGIN_MODULES: dict[str, str] = {"explain-many": "case_saliency.runs.explain_many"}
 
 
 def has_labels(dataset: Any) -> bool:
