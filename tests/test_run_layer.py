@@ -270,3 +270,21 @@ def test_the_read_path_imports_no_torch(tmp_path):
                             env={**__import__("os").environ, "PYTHONPATH": str(Path(__file__).parents[1] / "src")})
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "[]"
+
+
+def test_the_kind_in_docs_run_kinds_runs_and_resumes(images, tmp_path):
+    """docs/run-kinds.md's example kind, as written: it runs, reads back and resumes."""
+    text = (Path(__file__).parents[1] / "docs" / "run-kinds.md").read_text()
+    code = text.split("```python\n", 1)[1].split("```", 1)[0]
+    namespace: dict = {"__name__": "run_kinds_example"}
+    exec(compile(code, "docs/run-kinds.md", "exec", dont_inherit=True), namespace)  # as a reader's own module
+    settings = namespace["KeepSettings"](methods=("gradcam", "case"), n=0, layer=LAYER, correct_only=False)
+    options = dict(transform=TRANSFORM, class_names=NAMES, model_name="tiny", progress=False, workers=0)
+    dataset = open_dataset(f"folder:{images}")
+    run = namespace["run_keep"](tiny_model(), dataset, tmp_path / "keep", settings, **options)
+    frame = RunDir.read(run).frame()
+    assert len(frame) == 12 and frame["prob_kept"].between(0, 1).all() and frame["error"].eq("").all()
+    lines = (run / "results.csv").read_text().splitlines(keepends=True)
+    (run / "results.csv").write_text("".join(lines[:-5]))
+    namespace["run_keep"](tiny_model(), dataset, run, settings, **options)
+    assert (run / "results.csv").read_text() == "".join(lines)

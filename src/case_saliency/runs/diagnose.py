@@ -30,7 +30,7 @@ from ..core.maps import SaliencyMaps
 from ..metrics import positive_pixels, spearman, ssim, top_count, topk_agreement
 from ..models import LoadedModel
 from .engine import Pair, RunKind, explain_shared_or_none, register, run_with_keywords
-from .loading import Batch
+from .loading import Batch, ImageSource
 from .rows import DiagnoseRow
 from .settings import DiagnoseSettings
 from .store import gallery_path
@@ -233,7 +233,7 @@ def display_images(images: Tensor, transform: Any) -> np.ndarray:
     return (x.clamp(0, 1) * 255 + 0.5).to(torch.uint8).permute(0, 2, 3, 1).numpy()
 
 
-def run_diagnose(model: LoadedModel | nn.Module, dataset: Any, run_dir: str | Path,
+def run_diagnose(model: LoadedModel | nn.Module, dataset: ImageSource, run_dir: str | Path,
                  settings: DiagnoseSettings | None = None, **keywords: Any) -> Path:
     """Run (or resume) the class-sensitivity diagnostic and return the run directory.
 

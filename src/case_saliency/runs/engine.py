@@ -37,7 +37,7 @@ from ..methods.spec import build_method as build_from_spec
 from ..methods.spec import parse_method_list
 from ..models import LoadedModel
 from .distributed import Group, Ranks, from_env
-from .loading import Batch, batch_loader, default_workers, error_text, item_id
+from .loading import Batch, ImageSource, batch_loader, default_workers, error_text, item_id
 from .rows import ROW_TYPES, Row
 from .rundir import RunDir, RunLock, setting_files
 from .sampling import select_sample
@@ -98,11 +98,11 @@ def as_model(model: LoadedModel | nn.Module, keywords: dict[str, Any]) -> Loaded
 
 def contrast_from(keywords: dict[str, Any]) -> ContrastStrategy | None:
     """A contrast strategy object among the keywords, replaced by its spec (the settings hold text)."""
-    contrast = keywords.get("contrast")
-    if contrast is not None and not isinstance(contrast, str):
-        keywords["contrast"] = contrast_spec(contrast)
-        return contrast
-    return None
+    contrast: ContrastStrategy | str | None = keywords.get("contrast")
+    if contrast is None or isinstance(contrast, str):
+        return None
+    keywords["contrast"] = contrast_spec(contrast)
+    return contrast
 
 
 def check_methods(methods: Sequence[str] | str) -> list[str]:
@@ -116,7 +116,8 @@ def check_methods(methods: Sequence[str] | str) -> list[str]:
     return [spec.label for spec in parse_method_list(methods if isinstance(methods, str) else list(methods))]
 
 
-def start(settings: S, model: LoadedModel, dataset: Any, options: RunOptions) -> tuple[S, dict[str, SaliencyMethod]]:
+def start(settings: S, model: LoadedModel, dataset: ImageSource, options: RunOptions
+          ) -> tuple[S, dict[str, SaliencyMethod]]:
     """The settings resolved (the protocol rule applied, the layer the methods use, CASE's contrast and
     where it comes from, the model and data names) and the built methods."""
     names = check_methods(settings.methods)
@@ -167,7 +168,7 @@ def versions() -> dict[str, str]:
     return out
 
 
-def dataset_identity(dataset: Any) -> dict[str, Any]:
+def dataset_identity(dataset: ImageSource) -> dict[str, Any]:
     if hasattr(dataset, "identity"):
         return dict(dataset.identity())
     return {"name": getattr(dataset, "name", type(dataset).__name__), "count": len(dataset)}
@@ -389,7 +390,7 @@ class Plan:
     done: set[tuple[str, str]] = field(default_factory=set)
 
 
-def plan_run(kind: type[RunKind[Any]], settings: RunSettings, model: LoadedModel, dataset: Any, run_dir: RunDir,
+def plan_run(kind: type[RunKind[Any]], settings: RunSettings, model: LoadedModel, dataset: ImageSource, run_dir: RunDir,
              options: RunOptions) -> Plan:
     """Check ``run_dir`` (new, or a run with the same settings, weights and data) and draw the sample
     (new) or read it (resumed); writes nothing.
@@ -417,8 +418,7 @@ def plan_run(kind: type[RunKind[Any]], settings: RunSettings, model: LoadedModel
         return Plan(meta, sample, ids, True, run_dir.done_pairs(kind.row_type, rows_per_pair, ids))
     info: dict[str, Any] = {}
     workers = options.workers or 0
-    sample = select_sample(model.model, dataset, model.transform, settings.n, settings.seed,
-                           bool(settings.correct_only), batch_size=settings.batch_size, workers=workers,
+    sample = select_sample(model.model, dataset, model.transform, settings, workers=workers,
                            progress=options.progress, record=info)
     ids = [item_id(dataset, i) for i in sample]
     meta = {"versions": versions(), "model": identity["model"], "layer": settings.layer,
@@ -431,8 +431,8 @@ def plan_run(kind: type[RunKind[Any]], settings: RunSettings, model: LoadedModel
 BAR_FORMAT = "{desc}: {percentage:3.0f}%|{bar}| {n:.0f}/{total:.0f} images [{elapsed}<{remaining}, {rate_fmt}]"
 
 
-def run_kind(kind: type[RunKind[Any]], model: LoadedModel, dataset: Any, run_dir: str | Path, settings: RunSettings,
-             options: RunOptions) -> Path:
+def run_kind(kind: type[RunKind[Any]], model: LoadedModel, dataset: ImageSource, run_dir: str | Path,
+             settings: RunSettings, options: RunOptions) -> Path:
     """Start, plan, shard, compute and write a run of ``kind`` (module docstring).
 
     Args:
@@ -469,7 +469,7 @@ def run_kind(kind: type[RunKind[Any]], model: LoadedModel, dataset: Any, run_dir
     return folder.path
 
 
-def _execute(kind: type[RunKind[Any]], model: LoadedModel, dataset: Any, folder: RunDir, settings: RunSettings,
+def _execute(kind: type[RunKind[Any]], model: LoadedModel, dataset: ImageSource, folder: RunDir, settings: RunSettings,
              built: dict[str, SaliencyMethod], options: RunOptions, ranks: Ranks) -> None:
     net = model.model.eval()
     device = model_device(net)
@@ -567,8 +567,8 @@ def _shared_plan(group: Group, ranks: Ranks, make: Callable[[], Plan]) -> Plan:
     return outcome
 
 
-def run_with_keywords(kind: type[RunKind[Any]], model: LoadedModel | nn.Module, dataset: Any, run_dir: str | Path,
-                      settings: RunSettings | None, keywords: dict[str, Any]) -> Path:
+def run_with_keywords(kind: type[RunKind[Any]], model: LoadedModel | nn.Module, dataset: ImageSource,
+                      run_dir: str | Path, settings: RunSettings | None, keywords: dict[str, Any]) -> Path:
     """The ``run_*`` conveniences: ``keywords`` are settings fields, ``RunOptions`` fields and, for a
     bare module, ``transform``/``class_names``/``model_name``."""
     run_options = {key: keywords.pop(key) for key in ("confusion", "progress", "workers") if key in keywords}

@@ -20,6 +20,7 @@ from ..core.maps import SaliencyMaps
 from ..metrics import positive_pixels
 from ..models import LoadedModel
 from .engine import Pair, RunKind, explain_shared_or_none, register, run_with_keywords
+from .loading import ImageSource
 from .rows import NAN, Row
 from .settings import RunSettings, _bad, _integer
 
@@ -127,7 +128,7 @@ class ExplainMany(RunKind[ExplainManyBatch]):
             out.append(row)
         return out
 
-def run_explain_many(model: LoadedModel | nn.Module, dataset: Any, run_dir: str | Path,
+def run_explain_many(model: LoadedModel | nn.Module, dataset: ImageSource, run_dir: str | Path,
                      settings: ExplainManySettings | None = None, **keywords: Any) -> Path:
     """Run (or resume) an explain-many run and return the run directory.
 

@@ -23,6 +23,7 @@ from ..core.maps import SaliencyMaps
 from ..metrics import confidence_drop, deletion_insertion
 from ..models import LoadedModel
 from .engine import Pair, RunKind, explain_shared_or_none, register, run_with_keywords
+from .loading import ImageSource
 from .rows import FidelityRow
 from .settings import EVAL_BATCH_SIZE, FidelitySettings
 
@@ -127,7 +128,7 @@ class Fidelity(RunKind[FidelityBatch]):
         return [row]
 
 
-def run_fidelity(model: LoadedModel | nn.Module, dataset: Any, run_dir: str | Path,
+def run_fidelity(model: LoadedModel | nn.Module, dataset: ImageSource, run_dir: str | Path,
                  settings: FidelitySettings | None = None, **keywords: Any) -> Path:
     """Run (or resume) the fidelity test and return the run directory.
 

@@ -18,6 +18,20 @@ NAN = math.nan
 _CELL_OF_ANNOTATION = {"str": "text", "float": "float", "int": "int", "int | None": "int", "bool": "bool"}
 
 
+def _cell_of(annotation: Any) -> str:
+    """The cell type of a field's annotation: its text (``from __future__ import annotations``) or the
+    type itself (``int``, ``int | None``)."""
+    if not isinstance(annotation, str):
+        args = [a for a in getattr(annotation, "__args__", (annotation,)) if a is not type(None)]
+        annotation = " | ".join(getattr(a, "__name__", str(a)) for a in args)
+        annotation = annotation.replace("int | None", "int")
+    try:
+        return _CELL_OF_ANNOTATION[annotation]
+    except KeyError:
+        raise TypeError(f"a row field annotated {annotation!r}: use str, float, int, bool or int | None (lists: "
+                        "_cells('ints') / _cells('floats'))") from None
+
+
 def _cells(kind: str) -> Any:
     """A text field holding a space-separated list of ``kind`` ("ints" or "floats"), empty by default."""
     return field(default="", metadata={"cell": kind})
@@ -47,7 +61,7 @@ class Row:
     @classmethod
     def cell_types(cls) -> dict[str, str]:
         """{column: its cell type}."""
-        return {f.name: f.metadata.get("cell") or _CELL_OF_ANNOTATION[str(f.type)] for f in fields(cls)}
+        return {f.name: f.metadata.get("cell") or _cell_of(f.type) for f in fields(cls)}
 
     @classmethod
     def error_row(cls, image_id: str, method: str, error: str, **known: Any) -> dict[str, Any]:

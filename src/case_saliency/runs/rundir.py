@@ -349,7 +349,18 @@ class RunDir:
         return None
 
     def finished(self) -> bool:
+        """Whether the run's last session finished (meta.json ``finished``)."""
         return bool(self.meta.get("finished"))
+
+    @staticmethod
+    def is_finished(run_dir: str | Path) -> bool:
+        """Whether the run in ``run_dir`` finished, reading meta.json only (checked as ``read`` does).
+
+        Raises:
+            RunDirError: meta.json is not valid, or a field is not of its form.
+        """
+        path = Path(run_dir) / "meta.json"
+        return path.exists() and bool(check_meta(read_json(path), path).get("finished"))
 
     # -- writing --------------------------------------------------------------------------------
 

@@ -11,17 +11,19 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from ..core.capture import model_device
-from .loading import batch_loader
+from .loading import ImageSource, batch_loader
+from .settings import RunSettings
 
 
 @torch.no_grad()
-def select_sample(model: nn.Module, dataset: Any, transform: Callable[[Any], torch.Tensor], n: int, seed: int,
-                  correct_only: bool, *, batch_size: int = 32, workers: int = 0, progress: bool = False,
+def select_sample(model: nn.Module, dataset: ImageSource, transform: Callable[[Any], torch.Tensor],
+                  settings: RunSettings, *, workers: int = 0, progress: bool = False,
                   record: dict[str, Any] | None = None) -> list[int]:
     """Dataset indices of the run, in processing order: a seeded random permutation of the dataset
     (``torch.randperm`` with its own generator), cut to ``n``; with ``correct_only``, walking the
     permutation and keeping images whose top-1 prediction equals their label until ``n`` are kept
     (fewer if the dataset runs out; an image that cannot be read is not kept). n <= 0 means every image.
+    The settings give ``n``, ``seed``, ``correct_only`` (None counts as False) and ``batch_size``.
     workers: DataLoader processes decoding the images (correct_only only); progress: a bar of the
     correct images found.
 
@@ -30,6 +32,7 @@ def select_sample(model: nn.Module, dataset: Any, transform: Callable[[Any], tor
     images looked at, up to the one that completed the sample) and ``excluded`` (those not kept:
     ``{"id", "reason"}``, misclassified or unreadable).
     """
+    n, seed, correct_only, batch_size = settings.n, settings.seed, bool(settings.correct_only), settings.batch_size
     total = len(dataset)
     if total == 0:
         raise ValueError("the dataset is empty")

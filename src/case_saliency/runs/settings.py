@@ -209,7 +209,7 @@ class RunSettings:
             values["k_percent"] = cls._k_from_json(data["k_percent"], where)
         extra = {key: value for key, value in data.items() if key not in known and key not in CONFIG_ORDER}
         try:
-            settings = cls(**values, extra=extra)  # type: ignore[arg-type]
+            settings = cls(**values, extra=extra)
         except InvalidSettings as error:
             message = str(error)
             raise InvalidSettings(message if message.startswith(where) else f"{where}: {message}") from None

@@ -109,7 +109,7 @@ def save_npz(path: str | Path, **arrays: Any) -> Path:
     return atomic_write(path, lambda handle: np.savez_compressed(handle, **arrays))
 
 
-def read_json(path: str | Path) -> dict:
+def read_json(path: str | Path) -> dict[str, Any]:
     """A JSON object from ``path``; a file that is not one raises ``RunDirError`` naming it."""
     path = Path(path)
     try:
