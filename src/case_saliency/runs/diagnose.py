@@ -109,9 +109,7 @@ class Diagnose(RunKind[DiagnoseBatch]):
 
     @property
     def settings(self) -> DiagnoseSettings:
-        settings = self.context.settings
-        assert isinstance(settings, DiagnoseSettings)
-        return settings
+        return self.typed_settings(DiagnoseSettings)
 
     @classmethod
     def rows_per_pair(cls, settings: Any) -> int:
@@ -153,13 +151,7 @@ class Diagnose(RunKind[DiagnoseBatch]):
 
     def measure(self, method: str, state: DiagnoseBatch, one: int | None) -> list[dict[str, Any]]:
         settings = self.settings
-        if one is None and method in state.maps:
-            result = state.maps[method]
-        elif one is None:
-            result = self.context.methods[method].explain(state.images, state.classes, **self._options())
-        else:
-            result = self.context.methods[method].explain(state.images[one:one + 1], state.classes[one:one + 1],
-                                                          **self._options())
+        result = self.explained(method, state.maps, state.images, state.classes, one, **self._options())
         return pair_measures(result, settings.k_percent, settings.signed, ties=settings.ties, sparse=settings.sparse)
 
     def rows(self, pair: Pair, state: DiagnoseBatch | None) -> list[dict[str, Any]]:

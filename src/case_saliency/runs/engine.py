@@ -36,10 +36,11 @@ from ..methods import SaliencyMethod, explain_shared
 from ..methods.spec import build_method as build_from_spec
 from ..methods.spec import parse_method_list
 from ..models import LoadedModel
+from ..models.loader import sha256_file
 from .distributed import Group, Ranks, from_env
 from .loading import Batch, ImageSource, batch_loader, default_workers, error_text, item_id
 from .rows import ROW_TYPES, Row
-from .rundir import RunDir, RunLock, setting_files
+from .rundir import RunDir, RunLock
 from .sampling import select_sample
 from .settings import SETTINGS_TYPES, RunSettings, default_contrast, has_labels, protocol_for, sample_warning
 from .store import RunDirError
@@ -168,6 +169,16 @@ def versions() -> dict[str, str]:
     return out
 
 
+def setting_files(settings: RunSettings) -> dict[str, str]:
+    """{setting: sha256} of the files settings point to (weights, a confusion matrix), where they exist."""
+    out = {}
+    for name in ("weights", "contrast_source"):
+        value = getattr(settings, name, None)
+        if isinstance(value, str) and value and Path(value).is_file():
+            out[name] = sha256_file(value)
+    return out
+
+
 def dataset_identity(dataset: ImageSource) -> dict[str, Any]:
     if hasattr(dataset, "identity"):
         return dict(dataset.identity())
@@ -234,6 +245,21 @@ class RunKind(ABC, Generic[State]):
     def __init__(self, context: RunContext):
         self.context = context
         self.advance: Callable[[float], None] = lambda fraction: None
+
+    def typed_settings(self, settings_type: type[S]) -> S:
+        """The run's settings, as the kind's own settings type."""
+        settings = self.context.settings
+        assert isinstance(settings, settings_type)
+        return settings
+
+    def explained(self, method: str, shared: Mapping[str, SaliencyMaps], images: Tensor, targets: Tensor,
+                  one: int | None, **options: bool) -> SaliencyMaps:
+        """The maps of ``method`` for the whole batch (those of the shared capture when it computed them),
+        or for image ``one`` alone: ``explain(images, targets, **options)``."""
+        if one is None and method in shared:
+            return shared[method]
+        rows = slice(None) if one is None else slice(one, one + 1)
+        return self.context.methods[method].explain(images[rows], targets[rows], **options)
 
     def report(self, fraction: float) -> None:
         """Progress within the current method's share of the batch (``fraction`` of it done; the

@@ -90,8 +90,7 @@ class ExplainMany(RunKind[ExplainManyBatch]):
         return int(settings.targets())
 
     def prepare(self, images: Tensor, methods: Sequence[str]) -> ExplainManyBatch:
-        settings = self.context.settings
-        assert isinstance(settings, ExplainManySettings)
+        settings = self.typed_settings(ExplainManySettings)
         with torch.no_grad():
             probs = self.context.net(images).float().softmax(1)
         if settings.classes:
@@ -102,11 +101,7 @@ class ExplainMany(RunKind[ExplainManyBatch]):
         return ExplainManyBatch(images, targets, probs.gather(1, targets), maps)
 
     def measure(self, method: str, state: ExplainManyBatch, one: int | None) -> list[dict[str, Any]]:
-        rows = slice(None) if one is None else slice(one, one + 1)
-        if one is None and method in state.maps:
-            result = state.maps[method]
-        else:
-            result = self.context.methods[method].explain(state.images[rows], state.targets[rows])
+        result = self.explained(method, state.maps, state.images, state.targets, one)
         maps = result.maps.detach().float()  # (B, M, H, W)
         h, w = maps.shape[-2:]
         peak = maps.flatten(2).argmax(2).cpu()  # (B, M)

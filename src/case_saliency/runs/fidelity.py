@@ -90,12 +90,6 @@ class Fidelity(RunKind[FidelityBatch]):
     settings_type = FidelitySettings
     row_type = FidelityRow
 
-    @property
-    def settings(self) -> FidelitySettings:
-        settings = self.context.settings
-        assert isinstance(settings, FidelitySettings)
-        return settings
-
     def prepare(self, images: Tensor, methods: Sequence[str]) -> FidelityBatch:
         with torch.no_grad():
             prob, pred = self.context.net(images).float().softmax(1).max(1)
@@ -107,13 +101,11 @@ class Fidelity(RunKind[FidelityBatch]):
     def measure(self, method: str, state: FidelityBatch, one: int | None) -> list[dict[str, Any]]:
         rows = slice(None) if one is None else slice(one, one + 1)
         images, pred, prob = state.images[rows], state.pred[rows], state.prob[rows]
-        if one is None and method in state.maps:
-            result = state.maps[method]
-        else:
-            result = self.context.methods[method].explain(images, pred, normalize=True)
-        steps = self.settings.steps
+        result = self.explained(method, state.maps, state.images, state.pred, one, normalize=True)
+        settings = self.typed_settings(FidelitySettings)
+        steps = settings.steps
         passes = images.shape[0] * (1 + 2 * (steps + 1) if steps > 0 else 1)  # images of all its forwards
-        measured = fidelity_measures(self.context.net, images, result.maps, (pred, prob), self.settings,
+        measured = fidelity_measures(self.context.net, images, result.maps, (pred, prob), settings,
                                      (lambda count: self.report(count / passes)) if one is None else None)
         measured.update(_map_record(result))
         return [{key: values[b] for key, values in measured.items()} for b in range(images.shape[0])]

@@ -9,7 +9,6 @@ need pandas at most).
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
@@ -41,14 +40,6 @@ class RunLocked(RunDirError):
 
 def now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
-
-
-def sha256_file(path: str | Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -516,13 +507,3 @@ def dataset_changes(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[str]
     """What differs between two dataset identities (keys both have; the root folder may move)."""
     keys = [key for key in old if key in new and key != "root"]
     return [f"{key} {_short(old[key])} then, {_short(new[key])} now" for key in keys if old[key] != new[key]]
-
-
-def setting_files(settings: RunSettings) -> dict[str, str]:
-    """{setting: sha256} of the files settings point to (weights, a confusion matrix), where they exist."""
-    out = {}
-    for name in ("weights", "contrast_source"):
-        value = getattr(settings, name, None)
-        if isinstance(value, str) and value and Path(value).is_file():
-            out[name] = sha256_file(value)
-    return out
