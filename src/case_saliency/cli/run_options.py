@@ -68,10 +68,9 @@ def resolve_inputs(model: str, weights: str | None, data: str, root: str | None,
     with code 2 and a message naming them."""
     import torch
 
-    from ..core.contrast import build_contrast, contrast_spec
+    from ..core.contrast import build_contrast, contrast_spec, default_contrast
     from ..data import open_dataset
     from ..runs.engine import check_methods
-    from ..runs.settings import default_contrast
 
     try:
         names = check_methods(methods)
@@ -98,7 +97,7 @@ def resolve_inputs(model: str, weights: str | None, data: str, root: str | None,
             matrix = _confusion(confusion, loaded)
         except (ValueError, FileNotFoundError, OSError) as error:
             raise fail(f"--confusion {confusion}: {error}") from None
-    spec = contrast or default_contrast(contrast_k, matrix is not None)
+    spec = contrast or default_contrast(matrix, contrast_k)
     try:
         spec = contrast_spec(build_contrast(spec, model=loaded.model, confusion=matrix))  # checked; built per method
     except (ValueError, TypeError) as error:

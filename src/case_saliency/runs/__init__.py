@@ -14,8 +14,7 @@ from typing import TYPE_CHECKING, Any
 # The public names and the module each one comes from.
 _EXPORTS: dict[str, str] = {
     "DEFAULT_METHODS": "defaults",
-    **dict.fromkeys(["DiagnoseSettings", "FidelitySettings", "InvalidSettings", "RunSettings", "default_contrast"],
-                    "settings"),
+    **dict.fromkeys(["DiagnoseSettings", "FidelitySettings", "InvalidSettings", "RunSettings"], "settings"),
     **dict.fromkeys(["DiagnoseRow", "FidelityRow", "Row"], "rows"),
     **dict.fromkeys(["RunDir", "RunLocked"], "rundir"),
     "RunDirError": "store",
@@ -51,5 +50,5 @@ if TYPE_CHECKING:
     from .rows import DiagnoseRow, FidelityRow, Row
     from .rundir import RunDir, RunLocked
     from .sampling import select_sample
-    from .settings import DiagnoseSettings, FidelitySettings, InvalidSettings, RunSettings, default_contrast
+    from .settings import DiagnoseSettings, FidelitySettings, InvalidSettings, RunSettings
     from .store import RunDirError

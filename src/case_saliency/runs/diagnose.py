@@ -12,7 +12,7 @@ Nothing that could flatter a method goes unrecorded: each row holds the contrast
 and whether either map's contrast set holds the other compared class (``other_in_contrast``: then the
 two maps are pushed apart by construction), each map's number of positive pixels and whether the pair
 is sparse at that k (either map has fewer positive pixels than the top set). CASE's contrast defaults
-to a model-level one (``settings.default_contrast``), never the top logits, unless asked.
+to a model-level one (``core.contrast.default_contrast``), never the top logits, unless asked.
 """
 
 from __future__ import annotations

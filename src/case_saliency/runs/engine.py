@@ -29,7 +29,7 @@ from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from ..core.capture import model_device
-from ..core.contrast import ContrastStrategy, classifier_layer, contrast_spec
+from ..core.contrast import ContrastStrategy, classifier_layer, contrast_spec, default_contrast
 from ..core.errors import CaseSaliencyError
 from ..core.maps import SaliencyMaps
 from ..methods import SaliencyMethod, explain_shared
@@ -42,7 +42,7 @@ from .loading import Batch, ImageSource, batch_loader, default_workers, error_te
 from .rows import ROW_TYPES, Row
 from .rundir import RunDir, RunLock
 from .sampling import select_sample
-from .settings import SETTINGS_TYPES, RunSettings, default_contrast, has_labels, protocol_for, sample_warning
+from .settings import SETTINGS_TYPES, RunSettings, has_labels, protocol_for, sample_warning
 from .store import RunDirError
 
 log = logging.getLogger("case_saliency")
@@ -124,7 +124,7 @@ def start(settings: S, model: LoadedModel, dataset: ImageSource, options: RunOpt
     names = check_methods(settings.methods)
     if settings.layer is not None:  # the asked layer (dropping the default layer's token reshape)
         model = LoadedModel.wrap(model, target_layer=settings.layer)
-    contrast = settings.contrast or default_contrast(1, options.confusion is not None)
+    contrast = settings.contrast or default_contrast(options.confusion)  # the one place it is decided
     run_contrast: ContrastStrategy | str = options.contrast if options.contrast is not None else contrast
     built = {name: build_from_spec(parse_method_list([name])[0], model, run_contrast=run_contrast,
                                    confusion=options.confusion) for name in names}

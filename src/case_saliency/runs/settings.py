@@ -28,20 +28,6 @@ FILLS: tuple[str, ...] = ("zero", "mean", "blur")
 EVAL_BATCH_SIZE = 64
 
 
-def default_contrast(k: int = 1, confusion: bool = False) -> str:
-    """The one place CASE's run contrast is decided when none is asked: the spec of a model-level
-    contrast (so a top-1/top-2 comparison never hands CASE the class it is compared with by
-    construction), confusion neighbours when a confusion matrix is given, else classifier neighbours.
-
-    Args:
-        k: contrast classes per target (``--contrast-k``).
-        confusion: whether the run has a confusion matrix.
-    Returns:
-        A contrast spec such as ``classifier:1``.
-    """
-    return f"confusion:{k}" if confusion else f"classifier:{k}"
-
-
 class InvalidSettings(CaseSaliencyError, ValueError):
     """A setting (or a field of config.json / meta.json) that is not of the expected form; the message
     names the file (where one was read), the field and the form expected."""
@@ -111,9 +97,10 @@ class RunSettings:
         dataset: the data spec. methods: method specs, in order (each a column of the comparison).
         n: images to sample (0: all); seed: the sample's seed.
         layer: the target layer (None: the model's default; the one used once the run started).
-        contrast: CASE's contrast where a method spec sets none (None: ``default_contrast``, decided
-            when the run starts); contrast_source: its confusion matrix file or classifier layer;
-            method_contrasts: each method label's contrast spec (None for methods without one).
+        contrast: CASE's contrast where a method spec sets none (None: ``core.contrast.default_contrast``,
+            the one place it is decided, applied when the run starts); contrast_source: its confusion
+            matrix file or classifier layer; method_contrasts: each method label's contrast spec (None
+            for methods without one).
         correct_only: None keeps the correctly classified images where the data has labels (the paper's
             protocol) and all images where it has none; protocol: that choice in words (set on start).
         batch_size: images per batch (a fixed chunking of the sample: a resume computes the same numbers).

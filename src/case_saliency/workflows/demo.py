@@ -109,7 +109,7 @@ def run_demo(out: str | Path = "demo-output", model_name: str = "efficientnet_li
     loaded = load_model(model_name)
     prepare_out(out)
     photos_set = SamplePhotos()
-    # CASE's contrast: the run's default (settings.default_contrast, model-level: the test is not circular).
+    # CASE's contrast: the run's default (core.contrast.default_contrast; model-level: the test is not circular).
     settings = DiagnoseSettings(methods=DEMO_METHODS, n=len(photos_set), seed=0, k_percent=(k_percent,),
                                 batch_size=len(photos_set), gallery=len(photos_set),
                                 command=f"case-saliency demo --out {out}")
