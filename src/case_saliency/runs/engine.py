@@ -40,7 +40,7 @@ from ..models.loader import sha256_file
 from .distributed import Group, Ranks, from_env
 from .loading import Batch, ImageSource, batch_loader, default_workers, error_text, item_id
 from .rows import ROW_TYPES, Row
-from .rundir import RunDir, RunLock
+from .rundir import RunDir
 from .sampling import select_sample
 from .settings import SETTINGS_TYPES, RunSettings, has_labels, protocol_for, sample_warning
 from .store import RunDirError
@@ -474,24 +474,11 @@ def run_kind(kind: type[RunKind[Any]], model: LoadedModel, dataset: ImageSource,
     if not isinstance(settings, kind.settings_type):
         raise TypeError(f"a {kind.name} run takes {kind.settings_type.__name__}, not {type(settings).__name__}")
     resolved, built = start(settings, model, dataset, options)
-    ranks = from_env()
     folder = RunDir(Path(run_dir))
-    lock = RunLock(folder.path)
-    created = False
-    if ranks.main:
-        folder.existing(resolved.kind)  # refuse a folder that is not ours before writing the lock
-        created = not folder.path.exists()
-        folder.path.mkdir(parents=True, exist_ok=True)
-        lock.acquire()
     try:
-        _execute(kind, model, dataset, folder, resolved, built, options, ranks)
-    except BaseException:
-        if created and {p.name for p in folder.path.iterdir()} <= {"run.lock"}:
-            lock.release()
-            folder.path.rmdir()  # nothing was written: leave no trace
-        raise
+        _execute(kind, model, dataset, folder, resolved, built, options, from_env())
     finally:
-        lock.release()
+        folder.release()  # rank 0's lock; a folder this run created and left empty is removed
     return folder.path
 
 
@@ -504,7 +491,11 @@ def _execute(kind: type[RunKind[Any]], model: LoadedModel, dataset: ImageSource,
     group = Group(ranks, device)
     rows_per_pair = kind.rows_per_pair(settings)
     try:
-        plan = _shared_plan(group, ranks, lambda: plan_run(kind, settings, model, dataset, folder, options))
+        def lock_and_plan() -> Plan:  # rank 0, for every rank: a refusal reaches them all
+            folder.take(settings.kind)
+            return plan_run(kind, settings, model, dataset, folder, options)
+
+        plan = _shared_plan(group, ranks, lock_and_plan)
         if ranks.main:
             if plan.resumed:
                 complete = sum(all((i, m) in plan.done for m in settings.methods) for i in plan.sample_ids)

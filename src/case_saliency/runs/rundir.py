@@ -206,6 +206,8 @@ class RunDir:
     columns: list[str] = field(default_factory=list)
     rows: list[dict[str, str]] = field(default_factory=list)
     partial_tail: bool = False
+    _lock: RunLock | None = field(default=None, repr=False)
+    _created: bool = field(default=False, repr=False)
 
     # -- reading --------------------------------------------------------------------------------
 
@@ -374,6 +376,33 @@ class RunDir:
         if found != kind:
             raise RunDirError(f"--out {path} holds a {found!r} run, not a {kind!r} run; give another folder")
         return self.read_settings(), check_meta(read_json(path / "meta.json"), path / "meta.json")
+
+    def take(self, kind: str) -> None:
+        """Become the directory's one writer: refuse a folder that is not ours (``existing``), create it
+        if needed, take its lock (``RunLock``; held until ``release``).
+
+        Raises:
+            RunDirError: the folder holds something else. RunLocked: another process writes it.
+        """
+        self.existing(kind)  # before anything is written
+        self._created = not self.path.exists()
+        self.path.mkdir(parents=True, exist_ok=True)
+        self._lock = RunLock(self.path)
+        try:
+            self._lock.acquire()
+        except BaseException:
+            self._lock = None
+            self.release()
+            raise
+
+    def release(self) -> None:
+        """Release the lock; a folder ``take`` created and nothing was written to is removed."""
+        if self._lock is not None:
+            self._lock.release()
+            self._lock = None
+        if self._created and self.path.is_dir() and not any(self.path.iterdir()):
+            self.path.rmdir()  # nothing was written: leave no trace
+        self._created = False
 
     def resume_problems(self, old: RunSettings, meta: Mapping[str, Any], settings: RunSettings,
                         identity: Mapping[str, Any]) -> list[str]:
