@@ -38,12 +38,19 @@ from .store import gallery_path
 
 def pair_measures(result: SaliencyMaps, k_percent: Sequence[float], signed: bool = False, *,
                   ties: str = "index", sparse: str = "positive") -> list[dict[str, Any]]:
-    """Per image, the measures of its top-1/top-2 maps ``result.maps`` (B, 2, H, W): ``agreement``
-    (one per k), ``spearman``, ``ssim``, ``degenerate``, ``positive`` (each map's positive pixels),
-    ``sparse`` (one per k), ``other_in_contrast``, ``contrast`` ((2, k) tensor or None) and ``map``
-    ((2, H, W), on the device, for the gallery).
+    """The measures of each image's top-1/top-2 maps.
 
-    Computed where the maps are (the model's device); only the numbers come back to the CPU."""
+    Computed where the maps are (the model's device); only the numbers come back to the CPU.
+
+    Args:
+        result: maps (B, 2, H, W) of the top-1 and top-2 classes, with their contrast (B, 2, k) if any.
+        k_percent: the agreement's top-k% values. signed: rank raw signed maps.
+        ties, sparse: the agreement's policies (``metrics.agreement``).
+    Returns:
+        Per image: ``agreement`` (one per k), ``spearman``, ``ssim``, ``degenerate``, ``positive`` (each
+        map's positive pixels), ``sparse`` (one per k), ``other_in_contrast``, ``contrast`` ((2, k) tensor
+        or None) and ``map`` ((2, H, W), on the device, for the gallery).
+    """
     maps = result.maps.detach().float()
     first, second = maps[:, 0], maps[:, 1]
     agreement = torch.stack([topk_agreement(first, second, k, signed=signed, ties=ties, sparse=sparse)

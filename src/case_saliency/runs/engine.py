@@ -302,7 +302,13 @@ KINDS: dict[str, type[RunKind[Any]]] = {}
 
 
 def register(kind: type[RunKind[Any]]) -> type[RunKind[Any]]:
-    """Make a run kind known by its name (readers then know its settings and rows). A class decorator."""
+    """Make a run kind known by its name (readers then know its settings and rows). A class decorator.
+
+    Args:
+        kind: the ``RunKind`` subclass.
+    Returns:
+        ``kind``, unchanged.
+    """
     KINDS[kind.name] = kind
     SETTINGS_TYPES[kind.name] = kind.settings_type
     ROW_TYPES[kind.name] = kind.row_type
@@ -310,8 +316,14 @@ def register(kind: type[RunKind[Any]]) -> type[RunKind[Any]]:
 
 
 def each_on_failure(measure: Callable[[int | None], list[Any]], count: int) -> list[tuple[Any, str]]:
-    """The one retry rule: ``measure(None)`` for the whole batch; if it raises, ``measure(j)`` for each
-    image ``j`` of the ``count``, each failure recorded as its error text. Returns (result, error) per image."""
+    """The one retry rule: the whole batch first, image by image after a failure.
+
+    Args:
+        measure: ``measure(None)``: the per-image results of the whole batch; ``measure(j)``: of image j.
+        count: the batch's images.
+    Returns:
+        (result, "") or (None, error text) per image.
+    """
     try:
         return [(result, "") for result in measure(None)]
     except Exception:  # isolate the failing image(s): one at a time
@@ -326,7 +338,13 @@ def each_on_failure(measure: Callable[[int | None], list[Any]], count: int) -> l
 
 def compute_batch(kind: RunKind[Any], batch: Batch, tick: Callable[[float], None]) -> Work:
     """A batch's missing rows: every pending method measured on the decoded images, rows for each
-    missing pair, error rows for the images that could not be read."""
+    missing pair, error rows for the images that could not be read.
+
+    Args:
+        kind: the kind's job. batch: the decoded batch. tick: advances the progress bar (images).
+    Returns:
+        The rows, each method's outcome per image and the gallery files, not yet written.
+    """
     todo = kind.todo(batch.start, batch.ids)
     work = Work()
     if not todo:

@@ -36,9 +36,15 @@ MEASURED = ("prob_after", "drop_relative", "drop_absolute", "deletion_auc", "ins
 def fidelity_measures(model: nn.Module, images: Tensor, maps: Tensor, classes: tuple[Tensor, Tensor],
                       settings: FidelitySettings, progress: Callable[[int], None] | None = None
                       ) -> dict[str, list[Any]]:
-    """Confidence drop and (steps > 0) deletion/insertion for maps (B, H, W) of ``classes`` = (pred (B,),
-    its probability (B,)). progress: called with the images of each forward pass (1 + 2 (steps + 1)
-    per image in all)."""
+    """Confidence drop and (steps > 0) deletion/insertion of each image's map.
+
+    Args:
+        model: the network. images: (B, C, H, W). maps: (B, H, W) of the classes explained.
+        classes: (pred (B,), its probability (B,)). settings: k_percent, fill, steps, eval_batch_size.
+        progress: called with the images of each forward pass (1 + 2 (steps + 1) per image in all).
+    Returns:
+        {column: one value per image} for the measured columns of ``FidelityRow``.
+    """
     pred, prob = classes
     k_percent, fill, steps, batch = settings.k_percent, settings.fill, settings.steps, settings.eval_batch_size
     drop = confidence_drop(model, images, maps, pred, k_percent, fill, prob_before=prob, batch_size=batch,

@@ -65,8 +65,14 @@ class Row:
 
     @classmethod
     def error_row(cls, image_id: str, method: str, error: str, **known: Any) -> dict[str, Any]:
-        """The row of a pair whose numbers could not be computed: NaN numbers, the ``known`` cells
-        (the label, the predicted classes...) and the error text."""
+        """The row of a pair whose numbers could not be computed.
+
+        Args:
+            image_id, method: the pair. error: the error text ("" for a row the caller fills in).
+            **known: cells known despite the error (the label, the predicted classes, ...).
+        Returns:
+            {column: value} in file order: the fields' defaults (NaN, -1, "", False), then ``known``.
+        """
         row: dict[str, Any] = {}
         for f in fields(cls):
             if f.default is not MISSING:

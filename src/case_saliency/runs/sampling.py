@@ -23,14 +23,21 @@ def select_sample(model: nn.Module, dataset: ImageSource, transform: Callable[[A
     (``torch.randperm`` with its own generator), cut to ``n``; with ``correct_only``, walking the
     permutation and keeping images whose top-1 prediction equals their label until ``n`` are kept
     (fewer if the dataset runs out; an image that cannot be read is not kept). n <= 0 means every image.
-    The settings give ``n``, ``seed``, ``correct_only`` (None counts as False) and ``batch_size``.
-    workers: DataLoader processes decoding the images (correct_only only); progress: a bar of the
-    correct images found.
 
-    record: a dict filled with what the selection did: ``requested`` (n), ``dataset_size``, ``size``
-    (images kept), ``short`` (fewer than requested), and with ``correct_only`` also ``examined`` (the
-    images looked at, up to the one that completed the sample) and ``excluded`` (those not kept:
-    ``{"id", "reason"}``, misclassified or unreadable).
+    Args:
+        model: the network, (B, C, H, W) -> (B, K) logits. dataset: the images. transform: PIL image ->
+            (C, H, W) tensor.
+        settings: gives ``n``, ``seed``, ``correct_only`` (None counts as False) and ``batch_size``.
+        workers: DataLoader processes decoding the images (correct_only only). progress: a bar of the
+            correct images found.
+        record: a dict filled with what the selection did: ``requested`` (n), ``dataset_size``, ``size``
+            (images kept), ``short`` (fewer than requested), and with ``correct_only`` also ``examined``
+            (the images looked at, up to the one that completed the sample) and ``excluded`` (those not
+            kept: ``{"id", "reason"}``, misclassified or unreadable).
+    Returns:
+        The sample's dataset indices.
+    Raises:
+        ValueError: an empty dataset, or ``correct_only`` on data without labels.
     """
     n, seed, correct_only, batch_size = settings.n, settings.seed, bool(settings.correct_only), settings.batch_size
     total = len(dataset)
