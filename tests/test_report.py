@@ -422,7 +422,7 @@ def test_not_a_run_directory(tmp_path):
     with pytest.raises(RunDirError, match="no config.json"):
         write_report(tmp_path)
     (tmp_path / "config.json").write_text(json.dumps({"kind": "train"}))
-    with pytest.raises(RunDirError, match="field 'kind' is 'train'; expected one of"):
+    with pytest.raises(RunDirError, match="kind is \"train\", not one of"):
         write_report(tmp_path)
 
 

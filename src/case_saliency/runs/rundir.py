@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from .rows import ROW_TYPES, Row
-from .settings import InvalidSettings, RunSettings
+from .settings import InvalidSettings, RunSettings, _shown
 from .store import (RunDirError, ResultsTable, complete_rows, file_stem, legacy_stem, parse_cell, read_json,
                     read_results, save_npz, write_json)
 
@@ -131,7 +131,7 @@ _META_FORMS: dict[str, tuple[tuple[type, ...], str]] = {
     "model": ((dict,), "an object (name, weights sha256, ...)"),
     "layer": ((str, type(None)), "a layer name or null"),
     "dataset": ((dict,), "an object (name, root, count, hash)"),
-    "class_names": ((list, type(None)), "a list of class names or null"),
+    "class_names": ((list, type(None)), "a list of class names (one per model output) or null"),
     "protocol": ((str,), "a text"),
     "sample": ((list,), "a list of dataset indices (integers >= 0)"),
     "sample_ids": ((list,), "a list of image ids (texts)"),
@@ -156,15 +156,15 @@ def check_meta(meta: Mapping[str, Any], path: Path) -> dict[str, Any]:
             continue
         value = meta[key]
         good = isinstance(value, types) and not isinstance(value, bool)
-        if good and key == "class_names" and value is not None:
-            good = all(isinstance(name, str) for name in value)
+        if good and key == "class_names" and value is not None:  # numbers allowed: a label set of numbers
+            good = all(isinstance(name, (str, int, float)) and not isinstance(name, bool) for name in value)
         elif good and key == "sample":
             good = all(isinstance(i, int) and not isinstance(i, bool) and i >= 0 for i in value)
         elif good and key == "sample_ids":
             good = all(isinstance(i, str) for i in value)
         if not good:
-            raise RunDirError(f"{path}: field {key!r} is {str(value)[:60]!r}; expected {form}. Restore the file, or "
-                              "start the run again in a new directory")
+            raise RunDirError(f"{path}: {key} is {_shown(value)}, not {form}. Restore the file (from the run's "
+                              "command), or start the run again in a new directory")
     if "sample" in meta and "sample_ids" in meta and len(meta["sample"]) != len(meta["sample_ids"]):
         raise RunDirError(f"{path}: 'sample' has {len(meta['sample'])} indices but 'sample_ids' "
                           f"{len(meta['sample_ids'])} ids; expected one id per index")

@@ -46,8 +46,22 @@ MAY_CHANGE = ("threshold", "alpha", "command", "protocol", "batch_size", "eval_b
 
 
 def _bad(where: str, name: str, value: Any, form: str) -> InvalidSettings:
+    """The one form of a bad-field message: "FILE: FIELD is VALUE, not FORM" (FILE where one was read)."""
     prefix = f"{where}: " if where else ""
-    return InvalidSettings(f"{prefix}field {name!r} is {value!r}; expected {form}")
+    return InvalidSettings(f"{prefix}{name} is {_shown(value)}, not {form}")
+
+
+def _shown(value: Any) -> str:
+    """A value as JSON shows it (NaN as nan), cut to 60 characters."""
+    if isinstance(value, float) and math.isnan(value):
+        return "nan"
+    try:
+        import json
+
+        text = json.dumps(value)
+    except (TypeError, ValueError):
+        text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 def _integer(where: str, name: str, value: Any, low: int | None = None) -> int:
