@@ -16,7 +16,7 @@ import torch
 
 from case_saliency.metrics import deletion_insertion
 from case_saliency.runs import run_diagnose, run_fidelity
-from case_saliency.runs import engine
+from case_saliency.runs import runner
 from case_saliency.runs.rows import DiagnoseRow
 from case_saliency.runs.rundir import RunDir
 from case_saliency.runs.settings import RunSettings, protocol_for
@@ -84,7 +84,7 @@ class RecordingBar:
 
 
 def test_progress_advances_within_a_batch(cnn, fashion, tmp_path, monkeypatch):
-    monkeypatch.setattr(engine, "tqdm", RecordingBar)
+    monkeypatch.setattr(runner, "tqdm", RecordingBar)
     RecordingBar.instances.clear()
     run_fidelity(cnn, fashion, tmp_path / "fid", methods=["gradcam", "case"], n=4, steps=3, layer=LAYER,
                  transform=TRANSFORM, batch_size=4, eval_batch_size=4, workers=0)

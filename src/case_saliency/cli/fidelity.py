@@ -51,5 +51,5 @@ def fidelity(
                                                               confusion, device, contrast)
     opt.check_layer(loaded, layer)
     chosen = settings.with_(methods=tuple(names), contrast=spec)
-    opt.execute(lambda: run_fidelity(loaded, dataset, out, chosen, confusion=matrix, progress=not quiet,
+    opt.run_and_summarize(lambda: run_fidelity(loaded, dataset, out, chosen, confusion=matrix, progress=not quiet,
                                      workers=workers), out, {"correction": "holm" if holm else None})

@@ -70,7 +70,7 @@ def resolve_inputs(model: str, weights: str | None, data: str, root: str | None,
 
     from ..core.contrast import build_contrast, contrast_spec, default_contrast
     from ..data import open_dataset
-    from ..runs.engine import check_methods
+    from ..runs.runner import check_methods
 
     try:
         names = check_methods(methods)
@@ -151,7 +151,7 @@ def settings_or_exit(make: Callable[[], Any]) -> Any:
         raise fail(str(error)) from None
 
 
-def execute(run: Callable[[], Path], run_dir: Path, summary_options: dict) -> None:
+def run_and_summarize(run: Callable[[], Path], run_dir: Path, summary_options: dict) -> None:
     """Run, then print the summary; ValueError (bad settings, e.g. a run directory holding another
     run, or written by another process) exits 2, anything else 1."""
     from ..runs.rundir import RunDir

@@ -18,7 +18,7 @@ _EXPORTS: dict[str, str] = {
     **dict.fromkeys(["DiagnoseRow", "FidelityRow", "Row"], "rows"),
     **dict.fromkeys(["RunDir", "RunLocked"], "rundir"),
     "RunDirError": "store",
-    **dict.fromkeys(["RunKind", "RunOptions", "SettingsError", "register", "run_kind"], "engine"),
+    **dict.fromkeys(["RunKind", "RunOptions", "SettingsError", "register", "run_kind"], "runner"),
     "select_sample": "sampling",
     "run_diagnose": "diagnose",
     "run_fidelity": "fidelity",
@@ -44,7 +44,7 @@ def __dir__() -> list[str]:
 if TYPE_CHECKING:
     from .defaults import DEFAULT_METHODS
     from .diagnose import run_diagnose
-    from .engine import RunKind, RunOptions, SettingsError, register, run_kind
+    from .runner import RunKind, RunOptions, SettingsError, register, run_kind
     from .explain_many import ExplainManySettings, run_explain_many
     from .fidelity import run_fidelity
     from .rows import DiagnoseRow, FidelityRow, Row

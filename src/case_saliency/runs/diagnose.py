@@ -29,7 +29,7 @@ from torch import Tensor, nn
 from ..core.maps import SaliencyMaps
 from ..metrics import positive_pixels, spearman, ssim, top_count, topk_agreement
 from ..models import LoadedModel
-from .engine import Pair, RunKind, explain_shared_or_none, register, run_with_keywords
+from .runner import Pair, RunKind, explain_shared_or_none, register, run_with_keywords
 from .loading import Batch, ImageSource
 from .rows import DiagnoseRow
 from .settings import DiagnoseSettings
@@ -244,7 +244,7 @@ def run_diagnose(model: LoadedModel | nn.Module, dataset: ImageSource, run_dir: 
         settings: a ``DiagnoseSettings`` (default: its defaults).
         **keywords: ``DiagnoseSettings`` fields that override ``settings`` (``methods``, ``n``,
             ``k_percent``, ...), and how to run: ``confusion`` (a matrix for ``confusion:K`` contrasts),
-            ``progress``, ``workers`` (``runs.engine.RunOptions``).
+            ``progress``, ``workers`` (``runs.runner.RunOptions``).
     Returns:
         ``run_dir`` as a Path.
     Raises:

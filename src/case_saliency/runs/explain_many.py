@@ -3,7 +3,7 @@
 
 The classes are each image's ``top`` highest (default the top 1), or fixed ``classes`` for every
 image. A row per (image, method, class rank). It is the third run kind and the shortest: it shows
-what a kind supplies (docs/run-kinds.md); the loop, resume, sharding and retries are the engine's.
+what a kind supplies (docs/run-kinds.md); the loop, resume, sharding and retries are the runner's.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from torch import Tensor, nn
 from ..core.maps import SaliencyMaps
 from ..metrics import positive_pixels
 from ..models import LoadedModel
-from .engine import Pair, RunKind, explain_shared_or_none, register, run_with_keywords
+from .runner import Pair, RunKind, explain_shared_or_none, register, run_with_keywords
 from .loading import ImageSource
 from .rows import NAN, Row
 from .settings import RunSettings, _bad, _integer

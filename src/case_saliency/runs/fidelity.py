@@ -22,7 +22,7 @@ from torch import Tensor, nn
 from ..core.maps import SaliencyMaps
 from ..metrics import confidence_drop, deletion_insertion
 from ..models import LoadedModel
-from .engine import Pair, RunKind, explain_shared_or_none, register, run_with_keywords
+from .runner import Pair, RunKind, explain_shared_or_none, register, run_with_keywords
 from .loading import ImageSource
 from .rows import FidelityRow
 from .settings import EVAL_BATCH_SIZE, FidelitySettings

@@ -129,7 +129,7 @@ class FidelityRow(Row):
     error: str = ""
 
 
-# Every kind's row type (a kind registered by ``runs.engine.register`` adds its own).
+# Every kind's row type (a kind registered by ``runs.runner.register`` adds its own).
 ROW_TYPES: dict[str, type[Row]] = {"diagnose": DiagnoseRow, "fidelity": FidelityRow}
 
 

@@ -330,7 +330,7 @@ class FidelitySettings(RunSettings):
                                               ("steps", 20), ("fill", "zero")) if data.get(key) is None}
 
 
-# Every kind's settings type, by kind (a kind registered by ``runs.engine.register`` adds its own).
+# Every kind's settings type, by kind (a kind registered by ``runs.runner.register`` adds its own).
 SETTINGS_TYPES: dict[str, type[RunSettings]] = {"diagnose": DiagnoseSettings, "fidelity": FidelitySettings}
 # The package's plug-in kinds, imported (and so registered) when a reader meets one of their runs.
 PLUGIN_MODULES: dict[str, str] = {"explain-many": "case_saliency.runs.explain_many"}

@@ -1,4 +1,4 @@
-"""The run loop every run kind shares, once: start (the model, the settings resolved, the methods
+"""The runner: the run loop every run kind shares, once: start (the model, the settings resolved, the methods
 built), plan (a new run's sample, or a resumed run's checks through ``RunDir``), shard the batches over
 torchrun ranks, decode them in DataLoader workers, compute each batch's rows (the whole batch first,
 image by image after a failed batch), write them, merge the ranks' parts and finish meta.json.
@@ -235,7 +235,7 @@ class RunKind(ABC, Generic[State]):
     A kind computes, per batch, one ``State`` (``prepare``: what every method of the batch shares,
     e.g. the classes to explain) and per method the per-image results (``measure``); ``rows`` turns one
     pair's result (or error) into its rows. The loop, sharding, resume, retries and progress are the
-    engine's (docs/run-kinds.md).
+    runner's (docs/run-kinds.md).
     """
 
     name: ClassVar[str]
@@ -263,7 +263,7 @@ class RunKind(ABC, Generic[State]):
 
     def report(self, fraction: float) -> None:
         """Progress within the current method's share of the batch (``fraction`` of it done; the
-        engine completes the share when ``measure`` returns)."""
+        runner completes the share when ``measure`` returns)."""
         self.advance(fraction)
 
     @classmethod
