@@ -333,8 +333,10 @@ class ActivationCapture:
                 )
             if captured:
                 raise RuntimeError(
-                    f"target layer {self.layer_name!r} ran more than once in one forward pass; "
-                    "choose a module that is used once (not a shared activation module)"
+                    f"target layer {self.layer_name!r} ran more than once in one forward pass: either the model "
+                    "uses this module twice (a shared activation module: choose a module used once), or another "
+                    "thread ran the same model meanwhile (hooks belong to the module, so every thread's pass "
+                    "reaches every capture: give each thread its own copy of the model, or run one at a time)"
                 )
             # A fresh leaf: the backward pass ends here, and the prefix ran without autograd.
             leaf = output.detach().requires_grad_(want_grad)

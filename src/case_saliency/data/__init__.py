@@ -10,7 +10,8 @@ from pathlib import Path
 from .base import ImageDataset, to_model_mode
 from .cifar import CIFAR, safe_load_pickle
 from .fashion_mnist import FashionMNIST, read_idx
-from .images import SAMPLE_PHOTOS, ImageFiles, ImageFolderDataset, SamplePhotos, read_class_index
+from .images import (SAMPLE_PHOTOS, ImageFiles, ImageFolderDataset, SamplePhotos, out_inside_data,
+                     read_class_index)
 
 SPECS = ("samples", "fashion-mnist:train", "fashion-mnist:test", "folder:PATH", "imagefolder:PATH",
          "cifar10:PATH[:train|:test]", "cifar100:PATH[:train|:test]")
@@ -52,4 +53,4 @@ def open_dataset(spec: str, root: str | Path | None = None,
 
 __all__ = ["ImageDataset", "open_dataset", "SPECS", "SamplePhotos", "SAMPLE_PHOTOS", "ImageFiles",
            "ImageFolderDataset", "FashionMNIST", "CIFAR", "read_idx", "read_class_index", "safe_load_pickle",
-           "to_model_mode"]
+           "to_model_mode", "out_inside_data"]

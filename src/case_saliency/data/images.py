@@ -4,11 +4,12 @@ sample photos that ship with scikit-image and scikit-learn."""
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from collections.abc import Callable
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 from .base import ImageDataset, sha256_items, to_model_mode, warn_skipped
 
@@ -17,22 +18,36 @@ IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".we
 CLASS_INDEX_FILES = ("class_index.json", "imagenet_class_index.json", "LOC_synset_mapping.txt", "classes.txt")
 
 
+# How images read from files are oriented (recorded in the dataset's identity).
+ORIENTATION = "EXIF applied"
+
+
 def _open_image(path: Path) -> Image.Image:
-    """Decode an image file completely and convert it to "RGB" or "L"."""
+    """Decode an image file completely, turn it as its EXIF orientation says (as a viewer shows it,
+    not as the pixels are stored) and convert it to "RGB" or "L"."""
     try:
         with Image.open(path) as image:
             image.load()
-            return to_model_mode(image)
+            return to_model_mode(ImageOps.exif_transpose(image))
     except (OSError, UnidentifiedImageError, ValueError, SyntaxError) as error:
         raise ValueError(f"image file {path} cannot be decoded ({error}); remove or replace it") from error
 
 
+def shown_path(path: Path | str) -> str:
+    """A path as text that prints and encodes anywhere: bytes that are not UTF-8 as ``\\xff``."""
+    return os.fsencode(path).decode("utf-8", "backslashreplace")
+
+
 def _readable(paths: list[Path], source: str) -> list[Path]:
-    """Keep the files PIL can identify and whose header is sane (cheap: no full decode);
-    warn once about the rest, naming them."""
+    """Keep the files PIL can identify and whose header is sane (cheap: no full decode) and whose
+    name is valid UTF-8 (ids go into UTF-8 tables); warn once about the rest, naming them."""
     kept, skipped = [], []
     for path in paths:
         try:
+            try:
+                str(path).encode("utf-8")
+            except UnicodeEncodeError:
+                raise ValueError("the file name is not valid UTF-8; rename it to include it") from None
             if path.stat().st_size == 0:
                 raise ValueError("empty file")
             with Image.open(path) as image:
@@ -44,7 +59,7 @@ def _readable(paths: list[Path], source: str) -> list[Path]:
                 raise ValueError("truncated JPEG (no end-of-image marker)")
             kept.append(path)
         except Exception as error:  # any reason PIL gives; the file is named in the warning
-            skipped.append((str(path), f"{type(error).__name__}: {error}".strip()))
+            skipped.append((shown_path(path), f"{type(error).__name__}: {error}".strip()))
     warn_skipped(source, skipped)
     return kept
 
@@ -97,7 +112,28 @@ class ImageFiles(ImageDataset):
         # "hash" (ids and labels) identifies the data for confusion matrices; "files" adds each file's
         # size, so that a run resumed on a folder whose files were replaced is refused.
         return {"hash": sha256_items((self.image_id(i), self.labels[i]) for i in range(len(self))),
-                "files": sha256_items((self.image_id(i), path.stat().st_size) for i, path in enumerate(self.paths))}
+                "files": sha256_items((self.image_id(i), path.stat().st_size) for i, path in enumerate(self.paths)),
+                "orientation": ORIENTATION}
+
+
+def out_inside_data(out: str | Path, dataset: object) -> str | None:
+    """A warning when a run's ``out`` folder lies inside the folder a dataset reads its images from
+    (the files the run writes there would become part of the data, and a resume would then refuse
+    the changed data); None when it does not, or when the dataset is not read from a folder.
+
+    Args:
+        out: the run (or report) folder the user chose.
+        dataset: an ``ImageDataset``; only ``ImageFiles`` and ``ImageFolderDataset`` scan a folder.
+    Returns:
+        the warning's text, or None.
+    """
+    if not isinstance(dataset, ImageFiles):
+        return None
+    root, target = Path(dataset.root).resolve(), Path(out).resolve()
+    if target != root and root not in target.parents:
+        return None
+    return (f"--out {out} is inside the data folder {dataset.root}: image files written there would be read as "
+            "data by the next run, which would then refuse the changed data; choose a folder outside it")
 
 
 def read_class_index(path: str | Path) -> tuple[list[str], list[str]]:
@@ -158,7 +194,7 @@ class ImageFolderDataset(ImageFiles):
         super().__init__(root)
         self.name = f"imagefolder:{self.root}"
         self.class_index_file = str(class_index) if class_index else None
-        self.class_names = names
+        self.class_names = [shown_path(name) for name in names]  # a folder name that is not UTF-8, printable
         index_of = {folder: i for i, folder in enumerate(folders)}
         kept = [p for p in self.paths if p.relative_to(root_path).parts[0] in index_of]
         loose = len(self.paths) - len(kept)

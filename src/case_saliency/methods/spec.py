@@ -97,6 +97,26 @@ def _options_of(cls: type) -> tuple[list[str], bool]:
     return names, anything
 
 
+def _defaults_of(*classes: type) -> dict[str, Any]:
+    """The constructor defaults of the method classes (the first class's where several have one)."""
+    defaults: dict[str, Any] = {}
+    for cls in classes:
+        for param in list(inspect.signature(cls.__init__).parameters.values())[2:]:  # type: ignore[misc]
+            if param.default is not param.empty:
+                defaults.setdefault(param.name, param.default)
+    return defaults
+
+
+def _check_value(text: str, key: str, value: Any, default: Any) -> None:
+    """Refuse a value of another kind than the option's default (a word for a number, or for true/false),
+    naming the spec and the option, before any method is built."""
+    if isinstance(default, bool) and not isinstance(value, bool):
+        raise ValueError(f"method spec {text!r}: option {key} takes true or false (default {_text(default)}), "
+                         f"not {value!r}")
+    if isinstance(default, (int, float)) and not isinstance(default, bool) and isinstance(value, str):
+        raise ValueError(f"method spec {text!r}: option {key} takes a number (default {default!r}), not {value!r}")
+
+
 def parse_method_spec(text: str) -> MethodSpec:
     """Parse one spec (see the module docstring); unknown methods and options are ValueErrors that
     list what exists."""
@@ -117,9 +137,11 @@ def parse_method_spec(text: str) -> MethodSpec:
         raise ValueError(f"unknown method {name!r} in {text!r}; available: {', '.join(sorted(METHODS))}")
     allowed, anything = _options_of(METHODS[name])
     wrapped = base or METHODS[name].default_variant
+    defaults = _defaults_of(METHODS[name])
     if anything and wrapped in METHODS:  # a wrapper (CASE) passes the rest to its base method: the base's options
         base_allowed, anything = _options_of(METHODS[wrapped])
         allowed = allowed + [o for o in base_allowed if o not in allowed]
+        defaults = _defaults_of(METHODS[name], METHODS[wrapped])
     options: dict[str, Any] = {}
     for item in split_specs(options_text) if options_text else []:
         key, sep, value = item.partition("=")
@@ -134,6 +156,7 @@ def parse_method_spec(text: str) -> MethodSpec:
         if key in options:
             raise ValueError(f"method spec {text!r} sets {key} twice")
         options[key] = value.lower() if key == "contrast" else _value(value)
+        _check_value(text, key, options[key], defaults.get(key))
     if base is not None:
         if "base" not in allowed and not anything:
             raise ValueError(f"method {name!r} takes no base method ({text!r}); write {name!r} alone")

@@ -104,7 +104,8 @@ def top_mask(maps: Tensor, k: float = 5.0, *, signed: bool = False, ties: str = 
             mask = above | (tied & (seen <= left))
         else:  # "authors": np.argsort(flat)[::-1], as their code does
             values = flat.cpu().numpy().astype(np.float32)
-            order = torch.from_numpy(np.ascontiguousarray(np.argsort(values, axis=1)[:, ::-1][:, :n])).to(flat.device)
+            # copy(), not ascontiguousarray: a (B, 1) slice counts as contiguous and keeps its negative stride
+            order = torch.from_numpy(np.argsort(values, axis=1)[:, ::-1][:, :n].copy()).to(flat.device)
             mask = torch.zeros_like(flat, dtype=torch.bool).scatter_(1, order, True)
     if sparse == "positive":
         mask &= flat > 0

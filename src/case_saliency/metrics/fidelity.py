@@ -139,6 +139,26 @@ def _perturbed(images: Tensor, start: Tensor, end: Tensor, ranks: Tensor, counts
         yield torch.where(mask, end[idx], start[idx])
 
 
+def check_steps(steps: int, size: tuple[int, int]) -> None:
+    """Refuse deletion/insertion ``steps`` that the images cannot take: negative, or more than their
+    pixels (a step would then remove less than one pixel: the curve repeats points, at 2 (steps + 1)
+    forward passes per image). 0 means no curves.
+
+    Args:
+        steps: the steps asked for.
+        size: the (H, W) of the images as the model sees them.
+    Raises:
+        ValueError: naming the steps, the pixels and the largest number that fits.
+    """
+    pixels = int(size[0]) * int(size[1])
+    if steps < 0:
+        raise ValueError(f"steps={steps}: use 0 to skip the curves or a positive number of steps")
+    if steps > pixels:
+        raise ValueError(f"steps={steps} is more than the {pixels} pixels of a {size[0]}x{size[1]} image: a step "
+                         f"would remove less than one pixel; use at most {pixels} (one pixel a step), e.g. the "
+                         "default 20")
+
+
 @torch.no_grad()
 def deletion_insertion(model: nn.Module, images: Tensor, maps: Tensor, classes: Tensor, steps: int = 20,
                        *, deletion_fill: str = "zero", insertion_fill: str = "blur", batch_size: int = 64,
@@ -153,6 +173,7 @@ def deletion_insertion(model: nn.Module, images: Tensor, maps: Tensor, classes: 
     """
     if steps < 1:
         raise ValueError(f"steps={steps}; need at least 1 step")
+    check_steps(steps, (images.shape[-2], images.shape[-1]))
     classes = classes.long().to(images.device)
     b = images.shape[0]
     n = images.shape[-2] * images.shape[-1]

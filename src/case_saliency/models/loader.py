@@ -197,9 +197,7 @@ def _load_lite(name: str, weights: str | None, class_names) -> LoadedModel:
         path, source = Path(weights), "file"
         state = zoo.unwrap_state_dict(safe_torch_load(path), path)
         model = lite.build(variant, num_classes=zoo.classifier_classes(state) or 1000)
-        if any(k.startswith("_blocks.") for k in state):  # the original implementation's key names
-            state = lite.convert_state_dict(state, lite.stage_lengths(model))
-        model.load_state_dict(state, strict=True)
+        lite.load_weights(model, state, variant, path)
         model.eval()
     num_classes = model.num_classes
     return LoadedModel(model=model, name=name, transform=Preprocess(resize, crop, lite.MEAN, lite.STD),

@@ -31,7 +31,8 @@ if TYPE_CHECKING:
 # Readable at 100% on a screen and in a one-column paper figure.
 STYLE: dict[RcKeyType, Any] = {"font.size": 10, "axes.titlesize": 10, "axes.labelsize": 10, "xtick.labelsize": 9,
          "ytick.labelsize": 9, "legend.fontsize": 9, "figure.dpi": 100, "savefig.dpi": 150,
-         "axes.spines.top": False, "axes.spines.right": False, "pdf.fonttype": 42}
+         "axes.spines.top": False, "axes.spines.right": False, "pdf.fonttype": 42,
+         "text.parse_math": False}  # names (classes, methods) are drawn as text: "$\foo$ x" is no mathtext
 LINE_STYLES = ("-", "--", "-.", ":")
 MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*")
 OVERLAY_CMAP = "jet"  # the overlay users know from pytorch-grad-cam

@@ -28,15 +28,55 @@ class StaleConfusionMatrix(CaseSaliencyError, ValueError):
     """The matrix was computed for another model or other data."""
 
 
+_PLACEHOLDER = re.compile(r"^(class \d+|n\d{8})$")  # "class 3" (no name given) or a WordNet id (a folder, not a name)
+
+
+def check_label_space(loaded, dataset) -> None:
+    """Refuse a labelled ``dataset`` whose label space is not the model's: another number of classes,
+    or, where both name their classes, other names at any index (names compared case-blind, without
+    spaces; placeholders such as ``class 3`` and WordNet ids name nothing and are not compared).
+
+    Raises:
+        ValueError: naming both label spaces and the fix.
+    """
+    if dataset.class_names is None:
+        raise ValueError(f"dataset {dataset.name!r} has no labels; a confusion matrix needs a labelled split "
+                         "(e.g. fashion-mnist:test, imagefolder:PATH, cifar10:PATH)")
+    data_names = [str(name) for name in dataset.class_names]
+    model_names = [str(name) for name in loaded.class_names] if loaded.class_names is not None else None
+    count = len(model_names) if model_names is not None else loaded.identity.get("num_classes")
+    fix = ("compute the matrix for a model trained on this data (e.g. `case-saliency train`), or on data labelled "
+           "in the model's classes (imagefolder:PATH with the model's class-index file)")
+    if count is not None and int(count) != len(data_names):
+        shown = f" ({', '.join(model_names[:3])}, ...)" if model_names else ""
+        raise ValueError(f"{dataset.name} has {len(data_names)} classes ({', '.join(data_names[:3])}, ...) but "
+                         f"{loaded.name} has {count}{shown}: the data's labels are not the model's classes; {fix}")
+    if model_names is None:
+        return
+
+    def key(name: str) -> str:  # "great_white_shark" (Keras' class index) is torchvision's "great white shark"
+        return re.sub(r"[\W_]+", "", name).casefold()
+
+    pairs = [(i, m, d) for i, (m, d) in enumerate(zip(model_names, data_names, strict=True))
+             if not (_PLACEHOLDER.match(m) or _PLACEHOLDER.match(d))]
+    differ = [(i, m, d) for i, m, d in pairs if key(m) != key(d)]
+    # The same names in another order are always wrong; other names at most indices are other classes. A few
+    # differing names among many matching ones are naming variants (two ImageNet name lists), not refused.
+    same_names = sorted(key(m) for _, m, _ in pairs) == sorted(key(d) for _, _, d in pairs)
+    if differ and (same_names or len(differ) * 2 > len(pairs)):
+        index, model_name, data_name = differ[0]
+        raise ValueError(f"class {index} is {model_name!r} in {loaded.name} but {data_name!r} in {dataset.name} "
+                         f"({len(differ)} of {len(pairs)} names differ: "
+                         f"{'the same classes in another order' if same_names else 'other classes'}); {fix}")
+
+
 @torch.no_grad()
 def compute_confusion(loaded, dataset, batch_size: int = 256, limit: int | None = None,
                       progress: bool = True) -> np.ndarray:
     """(K, K) int64 counts, rows = true class, columns = predicted, for ``loaded`` (a LoadedModel) on a
     labelled ``dataset``; ``limit`` takes its first images only."""
-    if dataset.class_names is None:
-        raise ValueError(f"dataset {dataset.name!r} has no labels; a confusion matrix needs a labelled split "
-                         "(e.g. fashion-mnist:test, imagefolder:PATH, cifar10:PATH)")
-    num = len(loaded.class_names)
+    check_label_space(loaded, dataset)
+    num = len(dataset.class_names)
     total = len(dataset) if limit is None else min(limit, len(dataset))
     matrix = np.zeros((num, num), dtype=np.int64)
     model = loaded.model.eval()

@@ -101,7 +101,10 @@ def train_fashion(architecture: str, seed: int = 0, epochs: int | None = None, o
         raise ValueError(f"input_size and frozen_stages apply to {sorted(PRETRAINED)}; the {architecture} family "
                          f"takes {INPUT_SIZE}x{INPUT_SIZE} inputs and trains every layer")
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError):  # found before training, not after it
+        raise ValueError(f"--out {out_dir} is a file (or lies under one); give a folder for the checkpoint") from None
     train_set, test_set = FashionMNIST("train", root), FashionMNIST("test", root)
     generator = torch.Generator().manual_seed(seed)
     train_images, train_labels = _subset(*train_set.tensors(), train_limit, generator)
