@@ -32,7 +32,7 @@ from ..models import LoadedModel
 from .runner import Pair, RunKind, explain_shared_or_none, register, run_with_keywords
 from .loading import Batch, ImageSource
 from .rows import DiagnoseRow
-from .settings import DiagnoseSettings
+from .settings import DiagnoseSettings, RunSettings
 from .store import gallery_path
 
 
@@ -119,7 +119,8 @@ class Diagnose(RunKind[DiagnoseBatch]):
         return self.typed_settings(DiagnoseSettings)
 
     @classmethod
-    def rows_per_pair(cls, settings: Any) -> int:
+    def rows_per_pair(cls, settings: RunSettings) -> int:
+        assert isinstance(settings, DiagnoseSettings)
         return len(settings.k_percent)
 
     def todo(self, start: int, ids: Sequence[str]) -> dict[str, list[int]]:
@@ -199,7 +200,7 @@ class Diagnose(RunKind[DiagnoseBatch]):
         return files
 
 
-def find_normalize(transform: Any) -> tuple[Tensor, Tensor] | None:
+def find_normalize(transform: object) -> tuple[Tensor, Tensor] | None:
     """(mean, std) of a torchvision ``Normalize`` inside ``transform`` (searched through
     ``.transforms``), if there is one."""
     from torchvision import transforms as T
@@ -213,7 +214,7 @@ def find_normalize(transform: Any) -> tuple[Tensor, Tensor] | None:
     return None
 
 
-def display_images(images: Tensor, transform: Any) -> np.ndarray:
+def display_images(images: Tensor, transform: object) -> np.ndarray:
     """Model inputs (B, C, H, W) -> (B, H, W, 3) uint8 as the model saw them: the transform's
     normalisation undone when it has a ``Normalize``, else each image min-max scaled."""
     x = images.detach().float().cpu()

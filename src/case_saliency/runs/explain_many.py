@@ -86,8 +86,9 @@ class ExplainMany(RunKind[ExplainManyBatch]):
     row_type = ExplainManyRow
 
     @classmethod
-    def rows_per_pair(cls, settings: Any) -> int:
-        return int(settings.targets())
+    def rows_per_pair(cls, settings: RunSettings) -> int:
+        assert isinstance(settings, ExplainManySettings)
+        return settings.targets()
 
     def prepare(self, images: Tensor, methods: Sequence[str]) -> ExplainManyBatch:
         settings = self.typed_settings(ExplainManySettings)

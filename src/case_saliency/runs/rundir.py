@@ -19,7 +19,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 from .rows import ROW_TYPES, Row
 from .settings import InvalidSettings, RunSettings, _shown
@@ -295,7 +298,7 @@ class RunDir:
         types = ROW_TYPES[self.kind].cell_types()
         return [{key: parse_cell(types.get(key, "text"), value) for key, value in row.items()} for row in self.rows]
 
-    def frame(self) -> Any:
+    def frame(self) -> pd.DataFrame:
         """The rows as a pandas DataFrame: floats (NaN when missing), ints (nullable), bools, text."""
         import pandas as pd
 

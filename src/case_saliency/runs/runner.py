@@ -18,7 +18,7 @@ import platform
 import sys
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
@@ -575,8 +575,8 @@ def _execute(kind: type[RunKind[Any]], model: LoadedModel, dataset: ImageSource,
         group.close()
 
 
-def _works(first: Work | None, loader: Any, job: RunKind[Any], advance: Callable[[float], None],
-           check: FirstBatchCheck) -> Any:
+def _works(first: Work | None, loader: Iterator[Batch], job: RunKind[Any], advance: Callable[[float], None],
+           check: FirstBatchCheck) -> Iterator[Work]:
     if first is not None:
         yield first
     for batch in loader:

@@ -82,7 +82,7 @@ def _number(where: str, name: str, value: Any, low: float, high: float, low_open
     return number
 
 
-def _text(where: str, name: str, value: Any, optional: bool = False, choices: Sequence[str] = ()) -> Any:
+def _text(where: str, name: str, value: Any, optional: bool = False, choices: Sequence[str] = ()) -> str | None:
     if value is None and optional:
         return None
     if not isinstance(value, str) or (choices and value not in choices):
@@ -91,7 +91,7 @@ def _text(where: str, name: str, value: Any, optional: bool = False, choices: Se
     return value
 
 
-def _flag(where: str, name: str, value: Any, optional: bool = False) -> Any:
+def _flag(where: str, name: str, value: Any, optional: bool = False) -> bool | None:
     if value is None and optional:
         return None
     if not isinstance(value, bool):
