@@ -259,6 +259,9 @@ def test_explain_many_is_a_resumable_kind_read_by_run_dir(images, tmp_path):
     assert (run / "results.csv").read_text() == "".join(lines)
     with pytest.raises(RunDirError, match="top: 2 there, 1 now"):
         run_explain_many(tiny_model(), dataset, run, settings.with_(top=1), **options)
+    for command in (["summarize", str(run)], ["report", str(run)]):  # no tables for this kind: said so
+        result = runner.invoke(app, command)
+        assert result.exit_code == 2 and "holds a 'explain-many' run" in result.output, result.output
 
 
 def test_the_read_path_imports_no_torch(tmp_path):

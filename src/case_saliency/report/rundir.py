@@ -132,7 +132,7 @@ def safe_name(text: str) -> str:
 def read_run(run_dir: Path) -> Run:
     """Read a run directory through ``RunDir.read`` (config.json, meta.json and a validated
     results.csv, every field checked), plus its gallery and confusion.npy."""
-    stored = RunDir.read(run_dir)
+    stored = RunDir.read(run_dir, kinds=("diagnose", "fidelity"))
     run = Run(stored)
     run.gallery = _read_gallery(stored.gallery_files())
     if (stored.path / "confusion.npy").exists():

@@ -215,11 +215,12 @@ class RunDir:
     # -- reading --------------------------------------------------------------------------------
 
     @classmethod
-    def read(cls, run_dir: str | Path) -> RunDir:
+    def read(cls, run_dir: str | Path, kinds: Sequence[str] | None = None) -> RunDir:
         """Read a run directory without changing it.
 
         Args:
             run_dir: the directory a run wrote.
+            kinds: the run kinds the caller reads (None: any); a run of another kind is refused.
         Returns:
             The run, validated.
         Raises:
@@ -237,6 +238,9 @@ class RunDir:
                               "that `case-saliency diagnose` or `case-saliency fidelity` wrote")
         run = cls(path)
         run.settings = run.read_settings()
+        if kinds is not None and run.kind not in kinds:
+            raise RunDirError(f"{path} holds a {run.kind!r} run; this reads {' and '.join(map(repr, kinds))} runs "
+                              "(read any run in Python with case_saliency.RunDir.read(PATH).frame())")
         run.meta = check_meta(read_json(path / "meta.json"), path / "meta.json") if (path / "meta.json").exists() \
             else {}
         row_type = ROW_TYPES[run.kind]

@@ -39,7 +39,7 @@ def _share(flags: pd.Series) -> float:
 def load_results(run_dir: str | Path) -> tuple[dict, pd.DataFrame]:
     """(config, results table) of a run directory, read and validated by ``RunDir.read`` (which
     raises ``RunDirError`` naming the file and line of anything damaged); text columns stay text."""
-    run = RunDir.read(run_dir)
+    run = RunDir.read(run_dir, kinds=("diagnose", "fidelity"))
     return run.config, run.frame()
 
 
@@ -197,7 +197,7 @@ def summarize_run(run_dir: str | Path, threshold: float | None = None, alpha: fl
                   correction: str | None = None, reference: str = "case") -> dict:
     """The run's tables: {"kind", "config", and "agreement"} for diagnose runs, or
     {"kind", "config", "fidelity", "paired"} for fidelity runs. threshold/alpha default to the run's."""
-    run = RunDir.read(run_dir)
+    run = RunDir.read(run_dir, kinds=("diagnose", "fidelity"))
     config, frame = run.config, run.frame()
     kind = config.get("kind")
     alpha = float(alpha if alpha is not None else config["alpha"])  # typed by RunDir: 0 stays 0
