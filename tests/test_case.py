@@ -113,8 +113,12 @@ def test_confusion_neighbours_row_normalised_self_excluded(tmp_path):
     targets = torch.tensor([[2], [0]])
     assert strategy(torch.zeros(2, 3), targets).tolist() == [[[1]], [[1]]]
     np.save(tmp_path / "m.npy", counts)
-    from_file = ConfusionNeighbours(tmp_path / "m.npy", k=2).neighbours
+    from case_saliency.workflows.confusion import read_matrix_file  # files are read at the edges
+
+    from_file = ConfusionNeighbours(read_matrix_file(tmp_path / "m.npy"), k=2).neighbours
     assert torch.equal(from_file, ConfusionNeighbours(counts, 2).neighbours)
+    with pytest.raises(TypeError, match="not the file.*confusion_neighbours"):
+        ConfusionNeighbours(tmp_path / "m.npy")
     with pytest.raises(ValueError, match="square"):
         ConfusionNeighbours(np.ones((2, 3)))
     with pytest.raises(ValueError, match="outputs 4"):
@@ -188,6 +192,7 @@ def test_rank_contrast_and_specs(lite0):
     with pytest.raises(ValueError, match="needs a confusion matrix"):
         build_contrast("confusion:1", model=lite0)
     assert default_contrast() == "classifier:1" and default_contrast(np.eye(3), k=2) == "confusion:2"
+    assert default_contrast(diagnostic=True) == "leave-pair-out:classifier:1"
 
 
 def test_contrast_holding_the_target_is_refused(lite0, photos):
@@ -201,6 +206,8 @@ def test_contrast_holding_the_target_is_refused(lite0, photos):
 
 
 def test_confusion_matrix_with_nan_or_inf_is_refused(tmp_path):
+    from case_saliency.workflows.confusion import read_matrix_file
+
     for bad in (float("nan"), float("inf")):
         matrix = np.eye(4) * 10
         matrix[2, 1] = bad
@@ -208,10 +215,10 @@ def test_confusion_matrix_with_nan_or_inf_is_refused(tmp_path):
             ConfusionNeighbours(matrix)
         np.save(tmp_path / "m.npy", matrix)
         with pytest.raises(ValueError, match="NaN or infinite"):
-            ConfusionNeighbours(tmp_path / "m.npy")
+            ConfusionNeighbours(read_matrix_file(tmp_path / "m.npy"))
     (tmp_path / "m.json").write_text('{"matrix": [[1, NaN], [0, 1]]}')
     with pytest.raises(ValueError, match="NaN or infinite"):
-        ConfusionNeighbours(tmp_path / "m.json")
+        ConfusionNeighbours(read_matrix_file(tmp_path / "m.json"))
 
 
 def test_out_of_range_contrast_classes_are_the_ones_named():

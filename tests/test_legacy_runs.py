@@ -15,7 +15,7 @@ LEGACY = Path("tests/data/legacy")
 COMMON = dict(methods=["gradcam", "case"], n=0, seed=0, layer=LAYER, correct_only=False, batch_size=2,
               transform=TRANSFORM, class_names=["disc", "square"], model_name="tiny", progress=False, workers=0,
               dataset_name="folder:images")
-KINDS = {"diagnose": dict(k_percent=[5, 10], gallery=2, command="legacy diagnose"),
+KINDS = {"diagnose": dict(k_percent=[5, 10], gallery=2, command="legacy diagnose", contrast="classifier:1"),
          "fidelity": dict(k_percent=50, steps=2, command="legacy fidelity")}
 
 

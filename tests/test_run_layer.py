@@ -36,8 +36,10 @@ def images(tmp_path) -> Path:
 
 
 def diagnose(dataset, out: Path, model=None, **keywords) -> Path:
+    # two classes: the diagnostic's default contrast (leaving the compared pair out) has none left
     options = dict(methods=["gradcam", "case"], n=0, layer=LAYER, correct_only=False, batch_size=2, gallery=0,
-                   transform=TRANSFORM, class_names=NAMES, model_name="tiny", progress=False, workers=0)
+                   transform=TRANSFORM, class_names=NAMES, model_name="tiny", progress=False, workers=0,
+                   contrast="classifier:1")
     options.update(keywords)
     return run_diagnose(model if model is not None else tiny_model(), dataset, out, **options)
 

@@ -109,16 +109,20 @@ def test_diagnose_fashion_mnist(cnn, fashion, tmp_path):
     assert "torch" in meta["versions"] and meta["finished"]
     assert len(frame) == 10 * len(ALL_CAMS) * 2 and not frame.duplicated(["image_id", "method", "k_percent"]).any()
     assert (frame["error"] == "").all()
-    # CASE's default contrast is model-level: each class's classifier neighbour, whatever the image
-    assert config["contrast"] == "classifier:1" and config["contrast_source"] == "fc"
-    assert config["method_contrasts"]["case"] == "classifier:1" and config["method_contrasts"]["gradcam"] is None
-    assert config["method_contrasts"]["finercam"] == "nearest:3"
-    neighbour = ClassifierNeighbours(cnn, k=1).neighbours[:, 0].numpy()
+    # CASE's default contrast in the diagnostic is model-level and never circular: each class's classifier
+    # neighbour, the other compared class left out (then the next neighbour)
+    assert config["contrast"] == "leave-pair-out:classifier:1" and config["contrast_source"] == "fc"
+    assert config["method_contrasts"]["case"] == "leave-pair-out:classifier:1"
+    assert config["method_contrasts"]["gradcam"] is None
+    assert config["method_contrasts"]["finercam"] == "leave-pair-out:nearest:3"  # its own contrast, never circular
+    ranked = ClassifierNeighbours(cnn, k=2).neighbours.numpy()
     case = frame[frame["method"] == "case"]
-    assert (case["contrast1"].astype(int) == neighbour[case["class1"].to_numpy()]).all()
-    assert (case["contrast2"].astype(int) == neighbour[case["class2"].to_numpy()]).all()
+    for first, second, got in [("class1", "class2", "contrast1"), ("class2", "class1", "contrast2")]:
+        own, other = ranked[case[first].to_numpy()], case[second].to_numpy()
+        expected = np.where(own[:, 0] == other, own[:, 1], own[:, 0])
+        assert (case[got].astype(int) == expected).all()
     inside = (case["contrast1"].astype(int) == case["class2"]) | (case["contrast2"].astype(int) == case["class1"])
-    assert (case["other_in_contrast"] == inside).all()
+    assert not inside.any() and not case["other_in_contrast"].any()
     assert (frame[frame["method"] == "gradcam"]["contrast1"] == "").all()
     assert not frame[frame["method"] == "gradcam"]["other_in_contrast"].any()
     # recompute one image's numbers directly
@@ -371,9 +375,11 @@ def test_variants_side_by_side_and_what_flatters_them(cnn, fashion, tmp_path):
     run = run_diagnose(cnn, fashion, tmp_path / "run", methods=methods, n=12, seed=6, layer=LAYER,
                        transform=TRANSFORM, batch_size=6, gallery=1, progress=False)
     config, frame = load_results(run)
-    assert config["methods"] == methods and config["contrast"] == "classifier:1"
-    assert config["method_contrasts"] == {"gradcam": None, "case": "classifier:1", "case(contrast=top:1)": "top:1",
-                                          "case(contrast=rank:3)": "rank:3", "finercam(weighting=mean)": "nearest:3"}
+    assert config["methods"] == methods and config["contrast"] == "leave-pair-out:classifier:1"
+    assert config["method_contrasts"] == {"gradcam": None, "case": "leave-pair-out:classifier:1",
+                                          "case(contrast=top:1)": "top:1",
+                                          "case(contrast=rank:3)": "rank:3",
+                                          "finercam(weighting=mean)": "leave-pair-out:nearest:3"}
     top = frame[frame["method"] == "case(contrast=top:1)"]
     assert top["other_in_contrast"].all() and (top["contrast1"].astype(int) == top["class2"]).all()
     assert not frame[frame["method"] == "case(contrast=rank:3)"]["other_in_contrast"].any()
@@ -381,7 +387,8 @@ def test_variants_side_by_side_and_what_flatters_them(cnn, fashion, tmp_path):
     assert table.loc["case(contrast=top:1)", "in_contrast"] == 100.0
     assert table.loc["case(contrast=top:1)", "n_without"] == 0 and math.isnan(table.loc["case(contrast=top:1)",
                                                                                          "mean_without"])
-    assert table.loc["case", "contrast"] == "classifier:1" and table.loc["gradcam", "in_contrast"] == 0.0
+    assert table.loc["case", "contrast"] == "leave-pair-out:classifier:1" and table.loc["gradcam", "in_contrast"] == 0.0
+    assert table.loc["case", "in_contrast"] == 0.0  # leave-pair-out: no pair is circular
     case = frame[(frame["method"] == "case") & ~frame["degenerate"]]
     without = case.loc[~case["other_in_contrast"], "agreement"].dropna()
     assert table.loc["case", "in_contrast"] == pytest.approx(100 * case["other_in_contrast"].mean())
@@ -408,11 +415,12 @@ def test_cli_default_diagnose_is_non_circular_and_says_so(lite0, tmp_path):
                                       "--methods", "gradcam,case,case(contrast=top:1)", "-o", str(out)])
     assert result.exit_code == 0, result.output
     config = json.loads((out / "config.json").read_text())
-    assert config["contrast"] == "classifier:1" and config["contrast_source"] == "classifier"
+    assert config["contrast"] == "leave-pair-out:classifier:1" and config["contrast_source"] == "classifier"
     assert config["ties"] == "index" and config["sparse"] == "positive"
-    assert "CASE contrast classifier:1: classifier neighbours" in result.output and "in_contrast" in result.output
+    assert "CASE contrast leave-pair-out:classifier:1: model-level neighbours without the other compared class" \
+        in result.output and "in_contrast" in result.output
     html = write_report(out).read_text()
-    assert "classifier:1" in html and "classifier neighbours" in html and "case(contrast=top:1)" in html
+    assert "leave-pair-out:classifier:1" in html and "case(contrast=top:1)" in html
     bad = CliRunner().invoke(app, ["diagnose", "-m", "efficientnet_lite0", "-d", "samples", "-o", str(tmp_path / "b"),
                                    "--contrast", "nearby:2"])
     assert bad.exit_code == 2 and "--contrast nearby:2" in bad.output

@@ -4,6 +4,7 @@ safely, and confusion matrices that refuse another model or other data."""
 from __future__ import annotations
 
 import json
+import logging
 
 import numpy as np
 import pytest
@@ -12,7 +13,7 @@ from typer.testing import CliRunner
 
 from case_saliency.cli import app
 from case_saliency.workflows.confusion import (StaleConfusionMatrix, compute_confusion, confusion_neighbours,
-                                               default_path, load_confusion, resolve_contrast, save_confusion)
+                                               default_path, load_confusion, matrix_neighbours, save_confusion)
 from case_saliency.core.contrast import ConfusionNeighbours
 from case_saliency.data import open_dataset
 from needs import needs_fashion_mnist
@@ -88,7 +89,7 @@ def build_seeded(architecture, seed):
         return build(architecture)
 
 
-def test_confusion_matrix_stored_and_refused_when_stale(trained, tmp_path):
+def test_confusion_matrix_stored_and_refused_when_stale(trained, tmp_path, caplog):
     loaded = load_model(str(trained.checkpoint))
     test = open_dataset("fashion-mnist:test")
     matrix = compute_confusion(loaded, test, batch_size=250, limit=500, progress=False)
@@ -101,8 +102,11 @@ def test_confusion_matrix_stored_and_refused_when_stale(trained, tmp_path):
     strategy = confusion_neighbours(path, loaded, k=2, data_identity=test.identity())
     reference = ConfusionNeighbours(matrix, k=2)
     assert torch.equal(strategy.neighbours, reference.neighbours)
-    assert torch.equal(resolve_contrast("confusion:2", loaded, test.identity()).neighbours, reference.neighbours)
-    assert torch.equal(ConfusionNeighbours(path, k=2).neighbours, reference.neighbours)  # plain file reader too
+    assert torch.equal(matrix_neighbours(path, loaded, k=2).neighbours, reference.neighbours)
+    assert json.loads(path.read_text())["split"] == "fashion-mnist:test"  # the split it was computed on
+    with caplog.at_level(logging.WARNING, logger="case_saliency"):
+        matrix_neighbours(path, loaded, test.identity())  # a diagnostic sampling the matrix's own split: warned
+    assert "the split this run samples" in caplog.text
     other_model = dict(loaded.identity, weights_sha256="0" * 64, name="other")
     with pytest.raises(StaleConfusionMatrix, match="computed for model 'fashion-resnet-seed0'"):
         load_confusion(path, other_model)
@@ -196,7 +200,7 @@ def test_lite0_checkpoint_loads_safely_reproduces_accuracy_and_confusion(lite_tr
     expected = np.zeros((10, 10))
     np.add.at(expected, (labels.numpy(), predictions.numpy()), 1)
     assert record["matrix"].sum() == LITE_TEST and np.abs(record["matrix"] - expected).sum() <= 2
-    assert resolve_contrast("confusion:3", loaded, test.identity()).neighbours.shape == (10, 3)
+    assert matrix_neighbours(path, loaded, k=3).neighbours.shape == (10, 3)
     # `case-saliency confusion` works on the fine-tuned checkpoint too (its own PIL pass).
     result = CliRunner().invoke(app, ["confusion", "--model", str(lite_trained.checkpoint), "--limit", "100",
                                       "--out", str(path.with_name("cli-confusion.json"))])

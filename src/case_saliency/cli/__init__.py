@@ -19,6 +19,8 @@ try:
     from . import diagnose, fidelity, summarize  # noqa: F401  (registers `diagnose`, `fidelity`, `summarize`)
     from . import report  # noqa: F401  (registers `report`)
     from . import confusion, demo, train  # noqa: F401  (registers `demo`, `train`, `confusion`)
+    from . import explain  # noqa: F401  (registers `explain`)
+    from . import planted, sanity  # noqa: F401  (registers `planted`, `sanity`)
 except ModuleNotFoundError as error:  # installed without the cli extra
     if error.name not in ("typer", "click"):
         raise

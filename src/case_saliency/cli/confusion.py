@@ -6,6 +6,7 @@ from pathlib import Path
 
 import typer
 
+from . import model_options as mo
 from .app import app
 
 
@@ -20,21 +21,25 @@ def confusion(
     limit: int | None = typer.Option(None, min=1, help="use the first N images only"),
     batch_size: int = typer.Option(256, min=1, help="batch size"),
     top: int = typer.Option(5, min=0, help="print the N most confused pairs"),
+    size: int | None = mo.SIZE,
+    crop: bool | None = mo.CROP,
+    mean: str | None = mo.MEAN,
+    std: str | None = mo.STD,
+    class_names: Path | None = mo.CLASS_NAMES,
 ) -> None:
     """Compute and store a model's confusion matrix (rows = true class) with the identity of model and data;
     CASE's confusion-neighbour contrast refuses a matrix of another model or data."""
     import numpy as np
 
-    from ..workflows.confusion import compute_confusion, default_path, save_confusion
+    from ..workflows.confusion import compute_confusion, confused_pairs, default_path, save_confusion
     from ..data import open_dataset
-    from ..models import load_model
 
     from ..models.zoo import WeightsUnavailable
 
     try:
-        loaded = load_model(model, weights)
+        loaded = mo.load_cli_model(model, weights, **mo.model_options(size, crop, mean, std, class_names))
         dataset = open_dataset(data, root)
-    except (FileNotFoundError, ValueError, WeightsUnavailable) as error:  # WeightsUnavailable: offline, no --weights
+    except (FileNotFoundError, ValueError, OSError, WeightsUnavailable) as error:  # WeightsUnavailable: offline
         typer.echo(f"error: {error}", err=True)
         raise typer.Exit(2) from None
     try:
@@ -46,14 +51,15 @@ def confusion(
     identity["used"] = int(matrix.sum())
     path = out or default_path(loaded, dataset.name)
     names = loaded.require_class_names()
+    data_names = getattr(dataset, "class_names", None)
+    if names == [f"class {i}" for i in range(len(names))] and data_names and len(data_names) == len(names):
+        names = list(data_names)  # the model has no names of its own: the labelled data's name its classes
+        typer.echo(f"class names: the data's ({', '.join(names[:3])}, ...); --class-names FILE to set others", err=True)
     save_confusion(path, matrix, loaded.identity, identity, names)
     typer.echo(f"{loaded.name} on {dataset.name}: accuracy {np.trace(matrix) / matrix.sum() * 100:.2f}% "
                f"on {matrix.sum()} images")
-    rates = matrix / np.maximum(matrix.sum(1, keepdims=True), 1)
-    np.fill_diagonal(rates, 0)
-    order = np.argsort(rates, axis=None)[::-1][:top]
-    for flat in order:
-        true, pred = divmod(int(flat), rates.shape[1])
-        if rates[true, pred] > 0:
-            typer.echo(f"  {names[true]:>20} -> {names[pred]:<20} {rates[true, pred] * 100:5.1f}%")
+    if top:
+        typer.echo("most confused (true -> predicted, share of the true class's images):")
+    for pair in confused_pairs(matrix, names, top=top) if top else []:
+        typer.echo(f"  {pair.true_name:>20} -> {pair.predicted_name:<20} {pair.rate * 100:5.1f}% ({pair.count})")
     typer.echo(f"wrote {path}")

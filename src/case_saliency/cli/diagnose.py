@@ -6,6 +6,7 @@ from pathlib import Path
 
 import typer
 
+from . import model_options as mo
 from . import run_options as opt
 from .app import app
 
@@ -42,6 +43,13 @@ def diagnose(
     device: str = opt.DEVICE,
     quiet: bool = opt.QUIET,
     workers: int | None = opt.WORKERS,
+    pairs: list[str] = typer.Option(None, "--pairs", metavar="A:B", help="only images whose top-1/top-2 classes are "
+                                    "this pair, in either order (by name or index; repeatable), e.g. Shirt:Coat"),
+    size: int | None = mo.SIZE,
+    crop: bool | None = mo.CROP,
+    mean: str | None = mo.MEAN,
+    std: str | None = mo.STD,
+    class_names: Path | None = mo.CLASS_NAMES,
 ) -> None:
     """Class sensitivity: agreement of each method's top-1 and top-2 maps, with a Wilcoxon test per method."""
     from ..runs.diagnose import run_diagnose
@@ -56,7 +64,11 @@ def diagnose(
         gallery=gallery, signed=signed, ties=ties, sparse=sparse, weights=weights, dataset=data,
         command=opt.this_command()))
     loaded, dataset, names, spec, matrix = opt.resolve_inputs(model, weights, data, root, methods, contrast_k,
-                                                              confusion, device, contrast)
+                                                              confusion, device, contrast,
+                                                              mo.model_options(size, crop, mean, std, class_names),
+                                                              diagnostic=True)
+    if pairs:
+        dataset = mo.pair_subset(loaded, dataset, pairs, progress=not quiet)
     opt.check_layer(loaded, layer)
     chosen = settings.with_(methods=tuple(names), contrast=spec)
     opt.run_and_summarize(lambda: run_diagnose(loaded, dataset, out, chosen, confusion=matrix, progress=not quiet,

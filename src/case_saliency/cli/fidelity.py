@@ -6,6 +6,7 @@ from pathlib import Path
 
 import typer
 
+from . import model_options as mo
 from . import run_options as opt
 from .app import app
 
@@ -36,6 +37,11 @@ def fidelity(
     device: str = opt.DEVICE,
     quiet: bool = opt.QUIET,
     workers: int | None = opt.WORKERS,
+    size: int | None = mo.SIZE,
+    crop: bool | None = mo.CROP,
+    mean: str | None = mo.MEAN,
+    std: str | None = mo.STD,
+    class_names: Path | None = mo.CLASS_NAMES,
 ) -> None:
     """Fidelity: confidence drop after removing the top-k% pixels, deletion/insertion AUC, CASE vs each method."""
     from ..runs.fidelity import run_fidelity
@@ -48,7 +54,8 @@ def fidelity(
         correct_only=correct_only, alpha=alpha, layer=layer, batch_size=batch_size, eval_batch_size=eval_batch_size,
         weights=weights, dataset=data, command=opt.this_command()))
     loaded, dataset, names, spec, matrix = opt.resolve_inputs(model, weights, data, root, methods, contrast_k,
-                                                              confusion, device, contrast)
+                                                              confusion, device, contrast,
+                                                              mo.model_options(size, crop, mean, std, class_names))
     opt.check_layer(loaded, layer)
     chosen = settings.with_(methods=tuple(names), contrast=spec)
     opt.run_and_summarize(lambda: run_fidelity(loaded, dataset, out, chosen, confusion=matrix, progress=not quiet,

@@ -42,29 +42,14 @@ def parse_percents(values: list[str]) -> list[float]:
     return out
 
 
-def _confusion(path: Path, loaded: Any) -> Any:
-    """The confusion matrix of --confusion as a ``ConfusionNeighbours`` (its matrix serves every
-    ``confusion:K`` contrast). A matrix written by `case-saliency confusion` (.json) is checked against
-    the model; a bare array file (.npy, .pt, .csv) carries no identity, so it is used as given, with a
-    warning."""
-    import logging
-
-    from ..core.contrast import ConfusionNeighbours
-    from ..workflows.confusion import confusion_neighbours
-
-    if Path(path).suffix.lower() == ".json":
-        return confusion_neighbours(path, loaded, 1)
-    logging.getLogger("case_saliency").warning(
-        "--confusion %s has no model identity; make sure it was computed for this model", path)
-    return ConfusionNeighbours(str(path), k=1)
-
-
 def resolve_inputs(model: str, weights: str | None, data: str, root: str | None, methods: str,
                    contrast_k: int, confusion: Path | None, device: str,
-                   contrast: str | None = None) -> tuple[Any, Any, list[str], str, Any]:
+                   contrast: str | None = None, model_options: dict | None = None,
+                   diagnostic: bool = False) -> tuple[Any, Any, list[str], str, Any]:
     """Load model and dataset by name, check the method specs, choose CASE's contrast: (loaded,
     dataset, method labels, contrast spec, confusion matrix or None). The contrast defaults to
-    ``confusion:K`` with --confusion and ``classifier:K`` without (K = --contrast-k). Bad inputs exit
+    ``confusion:K`` with --confusion and ``classifier:K`` without (K = --contrast-k), with the other
+    compared class left out for the diagnostic (``leave-pair-out:...``). Bad inputs exit
     with code 2 and a message naming them."""
     import torch
 
@@ -77,12 +62,12 @@ def resolve_inputs(model: str, weights: str | None, data: str, root: str | None,
     except ValueError as error:
         raise fail(f"--methods: {error}") from None
     try:
-        from ..models import load_model
         from ..models.zoo import WeightsUnavailable
+        from .model_options import load_cli_model
     except ImportError as error:
         raise fail(f"model loading is unavailable in this installation ({error})", 1) from None
     try:
-        loaded = load_model(model, weights)
+        loaded = load_cli_model(model, weights, **(model_options or {}))  # --size, --mean, ...: cli/model_options.py
     except (ValueError, FileNotFoundError, KeyError, OSError, WeightsUnavailable) as error:
         raise fail(f"--model {model!r}: {error}") from None
     try:
@@ -94,10 +79,12 @@ def resolve_inputs(model: str, weights: str | None, data: str, root: str | None,
     matrix = None
     if confusion:
         try:
-            matrix = _confusion(confusion, loaded)
+            from ..workflows.confusion import matrix_neighbours
+
+            matrix = matrix_neighbours(confusion, loaded, dataset.identity())
         except (ValueError, FileNotFoundError, OSError) as error:
             raise fail(f"--confusion {confusion}: {error}") from None
-    spec = contrast or default_contrast(matrix, contrast_k)
+    spec = contrast or default_contrast(matrix, contrast_k, diagnostic=diagnostic)
     try:
         spec = contrast_spec(build_contrast(spec, model=loaded.model, confusion=matrix))  # checked; built per method
     except (ValueError, TypeError) as error:

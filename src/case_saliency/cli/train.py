@@ -37,6 +37,11 @@ def train(
     confusion: bool = typer.Option(True, help="also store the test confusion matrix next to the checkpoint "
                                    "(what `case-saliency confusion` would write)"),
     threads: int | None = typer.Option(None, min=1, help="torch CPU threads (default: torch's choice)"),
+    shuffle_labels: bool = typer.Option(False, "--shuffle-labels", help="train on randomly permuted (seeded) labels: "
+                                        "the model of the sanity checks, which can only memorise"),
+    holdout: int = typer.Option(0, min=0, help="families only: hold this many (seeded) training images out of "
+                                "training and store the confusion matrix on them, for a diagnostic's confusion "
+                                "contrast from data it does not sample"),
 ) -> None:
     """Train a Fashion-MNIST classifier (ResNet-, DenseNet- or VGG-like, or EfficientNet-Lite fine-tuned with
     --pretrained); writes a checkpoint usable as --model in the other commands, a metadata JSON (architecture,
@@ -62,7 +67,8 @@ def train(
     try:
         result = train_fashion(arch, seed=seed, epochs=epochs, out_dir=out, root=root, batch_size=batch_size,
                                max_lr=max_lr, train_limit=train_limit, test_limit=test_limit, pretrained=pretrained,
-                               input_size=size, frozen_stages=frozen_stages, confusion=confusion)
+                               input_size=size, frozen_stages=frozen_stages, confusion=confusion,
+                               shuffle_labels=shuffle_labels, holdout=holdout)
     except (FileNotFoundError, ValueError, ImportError) as error:
         typer.echo(f"error: {error}", err=True)
         raise typer.Exit(2) from None
@@ -73,3 +79,6 @@ def train(
     typer.echo(f"metadata:   {result.metadata_path}")
     if result.confusion_path is not None:
         typer.echo(f"confusion:  {result.confusion_path}")
+    if meta.get("confusion_heldout"):
+        typer.echo(f"confusion on the {holdout} held-out training images: "
+                   f"{result.checkpoint.with_name(meta['confusion_heldout'])}")

@@ -21,6 +21,7 @@ from torch import Tensor, nn
 
 from .errors import NonFiniteInput
 from .layers import LayerSpec, Reshape, resolve_layer, transformer_default
+from .outputs import OutputPicker, logits_from, logits_model
 from .targets import check_class_indices
 
 log = logging.getLogger("case_saliency")
@@ -41,22 +42,25 @@ class HasNetwork(Protocol):
 ModelInput = nn.Module | HasNetwork
 
 
-def unwrap_model(model: ModelInput, target_layer: LayerSpec | None = None,
-                 reshape: Reshape | None = None) -> tuple[nn.Module, LayerSpec | None, Reshape | None]:
+def unwrap_model(model: ModelInput, target_layer: LayerSpec | None = None, reshape: Reshape | None = None,
+                 output: OutputPicker | None = None) -> tuple[nn.Module, LayerSpec | None, Reshape | None]:
     """``(network, target_layer, reshape)`` for an ``nn.Module`` or a ``LoadedModel``.
 
     A loaded model lends its default layer when ``target_layer`` is None, and that layer's reshape
     (a transformer's token reshape) only then: a layer given here gets the ``reshape`` given here.
+    The network returned gives its logits tensor (B, K): a forward returning a tuple, a mapping or
+    an object with ``.logits`` (or one ``output`` picks from) is wrapped (``core.outputs.logits_model``:
+    same module names, parameters and flags).
     """
     if isinstance(model, nn.Module):
-        return model, target_layer, reshape
+        return logits_model(model, output), target_layer, reshape
     network = getattr(model, "model", None)
     if isinstance(network, nn.Module):
         if target_layer is None:
             target_layer = getattr(model, "target_layer", None)
             if reshape is None:
                 reshape = getattr(model, "reshape", None)
-        return network, target_layer, reshape
+        return logits_model(network, output), target_layer, reshape
     raise TypeError(f"model must be a torch.nn.Module or a LoadedModel (from case_saliency.load_model), "
                     f"got {type(model).__name__}")
 
@@ -349,12 +353,13 @@ class ActivationCapture:
         try:
             # no_grad restores the caller's grad mode on exit, even if the hook changed it
             with eval_mode(self.model), torch.no_grad():
-                logits = self.model(images)
+                logits = logits_from(self.model(images))
                 if not captured:
                     raise RuntimeError(f"target layer {self.layer_name!r} was not run by the model's forward")
                 if not isinstance(logits, Tensor) or logits.ndim != 2:
                     shape = tuple(logits.shape) if isinstance(logits, Tensor) else type(logits).__name__
-                    raise ValueError(f"the model must return logits of shape (B, K), got {shape}")
+                    raise ValueError(f"the model must return logits of shape (B, K), got {shape}; for a model "
+                                     "with another output pass output=lambda out: <the (B, K) logits>")
                 activation = captured[0]
                 gradients = chosen = None
                 if want_grad:

@@ -6,22 +6,29 @@ Two kinds, and the difference matters for the class-sensitivity diagnostic:
   classes the model confuses with the target on held-out data: what the paper's RQ1 used) and
   ``ClassifierNeighbours`` (the classes whose rows of the final linear layer are closest to the
   target's by cosine: the stand-in where no confusion matrix exists, e.g. ImageNet models offline);
+  ``LeavePairOut`` (either of those, minus the other classes compared on the same image: never
+  circular, the diagnostic's default) and ``RandomContrast`` (seeded random classes per target
+  class, the other compared classes excluded: a control);
 - **image-level**: ``TopLogits`` (the next logits of this input), ``NearestLogits`` (the logits
   closest to the target's: Finer-CAM's choice), ``RankContrast`` (the classes at fixed logit ranks),
-  and ``ExplicitContrast``.
+  and ``ExplicitContrast``;
+- **the pair**: ``Versus`` ("A rather than B": each target's contrast is the other target(s) of its
+  image). Circular by design: it answers a user's question, not the diagnostic's.
 With ``TopLogits(1)`` the top-1 map of an image removes the top-2 class's direction and the top-2 map
-the top-1 class's, so a top-1/top-2 comparison of CASE maps partly measures its own input; the
-diagnostic therefore defaults to a model-level contrast (see :func:`default_contrast`).
+the top-1 class's, so a top-1/top-2 comparison of CASE maps partly measures its own input; with
+plain classifier or confusion neighbours it does so whenever the other compared class is a
+neighbour. The diagnostic therefore defaults to ``LeavePairOut`` (see :func:`default_contrast`).
 
 Every strategy has a ``spec``, the short text that names it on the command line, in run
 configurations and in method specs: ``top:K``, ``nearest:K``, ``classifier:K``, ``confusion:K``,
-``rank:R`` (``rank:3+4`` for several ranks), ``explicit:C`` (``explicit:5+7``); :func:`build_contrast`
-turns such a text back into a strategy.
+``leave-pair-out[:classifier|confusion|top|nearest][:K]``, ``random:K[:SEED]``, ``versus``, ``rank:R``
+(``rank:3+4`` for several ranks), ``explicit:C`` (``explicit:5+7``); :func:`build_contrast` turns such
+a text back into a strategy (the one contrast grammar of the library). Files (a stored confusion
+matrix) are read at the edges, by ``case_saliency.workflows.confusion``.
 """
 
 from __future__ import annotations
 
-import json
 import re
 import warnings
 from pathlib import Path
@@ -98,6 +105,9 @@ class TopLogits:
         order = logits.argsort(dim=1, descending=True, stable=True)
         return _ranked_others(order[:, None, :].expand(-1, targets.shape[1], -1), targets, self.k)
 
+    def with_k(self, k: int) -> TopLogits:
+        return TopLogits(k)
+
     @property
     def spec(self) -> str:
         return f"top:{self.k}"
@@ -118,6 +128,9 @@ class NearestLogits:
         order = distance.argsort(dim=2, stable=True)
         return _ranked_others(order, targets, self.k)
 
+    def with_k(self, k: int) -> NearestLogits:
+        return NearestLogits(k)
+
     @property
     def spec(self) -> str:
         return f"nearest:{self.k}"
@@ -133,17 +146,24 @@ class ConfusionNeighbours:
     contrast the paper's class-sensitivity experiments (RQ1) used, with k = 1.
 
     Args:
-        matrix: (K, K) counts or rates, as an array, tensor, or a file (.npy, .pt, .csv, .json
-            with a "matrix" key, as written by ``case-saliency confusion``); every entry finite and
-            non-negative.
+        matrix: (K, K) counts or rates, as an array or tensor; every entry finite and non-negative.
+            A stored matrix (``case-saliency confusion``) is read, identity-checked, by
+            ``case_saliency.workflows.confusion.confusion_neighbours(path, loaded)``.
         k: neighbours per class.
+    Raises:
+        TypeError: for a file path (files are read at the edges, not here).
+        ValueError: for a matrix that is not square, has NaN, infinite or negative entries, or too
+            few classes for k.
     """
 
-    def __init__(self, matrix: np.ndarray | Tensor | str | Path | Sequence[Sequence[float]], k: int = 1):
+    def __init__(self, matrix: np.ndarray | Tensor | Sequence[Sequence[float]], k: int = 1):
         self.k = _check_k(k)
-        self.source = str(matrix) if isinstance(matrix, (str, Path)) else "array"
-        table = load_confusion_matrix(matrix) if isinstance(matrix, (str, Path)) else torch.as_tensor(
-            np.asarray(matrix, dtype=np.float64))
+        if isinstance(matrix, (str, Path)):
+            raise TypeError(f"ConfusionNeighbours takes the (K, K) matrix, not the file {str(matrix)!r}; read it with "
+                            "case_saliency.workflows.confusion.confusion_neighbours(path, loaded) (identity-checked) "
+                            "or read_matrix_file(path)")
+        self.source = "array"
+        table = torch.as_tensor(np.asarray(matrix, dtype=np.float64))
         if table.ndim != 2 or table.shape[0] != table.shape[1]:
             raise ValueError(f"a confusion matrix must be square (K, K), got {tuple(table.shape)}")
         bad = ~torch.isfinite(table)
@@ -208,6 +228,47 @@ def classifier_layer(model: nn.Module) -> tuple[str, nn.Linear]:
     return found[-1]
 
 
+
+def _top_k_stable(similarity: Tensor, k: int) -> Tensor:
+    """The indices of the k largest entries of each row of ``similarity`` (R, K), by descending value,
+    ties to the lower index: what ``argsort(descending=True, stable=True)[:, :k]`` gives, without
+    sorting (or holding the (R, K) int64 order of) the whole row."""
+    if k == 0:
+        return torch.empty(similarity.shape[0], 0, dtype=torch.long)
+    threshold = similarity.topk(k, dim=1).values[:, -1:]  # (R, 1): the k-th largest value
+    candidates = similarity >= threshold  # k per row, more only where values tie at the threshold
+    counts = candidates.sum(1)
+    out = torch.empty(similarity.shape[0], k, dtype=torch.long)
+    plain = counts == k
+    if plain.any():
+        index = candidates[plain].nonzero()[:, 1].view(-1, k)  # ascending index within each row
+        values = similarity[plain].gather(1, index)
+        out[plain] = index.gather(1, values.argsort(dim=1, descending=True, stable=True))
+    for row in (~plain).nonzero().flatten().tolist():  # ties at the threshold: rare, row by row
+        index = candidates[row].nonzero().flatten()
+        order = similarity[row, index].argsort(descending=True, stable=True)[:k]
+        out[row] = index[order]
+    return out
+
+
+def nearest_rows(weight: Tensor, k: int, block_entries: int = 1 << 22) -> Tensor:
+    """For each row of ``weight`` (K, D), the k other rows most similar by cosine (ties to the lower
+    index): (K, k) long. Computed in row blocks of about ``block_entries`` similarities, keeping
+    only the top k of each: O(K·k) memory besides one block, whatever K."""
+    num = weight.shape[0]
+    unit = weight.detach().double().cpu()
+    unit = unit / unit.norm(dim=1, keepdim=True).clamp_min(1e-12)
+    rows_per_block = max(1, block_entries // max(num, 1))
+    out = torch.empty(num, k, dtype=torch.long)
+    for start in range(0, num, rows_per_block):
+        stop = min(start + rows_per_block, num)
+        similarity = unit[start:stop] @ unit.T
+        rows = torch.arange(start, stop)
+        similarity[rows - start, rows] = -2.0  # below any cosine: self excluded
+        out[start:stop] = _top_k_stable(similarity, k)
+    return out
+
+
 class ClassifierNeighbours:
     """The k classes whose rows of the final linear layer are most similar to the target's row
     (cosine similarity of the weight rows, bias ignored; ties go to the lower class index).
@@ -220,7 +281,8 @@ class ClassifierNeighbours:
         model: the classifier (its last ``nn.Linear`` is used, see :func:`classifier_layer`), an
             ``nn.Linear``, or a (K, D) weight tensor.
         k: neighbours per class.
-    Cost: one (K, K) cosine table, computed once, in blocks (float64, on the CPU).
+    Cost: the (K, K) cosine table, computed once in row blocks of at most ~4M entries (float64, on
+    the CPU), of which only the top k per row are kept: O(K·k) memory besides one block.
     """
 
     def __init__(self, model: nn.Module | Tensor, k: int = 1):
@@ -240,15 +302,14 @@ class ClassifierNeighbours:
         num = weight.shape[0]
         if self.k > num - 1:
             raise ValueError(f"k={self.k} neighbours need at least k+1 classes; the classifier has {num}")
-        unit = weight.double().cpu()
-        unit = unit / unit.norm(dim=1, keepdim=True).clamp_min(1e-12)
-        blocks = []
-        for start in range(0, num, 1024):  # (1024, K) at a time: no (K, K) table for very many classes
-            similarity = unit[start:start + 1024] @ unit.T
-            rows = torch.arange(start, min(start + 1024, num))
-            similarity[rows - start, rows] = -2.0  # below any cosine: self excluded
-            blocks.append(similarity.argsort(dim=1, descending=True, stable=True)[:, : self.k])
-        self.neighbours = torch.cat(blocks)  # (K, k)
+        self.weight = weight  # a reference (no copy), for with_k
+        self.neighbours = nearest_rows(weight, self.k)  # (K, k)
+
+    def with_k(self, k: int) -> ClassifierNeighbours:
+        """The same classifier with another number of neighbours."""
+        other = ClassifierNeighbours(self.weight, k)
+        other.layer = self.layer
+        return other
 
     def __call__(self, logits: Tensor, targets: Tensor) -> Tensor:
         if logits.shape[1] != self.neighbours.shape[0]:
@@ -323,64 +384,222 @@ class ExplicitContrast:
         return f"ExplicitContrast({self.classes.tolist()})"
 
 
-def load_confusion_matrix(path: str | Path) -> Tensor:
-    """Read a (K, K) confusion matrix from .npy, .pt, .csv or .json (key "matrix")."""
-    path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f"confusion matrix file {path} does not exist; "
-                                "compute one with `case-saliency confusion`")
-    suffix = path.suffix.lower()
-    if suffix == ".npy":
-        data = np.load(path, allow_pickle=False)
-    elif suffix == ".pt":
-        data = torch.load(path, map_location="cpu", weights_only=True)
-        if isinstance(data, dict):
-            data = data["matrix"]
-    elif suffix == ".csv":
-        data = np.loadtxt(path, delimiter=",")
-    elif suffix == ".json":
-        data = json.loads(path.read_text())["matrix"]
-    else:
-        raise ValueError(f"unknown confusion matrix format {suffix!r}; use .npy, .pt, .csv or .json")
-    return torch.as_tensor(np.asarray(data, dtype=np.float64))
+def _first_not_compared(candidates: Tensor, targets: Tensor, k: int) -> Tensor:
+    """From candidates (B, M, n), in order of preference, the first k that are none of the image's
+    targets (B, M): (B, M, k). Needs at least k such candidates in every row."""
+    compared = (candidates[..., None] == targets[:, None, None, :]).any(-1)  # (B, M, n)
+    if ((~compared).sum(-1) < k).any():
+        raise ValueError(f"fewer than k={k} candidates outside the compared classes {targets.tolist()[:3]}...; "
+                         "ask for fewer contrast classes")
+    order = compared.to(torch.uint8).argsort(dim=-1, stable=True)[..., :k]  # kept candidates first, in order
+    return candidates.gather(-1, order)
 
 
-CONTRAST_KINDS = ("classifier", "confusion", "top", "nearest", "rank", "explicit")
+
+Ranked = ConfusionNeighbours | ClassifierNeighbours | TopLogits | NearestLogits  # strategies with an order
+
+
+class LeavePairOut:
+    """Contrast classes that are never the class a map is compared with: for each target, the k first
+    classes of a ranked strategy (classifier or confusion neighbours, model-level; or the top or
+    nearest logits of the image) after removing the other targets of the same image. In the
+    top-1/top-2 diagnostic neither map's contrast holds the other compared class, so no map is
+    pushed away from its partner by construction, and no pair has to be dropped for being circular
+    (dropping them drops the hardest pairs).
+
+    Args:
+        base: ``ClassifierNeighbours``, ``ConfusionNeighbours``, ``TopLogits`` or ``NearestLogits``
+            (any k: its ranking is reused).
+        k: contrast classes per target (default: the base's k).
+    Cost: the base's ranking of k + M - 1 classes per target (a model-level table is built once
+    per number M of targets per image), then a gather per call.
+    """
+
+    def __init__(self, base: Ranked, k: int | None = None):
+        if not isinstance(base, (ConfusionNeighbours, ClassifierNeighbours, TopLogits, NearestLogits)):
+            raise TypeError(f"leave-pair-out needs a ranked contrast as its base (classifier or confusion neighbours, "
+                            f"top or nearest logits), got {base!r}")
+        self.k = _check_k(base.k if k is None else k)
+        self.kind = base.spec.split(":")[0]
+        self.base = base
+        self._bases: dict[int, Ranked] = {base.k: base}
+        self.source = getattr(base, "source", None) or getattr(base, "layer", None)
+        self.layer = getattr(base, "layer", None)
+
+    def _ranked(self, m: int, num: int) -> Ranked:
+        wanted = min(self.k + m - 1, num - 1)
+        if wanted not in self._bases:
+            self._bases[wanted] = self.base.with_k(wanted)
+        return self._bases[wanted]
+
+    def __call__(self, logits: Tensor, targets: Tensor) -> Tensor:
+        candidates = self._ranked(targets.shape[1], logits.shape[1])(logits, targets)  # (B, M, k + M - 1)
+        return _first_not_compared(candidates, targets, self.k)
+
+    @property
+    def spec(self) -> str:
+        return f"leave-pair-out:{self.kind}:{self.k}"
+
+    def __repr__(self) -> str:
+        return f"LeavePairOut({self.base!r}, k={self.k})"
+
+
+def leave_pair_out(strategy: ContrastStrategy) -> ContrastStrategy:
+    """``LeavePairOut(strategy)`` for a ranked strategy not yet without the compared classes; any
+    other strategy (random, versus, rank, explicit, or one already leaving the pair out) as it is."""
+    if isinstance(strategy, (ConfusionNeighbours, ClassifierNeighbours, TopLogits, NearestLogits)):
+        return LeavePairOut(strategy)
+    return strategy
+
+
+class RandomContrast:
+    """A control: for each target class, k classes drawn at random (seeded, the same for a class
+    whatever the image or batch), never the target nor another target of the same image.
+
+    Args:
+        k: contrast classes per target.
+        seed: the draw's seed; class c's ranking comes from ``torch.Generator().manual_seed(seed *
+            1_000_003 + c)``, so it does not depend on the batch or on the order of the images.
+    """
+
+    def __init__(self, k: int = 1, seed: int = 0):
+        self.k = _check_k(k)
+        if not isinstance(seed, int) or seed < 0:
+            raise ValueError(f"random contrast seed must be a non-negative int, got {seed!r}")
+        self.seed = seed
+        self._rankings: dict[tuple[int, int], Tensor] = {}
+
+    def _ranking(self, cls: int, num: int, n: int) -> Tensor:
+        key = (cls, num)
+        if key not in self._rankings or self._rankings[key].numel() < n:
+            generator = torch.Generator().manual_seed(self.seed * 1_000_003 + cls)
+            order = torch.randperm(num - 1, generator=generator)[: max(n, 8)]
+            self._rankings[key] = order + (order >= cls).long()  # the classes other than cls
+        return self._rankings[key][:n]
+
+    def __call__(self, logits: Tensor, targets: Tensor) -> Tensor:
+        num, m = logits.shape[1], targets.shape[1]
+        n = min(self.k + m - 1, num - 1)
+        if self.k > num - 1:
+            raise ValueError(f"random contrast k={self.k} needs at least k+1 classes; the model has {num}")
+        flat = targets.reshape(-1).cpu().tolist()
+        candidates = torch.stack([self._ranking(int(c), num, n) for c in flat]).view(*targets.shape, n)
+        return _first_not_compared(candidates.to(targets.device), targets, self.k)
+
+    @property
+    def spec(self) -> str:
+        return f"random:{self.k}:{self.seed}"
+
+    def __repr__(self) -> str:
+        return f"RandomContrast(k={self.k}, seed={self.seed})"
+
+
+class Versus:
+    """The pair contrast, "A rather than B": each target's contrast is the other target(s) of its
+    image, so ``CASE(model, contrast="versus").explain(x, [[A, B]])`` gives A's map with B's shared
+    evidence removed and B's with A's. Circular by design: in a comparison of the two maps each is
+    pushed away from the other by construction, so the class-sensitivity diagnostic uses it only
+    when asked, and records it (``other_in_contrast`` is true on every row)."""
+
+    k = 1  # per target of a pair; with M targets per image, M - 1
+    circular = True
+
+    def __call__(self, logits: Tensor, targets: Tensor) -> Tensor:
+        b, m = targets.shape
+        if m < 2:
+            raise ValueError("contrast 'versus' compares the targets of an image with each other: give two or "
+                             "more per image, e.g. targets=[[A, B]] (A rather than B, and B rather than A)")
+        if (targets[:, :, None] == targets[:, None, :]).sum((1, 2)).gt(m).any():
+            raise ValueError(f"contrast 'versus' needs distinct targets per image, got {targets.tolist()[:3]}")
+        others = torch.arange(m, device=targets.device)
+        index = torch.stack([torch.cat([others[:j], others[j + 1:]]) for j in range(m)])  # (M, M - 1)
+        return targets[:, index]  # (B, M, M - 1)
+
+    @property
+    def spec(self) -> str:
+        return "versus"
+
+    def __repr__(self) -> str:
+        return "Versus()"
+
+
+CONTRAST_KINDS = ("classifier", "confusion", "leave-pair-out", "random", "versus", "top", "nearest", "rank",
+                  "explicit")
+_GRAMMAR = ("classifier:K, confusion:K, leave-pair-out[:classifier|confusion|top|nearest][:K], random:K[:SEED], "
+            "versus, top:K, nearest:K, rank:N[+N...], explicit:N[+N...]")
+_RANKED = ("classifier", "confusion", "top", "nearest")
 _SPEC = re.compile(r"^([a-z]+)(?::(\d+(?:\+\d+)*))?$")
 
 
 def contrast_spec(strategy: ContrastStrategy | str | None) -> str:
     """The short text that names a strategy (``classifier:1``, ``top:5``, ...); its repr for a
     strategy defined elsewhere; "none" for None. A spec text comes back in canonical form
-    (``"Classifier"`` -> ``"classifier:1"``)."""
+    (``"Classifier"`` -> ``"classifier:1"``; ``"random"`` -> ``"random:1:0"``; a leave-pair-out
+    text without its base stays as given, its base being decided by whether a matrix exists)."""
     if strategy is None:
         return "none"
     if isinstance(strategy, str):
         text = strategy.strip().lower()
         match = _SPEC.match(text)
-        if match and match.group(1) in CONTRAST_KINDS and match.group(2) is None \
-                and match.group(1) not in ("rank", "explicit"):
+        if match and match.group(1) in ("classifier", "confusion", "top", "nearest") and match.group(2) is None:
+            return f"{text}:1"
+        parts = text.split(":")
+        if parts[0] == "random" and len(parts) <= 3 and all(p.isdigit() for p in parts[1:]):
+            return f"random:{parts[1] if len(parts) > 1 else 1}:{parts[2] if len(parts) > 2 else 0}"
+        if parts[0] == "leave-pair-out" and len(parts) == 2 and parts[1] in _RANKED:
             return f"{text}:1"
         return text
     return str(getattr(strategy, "spec", None) or repr(strategy))
 
 
 def build_contrast(spec: str | ContrastStrategy, *, model: nn.Module | None = None,
-                   confusion: ConfusionNeighbours | np.ndarray | Tensor | str | Path | None = None) -> ContrastStrategy:
-    """A contrast strategy from its spec text (a strategy is returned as is).
+                   confusion: ConfusionNeighbours | np.ndarray | Tensor | None = None) -> ContrastStrategy:
+    """A contrast strategy from its spec text (a strategy is returned as is): the one contrast
+    grammar, on the command line, in method specs and in run configurations.
 
-    ``classifier:K`` (needs ``model``), ``confusion:K`` (needs ``confusion``: a matrix, a file, or a
-    ``ConfusionNeighbours`` whose matrix is reused), ``top:K``, ``nearest:K``, ``rank:R[+R...]``,
-    ``explicit:C[+C...]``; K defaults to 1.
+    Args:
+        spec: ``classifier:K`` (needs ``model``), ``confusion:K`` (needs ``confusion``),
+            ``leave-pair-out[:classifier|confusion|top|nearest][:K]`` (the base defaults to confusion neighbours
+            when ``confusion`` is given, else classifier neighbours), ``random:K[:SEED]`` (seed 0),
+            ``versus``, ``top:K``, ``nearest:K``, ``rank:R[+R...]``, ``explicit:C[+C...]``; K defaults to 1.
+        model: the network whose last linear layer gives classifier neighbours.
+        confusion: a (K, K) matrix or a ``ConfusionNeighbours`` whose matrix is reused. A stored
+            file is read by ``case_saliency.workflows.confusion`` (identity-checked), not here.
+    Returns:
+        The strategy.
+    Raises:
+        ValueError: an unknown or malformed spec, or one whose model or matrix is missing.
+        TypeError: a file path as ``confusion``.
     """
     if not isinstance(spec, str):
         return spec
     text = spec.strip().lower()
+    parts = text.split(":")
+    kind = parts[0]
+    if kind == "versus":
+        if len(parts) > 1:
+            raise ValueError(f"contrast {spec!r}: versus takes no number (each target's contrast is the other target)")
+        return Versus()
+    if kind == "random":
+        if len(parts) > 3 or not all(p.isdigit() for p in parts[1:]):
+            raise ValueError(f"contrast {spec!r}: write random:K or random:K:SEED, e.g. random:1:0")
+        numbers = [int(p) for p in parts[1:]]
+        return RandomContrast(numbers[0] if numbers else 1, numbers[1] if len(numbers) > 1 else 0)
+    if kind == "leave-pair-out":
+        rest = parts[1:]
+        base_kind = rest.pop(0) if rest and rest[0] in _RANKED else None
+        if len(rest) > 1 or (rest and not rest[0].isdigit()):
+            raise ValueError(f"contrast {spec!r}: write leave-pair-out[:classifier|confusion|top|nearest][:K], "
+                             "e.g. leave-pair-out:confusion:1")
+        k = int(rest[0]) if rest else 1
+        base_kind = base_kind or ("confusion" if confusion is not None else "classifier")
+        base = build_contrast(f"{base_kind}:{k}", model=model, confusion=confusion)
+        assert isinstance(base, (ConfusionNeighbours, ClassifierNeighbours, TopLogits, NearestLogits))
+        return LeavePairOut(base, k)
     match = _SPEC.match(text)
-    kinds = ", ".join(f"{kind}:K" if kind not in ("rank", "explicit") else f"{kind}:N[+N...]"
-                      for kind in CONTRAST_KINDS)
     if not match or match.group(1) not in CONTRAST_KINDS:
-        raise ValueError(f"unknown contrast {spec!r}; use one of {kinds} (e.g. classifier:1, top:5, rank:3)")
+        raise ValueError(f"unknown contrast {spec!r}; use one of {_GRAMMAR} (e.g. leave-pair-out, classifier:1, "
+                         "top:5, rank:3)")
     kind, arg = match.group(1), match.group(2)
     numbers = [int(v) for v in arg.split("+")] if arg else []
     if kind in ("rank", "explicit"):
@@ -405,8 +624,11 @@ def build_contrast(spec: str | ContrastStrategy, *, model: nn.Module | None = No
     return ConfusionNeighbours(confusion, k)
 
 
-def default_contrast(confusion: object | None = None, k: int = 1) -> str:
+def default_contrast(confusion: object | None = None, k: int = 1, *, diagnostic: bool = False) -> str:
     """The spec of the contrast CASE uses when none is given: confusion neighbours when a confusion
-    matrix is available, else classifier neighbours. Both are model-level, so a top-1/top-2
-    comparison never hands CASE the class it is compared with by construction."""
-    return f"confusion:{k}" if confusion is not None else f"classifier:{k}"
+    matrix is available, else classifier neighbours; both model-level. For the class-sensitivity
+    diagnostic (``diagnostic=True``) the same neighbours with the other compared class left out
+    (``leave-pair-out:...``), so no pair is circular: a plain neighbour set holds the other
+    compared class whenever the two are neighbours."""
+    base = f"confusion:{k}" if confusion is not None else f"classifier:{k}"
+    return f"leave-pair-out:{base}" if diagnostic else base

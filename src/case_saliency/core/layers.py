@@ -73,8 +73,15 @@ def vit_reshape(tokens: Tensor, prefix_tokens: int = 1, grid: tuple[int, int] | 
     return patches.transpose(1, 2).reshape(tokens.shape[0], tokens.shape[2], *grid)
 
 
+def prefix_free_reshape(tokens: Tensor) -> Tensor:
+    """``vit_reshape`` with the number of class/register tokens found from the token count: the
+    tokens beyond the largest square grid (1 for ViT's class token, 2 for DeiT's)."""
+    side = math.isqrt(int(tokens.shape[1]))
+    return vit_reshape(tokens, prefix_tokens=int(tokens.shape[1]) - side * side)
+
+
 def transformer_default(model: nn.Module) -> tuple[str, Reshape] | None:
-    """The usual target of torchvision and timm ViTs: the first norm of the last block."""
+    """The usual target of torchvision, timm and Hugging Face ViTs: the first norm of the last block."""
     encoder = getattr(model, "encoder", None)
     if encoder is not None and hasattr(encoder, "layers") and hasattr(model, "class_token"):
         return "encoder.layers.-1.ln_1", vit_reshape  # torchvision VisionTransformer
@@ -82,4 +89,9 @@ def transformer_default(model: nn.Module) -> tuple[str, Reshape] | None:
     if blocks is not None and hasattr(model, "num_prefix_tokens") and hasattr(blocks[-1], "norm1"):
         prefix = int(getattr(model, "num_prefix_tokens"))  # noqa: B009 (an int attribute, not a submodule)
         return "blocks.-1.norm1", functools.partial(vit_reshape, prefix_tokens=prefix)  # timm ViT
+    if hasattr(model, "config"):  # Hugging Face ViT, DeiT, BEiT: blocks with a layernorm_before
+        blocks = [name for name, module in model.named_modules()
+                  if isinstance(getattr(module, "layernorm_before", None), nn.Module)]
+        if blocks:
+            return f"{blocks[-1]}.layernorm_before", prefix_free_reshape
     return None

@@ -23,6 +23,7 @@ import torch
 from torch import Tensor, fx, nn
 
 from .capture import eval_mode
+from .outputs import underlying_network
 
 log = logging.getLogger("case_saliency")
 
@@ -71,6 +72,7 @@ def split_at_layer(model: nn.Module, layer: nn.Module) -> SplitModel | None:
     Returns None (and logs why) when tracing fails, when the layer is not called exactly once as a
     module, or when nothing after the layer depends on it.
     """
+    model = underlying_network(model)  # trace the user's network: its tail gives what its forward returns
     leaf_types, functions = _timm_notrace()
     tracer = _LeafTracer(layer, leaf_types, functions)
     try:

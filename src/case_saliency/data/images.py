@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from pathlib import Path
 from collections.abc import Callable
 
@@ -136,37 +137,61 @@ def out_inside_data(out: str | Path, dataset: object) -> str | None:
             "data by the next run, which would then refuse the changed data; choose a folder outside it")
 
 
+_WNID = re.compile(r"^n\d{8}$")
+CLASS_NAME_FORMATS = ("a text file with one class name per line, in class-index order (ImageNet's "
+                      "LOC_synset_mapping.txt, 'n01440764 tench, Tinca tinca', too); a JSON list of names, or of "
+                      "[folder, name] pairs; a JSON object index -> name ({\"0\": \"T-shirt/top\", ...}), "
+                      "folder -> index, or Keras' index -> [folder, name]")
+
+
 def read_class_index(path: str | Path) -> tuple[list[str], list[str]]:
     """Read a class-index file -> (folder names in class-index order, human-readable names).
 
-    Formats: Keras' ``imagenet_class_index.json`` ({"0": ["n01440764", "tench"], ...}), a JSON list of
-    folder names or of [folder, name] pairs, a JSON dict folder -> index, or text with one class per
-    line, "folder[ name...]" (ImageNet's ``LOC_synset_mapping.txt``).
+    Formats (``CLASS_NAME_FORMATS``): text with one class name per line, in index order (the folder
+    is the name), or ImageNet's ``LOC_synset_mapping.txt`` ("n01440764 tench, Tinca tinca": wnid
+    folder, then names); a JSON list of names or of [folder, name] pairs; a JSON object index -> name,
+    folder -> index, or Keras' ``imagenet_class_index.json`` index -> [folder, name].
+    Raises ``FileNotFoundError``, or ``ValueError`` naming the formats.
     """
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"class-index file {path} does not exist")
-    if path.suffix.lower() == ".json":
-        data = json.loads(path.read_text())
-        if isinstance(data, dict):
-            values = list(data.values())
-            if values and isinstance(values[0], list):  # Keras: index -> [folder, name]
-                ordered = [data[key] for key in sorted(data, key=int)]
-                return [str(entry[0]) for entry in ordered], [str(entry[-1]) for entry in ordered]
-            ordered = sorted(data, key=lambda folder: int(data[folder]))  # folder -> index
-            return ordered, list(ordered)
-        if isinstance(data, list):
-            if data and isinstance(data[0], list):
+    text = path.read_text()
+    if path.suffix.lower() == ".json" or text.lstrip()[:1] in ("[", "{"):
+        try:
+            data = json.loads(text)
+        except ValueError as error:
+            raise ValueError(f"class-index file {path} is not valid JSON ({error}); formats: {CLASS_NAME_FORMATS}") \
+                from error
+        if isinstance(data, dict) and data:
+            keys, values = list(data), list(data.values())
+            if all(str(key).lstrip("-").isdigit() for key in keys):  # index -> name or index -> [folder, name]
+                ordered = [data[key] for key in sorted(keys, key=int)]
+                if all(isinstance(entry, list) and entry for entry in ordered):
+                    return [str(entry[0]) for entry in ordered], [str(entry[-1]) for entry in ordered]
+                if all(isinstance(entry, str) for entry in ordered):
+                    return [str(e) for e in ordered], [str(e) for e in ordered]
+            elif all(isinstance(value, int) or str(value).isdigit() for value in values):  # folder -> index
+                folders = sorted(data, key=lambda folder: int(data[folder]))
+                return folders, list(folders)
+        if isinstance(data, list) and data:
+            if all(isinstance(e, list) and e for e in data):
                 return [str(e[0]) for e in data], [str(e[-1]) for e in data]
-            return [str(e) for e in data], [str(e) for e in data]
-        raise ValueError(f"class-index file {path}: expected a JSON object or list")
-    folders, names = [], []
-    for line in path.read_text().splitlines():
-        if line.strip():
-            folder, _, name = line.strip().partition(" ")
-            folders.append(folder)
-            names.append(name.split(",")[0].strip() or folder)
-    return folders, names
+            if all(isinstance(e, (str, int)) for e in data):
+                return [str(e) for e in data], [str(e) for e in data]
+        raise ValueError(f"class-index file {path}: not a format for class names; formats: {CLASS_NAME_FORMATS}")
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    if not lines:
+        raise ValueError(f"class-index file {path} is empty; formats: {CLASS_NAME_FORMATS}")
+    if all(_WNID.match(line.split(" ")[0]) and " " in line for line in lines):  # LOC_synset_mapping.txt
+        folders = [line.partition(" ")[0] for line in lines]
+        return folders, [line.partition(" ")[2].split(",")[0].strip() for line in lines]
+    return list(lines), list(lines)
+
+
+def read_class_names(path: str | Path) -> list[str]:
+    """The class names of a class-index file, in index order (see ``read_class_index``)."""
+    return read_class_index(path)[1]
 
 
 class ImageFolderDataset(ImageFiles):
@@ -184,6 +209,9 @@ class ImageFolderDataset(ImageFiles):
         if class_index is not None:
             folders, names = read_class_index(class_index)
             unknown = sorted(set(subfolders) - set(folders))
+            if unknown and all(f.isdigit() and int(f) < len(folders) for f in subfolders):
+                folders = [str(i) for i in range(len(folders))]  # folders named by class index
+                unknown = []
             if unknown:
                 raise ValueError(f"folders {unknown[:5]} of {root} are not in the class-index file {class_index}")
         else:

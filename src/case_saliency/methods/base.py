@@ -10,6 +10,7 @@ forward passes; the map is then ``sum_c w_c A_c``.
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -20,6 +21,7 @@ from torch import Tensor, nn
 from ..core.capture import ActivationCapture, Capture, ModelInput, autograd_available, prepare_images, unwrap_model
 from ..core.contrast import ContrastStrategy, contrast_classes
 from ..core.layers import LayerSpec, Reshape
+from ..core.outputs import OutputPicker, logits_model, underlying_network
 from ..core.maps import SaliencyMaps, finish_maps
 from ..core.targets import TargetSpec, resolve_targets
 
@@ -78,6 +80,37 @@ def method_names() -> list[str]:
         cls = METHODS[name]
         names += [f"{name}:{variant}" for variant in cls.variants() if variant != cls.default_variant]
     return names
+
+
+class _Constructor(type):
+    """Builds every method as ``Method(model, *, target_layer=None, reshape=None, output=None, **options)``:
+    ``output`` (a function picking the logits (B, K) from what the model's forward returns, see
+    ``core.outputs``; tuples, mappings and ``.logits`` objects need none) wraps the model before the
+    method's own constructor sees it. Options are keyword-only: a second positional argument is refused
+    (formerly ``CASE(model, "layer4", vit_reshape)`` bound the reshape to ``contrast``)."""
+
+    def __call__(cls, *args: Any, **kwargs: Any) -> Any:
+        if len(args) > 1:
+            raise TypeError(f"{cls.__name__} takes the model as its only positional argument; pass target_layer=, "
+                            "reshape= and the method's options (e.g. contrast=) by keyword")
+        output = kwargs.pop("output", None)
+        if output is not None:
+            if args:
+                args = (with_output(args[0], output),)
+            elif "model" in kwargs:
+                kwargs["model"] = with_output(kwargs["model"], output)
+        return super().__call__(*args, **kwargs)
+
+
+def with_output(model: ModelInput, output: OutputPicker) -> ModelInput:
+    """``model`` whose network returns what ``output`` picks from its forward's result (a
+    ``LoadedModel`` is copied with its network wrapped)."""
+    if isinstance(model, nn.Module):
+        return logits_model(model, output)
+    network, _, _ = unwrap_model(model)
+    loaded = copy.copy(model)
+    loaded.model = logits_model(underlying_network(network), output)
+    return loaded
 
 
 LogitWeights = Callable[[Tensor, Tensor, "Tensor | None"], "Tensor | None"]
@@ -153,7 +186,7 @@ def weighted_sum(weights: Tensor, activations: Tensor) -> Tensor:
     return torch.einsum("bmc,bchw->bmhw", weights, activations)
 
 
-class SaliencyMethod:
+class SaliencyMethod(metaclass=_Constructor):
     """A saliency method bound to a model; a subclass defines ``raw_maps`` (the template, ``explain``,
     does the rest).
 
@@ -176,13 +209,6 @@ class SaliencyMethod:
     def variants(cls) -> list[str]:
         """The bases a wrapper method accepts by name (``<name>:<base>``); none for other methods."""
         return []
-
-    def __new__(cls, model: ModelInput | None = None, *args: Any, **kwargs: Any) -> SaliencyMethod:
-        # Options are keyword-only: formerly CASE(model, "layer4", vit_reshape) bound the reshape to contrast.
-        if args:
-            raise TypeError(f"{cls.__name__} takes the model as its only positional argument; pass target_layer=, "
-                            "reshape= and the method's options (e.g. contrast=) by keyword")
-        return super().__new__(cls)
 
     def __init__(self, model: ModelInput, *, target_layer: LayerSpec | None = None,
                  reshape: Reshape | None = None, **options: Any):

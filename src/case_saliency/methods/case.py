@@ -59,7 +59,9 @@ class CASE(CAMMethod):
             channel-weight CAM). ``get_method("case:scorecam", model)`` is ``CASE(model, base="scorecam")``.
         contrast: a contrast strategy (``ClassifierNeighbours(model, k)``,
             ``ConfusionNeighbours(matrix, k)``, ``TopLogits(k)``, ``RankContrast(r)``,
-            ``ExplicitContrast([...])``) or its spec text (``"classifier:1"``, ``"top:5"``, ...);
+            ``ExplicitContrast([...])``, ``LeavePairOut(...)``, ``Versus()``) or its spec text
+            (``"classifier:1"``, ``"top:5"``, ``"leave-pair-out"``, ``"random:1:0"``, ...); ``"versus"``
+            with ``targets=[[A, B]]`` gives A's map with B as its contrast and B's with A (circular by design);
             default ``ClassifierNeighbours(model, k=1)``, which needs an ``nn.Linear`` head (else
             pass a contrast). With k=0, or a contrast direction that is all zero, CASE equals its
             base method (and says so once); a contrast set holding the target is refused.

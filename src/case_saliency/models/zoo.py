@@ -42,7 +42,21 @@ FAMILY_LAYERS = (
 
 
 def imagenet_class_names() -> list[str]:
-    """The 1,000 ImageNet class names, in index order (shipped with torchvision; offline)."""
+    """The 1,000 ImageNet class names, in index order (shipped with torchvision; offline), read from
+    torchvision's ``models/_meta.py`` without importing torchvision (which takes seconds)."""
+    import ast
+    import importlib.util
+
+    spec = importlib.util.find_spec("torchvision")
+    for folder in (spec.submodule_search_locations or []) if spec else []:
+        meta = Path(folder) / "models" / "_meta.py"
+        if meta.is_file():
+            for node in ast.parse(meta.read_text()).body:
+                if isinstance(node, ast.Assign) and any(getattr(t, "id", "") == "_IMAGENET_CATEGORIES"
+                                                        for t in node.targets):
+                    names = ast.literal_eval(node.value)
+                    if isinstance(names, list) and len(names) == 1000:
+                        return [str(name) for name in names]
     import torchvision
 
     return list(torchvision.models.ResNet50_Weights.IMAGENET1K_V1.meta["categories"])

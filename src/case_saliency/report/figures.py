@@ -351,7 +351,97 @@ def save_figure(fig: Figure, folder: Path, stem: str, dpi: int | None = None) ->
             fig.set_layout_engine(engine)
     return png, pdf
 
+DIFFERENCE_CMAP = "RdBu_r"  # red: more evidence for the first class, blue: for the second
 
-__all__ = ["agreement_histograms", "drop_boxplots", "curve_band", "deletion_insertion_curves", "overlay",
+
+def explain_figure(image: np.ndarray, maps: Mapping[str, np.ndarray], class_names: Sequence[str],
+                   probs: ArrayLike, agreement: Mapping[str, float | None] | None = None,
+                   k_percent: float | None = 5.0, titles: Mapping[str, str] | None = None, alpha: float = 0.5,
+                   chosen: bool = False, title: str | None = None) -> Figure:
+    """"Why A and not B?" for one image: the image, a row per class (its name and probability), a
+    column per method (each map over the image in jet, its top-k% region outlined in white, the
+    method's agreement of the first two maps over its column), a colour bar, and a last column of
+    each method's A-minus-B difference (red: more A, blue: more B).
+
+    image: (H, W, 3) uint8; maps: {method: (M, H, W) in [0, 1]}; class_names, probs: the M classes'
+    names and probabilities; agreement: {method: percent or None}; chosen: the classes were asked
+    for (rows are labelled by name, not "top-1:"); title: a line over the figure (the file name).
+    """
+    methods = list(maps)
+    probabilities = np.asarray(probs, dtype=np.float64).ravel()
+    rows = len(class_names)
+    agreement = agreement or {}
+    titles = titles or {}
+    pair = rows >= 2
+    columns = 1 + len(methods) + (1 if pair else 0)
+    with rc_context(STYLE):
+        fig = Figure(figsize=(1.9 * columns + 1.6, 1.9 * max(rows, 2) + 0.8), layout="constrained")
+        if title:
+            fig.suptitle(title, fontsize=10)
+        grid = fig.add_gridspec(rows, columns)
+        map_axes = []
+        for row in range(rows):
+            photo = fig.add_subplot(grid[row, 0])
+            photo.imshow(np.asarray(image, dtype=np.uint8))
+            photo.set_xticks([])
+            photo.set_yticks([])
+            label = _short(class_names[row], 26) if chosen else f"top-{row + 1}: {_short(class_names[row], 20)}"
+            photo.set_ylabel(f"{label}\np = {probabilities[row]:.2f}")
+            if row == 0:
+                photo.set_title("image")
+            for j, method in enumerate(methods, start=1):
+                ax = fig.add_subplot(grid[row, j])
+                map_axes.append(ax)
+                values = maps[method][row]
+                ax.imshow(overlay(image, values, alpha))
+                if k_percent is not None and np.ptp(np.nan_to_num(values)) > 0:
+                    ax.contour(top_region(values, k_percent), levels=[0.5], colors="white", linewidths=1.1)
+                ax.set_xticks([])
+                ax.set_yticks([])
+                if row == 0:
+                    share = agreement.get(method)
+                    text = "" if method not in agreement else (
+                        "\nagreement n/a" if share is None or not np.isfinite(share) else f"\nagreement {share:.0f}%")
+                    ax.set_title(f"{titles.get(method, method)}{text}")
+        bar = fig.colorbar(ScalarMappable(Normalize(0.0, 1.0), cmap=OVERLAY_CMAP), ax=map_axes, shrink=0.8,
+                           aspect=25, pad=0.02, location="right")
+        bar.set_label("saliency (each map scaled to [0, 1])")
+        if pair:
+            # One panel per method in the last column: on the class rows' grid when the counts match.
+            cells = ([grid[i, columns - 1] for i in range(rows)] if len(methods) == rows
+                     else [grid[:, columns - 1].subgridspec(len(methods), 1)[i, 0] for i in range(len(methods))])
+            difference_axes = []
+            # One symmetric scale for every method's difference, set by the largest: faint differences still show.
+            limit = max([float(np.nanmax(np.abs(maps[m][0] - maps[m][1]))) for m in methods] + [0.05])
+            for cell, method in zip(cells, methods, strict=True):
+                ax = fig.add_subplot(cell)
+                difference_axes.append(ax)
+                difference = np.nan_to_num(maps[method][0] - maps[method][1])
+                ax.imshow(np.asarray(image, dtype=np.uint8).mean(axis=2), cmap="gray")
+                ax.imshow(difference, cmap=DIFFERENCE_CMAP, vmin=-limit, vmax=limit, alpha=0.75)
+                ax.set_xticks([])
+                ax.set_yticks([])
+                ax.set_title(f"{titles.get(method, method)}: A − B")
+            diff_bar = fig.colorbar(ScalarMappable(Normalize(-limit, limit), cmap=DIFFERENCE_CMAP), ax=difference_axes,
+                                    shrink=0.8, aspect=25, pad=0.02)
+            diff_bar.set_label(f"B: {_short(class_names[1], 16)}  ←  →  A: {_short(class_names[0], 16)}")
+        if k_percent is not None:
+            fig.supxlabel(f"white outline: each map's top {k_percent:g}% pixels; agreement: the share of them the "
+                          "first two maps have in common (lower: the method tells the classes apart)",
+                          fontsize=7.5, color="#444444")
+    return fig
+
+
+def save_png(fig: Figure, path: str | Path, dpi: int | None = None) -> Path:
+    """Write ``fig`` as one PNG at ``path`` (parents created); returns the path."""
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with rc_context(STYLE):
+        fig.savefig(target, dpi=dpi or STYLE["savefig.dpi"], facecolor="white")
+    return target
+
+
+__all__ = ["explain_figure", "save_png", "agreement_histograms", "drop_boxplots",
+           "curve_band", "deletion_insertion_curves", "overlay",
            "gallery_figure", "top_region", "row_rates", "contrast_neighbours", "shown_classes", "confusion_heatmap",
            "save_figure", "method_colours"]

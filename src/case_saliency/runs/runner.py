@@ -29,12 +29,12 @@ from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from ..core.capture import model_device
-from ..core.contrast import ContrastStrategy, classifier_layer, contrast_spec, default_contrast
+from ..core.contrast import ContrastStrategy, classifier_layer, contrast_spec, default_contrast, leave_pair_out
 from ..core.errors import CaseSaliencyError
 from ..core.maps import SaliencyMaps
 from ..methods import SaliencyMethod, explain_shared
 from ..methods.spec import build_method as build_from_spec
-from ..methods.spec import parse_method_list
+from ..methods.spec import follows_run_contrast, parse_method_list
 from ..models import LoadedModel
 from ..models.loader import sha256_file
 from .distributed import Group, Ranks, from_env
@@ -124,10 +124,17 @@ def start(settings: S, model: LoadedModel, dataset: ImageSource, options: RunOpt
     names = check_methods(settings.methods)
     if settings.layer is not None:  # the asked layer (dropping the default layer's token reshape)
         model = LoadedModel.wrap(model, target_layer=settings.layer)
-    contrast = settings.contrast or default_contrast(options.confusion)  # the one place it is decided
+    # The one place the default is decided; the diagnostic's leaves the other compared class out.
+    diagnostic = settings.kind == "diagnose"
+    contrast = settings.contrast or default_contrast(options.confusion, diagnostic=diagnostic)
     run_contrast: ContrastStrategy | str = options.contrast if options.contrast is not None else contrast
     built = {name: build_from_spec(parse_method_list([name])[0], model, run_contrast=run_contrast,
                                    confusion=options.confusion) for name in names}
+    if diagnostic:  # the other contrastive methods' own ranked contrasts (Finer-CAM's) leave the pair out too
+        for label, method in built.items():
+            spec = parse_method_list([label])[0]
+            if method.contrast is not None and "contrast" not in spec.options and not follows_run_contrast(spec):
+                method.contrast = leave_pair_out(method.contrast)
     layer = next((m.layer_name for m in built.values() if m.layer_name is not None), model.target_layer)
     keep_correct, protocol = protocol_for(settings.correct_only, has_labels(dataset))
     resolved = settings.with_(
@@ -144,7 +151,7 @@ def start(settings: S, model: LoadedModel, dataset: ImageSource, options: RunOpt
 def contrast_source(contrast: ContrastStrategy | str, confusion: Any, model: nn.Module) -> str | None:
     """Where a run's contrast comes from, beyond its spec: the confusion matrix file, or the
     classifier layer; None for image-level contrasts."""
-    spec = contrast_spec(contrast)
+    spec = contrast_spec(contrast).removeprefix("leave-pair-out:")
     if spec.startswith("confusion"):
         return str(getattr(contrast, "source", None) or getattr(confusion, "source", None) or confusion or "array")
     if spec.startswith("classifier"):

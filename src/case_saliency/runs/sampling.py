@@ -78,6 +78,6 @@ def select_sample(model: nn.Module, dataset: ImageSource, transform: Callable[[A
         if len(kept) >= want:
             break
     bar.close()
-    info.update(size=len(kept), short=len(kept) < want or (0 < n and want < n), examined=examined,
+    info.update(size=len(kept), short=0 < n and len(kept) < n, examined=examined,  # n <= 0: all, never short
                 excluded=excluded)
     return kept

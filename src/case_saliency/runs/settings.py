@@ -369,7 +369,7 @@ def protocol_for(correct_only: bool | None, labelled: bool) -> tuple[bool, str]:
 
 def sample_warning(info: Mapping[str, Any]) -> str | None:
     """One line saying that a run's sample is smaller than asked, and why; None when it is not."""
-    if not info.get("short"):
+    if not info.get("short") or not info.get("requested"):  # requested 0: all images, never short
         return None
     text = f"the sample has {info.get('size')} images, not the {info.get('requested')} asked for"
     if info.get("correct_only"):

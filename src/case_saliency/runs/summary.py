@@ -236,7 +236,10 @@ def contrast_line(config: dict) -> str:
              "top": "top logits of the image (image-level: circular for the top-1/top-2 test)",
              "nearest": "nearest logits of the image (image-level)",
              "rank": "fixed logit ranks of the image (image-level)",
-             "explicit": "fixed classes"}.get(kind)
+             "explicit": "fixed classes",
+             "leave-pair-out": "model-level neighbours without the other compared class (never circular)",
+             "random": "seeded random classes, the compared ones excluded (a control)",
+             "versus": "the other compared class (A rather than B: circular by design)"}.get(kind)
     if not words:
         return f"CASE contrast {spec or 'not recorded'}"
     return f"CASE contrast {spec}: {words}" + (f", from {source}" if source else "")

@@ -3,22 +3,29 @@ stored as JSON next to the checkpoint with the identity of both, and loaded only
 (and, when given, the same data): a stale matrix is refused.
 
 File: ``{"matrix": (K, K) counts, rows = true class, "model": identity, "data": identity,
-"class_names", "accuracy", "created"}``; it is also readable by ``ConfusionNeighbours(path)``.
+"class_names", "accuracy", "split", "created"}`` (``split``: the name of the data it was computed on, so
+a diagnostic can warn when it samples that same split); :func:`matrix_neighbours` turns a file into
+CASE's contrast (the one place where matrix files are read).
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 from tqdm.auto import tqdm
 
 from ..core.errors import CaseSaliencyError
-from ..core.contrast import ConfusionNeighbours, NearestLogits, TopLogits
+from ..core.contrast import ConfusionNeighbours
+from ..data.base import ImageDataset, sha256_items
 from ..runs.store import atomic_write
 
 FORMAT = "case-saliency-confusion"
@@ -111,7 +118,7 @@ def save_confusion(path: str | Path, matrix: np.ndarray, model_identity: dict, d
     path.parent.mkdir(parents=True, exist_ok=True)
     accuracy = float(np.trace(matrix) / matrix.sum() * 100.0) if matrix.sum() else float("nan")
     record = {"format": FORMAT, "matrix": matrix.tolist(), "model": model_identity, "data": data_identity,
-              "class_names": list(class_names), "accuracy": accuracy,
+              "class_names": list(class_names), "accuracy": accuracy, "split": data_identity.get("name"),
               "created": datetime.now(timezone.utc).isoformat(timespec="seconds")}
     atomic_write(path, json.dumps(record, indent=1))
     return path
@@ -170,29 +177,181 @@ def confusion_neighbours(path: str | Path, loaded, k: int = 1,
     return strategy
 
 
-def resolve_contrast(spec: str, loaded=None, data_identity: dict | None = None):
-    """A contrast strategy by name: ``top[:k]`` (TopLogits), ``nearest[:k]`` (NearestLogits),
-    ``confusion[:k]`` (the stored matrix of ``loaded`` found at its default place, next to the
-    checkpoint), or ``confusion:PATH[:k]`` / ``PATH.json`` (a given matrix file, identity-checked)."""
-    name, _, rest = spec.partition(":")
-    name = name.lower()
-    k = 1
-    parts = [p for p in rest.split(":") if p] if rest else []
-    if parts and parts[-1].isdigit():
-        k = int(parts.pop())
-    if name in ("top", "toplogits", "top_logits") and not parts:
-        return TopLogits(k)
-    if name in ("nearest", "nearestlogits", "nearest_logits") and not parts:
-        return NearestLogits(k)
-    if name == "confusion" or spec.lower().endswith(".json"):
-        if loaded is None:
-            raise ValueError("a confusion contrast needs the model, to check the matrix belongs to it")
-        if name == "confusion" and not parts:
-            if data_identity is None:
-                raise ValueError("contrast 'confusion' without a file needs the data split to find the matrix; "
-                                 "pass confusion:PATH (from `case-saliency confusion`)")
-            path = default_path(loaded, data_identity["name"])
-        else:
-            path = Path(":".join(parts) if name == "confusion" else spec)
-        return confusion_neighbours(path, loaded, k)
-    raise ValueError(f"unknown contrast {spec!r}; use top[:k], nearest[:k], confusion[:k] or confusion:PATH[:k]")
+def read_matrix_file(path: str | Path) -> np.ndarray:
+    """A bare (K, K) matrix from .npy, .pt, .csv or .json (key "matrix"), unchecked: such a file
+    (except the JSON this module writes, see :func:`load_confusion`) carries no model identity.
+
+    Raises:
+        FileNotFoundError: no such file. ValueError: an unknown suffix.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"confusion matrix file {path} does not exist; "
+                                "compute one with `case-saliency confusion`")
+    suffix = path.suffix.lower()
+    if suffix == ".npy":
+        data = np.load(path, allow_pickle=False)
+    elif suffix == ".pt":
+        data = torch.load(path, map_location="cpu", weights_only=True)
+        if isinstance(data, dict):
+            data = data["matrix"]
+    elif suffix == ".csv":
+        data = np.loadtxt(path, delimiter=",")
+    elif suffix == ".json":
+        data = json.loads(path.read_text())["matrix"]
+    else:
+        raise ValueError(f"unknown confusion matrix format {suffix!r}; use .npy, .pt, .csv or .json")
+    return np.asarray(data, dtype=np.float64)
+
+
+def matrix_neighbours(path: str | Path, loaded, sampled: dict | None = None, k: int = 1) -> ConfusionNeighbours:
+    """The confusion neighbours of a matrix file for a run: a matrix written by ``case-saliency
+    confusion`` (.json) is checked against the model (``StaleConfusionMatrix`` otherwise); a bare array
+    file (.npy, .pt, .csv) carries no identity, so it is used as given, with a warning.
+
+    Args:
+        path: the file. loaded: the run's ``LoadedModel``.
+        sampled: the identity of the split the run samples (``dataset.identity()``): when the matrix
+            was computed on that same split a warning says so (the diagnostic's contrast then comes
+            from the images it scores; compute the matrix on held-out data).
+        k: neighbours per class.
+    """
+    if Path(path).suffix.lower() == ".json":
+        record = load_confusion(path, loaded.identity)
+        strategy = ConfusionNeighbours(record["matrix"], k=k)
+        strategy.source = str(path)
+        data = record.get("data") or {}
+        if sampled is not None and data and _data_key(data) == _data_key(sampled):
+            logging.getLogger("case_saliency").warning(
+                "the confusion matrix %s was computed on %s, the split this run samples: the contrast comes from "
+                "the images it scores; compute the matrix on data it does not sample (e.g. `case-saliency train "
+                "--holdout 5000` stores one on held-out training images)", path, data.get("name"))
+        return strategy
+    logging.getLogger("case_saliency").warning(
+        "confusion matrix %s has no model identity; make sure it was computed for this model", path)
+    strategy = ConfusionNeighbours(read_matrix_file(path), k=k)
+    strategy.source = str(path)
+    return strategy
+
+
+@dataclass(frozen=True)
+class ConfusedPair:
+    """One off-diagonal cell of a confusion matrix: images of class ``true`` predicted as ``predicted``,
+    ``rate`` the share of the true class's images (row-normalised), ``count`` how many."""
+
+    true: int
+    predicted: int
+    true_name: str
+    predicted_name: str
+    rate: float
+    count: int
+
+    def __str__(self) -> str:
+        return f"{self.true_name} -> {self.predicted_name}: {self.rate * 100:.1f}% ({self.count})"
+
+
+def confused_pairs(matrix: np.ndarray | Sequence[Sequence[float]], class_names: Sequence[str] | None = None,
+                   top: int = 10) -> list[ConfusedPair]:
+    """The ``top`` most confused (true, predicted) pairs of a (K, K) matrix (rows = true class), by
+    row-normalised rate, then count; pairs never confused are left out.
+
+    Args:
+        matrix: (K, K) counts; class_names: K names (default "class i"); top: how many (0: all).
+    Returns:
+        ``ConfusedPair`` list, most confused first.
+    """
+    counts = np.asarray(matrix, dtype=np.float64)
+    if counts.ndim != 2 or counts.shape[0] != counts.shape[1]:
+        raise ValueError(f"a confusion matrix is (K, K), got shape {counts.shape}")
+    names = list(class_names) if class_names is not None else [f"class {i}" for i in range(counts.shape[0])]
+    if len(names) != counts.shape[0]:
+        raise ValueError(f"{len(names)} class names for a {counts.shape[0]}-class matrix")
+    rates = counts / np.maximum(counts.sum(1, keepdims=True), 1)
+    np.fill_diagonal(rates, 0)
+    cells = [(float(rates[t, p]), float(counts[t, p]), t, p) for t in range(len(names)) for p in range(len(names))
+             if t != p and counts[t, p] > 0]
+    cells.sort(key=lambda cell: (-cell[0], -cell[1], cell[2], cell[3]))
+    chosen = cells if top <= 0 else cells[:top]
+    return [ConfusedPair(t, p, names[t], names[p], rate, int(count)) for rate, count, t, p in chosen]
+
+
+def parse_pair(text: str, class_names: Sequence[str]) -> tuple[int, int]:
+    """"Shirt:Coat" -> (class index of Shirt, of Coat), by name (case-insensitive; a unique prefix or
+    part) or index. Raises ValueError naming the closest names."""
+    from .explain import resolve_class
+
+    first, sep, second = text.partition(":")
+    if not sep or not first.strip() or not second.strip():
+        raise ValueError(f"pair {text!r}: write it as A:B, e.g. Shirt:Coat")
+    a, b = resolve_class(first, class_names), resolve_class(second, class_names)
+    if a == b:
+        raise ValueError(f"pair {text!r} names one class twice")
+    return a, b
+
+
+def pair_filter(pairs: Sequence[tuple[int, int]]) -> Callable[[np.ndarray], np.ndarray]:
+    """A filter for a sample: given (N, 2) top-1/top-2 classes, True where they are one of ``pairs``
+    (in either order: the model's top-1 and top-2 are the two classes it hesitates between)."""
+    wanted = {frozenset(pair) for pair in pairs}
+
+    def keep(top2: np.ndarray) -> np.ndarray:
+        top2 = np.asarray(top2)
+        return np.array([frozenset((int(a), int(b))) in wanted for a, b in top2], dtype=bool)
+
+    return keep
+
+
+class PairSubset(ImageDataset):
+    """The images of ``dataset`` (at ``indices``) whose top-1/top-2 classes are one of the asked
+    pairs: a dataset view for a run (``diagnose --pairs Shirt:Coat``). Its identity is the base
+    data's with the pairs and the kept ids, so a run on it never resumes on the whole data."""
+
+    def __init__(self, dataset: Any, indices: Sequence[int], pairs: Sequence[str]):
+        self.base = dataset
+        self.indices = [int(i) for i in indices]
+        self.pairs = [str(p) for p in pairs]
+        self.name = f"{getattr(dataset, 'name', 'dataset')} (pairs {', '.join(self.pairs)})"
+        self.class_names = getattr(dataset, "class_names", None)
+        self.root = getattr(dataset, "root", None)
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __getitem__(self, index: int) -> Any:
+        return self.base[self.indices[index]]
+
+    def image_id(self, index: int) -> str:
+        getter = getattr(self.base, "image_id", None)
+        position = self.indices[index]
+        return str(getter(position)) if callable(getter) else str(self.base[position][2])
+
+    def _identity_fields(self) -> dict:
+        base = dict(self.base.identity()) if hasattr(self.base, "identity") else {}
+        ids = sha256_items((self.image_id(i), 0) for i in range(len(self)))
+        return {**{k: v for k, v in base.items() if k not in ("name", "count", "root")}, "pairs": self.pairs,
+                "base_name": base.get("name"), "base_count": base.get("count"), "ids_hash": ids}
+
+
+@torch.no_grad()
+def select_pairs(loaded: Any, dataset: Any, pairs: Sequence[str], batch_size: int = 64,
+                 progress: bool = True) -> PairSubset:
+    """The images of ``dataset`` whose top-1 and top-2 classes (in either order) are one of ``pairs``
+    ("Shirt:Coat", by name or index, see ``parse_pair``): one forward pass over the data.
+    Raises ``ValueError`` naming a bad pair, or when no image has one of the pairs."""
+    names = loaded.require_class_names()
+    wanted = [parse_pair(text, names) for text in pairs]
+    keep = pair_filter(wanted)
+    model = loaded.model.eval()
+    device = next(iter(model.parameters()), torch.zeros(())).device
+    kept: list[int] = []
+    for start in tqdm(range(0, len(dataset), batch_size), desc="finding the pairs", unit="batch",
+                      disable=not progress):
+        positions = list(range(start, min(start + batch_size, len(dataset))))
+        images = loaded.preprocess([dataset[i][0] for i in positions]).to(device)
+        top2 = model(images).topk(2, dim=1).indices.cpu().numpy()
+        kept += [positions[j] for j in np.flatnonzero(keep(top2))]
+    shown = [f"{names[a]}:{names[b]}" for a, b in wanted]
+    if not kept:
+        raise ValueError(f"none of the {len(dataset)} images of {getattr(dataset, 'name', 'the data')} has "
+                         f"{' or '.join(shown)} as its top-1/top-2 classes")
+    return PairSubset(dataset, kept, shown)

@@ -30,8 +30,8 @@ from tqdm.auto import tqdm
 from ..data.fashion_mnist import CLASS_NAMES, FashionMNIST
 from ..models.checkpoint import CHECKPOINT_FORMAT
 from ..models.efficientnet_lite import weights_path
-from ..models.fashion import (ARCHITECTURES, INPUT_SIZE, MEAN, PRETRAINED, STD, build, forward_from, frozen_part,
-                              target_layer)
+from ..models.fashion import (ARCHITECTURES, FAMILIES, INPUT_SIZE, MEAN, PRETRAINED, STD, build, forward_from,
+                              frozen_part, target_layer)
 from ..models.loader import sha256_file
 from ..models.preprocess import Preprocess
 from ..runs.store import atomic_write, write_json
@@ -70,7 +70,8 @@ def train_fashion(architecture: str, seed: int = 0, epochs: int | None = None, o
                   root: str | Path | None = None, batch_size: int | None = None, max_lr: float | None = None,
                   weight_decay: float = 5e-4, train_limit: int | None = None, test_limit: int | None = None,
                   progress: bool = True, pretrained: bool = False, input_size: int | None = None,
-                  frozen_stages: int | None = None, confusion: bool = True) -> TrainResult:
+                  frozen_stages: int | None = None, confusion: bool = True,
+                  shuffle_labels: bool = False, holdout: int = 0) -> TrainResult:
     """Train one Fashion-MNIST model and write checkpoint + metadata (+ the test confusion matrix).
 
     ``architecture``: a family ("resnet", "densenet", "vgg"; trained from scratch: AdamW with a
@@ -82,6 +83,12 @@ def train_fashion(architecture: str, seed: int = 0, epochs: int | None = None, o
     ``train_limit`` / ``test_limit`` train / evaluate on seeded random subsets.
     ``confusion``: also store the confusion matrix of the test evaluation next to the checkpoint, in the
     format of ``case-saliency confusion`` (so CASE's confusion contrast finds it).
+    ``shuffle_labels``: train on the training labels randomly permuted (seeded), the model of the
+    sanity checks (Adebayo et al., 2018) that can only memorise; written as ``...-shuffled.pt``.
+    ``holdout``: keep this many (seeded) training images out of training and store the confusion
+    matrix on them (``<stem>.confusion-fashion-mnist_train-heldout.json``, its ``split`` says so):
+    a matrix for CASE's confusion contrast from data the diagnostic (on the test split) does not
+    sample. The families only.
     """
     if architecture not in ARCHITECTURES:
         raise ValueError(f"unknown architecture {architecture!r}; choose one of {list(ARCHITECTURES)}")
@@ -109,6 +116,16 @@ def train_fashion(architecture: str, seed: int = 0, epochs: int | None = None, o
     generator = torch.Generator().manual_seed(seed)
     train_images, train_labels = _subset(*train_set.tensors(), train_limit, generator)
     test_images, test_labels = _subset(*test_set.tensors(), test_limit, generator)
+    held_images = held_labels = None
+    if holdout:
+        if lite or not 0 < holdout < len(train_labels):
+            raise ValueError(f"holdout={holdout}: give 0 < N < {len(train_labels)} training images, for the "
+                             f"families {sorted(FAMILIES)} (not {architecture})")
+        order = torch.randperm(len(train_labels), generator=generator)
+        held_images, held_labels = train_images[order[:holdout]], train_labels[order[:holdout]]
+        train_images, train_labels = train_images[order[holdout:]], train_labels[order[holdout:]]
+    if shuffle_labels:  # after the subsets, so the images trained on are the unshuffled run's
+        train_labels = train_labels[torch.randperm(len(train_labels), generator=generator)]
 
     started, cpu_started = time.time(), time.process_time()
     if lite:
@@ -129,13 +146,14 @@ def train_fashion(architecture: str, seed: int = 0, epochs: int | None = None, o
         details = {"augmentation": "random horizontal flip", "pretrained": False}
 
     model.eval()
-    stem = f"fashion-{architecture}-seed{seed}"
+    stem = f"fashion-{architecture}-seed{seed}" + ("-shuffled" if shuffle_labels else "")
     checkpoint = out_dir / f"{stem}.pt"
     metadata = {
         "format": CHECKPOINT_FORMAT,
         "architecture": architecture,
         "family": "fashion-mnist",
         "seed": seed,
+        "shuffled_labels": bool(shuffle_labels),
         "epochs": epochs,
         "batch_size": batch_size,
         "optimiser": f"AdamW(weight_decay={weight_decay}) + OneCycleLR(max_lr={max_lr})",
@@ -148,6 +166,8 @@ def train_fashion(architecture: str, seed: int = 0, epochs: int | None = None, o
         "num_classes": len(CLASS_NAMES),
         "in_channels": in_channels,
         "input_size": size,
+        "resize": size,  # the 28x28 images are resized to the input size, never cropped
+        "crop": size,
         "mean": list(mean),
         "std": list(std),
         "class_names": list(CLASS_NAMES),
@@ -167,6 +187,10 @@ def train_fashion(architecture: str, seed: int = 0, epochs: int | None = None, o
     if confusion:
         confusion_path = _save_test_confusion(checkpoint, test_set, test_labels, predictions)
         metadata["confusion"] = confusion_path.name
+    if held_images is not None and held_labels is not None:
+        metadata["holdout"] = int(holdout)
+        metadata["confusion_heldout"] = _save_heldout_confusion(checkpoint, train_set, model, held_images,
+                                                                held_labels).name
     write_json(metadata_path, metadata)
     return TrainResult(checkpoint, metadata_path, metadata, confusion_path)
 
@@ -182,6 +206,24 @@ def _save_test_confusion(checkpoint: Path, test_set: FashionMNIST, labels: Tenso
     np.add.at(matrix, (labels.numpy(), predictions.numpy()), 1)
     identity = {**test_set.identity(), "used": int(matrix.sum())}
     return save_confusion(default_path(loaded, test_set.name), matrix, loaded.identity, identity,
+                          loaded.require_class_names())
+
+
+def _save_heldout_confusion(checkpoint: Path, train_set: FashionMNIST, model: nn.Module, images: Tensor,
+                            labels: Tensor) -> Path:
+    """The confusion matrix on the training images held out of training, stored beside the
+    checkpoint; its data identity is the training split's with ``held_out`` set."""
+    from ..models.loader import load_model
+    from .confusion import default_path, save_confusion
+
+    _, predictions = evaluate(model, images, labels)
+    loaded = load_model(checkpoint)
+    matrix = np.zeros((len(CLASS_NAMES),) * 2, dtype=np.int64)
+    np.add.at(matrix, (labels.numpy(), predictions.numpy()), 1)
+    name = f"{train_set.name}-heldout"
+    identity = {**train_set.identity(), "used": int(matrix.sum()), "held_out": int(matrix.sum()),
+                "part": f"{int(matrix.sum())} training images held out of training (seeded), not trained on"}
+    return save_confusion(default_path(loaded, name), matrix, loaded.identity, {**identity, "name": name},
                           loaded.require_class_names())
 
 
