@@ -31,7 +31,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
-from case_saliency.runs.store import DIAGNOSE_COLUMNS, format_rows, header_line  # noqa: E402
+from case_saliency.runs.rows import DiagnoseRow
+from case_saliency.runs.store import format_rows, header_line  # noqa: E402
 
 METHODS = ("gradcam", "gradcam++", "hirescam", "xgradcam", "layercam", "finercam", "case")
 TOP_PIXELS = 50  # agreement = shared top pixels / top set: multiples of 2%, so ties are common
@@ -62,7 +63,7 @@ def build_run(folder: Path, images: int, seed: int = 0) -> Path:
                          "contrast1": "1 2 3" if method == "case" else "", "contrast2": "4 5 6" if method == "case"
                          else "", "other_in_contrast": bool(circular), "positive1": 3000, "positive2": 2900,
                          "sparse": False, "error": ""})
-    (folder / "results.csv").write_text(header_line(DIAGNOSE_COLUMNS) + format_rows(rows, DIAGNOSE_COLUMNS))
+    (folder / "results.csv").write_text(header_line(DiagnoseRow.columns()) + format_rows(rows, DiagnoseRow.columns()))
     config = {"kind": "diagnose", "model": "synthetic", "weights": None, "dataset": "synthetic", "methods": METHODS,
               "n": images, "seed": seed, "k_percent": [5.0], "threshold": 50.0, "alpha": 0.05, "layer": "features",
               "contrast": "classifier:3", "contrast_source": "fc", "method_contrasts": {"case": "classifier:3"},

@@ -141,8 +141,9 @@ def fidelity_numbers(run_dir: Path) -> dict:
 
 
 def _finished(run_dir: Path) -> bool:
-    meta = run_dir / "meta.json"
-    return meta.exists() and bool(json.loads(meta.read_text()).get("finished"))
+    from case_saliency.runs.rundir import RunDir
+
+    return RunDir.is_finished(run_dir)
 
 
 def model_numbers(out: Path, study: Study) -> dict:

@@ -32,16 +32,8 @@ def test_options_are_keyword_only_and_a_reshape_is_never_read_as_a_contrast(resn
         CASE(resnet18, "layer4", vit_reshape)
     with pytest.raises(TypeError, match="no option"):
         GradCAM(resnet18, target_layer="layer4", contrast=TopLogits(1))
-    with pytest.raises(TypeError, match="twice"):
-        GradCAM(resnet18, "layer4", target_layer="layer3")
-
-
-def test_a_positional_layer_still_works_with_a_deprecation_warning(resnet18, random_images):
-    with pytest.warns(DeprecationWarning, match="target_layer='layer4'"):
-        old = GradCAM(resnet18, "layer4")
-    new = GradCAM(resnet18, target_layer="layer4")
-    assert old.layer_name == new.layer_name == "layer4"
-    assert torch.equal(old(random_images), new(random_images))
+    with pytest.raises(TypeError, match="only positional argument.*target_layer="):
+        GradCAM(resnet18, "layer4")  # no deprecated positional layer: the package was never released with one
 
 
 def test_methods_accept_a_loaded_model(random_images):
@@ -63,7 +55,7 @@ def test_library_errors_share_one_base_and_keep_their_builtin_bases():
     from case_saliency.models import UnsafeCheckpoint
     from case_saliency.models.zoo import WeightsUnavailable
     from case_saliency.report import RunDirError
-    from case_saliency.report.demo import OutputFolderInUse
+    from case_saliency.workflows.demo import OutputFolderInUse
     from case_saliency.workflows.confusion import StaleConfusionMatrix
 
     for cls, builtin in [(UnsafeCheckpoint, ValueError), (StaleConfusionMatrix, ValueError),
@@ -73,12 +65,20 @@ def test_library_errors_share_one_base_and_keep_their_builtin_bases():
     assert case_saliency.CaseSaliencyError is CaseSaliencyError
 
 
-def test_model_bundle_is_a_deprecated_name_of_loaded_model():
-    from case_saliency import runs
-    from case_saliency.models import LoadedModel
+def test_no_shims_of_old_names_remain():
+    """0.1 was never released: its old module paths and names are gone, not deprecated."""
+    import importlib
 
-    with pytest.warns(DeprecationWarning, match="LoadedModel"):
-        assert runs.ModelBundle is LoadedModel
+    from case_saliency import runs
+
+    for old in ("case_saliency.capture", "case_saliency.demo", "case_saliency.stats", "case_saliency._moved"):
+        with pytest.raises(ModuleNotFoundError):
+            importlib.import_module(old)
+    for name in ("ModelBundle", "as_bundle"):
+        assert not hasattr(runs, name)
+    from case_saliency.core import layers
+
+    assert not hasattr(layers, "default_layer") and not hasattr(layers, "__getattr__")
 
 
 # Inputs to the API (issue 12, items 9, 11, 12)

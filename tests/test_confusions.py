@@ -104,7 +104,7 @@ def build():
 
 def test_diagnose_pairs_runs_on_the_pair_images_only_and_n0_is_all(tmp_path):
     from case_saliency.models import load_model
-    from case_saliency.runs.store import read_run
+    from case_saliency.runs import RunDir
 
     source = tmp_path / "small.py"
     source.write_text(SMALL)
@@ -130,7 +130,7 @@ def test_diagnose_pairs_runs_on_the_pair_images_only_and_n0_is_all(tmp_path):
                                       "--workers", "0", "--gallery", "0"])
     assert result.exit_code == 0, result.output
     assert f"{expected} of the 12 images" in result.output and "asked for" not in result.output
-    rows = read_run(out).typed_rows()
+    rows = RunDir.read(out).typed_rows()
     assert len(rows) == expected and all({row["class1"], row["class2"]} == {a, b} for row in rows)
     # explain --confused RUN: the run's closest top-1/top-2 images, read back from its dataset
     explained = CliRunner().invoke(app, ["explain", "--confused", str(out), "--n", "2", "--model", f"{source}:build",

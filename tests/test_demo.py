@@ -100,13 +100,13 @@ def test_demo_prints_the_table(demo_run):
 
 def test_demo_replaces_its_own_output_but_not_other_folders(demo_run, tmp_path):
     out, _ = demo_run
-    from case_saliency.report.demo import OutputFolderInUse, _prepare_out
+    from case_saliency.workflows.demo import OutputFolderInUse, prepare_out
 
-    _prepare_out(out)  # a previous demo: cleared for the new run
+    prepare_out(out)  # a previous demo: cleared for the new run
     assert not (out / "results.csv").exists() and not (out / "gallery").exists()
     (tmp_path / "thesis.tex").write_text("precious")
     result = CliRunner().invoke(app, ["demo", "--out", str(tmp_path)])
     assert result.exit_code == 2 and "not empty" in result.output
     assert (tmp_path / "thesis.tex").read_text() == "precious"
     with pytest.raises(OutputFolderInUse):
-        _prepare_out(tmp_path / "thesis.tex")
+        prepare_out(tmp_path / "thesis.tex")

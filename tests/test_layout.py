@@ -1,5 +1,7 @@
 """The package's layers import only downwards: core <- methods <- metrics <- models/data <-
-runs/workflows <- report <- cli (lazy imports inside functions included)."""
+runs/workflows <- report <- cli (lazy imports inside functions included). The package root sits above
+runs/workflows (it exports from them) and below report; compat.py (the pytorch-grad-cam drop-in) above
+metrics and below models/data."""
 
 from __future__ import annotations
 
@@ -9,12 +11,16 @@ from pathlib import Path
 import case_saliency
 
 PACKAGE = Path(case_saliency.__file__).parent
-LEVELS = {"core": 0, "methods": 1, "metrics": 2, "models": 3, "data": 3, "runs": 4, "workflows": 4,
-          "report": 5, "cli": 6}
+LEVELS = {"core": 0, "methods": 1, "metrics": 2, "compat": 2.5, "models": 3, "data": 3, "runs": 4, "workflows": 4,
+          "__init__": 4.5, "report": 5, "cli": 6}
+ROOT_FILES = {"__init__.py": "__init__", "compat.py": "compat"}
 
 
 def _layer(parts: list[str]) -> str | None:
-    return parts[0] if parts and parts[0] in LEVELS else None
+    """The layer of a module (``parts`` inside the package); a file of the root: ``ROOT_FILES``."""
+    if len(parts) == 1 and parts[0] in ROOT_FILES:
+        return ROOT_FILES[parts[0]]
+    return parts[0] if parts and parts[0] in LEVELS and parts[0] != "__init__" else None
 
 
 def _imports(path: Path) -> list[tuple[int, list[str]]]:
@@ -45,9 +51,9 @@ def test_imports_flow_one_way():
     for path in sorted(PACKAGE.rglob("*.py")):
         here = _layer(list(path.relative_to(PACKAGE).parts))
         if here is None:
-            continue  # the package root and its import shims
+            continue  # __main__.py: the command line's entry point
         for line, target in _imports(path):
-            there = _layer(target)
+            there = _layer(target) if target else "__init__"
             if there is not None and LEVELS[there] > LEVELS[here]:
                 bad.append(f"{path.relative_to(PACKAGE)}:{line} ({here}) imports {'.'.join(target)} ({there})")
     assert not bad, "imports that point up the layers:\n" + "\n".join(bad)
@@ -55,8 +61,18 @@ def test_imports_flow_one_way():
 
 def test_checker_reads_relative_and_absolute_imports():
     """The checker itself: it resolves every import form the package uses to the right layer."""
-    demo = [(_layer(t), ".".join(t)) for _, t in _imports(PACKAGE / "report" / "demo.py")]
-    assert ("runs", "runs") in demo  # `from ..runs import run_diagnose`, inside a function
-    assert ("report", "report.page") in demo  # `from .page import write_report`
+    photos = [(_layer(t), ".".join(t)) for _, t in _imports(PACKAGE / "report" / "photos.py")]
+    assert ("runs", "runs.rundir") in photos  # `from ..runs.rundir import RunDir`
+    assert ("report", "report.page") in photos  # `from .page import write_report`, inside a function
     cli = [".".join(t) for _, t in _imports(PACKAGE / "cli" / "__init__.py")]
     assert "cli.methods" in cli and "cli.report" in cli  # `from . import methods`
+
+
+def test_the_root_and_compat_are_checked_too():
+    """The root's exports come from the layers up to runs; compat.py builds on methods only."""
+    root = {_layer(t) for _, t in _imports(PACKAGE / "__init__.py")}
+    assert {"core", "methods", "metrics", "models", "data", "runs"} <= root and not root & {"report", "cli"}
+    assert _layer(["__init__.py"]) == "__init__" and _layer(["compat.py"]) == "compat"
+    compat = {_layer(t) for _, t in _imports(PACKAGE / "compat.py")}
+    assert compat <= {"core", "methods", "metrics"}
+    assert LEVELS["compat"] < LEVELS["models"] and LEVELS["runs"] < LEVELS["__init__"] < LEVELS["report"]

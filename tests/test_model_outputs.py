@@ -132,7 +132,7 @@ def test_a_run_accepts_a_model_returning_an_output_object(tmp_path):
     from case_saliency.data import open_dataset
     from case_saliency.models.preprocess import Preprocess
     from case_saliency.runs import run_diagnose
-    from case_saliency.runs.store import read_run
+    from case_saliency.runs import RunDir
 
     rng = np.random.default_rng(0)
     for i in range(3):
@@ -141,5 +141,5 @@ def test_a_run_accepts_a_model_returning_an_output_object(tmp_path):
                        methods=["gradcam", "case"],
                        n=3, transform=Preprocess(16, 16, (0.5,) * 3, (0.5,) * 3), class_names=list("abcde"),
                        progress=False, gallery=0, workers=0, batch_size=3)
-    rows = read_run(run).typed_rows()
+    rows = RunDir.read(run).typed_rows()
     assert len(rows) == 6 and not any(row["error"] for row in rows)

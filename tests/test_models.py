@@ -12,7 +12,7 @@ from PIL import Image
 
 from case_saliency import GradCAM
 from case_saliency.data import SamplePhotos
-from case_saliency.core.layers import default_layer
+from case_saliency.core.capture import default_layer
 from case_saliency.models import UnsafeCheckpoint, load_model
 from case_saliency.models.zoo import WeightsUnavailable
 

@@ -249,7 +249,10 @@ def test_identical_methods_are_merged_and_paired_conclusions_say_which_way():
         for method, shift in (("gradcam", 0.0), ("hirescam", 0.0), ("case", -10.0), ("xgradcam", 0.0)):
             rows.append({"image_id": image, "method": method, "k_percent": "5.0", "agreement": str(value + shift),
                          "spearman": "0.5", "ssim": "0.4"})
-    run = Run(Path("x"), "diagnose", {"methods": ["gradcam", "hirescam", "case", "xgradcam"]}, {}, rows, None)
+    from case_saliency.runs import DiagnoseSettings, RunDir
+
+    settings = DiagnoseSettings(methods=("gradcam", "hirescam", "case", "xgradcam"))
+    run = Run(RunDir(Path("x"), settings, {}, list(rows[0]), rows))
     assert identical_methods(run) == {"gradcam": ["hirescam", "xgradcam"]}
     rows[1]["agreement"] = "40.1"  # hirescam now differs on one image
     assert identical_methods(run) == {"gradcam": ["xgradcam"]}
@@ -419,16 +422,16 @@ def test_not_a_run_directory(tmp_path):
     with pytest.raises(RunDirError, match="no config.json"):
         write_report(tmp_path)
     (tmp_path / "config.json").write_text(json.dumps({"kind": "train"}))
-    with pytest.raises(RunDirError, match="kind='train'"):
+    with pytest.raises(RunDirError, match="kind is \"train\", not one of"):
         write_report(tmp_path)
 
 
 def test_a_run_without_rows_yet(tmp_path):
-    from case_saliency.runs.store import DIAGNOSE_COLUMNS
+    from case_saliency.runs.rows import DiagnoseRow
 
     (tmp_path / "config.json").write_text(json.dumps({"kind": "diagnose", "methods": ["gradcam"], "threshold": 50.0,
                                                       "command": "case-saliency diagnose <&>"}))
-    (tmp_path / "results.csv").write_text(",".join(DIAGNOSE_COLUMNS) + "\n")
+    (tmp_path / "results.csv").write_text(",".join(DiagnoseRow.columns()) + "\n")
     page = write_report(tmp_path).read_text(encoding="utf-8")
     assert "no rows yet" in page and "case-saliency diagnose &lt;&amp;&gt;" in page
     assert check_self_contained(page) == []

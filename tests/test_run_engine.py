@@ -16,9 +16,11 @@ import torch
 
 from case_saliency.metrics import deletion_insertion
 from case_saliency.runs import run_diagnose, run_fidelity
-from case_saliency.runs import engine
+from case_saliency.runs import runner
+from case_saliency.runs.rows import DiagnoseRow
+from case_saliency.runs.rundir import RunDir
 from case_saliency.runs.settings import RunSettings, protocol_for
-from case_saliency.runs.store import DIAGNOSE_COLUMNS, ResultsTable, read_results
+from case_saliency.runs.store import ResultsTable, read_results
 from case_saliency.runs.summary import format_summary, summarize_run
 
 TESTS = Path(__file__).parent
@@ -82,7 +84,7 @@ class RecordingBar:
 
 
 def test_progress_advances_within_a_batch(cnn, fashion, tmp_path, monkeypatch):
-    monkeypatch.setattr(engine, "tqdm", RecordingBar)
+    monkeypatch.setattr(runner, "tqdm", RecordingBar)
     RecordingBar.instances.clear()
     run_fidelity(cnn, fashion, tmp_path / "fid", methods=["gradcam", "case"], n=4, steps=3, layer=LAYER,
                  transform=TRANSFORM, batch_size=4, eval_batch_size=4, workers=0)
@@ -121,7 +123,7 @@ def test_loader_workers_change_no_number(cnn, fashion, tmp_path):
 
 
 def test_merge_of_part_files(tmp_path):
-    columns, ids = DIAGNOSE_COLUMNS, ["a", "b", "c", "d"]
+    columns, ids = DiagnoseRow.columns(), ["a", "b", "c", "d"]
 
     def rows(image_id, method):
         return [{"image_id": image_id, "method": method, "k_percent": 5.0, "agreement": float(len(image_id)),
@@ -139,14 +141,14 @@ def test_merge_of_part_files(tmp_path):
         table.append(rows("d", "m1"))
     with open(tmp_path / "parts" / "rank-3.csv", "a") as handle:
         handle.write("d,m2,5,1.0,,,,,,,,,,,,deadbeef\n")  # damaged: left out
-    appended = engine.merge_parts(tmp_path, columns, 1, ids, ["m1", "m2"], batch_size=2)
+    appended = RunDir(tmp_path).merge_parts(DiagnoseRow, 1, ids, (["m1", "m2"], 2))
     assert appended == 4 and not (tmp_path / "parts").exists()
     found = read_results(tmp_path / "results.csv", columns)
     assert not found.damaged
     # batch [a, b] then [c, d]; within a batch method by method
     assert [(cells[0], cells[1]) for cells in found.rows] == [("a", "m1"), ("b", "m1"), ("b", "m2"), ("d", "m1"),
                                                               ("c", "m2")]
-    assert engine.merge_parts(tmp_path, columns, 1, ids, ["m1", "m2"]) == 0
+    assert RunDir(tmp_path).merge_parts(DiagnoseRow, 1, ids, (["m1", "m2"], 1)) == 0
 
 
 def test_python_m_case_saliency_is_the_cli():

@@ -28,7 +28,7 @@ from case_saliency.data import open_dataset
 from case_saliency.data.fashion_mnist import FashionMNIST
 from case_saliency.report import RunDirError, read_run
 from case_saliency.runs import run_diagnose, run_fidelity
-from case_saliency.runs.common import SettingsError
+from case_saliency.runs.runner import SettingsError
 from case_saliency.runs.store import file_stem, gallery_path
 from case_saliency.runs.summary import load_results, summarize_run
 

@@ -25,9 +25,12 @@ from case_saliency.data import open_dataset
 from case_saliency.data.fashion_mnist import FashionMNIST
 from needs import require_fashion_mnist
 from case_saliency.metrics import top_count, topk_agreement
-from case_saliency.runs import ResultsTable, run_diagnose, run_fidelity
-from case_saliency.runs.store import DIAGNOSE_COLUMNS
+from case_saliency.runs import run_diagnose, run_fidelity
+from case_saliency.runs.rows import DiagnoseRow
+from case_saliency.runs.store import ResultsTable
 from case_saliency.runs.summary import format_summary, load_results, summarize_run
+
+DIAGNOSE_COLUMNS = DiagnoseRow.columns()
 
 TESTS = Path(__file__).parent
 sys.path.insert(0, str(TESTS))

@@ -16,7 +16,8 @@ import pytest
 from scipy import stats as sps
 
 from case_saliency.metrics.stats import compare_paired, holm
-from case_saliency.runs.store import DIAGNOSE_COLUMNS, format_rows, header_line
+from case_saliency.runs.rows import DiagnoseRow
+from case_saliency.runs.store import format_rows, header_line
 from case_saliency.runs.summary import compare_with_baseline, summarize_run
 
 SRC = Path(__file__).resolve().parents[1] / "src"
@@ -41,7 +42,7 @@ def _rows(n: int = 40, seed: int = 0) -> list[dict]:
 
 def _write_run(folder: Path, rows: list[dict]) -> Path:
     folder.mkdir()
-    (folder / "results.csv").write_text(header_line(DIAGNOSE_COLUMNS) + format_rows(rows, DIAGNOSE_COLUMNS))
+    (folder / "results.csv").write_text(header_line(DiagnoseRow.columns()) + format_rows(rows, DiagnoseRow.columns()))
     config = {"kind": "diagnose", "model": "toy", "dataset": "toy", "methods": list(METHODS), "n": 40, "seed": 0,
               "k_percent": [5.0], "threshold": 50.0, "alpha": 0.05, "layer": "features", "contrast": "classifier:3"}
     (folder / "config.json").write_text(json.dumps(config))

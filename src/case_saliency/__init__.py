@@ -1,8 +1,15 @@
 """case-saliency: class-sensitive saliency maps (CASE) and the diagnostics that tell whether a
 saliency method separates classes at all.
 
-Layers, each importing only those before it: ``core`` (engine, layers, targets, contrast, maps) <-
+Layers, each importing only those before it: ``core`` (capture, layers, targets, contrast, maps) <-
 ``methods`` <- ``metrics`` <- ``models`` / ``data`` <- ``runs`` / ``workflows`` <- ``report`` <- ``cli``.
+The package root exports what a user needs to run the diagnostic from Python and what the author of
+a new method needs; it imports nothing above ``runs``.
+
+Examples:
+    >>> from case_saliency import DiagnoseSettings, load_model, open_dataset, run_diagnose  # doctest: +SKIP
+    >>> run = run_diagnose(load_model("efficientnet_lite0"), open_dataset("samples"), "runs/lite0",
+    ...                    DiagnoseSettings(methods=("gradcam", "case"), n=0))  # doctest: +SKIP
 
 The names below import lazily (PEP 562): ``import case_saliency`` costs no torch import, so the
 command line's ``--help`` and modules that need no tensors stay fast.
@@ -14,10 +21,6 @@ from __future__ import annotations
 import importlib
 from importlib.metadata import PackageNotFoundError, version
 from typing import TYPE_CHECKING, Any
-
-from . import _moved
-
-_moved.install()
 
 try:
     __version__ = version("case-saliency")
@@ -37,7 +40,14 @@ _EXPORTS: dict[str, str] = {
                      "GradCAMPlusPlus", "GuidedGradCAM", "HiResCAM", "InputXGradient", "IntegratedGradients",
                      "LayerCAM", "RandomMap", "Saliency", "SaliencyMethod", "ScoreCAM", "SmoothGrad", "XGradCAM",
                      "explain_many", "get_method", "method_names", "register"], "methods"),
+    **dict.fromkeys(["ClassRequest", "RawMaps"], "methods.base"),
+    "topk_agreement": "metrics.agreement",
     **dict.fromkeys(["LoadedModel", "load_model"], "models"),
+    "open_dataset": "data",
+    **dict.fromkeys(["DiagnoseSettings", "FidelitySettings", "InvalidSettings", "RunSettings"], "runs.settings"),
+    "RunDir": "runs.rundir",
+    "run_diagnose": "runs.diagnose",
+    "run_fidelity": "runs.fidelity",
 }
 
 __all__ = [*_EXPORTS, "__version__"]
@@ -68,4 +78,11 @@ if TYPE_CHECKING:  # what type checkers and IDEs see; at run time the names abov
                           GuidedGradCAM, HiResCAM, InputXGradient, IntegratedGradients, LayerCAM, RandomMap, Saliency,
                           SaliencyMethod, ScoreCAM, SmoothGrad, XGradCAM, explain_many, get_method, method_names,
                           register)
+    from .data import open_dataset
+    from .methods.base import ClassRequest, RawMaps
+    from .metrics.agreement import topk_agreement
     from .models import LoadedModel, load_model
+    from .runs.diagnose import run_diagnose
+    from .runs.fidelity import run_fidelity
+    from .runs.rundir import RunDir
+    from .runs.settings import DiagnoseSettings, FidelitySettings, InvalidSettings, RunSettings

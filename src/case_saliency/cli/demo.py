@@ -22,11 +22,13 @@ def demo(
     Grad-CAM and CASE maps for both, and their top-5% agreement. No network needed. Writes PNG
     figures, report.html, summary.json and a diagnose run directory to --out, and prints a table."""
     from ..models.zoo import WeightsUnavailable
-    from ..report.demo import OutputFolderInUse, format_table, run_demo
+    from ..report.photos import draw_demo
+    from ..workflows.demo import OutputFolderInUse, format_table, run_demo
 
     started = time.time()
     try:
         summary = run_demo(out, model_name=model, k_percent=k, report=report)
+        draw_demo(out, summary)
     except OutputFolderInUse as error:
         typer.echo(f"error: {error}", err=True)
         raise typer.Exit(2) from None

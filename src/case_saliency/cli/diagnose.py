@@ -52,26 +52,24 @@ def diagnose(
     class_names: Path | None = mo.CLASS_NAMES,
 ) -> None:
     """Class sensitivity: agreement of each method's top-1 and top-2 maps, with a Wilcoxon test per method."""
-    from ..runs import run_diagnose
-
-    from ..metrics.agreement import SPARSE_POLICIES, TIE_POLICIES
+    from ..runs.diagnose import run_diagnose
+    from ..runs.settings import DiagnoseSettings
 
     percents = opt.parse_percents(k)
-    if ties not in TIE_POLICIES or sparse not in SPARSE_POLICIES:
-        raise opt.fail(f"--ties {ties} / --sparse {sparse}: use one of {', '.join(TIE_POLICIES)} / "
-                       f"{', '.join(SPARSE_POLICIES)}")
     if n < 0 or batch_size < 1 or gallery < 0:
         raise opt.fail("--num-images and --gallery must be >= 0 and --batch-size >= 1")
-    loaded, dataset, names, contrast, matrix = opt.resolve_inputs(model, weights, data, root, methods, contrast_k,
-                                                                  confusion, device, contrast,
-                                                                  mo.model_options(size, crop, mean, std, class_names),
-                                                                  diagnostic=True)
+    settings = opt.settings_or_exit(lambda: DiagnoseSettings(
+        methods=tuple(opt.parse_list(methods, "methods")), n=n, seed=seed, k_percent=tuple(percents),
+        threshold=threshold, alpha=alpha, layer=layer, correct_only=correct_only, batch_size=batch_size,
+        gallery=gallery, signed=signed, ties=ties, sparse=sparse, weights=weights, dataset=data,
+        command=opt.this_command()))
+    loaded, dataset, names, spec, matrix = opt.resolve_inputs(model, weights, data, root, methods, contrast_k,
+                                                              confusion, device, contrast,
+                                                              mo.model_options(size, crop, mean, std, class_names),
+                                                              diagnostic=True)
     if pairs:
         dataset = mo.pair_subset(loaded, dataset, pairs, progress=not quiet)
     opt.check_layer(loaded, layer)
-    opt.execute(lambda: run_diagnose(loaded, dataset, out, methods=names, n=n, seed=seed, k_percent=percents,
-                                     threshold=threshold, alpha=alpha, layer=layer, contrast=contrast,
-                                     correct_only=correct_only, batch_size=batch_size, gallery=gallery, signed=signed,
-                                     dataset_name=data, progress=not quiet, command=opt.this_command(), workers=workers,
-                                     weights=weights, confusion=matrix, ties=ties, sparse=sparse),
-                out, {"correction": "holm" if holm else None})
+    chosen = settings.with_(methods=tuple(names), contrast=spec)
+    opt.run_and_summarize(lambda: run_diagnose(loaded, dataset, out, chosen, confusion=matrix, progress=not quiet,
+                                     workers=workers), out, {"correction": "holm" if holm else None})

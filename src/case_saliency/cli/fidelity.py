@@ -44,23 +44,19 @@ def fidelity(
     class_names: Path | None = mo.CLASS_NAMES,
 ) -> None:
     """Fidelity: confidence drop after removing the top-k% pixels, deletion/insertion AUC, CASE vs each method."""
-    from ..metrics import FILLS
-    from ..runs import run_fidelity
+    from ..runs.fidelity import run_fidelity
+    from ..runs.settings import FidelitySettings
 
-    if fill not in FILLS:
-        raise opt.fail(f"--fill {fill!r} is not one of {', '.join(FILLS)}")
-    if not 0 < k <= 100:
-        raise opt.fail(f"--k {k:g} is outside (0, 100]; give a percentage such as 50")
     if n < 0 or steps < 0 or batch_size < 1 or eval_batch_size < 1:
         raise opt.fail("--num-images and --steps must be >= 0, --batch-size and --eval-batch-size >= 1")
-    loaded, dataset, names, contrast, matrix = opt.resolve_inputs(model, weights, data, root, methods, contrast_k,
-                                                                  confusion, device, contrast,
-                                                                  mo.model_options(size, crop, mean, std, class_names))
+    settings = opt.settings_or_exit(lambda: FidelitySettings(
+        methods=tuple(opt.parse_list(methods, "methods")), n=n, seed=seed, k_percent=k, fill=fill, steps=steps,
+        correct_only=correct_only, alpha=alpha, layer=layer, batch_size=batch_size, eval_batch_size=eval_batch_size,
+        weights=weights, dataset=data, command=opt.this_command()))
+    loaded, dataset, names, spec, matrix = opt.resolve_inputs(model, weights, data, root, methods, contrast_k,
+                                                              confusion, device, contrast,
+                                                              mo.model_options(size, crop, mean, std, class_names))
     opt.check_layer(loaded, layer)
-    opt.execute(lambda: run_fidelity(loaded, dataset, out, methods=names, n=n, seed=seed, k_percent=k, fill=fill,
-                                     steps=steps, correct_only=correct_only, alpha=alpha, layer=layer,
-                                     contrast=contrast,
-                                     batch_size=batch_size, eval_batch_size=eval_batch_size, dataset_name=data,
-                                     progress=not quiet, command=opt.this_command(), workers=workers, weights=weights,
-                                     confusion=matrix),
-                out, {"correction": "holm" if holm else None})
+    chosen = settings.with_(methods=tuple(names), contrast=spec)
+    opt.run_and_summarize(lambda: run_fidelity(loaded, dataset, out, chosen, confusion=matrix, progress=not quiet,
+                                     workers=workers), out, {"correction": "holm" if holm else None})

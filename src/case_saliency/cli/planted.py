@@ -29,7 +29,7 @@ def planted(
     with a bootstrap 95 % interval. Writes rows.csv, mosaic_rows.csv and summary.json in --out."""
     import torch
 
-    from ..runs.common import check_methods
+    from ..runs.runner import check_methods
     from ..workflows.planted import PlantedSettings, format_summary, run_planted
 
     if threads:

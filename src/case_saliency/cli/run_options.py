@@ -27,7 +27,8 @@ def parse_list(text: str, what: str) -> list[str]:
 
 
 def parse_percents(values: list[str]) -> list[float]:
-    out = []
+    """--k values (repeated or comma-separated), each checked; repeats dropped in order."""
+    out: list[float] = []
     for value in values:
         for part in str(value).split(","):
             try:
@@ -36,7 +37,8 @@ def parse_percents(values: list[str]) -> list[float]:
                 raise fail(f"--k {part!r} is not a number; give percentages such as --k 5 or --k 5,10") from None
             if not 0 < k <= 100:
                 raise fail(f"--k {k:g} is outside (0, 100]; give a percentage such as 5")
-            out.append(k)
+            if k not in out:
+                out.append(k)
     return out
 
 
@@ -53,7 +55,7 @@ def resolve_inputs(model: str, weights: str | None, data: str, root: str | None,
 
     from ..core.contrast import build_contrast, contrast_spec, default_contrast
     from ..data import open_dataset
-    from ..runs.common import check_methods
+    from ..runs.runner import check_methods
 
     try:
         names = check_methods(methods)
@@ -126,10 +128,20 @@ def check_layer(loaded: Any, layer: str | None) -> None:
                    + (f"; closest names: {close}" if close else "")) from None
 
 
-def execute(run: Callable[[], Path], run_dir: Path, summary_options: dict) -> None:
+def settings_or_exit(make: Callable[[], Any]) -> Any:
+    """The run's settings value; a bad setting exits 2 naming it, before the model is loaded."""
+    from ..runs.settings import InvalidSettings
+
+    try:
+        return make()
+    except InvalidSettings as error:
+        raise fail(str(error)) from None
+
+
+def run_and_summarize(run: Callable[[], Path], run_dir: Path, summary_options: dict) -> None:
     """Run, then print the summary; ValueError (bad settings, e.g. a run directory holding another
-    run) exits 2, anything else 1."""
-    from ..runs.store import read_run
+    run, or written by another process) exits 2, anything else 1."""
+    from ..runs.rundir import RunDir
     from ..runs.summary import format_summary, summarize_run
 
     try:
@@ -144,7 +156,7 @@ def execute(run: Callable[[], Path], run_dir: Path, summary_options: dict) -> No
 
     if not from_env().main:  # under torchrun, rank 0 prints for the run
         return
-    stored = read_run(run_dir)
+    stored = RunDir.read(run_dir)
     failed = stored.every_row_failed()
     if failed is not None:  # a run with nothing but errors is a failure, whatever its cause
         raise fail(f"every one of the {len(stored.rows)} rows of {run_dir / 'results.csv'} records an error; "

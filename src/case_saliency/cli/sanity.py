@@ -39,7 +39,7 @@ def sanity(
     from ..data import open_dataset
     from ..models import load_model
     from ..models.zoo import WeightsUnavailable
-    from ..runs.common import check_methods
+    from ..runs.runner import check_methods
     from ..runs.store import atomic_write, write_json
     from ..workflows.sanity import format_summary, sanity_rows, summarise
 

@@ -95,11 +95,3 @@ def transformer_default(model: nn.Module) -> tuple[str, Reshape] | None:
         if blocks:
             return f"{blocks[-1]}.layernorm_before", prefix_free_reshape
     return None
-
-
-def __getattr__(name: str) -> object:
-    if name in ("default_layer", "spatial_layers"):  # they run the model with hooks, so they live in ``capture``
-        from . import capture
-
-        return getattr(capture, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

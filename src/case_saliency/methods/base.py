@@ -11,8 +11,6 @@ forward passes; the map is then ``sum_c w_c A_c``.
 from __future__ import annotations
 
 import copy
-import warnings
-from abc import ABCMeta
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -84,33 +82,23 @@ def method_names() -> list[str]:
     return names
 
 
-class _KeywordOptions(ABCMeta):
-    """Enforces the constructor contract ``Method(model, *, target_layer=None, reshape=None, **options)``.
-
-    A second positional argument is still read as the method's first former positional parameter
-    (``target_layer`` for layer methods), with a DeprecationWarning; more positional arguments are
-    refused, because the former orders differed between methods (``CASE(model, "layer4", vit_reshape)``
-    bound the reshape to ``contrast``).
-    Every method also takes ``output=``: a function picking the logits (B, K) from what the model's
-    forward returns (``core.outputs``; tuples, mappings and ``.logits`` objects need none).
-    """
+class _Constructor(type):
+    """Builds every method as ``Method(model, *, target_layer=None, reshape=None, output=None, **options)``:
+    ``output`` (a function picking the logits (B, K) from what the model's forward returns, see
+    ``core.outputs``; tuples, mappings and ``.logits`` objects need none) wraps the model before the
+    method's own constructor sees it. Options are keyword-only: a second positional argument is refused
+    (formerly ``CASE(model, "layer4", vit_reshape)`` bound the reshape to ``contrast``)."""
 
     def __call__(cls, *args: Any, **kwargs: Any) -> Any:
-        output = kwargs.pop("output", None)
-        if output is not None and args:
-            args = (with_output(args[0], output), *args[1:])
-        if len(args) > 2:
+        if len(args) > 1:
             raise TypeError(f"{cls.__name__} takes the model as its only positional argument; pass target_layer=, "
-                            f"reshape= and the method's options (e.g. contrast=) by keyword")
-        if len(args) == 2:
-            legacy = getattr(cls, "legacy_positional", "target_layer")
-            if legacy in kwargs:
-                raise TypeError(f"{cls.__name__} got {legacy} twice (positionally and by keyword)")
-            warnings.warn(f"{cls.__name__}(model, {args[1]!r}): pass {legacy}={args[1]!r} by keyword; positional "
-                          "options are deprecated and will be refused in the next release", DeprecationWarning,
-                          stacklevel=2)
-            kwargs[legacy] = args[1]
-            args = args[:1]
+                            "reshape= and the method's options (e.g. contrast=) by keyword")
+        output = kwargs.pop("output", None)
+        if output is not None:
+            if args:
+                args = (with_output(args[0], output),)
+            elif "model" in kwargs:
+                kwargs["model"] = with_output(kwargs["model"], output)
         return super().__call__(*args, **kwargs)
 
 
@@ -198,7 +186,7 @@ def weighted_sum(weights: Tensor, activations: Tensor) -> Tensor:
     return torch.einsum("bmc,bchw->bmhw", weights, activations)
 
 
-class SaliencyMethod(metaclass=_KeywordOptions):
+class SaliencyMethod(metaclass=_Constructor):
     """A saliency method bound to a model; a subclass defines ``raw_maps`` (the template, ``explain``,
     does the rest).
 
@@ -214,7 +202,6 @@ class SaliencyMethod(metaclass=_KeywordOptions):
 
     name = "method"
     uses_layer = True  # False: the method works without a target layer (target_layer is ignored)
-    legacy_positional = "target_layer"  # the parameter a deprecated second positional argument fills
     contrast: ContrastStrategy | None = None  # contrastive methods: the strategy of their contrast classes
     default_variant: str | None = None  # for wrappers (CASE): the base a bare name means
 

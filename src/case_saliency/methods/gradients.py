@@ -107,7 +107,6 @@ class CaptumMethod(SaliencyMethod):
     """
 
     uses_layer = False
-    legacy_positional = "channels"
 
     def __init__(self, model: ModelInput, *, target_layer: LayerSpec | None = None, reshape: Reshape | None = None,
                  channels: str = "sum", max_memory: int | None = None):
@@ -301,7 +300,6 @@ class GuidedGradCAM(CaptumMethod):
     """
 
     uses_layer = True
-    legacy_positional = "target_layer"
 
     def attribute(self, images: Tensor, classes: Tensor) -> Tensor:
         from captum.attr import GuidedGradCam

@@ -29,7 +29,6 @@ class RandomMap(SaliencyMethod):
     """
 
     uses_layer = False
-    legacy_positional = "seed"
 
     def __init__(self, model: ModelInput, *, target_layer: LayerSpec | None = None, reshape: Reshape | None = None,
                  seed: int = 0, grid: int | tuple[int, int] | None = None):

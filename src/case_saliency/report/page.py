@@ -14,7 +14,7 @@ from pathlib import Path
 from collections.abc import Sequence
 
 from ..runs.store import atomic_write
-from .rundir import Run, read_run, safe_name
+from .rundir import Run, check_report_target, read_run, safe_name
 from .sections import combined_table, run_sections, run_subtitle, run_title
 from .tables import e
 
@@ -92,6 +92,7 @@ def write_report(run_dir: Path, out: Path | None = None, *, more_runs: Sequence[
     """
     runs = [read_run(Path(path)) for path in (run_dir, *more_runs)]
     out = Path(out) if out is not None else runs[0].path / "report.html"
+    check_report_target(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     paths = " ".join(shlex.quote(str(run.path)) for run in runs)
     options = "".join([f" --out {shlex.quote(str(out))}" if out != runs[0].path / "report.html" else "",

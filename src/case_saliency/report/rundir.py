@@ -12,10 +12,12 @@ from pathlib import Path
 
 import numpy as np
 
-from ..runs.store import KINDS, RunDirError, legacy_stem
-from ..runs.store import read_run as store_read_run
+from ..runs.rows import ROW_TYPES
+from ..runs.rundir import RunDir
+from ..runs.store import RunDirError, legacy_stem
 
-__all__ = ["KINDS", "RunDirError", "GalleryItem", "Run", "read_run", "to_float", "safe_name"]
+KINDS = tuple(ROW_TYPES)
+__all__ = ["KINDS", "RunDirError", "GalleryItem", "Run", "read_run", "to_float", "safe_name", "check_report_target"]
 
 
 @dataclass
@@ -33,16 +35,36 @@ class GalleryItem:
 
 @dataclass
 class Run:
-    """A run directory read into memory."""
+    """The report's view of a run directory (``runs.rundir.RunDir``, the one reader): its rows,
+    settings and meta, plus the gallery images and confusion.npy read as arrays."""
 
-    path: Path
-    kind: str
-    config: dict
-    meta: dict
-    rows: list[dict[str, str]]
-    class_names: list[str] | None
+    stored: RunDir
     gallery: list[GalleryItem] = field(default_factory=list)
     confusion: np.ndarray | None = None
+
+    @property
+    def path(self) -> Path:
+        return self.stored.path
+
+    @property
+    def kind(self) -> str:
+        return self.stored.kind
+
+    @property
+    def config(self) -> dict:
+        return self.stored.config
+
+    @property
+    def meta(self) -> dict:
+        return self.stored.meta
+
+    @property
+    def rows(self) -> list[dict[str, str]]:
+        return self.stored.rows
+
+    @property
+    def class_names(self) -> list[str] | None:
+        return self.stored.class_names
 
     @property
     def model(self) -> str:
@@ -108,29 +130,18 @@ def safe_name(text: str) -> str:
 
 
 def read_run(run_dir: Path) -> Run:
-    """Read a run directory through the run store's reader (``runs.store.read_run``: config.json,
-    meta.json and a validated results.csv), plus its gallery and confusion.npy."""
-    stored = store_read_run(run_dir)
-    run = Run(stored.path, stored.kind, stored.config, stored.meta, stored.rows,
-              _class_names(stored.meta.get("class_names"), stored.path / "meta.json"))
+    """Read a run directory through ``RunDir.read`` (config.json, meta.json and a validated
+    results.csv, every field checked), plus its gallery and confusion.npy."""
+    stored = RunDir.read(run_dir, kinds=("diagnose", "fidelity"))
+    run = Run(stored)
     run.gallery = _read_gallery(stored.gallery_files())
     if (stored.path / "confusion.npy").exists():
         run.confusion = np.load(stored.path / "confusion.npy", allow_pickle=False).astype(np.float64)
     return run
 
 
-def _class_names(names: object, path: Path) -> list[str] | None:
-    """meta.json's ``class_names``: a list of names (numbers allowed: a label set of numbers), or null."""
-    if names is None or names == []:
-        return None
-    if not isinstance(names, list) or not all(isinstance(n, (str, int, float)) for n in names):
-        raise RunDirError(f"{path}: class_names is {repr(names)[:60]}, not a list of class names (one per model "
-                          "output); restore the file from the run's command, or set it to null")
-    return [str(n) for n in names]
-
-
 def _read_gallery(files: dict[str, Path]) -> list[GalleryItem]:
-    """Gallery files in the order their images first appear in results.csv (``StoredRun.gallery_files``)."""
+    """Gallery files in the order their images first appear in results.csv (``RunDir.gallery_files``)."""
     items = []
     for image_id, path in files.items():
         try:
@@ -145,3 +156,29 @@ def _read_gallery(files: dict[str, Path]) -> list[GalleryItem]:
                                      int(np.asarray(data["label"]).ravel()[0]) if "label" in data.files else -1,
                                      maps))
     return items
+
+
+# What a run directory holds (docs/run-format.md): a report never writes over one of these.
+RUN_FILES = ("results.csv", "config.json", "meta.json", "confusion.npy", "run.lock")
+
+
+def check_report_target(out: Path) -> None:
+    """Refuse a report ``out`` that would replace something that is not a report: a folder, a file of
+    a run directory, or an existing file that is not an HTML page this package wrote.
+
+    Raises:
+        RunDirError: naming ``out`` and what it holds.
+    """
+    out = Path(out)
+    if out.is_dir():
+        raise RunDirError(f"--out {out} is a folder; give the HTML file to write, e.g. {out / 'report.html'}")
+    if out.name in RUN_FILES or out.suffix in (".csv", ".npz", ".npy", ".pt", ".pth"):
+        raise RunDirError(f"--out {out} would replace a run's data file; give an .html file")
+    if out.exists():
+        try:
+            head = out.open("rb").read(512).decode("utf-8", errors="replace").lstrip().lower()
+        except OSError:
+            head = ""
+        if not head.startswith("<!doctype html"):
+            raise RunDirError(f"--out {out} exists and is not an HTML report; give a new file (a report is only "
+                              "written over an earlier report)")

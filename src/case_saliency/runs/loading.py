@@ -7,10 +7,20 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import torch
 from torch import Tensor
+
+
+class ImageSource(Protocol):
+    """What a run reads images from (``case_saliency.data.open_dataset`` returns one): a sized,
+    indexable source, ``source[i] -> (PIL image, label (-1 unknown), image_id)``. It may also tell an
+    id without decoding (``image_id(i)``), its ``identity()``, ``name`` and ``class_names``."""
+
+    def __len__(self) -> int: ...
+
+    def __getitem__(self, index: int) -> tuple[Any, int, str]: ...
 
 
 def error_text(exc: BaseException) -> str:
@@ -18,12 +28,21 @@ def error_text(exc: BaseException) -> str:
     return " ".join(f"{type(exc).__name__}: {exc}".split())[:500]
 
 
-def item_id(dataset: Any, index: int) -> str:
+def one_line(image_id: str) -> str:
+    """An image id as the run stores it: ids holding a line break (a file name with a newline) get it
+    escaped (``\\n``, ``\\r``, and ``\\\\`` for a backslash), so that the id survives results.csv's
+    one-row-per-line format and a resume finds it again; every other id is kept as it is."""
+    if "\n" not in image_id and "\r" not in image_id:
+        return image_id
+    return image_id.replace("\\", "\\\\").replace("\n", "\\n").replace("\r", "\\r")
+
+
+def item_id(dataset: ImageSource, index: int) -> str:
     """The stable id of dataset item ``index`` without decoding it where the dataset can tell
     (``dataset.image_id(index)``); else from the item itself; ``#<index>`` when it cannot be read."""
     getter = getattr(dataset, "image_id", None)
     try:
-        return str(getter(int(index))) if callable(getter) else str(dataset[int(index)][2])
+        return one_line(str(getter(int(index))) if callable(getter) else str(dataset[int(index)][2]))
     except Exception:  # an unreadable item still needs a name in the error row
         return f"#{int(index)}"
 
@@ -51,11 +70,11 @@ class Batch:
         return len(self.ids)
 
 
-class SampleItems(torch.utils.data.Dataset):
+class SampleItems(torch.utils.data.Dataset[tuple[Tensor | None, int, str, str]]):
     """Map-style view of a run's sample: item ``p`` is the sample's ``p``-th image, transformed:
     ``(tensor or None, label, image_id, error text)``."""
 
-    def __init__(self, dataset: Any, transform: Callable, sample: Sequence[int],
+    def __init__(self, dataset: ImageSource, transform: Callable[[Any], Tensor], sample: Sequence[int],
                  sample_ids: Sequence[str] | None = None):
         self.dataset, self.transform = dataset, transform
         self.sample = list(sample)
@@ -67,7 +86,7 @@ class SampleItems(torch.utils.data.Dataset):
     def __getitem__(self, position: int) -> tuple[Tensor | None, int, str, str]:
         try:
             image, label, image_id = self.dataset[int(self.sample[position])]
-            return self.transform(image), int(label), str(image_id), ""
+            return self.transform(image), int(label), one_line(str(image_id)), ""
         except Exception as error:  # recorded in this image's rows; the run goes on
             image_id = self.sample_ids[position] if self.sample_ids is not None else \
                 item_id(self.dataset, self.sample[position])
@@ -93,7 +112,8 @@ def default_workers(world: int = 1) -> int:
     return max(0, min(4, cpus // max(world, 1) - 1))
 
 
-def batch_loader(dataset: Any, transform: Callable, sample: Sequence[int], sample_ids: Sequence[str] | None,
+def batch_loader(dataset: ImageSource, transform: Callable[[Any], Tensor], sample: Sequence[int],
+                 sample_ids: Sequence[str] | None,
                  chunks: Sequence[Sequence[int]], *, workers: int = 0, pin_memory: bool = False) -> Iterator[Batch]:
     """Batches of the sample positions in each of ``chunks``, in order, decoded by ``workers``
     processes (0: in this process). Each batch's ``start`` is its chunk's first position."""

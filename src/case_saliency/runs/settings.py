@@ -1,100 +1,341 @@
-"""A run's settings as one typed, frozen value: what ``run_diagnose``/``run_fidelity`` are asked,
-what the loops read, and what config.json stores (``to_json``/``from_json``)."""
+"""A run's settings as typed, frozen values: what ``run_diagnose``/``run_fidelity`` are asked, what the
+loops read, and what config.json stores (``to_json``/``from_json``, docs/run-format.md).
+
+``RunSettings`` holds what every kind shares (the sample, the methods, the model and data identity);
+``DiagnoseSettings`` and ``FidelitySettings`` add their own fields, each with its default decided here
+once. Construction validates every field, so bad settings are named before any row is written.
+Importable without torch: ``summarize`` and ``report`` read config.json through it.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field, fields, replace
-from typing import Any
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, fields, replace
+from typing import Any, ClassVar, TypeVar
 
-# Settings that change the numbers in results.csv: a resumed run must have them unchanged.
-RESULT_KEYS = ("kind", "model", "dataset", "methods", "n", "seed", "k_percent", "layer", "contrast",
-               "contrast_source", "correct_only", "fill", "signed", "steps", "weights", "ties", "sparse")
+from ..core.errors import CaseSaliencyError
+from .defaults import DEFAULT_METHODS
+
+
+# The agreement's policies and fidelity's fills (the names of ``metrics.agreement`` and ``metrics.fidelity``,
+# repeated here so that reading a config needs no torch; tests/test_settings.py checks they are equal).
+TIE_POLICIES: tuple[str, ...] = ("index", "reverse", "authors", "inclusive")
+SPARSE_POLICIES: tuple[str, ...] = ("positive", "pad")
+FILLS: tuple[str, ...] = ("zero", "mean", "blur")
+
+# Perturbed images per forward pass of the fidelity test, chosen by measurement (benchmarks/eval_batch.py, batches
+# 4-64, a loaded 2-core machine): the fastest for Lite0 (5.5 img/s, 4.7 at 32) and a Fashion-MNIST CNN, 95% of
+# resnet50's best (32).
+EVAL_BATCH_SIZE = 64
+
+
+class InvalidSettings(CaseSaliencyError, ValueError):
+    """A setting (or a field of config.json / meta.json) that is not of the expected form; the message
+    names the file (where one was read), the field and the form expected."""
+
+
+# config.json's keys in the order earlier versions wrote them (the file format stays; a kind writes the
+# other kind's fields as their nulls).
+CONFIG_ORDER = ("kind", "model", "dataset", "methods", "n", "seed", "k_percent", "layer", "contrast", "correct_only",
+                "protocol", "contrast_source", "method_contrasts", "ties", "sparse", "weights", "threshold", "alpha",
+                "fill", "signed", "steps", "batch_size", "eval_batch_size", "gallery", "command")
+# What config.json holds for a field a kind does not have.
+ABSENT: dict[str, Any] = {"ties": None, "sparse": None, "threshold": None, "fill": None, "signed": False,
+                          "steps": None, "eval_batch_size": None, "gallery": 0}
+# Settings that do not shape results.csv (the summary's, the batching, provenance): a resume may change them.
+MAY_CHANGE = ("threshold", "alpha", "command", "protocol", "batch_size", "eval_batch_size", "gallery")
+
+
+def _bad(where: str, name: str, value: Any, form: str) -> InvalidSettings:
+    """The one form of a bad-field message: "FILE: FIELD is VALUE, not FORM" (FILE where one was read)."""
+    prefix = f"{where}: " if where else ""
+    return InvalidSettings(f"{prefix}{name} is {_shown(value)}, not {form}")
+
+
+def _shown(value: Any) -> str:
+    """A value as JSON shows it (NaN as nan), cut to 60 characters."""
+    if isinstance(value, float) and math.isnan(value):
+        return "nan"
+    try:
+        import json
+
+        text = json.dumps(value)
+    except (TypeError, ValueError):
+        text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _integer(where: str, name: str, value: Any, low: int | None = None) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) and not (isinstance(value, float) and value.is_integer()):
+        raise _bad(where, name, value, "an integer" + (f" >= {low}" if low is not None else ""))
+    if low is not None and int(value) < low:
+        raise _bad(where, name, value, f"an integer >= {low}")
+    return int(value)
+
+
+def _number(where: str, name: str, value: Any, low: float, high: float, low_open: bool = False) -> float:
+    form = f"a number in {'(' if low_open else '['}{low:g}, {high:g}]"
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or math.isnan(float(value)):
+        raise _bad(where, name, value, form)
+    number = float(value)
+    if number < low or number > high or (low_open and number == low):
+        raise _bad(where, name, value, form)
+    return number
+
+
+def _text(where: str, name: str, value: Any, optional: bool = False, choices: Sequence[str] = ()) -> str | None:
+    if value is None and optional:
+        return None
+    if not isinstance(value, str) or (choices and value not in choices):
+        form = f"one of {', '.join(map(repr, choices))}" if choices else "a text"
+        raise _bad(where, name, value, form + (" or null" if optional else ""))
+    return value
+
+
+def _flag(where: str, name: str, value: Any, optional: bool = False) -> bool | None:
+    if value is None and optional:
+        return None
+    if not isinstance(value, bool):
+        raise _bad(where, name, value, "true or false" + (" or null" if optional else ""))
+    return value
+
+
+Settings = TypeVar("Settings", bound="RunSettings")
 
 
 @dataclass(frozen=True)
 class RunSettings:
-    """Everything that defines a diagnose or fidelity run (docs/run-format.md, config.json).
+    """What every run kind shares (config.json, docs/run-format.md).
 
-    kind: "diagnose" or "fidelity". model, weights, dataset: names as given (weights: file or source, or
-    None). methods: method names, in order. n: images to sample (0: all); seed: the sample's seed.
-    k_percent: diagnose: agreement at each k; fidelity: one k, the share of pixels removed. threshold,
-    alpha: the summary's test (summary-only: may change on resume). layer: the target layer used;
-    contrast: the spec of CASE's contrast where a method spec sets none (``classifier:1``, ...),
-    contrast_source: its confusion matrix file or classifier layer (None for image-level contrasts),
-    method_contrasts: each method label's contrast spec (None for methods without one). ties, sparse:
-    diagnose's agreement policies (``metrics.agreement``; None for fidelity). correct_only and protocol:
-    the images kept, and why (``protocol_for``). fill, steps: fidelity's removal fill and
-    deletion/insertion steps (None for diagnose); signed: diagnose on raw signed maps. batch_size:
-    images per batch (a fixed chunking of the sample, so a resumed run computes the same numbers);
-    eval_batch_size: fidelity's perturbed images per forward; gallery: diagnose images whose maps are
-    kept; command: the command line.
+    Attributes:
+        model: the model's name; weights: the weights file or source given (None: the model's own).
+        dataset: the data spec. methods: method specs, in order (each a column of the comparison).
+        n: images to sample (0: all); seed: the sample's seed.
+        layer: the target layer (None: the model's default; the one used once the run started).
+        contrast: CASE's contrast where a method spec sets none (None: ``core.contrast.default_contrast``,
+            the one place it is decided, applied when the run starts); contrast_source: its confusion
+            matrix file or classifier layer; method_contrasts: each method label's contrast spec (None
+            for methods without one).
+        correct_only: None keeps the correctly classified images where the data has labels (the paper's
+            protocol) and all images where it has none; protocol: that choice in words (set on start).
+        batch_size: images per batch (a fixed chunking of the sample: a resume computes the same numbers).
+        command: the command line that reproduces the run.
+        extra: config.json keys of later versions, kept as read.
     """
 
-    kind: str
-    model: str
-    dataset: str
-    methods: tuple[str, ...]
-    n: int
-    seed: int
-    k_percent: tuple[float, ...]
-    layer: str | None
-    contrast: str
-    correct_only: bool
-    protocol: str = ""
+    kind: ClassVar[str] = ""
+    model: str = ""
+    weights: str | None = None
+    dataset: str = ""
+    methods: tuple[str, ...] = DEFAULT_METHODS
+    n: int = 100
+    seed: int = 0
+    layer: str | None = None
+    contrast: str | None = None
     contrast_source: str | None = None
     method_contrasts: Mapping[str, str | None] = field(default_factory=dict)
-    ties: str | None = None
-    sparse: str | None = None
-    weights: str | None = None
-    threshold: float | None = None
-    alpha: float = 0.05
-    fill: str | None = None
-    signed: bool = False
-    steps: int | None = None
+    correct_only: bool | None = None
+    protocol: str = ""
     batch_size: int = 16
-    eval_batch_size: int | None = None
-    gallery: int = 0
     command: str = ""
-    extra: Mapping[str, Any] = field(default_factory=dict)  # keys of later versions, kept as read
+    extra: Mapping[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        if self.kind not in ("diagnose", "fidelity"):
-            raise ValueError(f"kind={self.kind!r}: a run is 'diagnose' or 'fidelity'")
-        object.__setattr__(self, "methods", tuple(str(m) for m in self.methods))
-        object.__setattr__(self, "k_percent", tuple(float(k) for k in self.k_percent))
+        self._check("")
+
+    def _set(self, name: str, value: Any) -> None:
+        object.__setattr__(self, name, value)
+
+    def _check(self, where: str) -> None:
+        """Validate and normalise every field (``where``: the file read, for the messages)."""
+        methods = self.methods
+        if isinstance(methods, str) or not isinstance(methods, Sequence) or \
+                not all(isinstance(m, str) and m for m in methods):
+            raise _bad(where, "methods", methods, "a list of method specs such as ['gradcam', 'case']")
+        self._set("methods", tuple(dict.fromkeys(methods)))
+        self._set("n", _integer(where, "n", self.n, 0))
+        self._set("seed", _integer(where, "seed", self.seed))
+        self._set("batch_size", _integer(where, "batch_size", self.batch_size, 1))
+        for name in ("model", "dataset", "protocol", "command"):
+            _text(where, name, getattr(self, name))
+        for name in ("weights", "layer", "contrast", "contrast_source"):
+            _text(where, name, getattr(self, name), optional=True)
+        _flag(where, "correct_only", self.correct_only, optional=True)
+        contrasts = self.method_contrasts
+        if not isinstance(contrasts, Mapping) or not all(
+                isinstance(k, str) and (v is None or isinstance(v, str)) for k, v in contrasts.items()):
+            raise _bad(where, "method_contrasts", contrasts, "an object {method label: contrast spec or null}")
+        self._set("method_contrasts", dict(contrasts))
 
     def to_json(self) -> dict[str, Any]:
-        """config.json's object: the fields in order (tuples as lists), then ``extra``."""
-        data = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "extra"}
-        data["methods"], data["k_percent"] = list(self.methods), list(self.k_percent)
-        data["method_contrasts"] = dict(self.method_contrasts)
+        """config.json's object: the keys in the order of earlier versions (tuples as lists), the other
+        kind's fields as nulls, then ``extra``."""
+        own = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "extra"}
+        own["methods"] = list(self.methods)
+        own["method_contrasts"] = dict(self.method_contrasts)
+        own["k_percent"] = self.k_list()
+        data: dict[str, Any] = {"kind": self.kind}
+        data.update({key: own[key] if key in own else ABSENT.get(key) for key in CONFIG_ORDER if key != "kind"})
+        data.update({key: list(value) if isinstance(value, tuple) else value for key, value in own.items()
+                     if key not in data})  # a plug-in kind's own fields
         return {**data, **dict(self.extra)}
 
+    def k_list(self) -> list[float]:
+        """config.json's ``k_percent`` list."""
+        return []
+
     @classmethod
-    def from_json(cls, data: Mapping[str, Any]) -> RunSettings:
-        """A config.json object (also of earlier versions: missing keys take their defaults)."""
+    def from_json(cls, data: Mapping[str, Any], where: str = "config.json") -> RunSettings:
+        """The settings a config.json object holds, of the kind it names (earlier versions too: a
+        missing key takes the default of its version; the other kind's nulls are ignored).
+
+        Raises:
+            InvalidSettings: a field that is not of its form, named with the file and the form expected.
+        """
+        kind = data.get("kind")
+        if kind in PLUGIN_MODULES and kind not in SETTINGS_TYPES:
+            import importlib
+
+            importlib.import_module(PLUGIN_MODULES[str(kind)])  # registers its kind
+        settings_type = SETTINGS_TYPES.get(str(kind))
+        if settings_type is None:
+            raise _bad(where, "kind", kind, f"one of {', '.join(map(repr, SETTINGS_TYPES))}")
+        return settings_type._from_json(data, where)
+
+    @classmethod
+    def _from_json(cls, data: Mapping[str, Any], where: str) -> RunSettings:
         known = {f.name for f in fields(cls)} - {"extra"}
         values = {key: data[key] for key in known if key in data}
-        values.setdefault("methods", ())
-        values.setdefault("k_percent", ())
-        for key in ("model", "dataset", "contrast"):
-            values.setdefault(key, "")
-        for key, default in (("n", 0), ("seed", 0), ("layer", None), ("correct_only", False)):
-            values.setdefault(key, default)
-        return cls(**values, extra={key: value for key, value in data.items() if key not in known})
+        values.update(cls._legacy_defaults(data))
+        if "k_percent" in data and "k_percent" in known:
+            values["k_percent"] = cls._k_from_json(data["k_percent"], where)
+        extra = {key: value for key, value in data.items() if key not in known and key not in CONFIG_ORDER}
+        try:
+            settings = cls(**values, extra=extra)
+        except InvalidSettings as error:
+            message = str(error)
+            raise InvalidSettings(message if message.startswith(where) else f"{where}: {message}") from None
+        return settings
+
+    @classmethod
+    def _legacy_defaults(cls, data: Mapping[str, Any]) -> dict[str, Any]:
+        """Values of keys that configs of earlier versions lack, where the default has changed since."""
+        return {}
+
+    @classmethod
+    def _k_from_json(cls, value: Any, where: str) -> Any:
+        return value
 
     def result_differences(self, other: RunSettings) -> list[str]:
-        """The result-shaping settings (``RESULT_KEYS``) that differ, as "key: this there, other now"."""
+        """The settings that shape results.csv and differ, as "key: X there, Y now"."""
         mine, theirs = self.to_json(), other.to_json()
-        return [f"{key}: {mine.get(key)!r} there, {theirs.get(key)!r} now" for key in RESULT_KEYS
+        keys = [key for key in dict.fromkeys([*mine, *theirs]) if key not in MAY_CHANGE]
+        return [f"{key}: {mine.get(key)!r} there, {theirs.get(key)!r} now" for key in keys
                 if mine.get(key) != theirs.get(key)]
 
-    def with_(self, **changes: Any) -> RunSettings:
+    def with_(self: Settings, **changes: Any) -> Settings:
+        """A copy with ``changes`` (validated again)."""
         return replace(self, **changes)
 
-    def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
+
+def _k_percent(where: str, value: Any) -> float:
+    return _number(where, "k_percent", value, 0.0, 100.0, low_open=True)
+
+
+@dataclass(frozen=True)
+class DiagnoseSettings(RunSettings):
+    """The class-sensitivity diagnostic's settings (``run_diagnose``).
+
+    Attributes:
+        k_percent: the agreement at each k (percent of the pixels, in (0, 100]; repeats dropped).
+        threshold: the summary's agreement threshold (percent, [0, 100]); alpha: its significance level.
+        ties, sparse: the agreement's tie order and sparse-map policy (``metrics.agreement``).
+        signed: rank raw signed maps (no ReLU). gallery: images whose maps are kept for the report.
+    """
+
+    kind: ClassVar[str] = "diagnose"
+    k_percent: tuple[float, ...] = (5.0,)
+    threshold: float = 50.0
+    alpha: float = 0.05
+    ties: str = "index"
+    sparse: str = "positive"
+    signed: bool = False
+    gallery: int = 8
+
+    def _check(self, where: str) -> None:
+        super()._check(where)
+        ks = self.k_percent
+        if isinstance(ks, (int, float)) and not isinstance(ks, bool):
+            ks = (ks,)
+        if isinstance(ks, str) or not isinstance(ks, Sequence) or not ks:
+            raise _bad(where, "k_percent", ks, "a list of one or more percentages in (0, 100], e.g. [5]")
+        self._set("k_percent", tuple(dict.fromkeys(_k_percent(where, k) for k in ks)))
+        self._set("threshold", _number(where, "threshold", self.threshold, 0.0, 100.0))
+        self._set("alpha", _number(where, "alpha", self.alpha, 0.0, 1.0))
+        _text(where, "ties", self.ties, choices=TIE_POLICIES)
+        _text(where, "sparse", self.sparse, choices=SPARSE_POLICIES)
+        _flag(where, "signed", self.signed)
+        self._set("gallery", _integer(where, "gallery", self.gallery, 0))
+
+    def k_list(self) -> list[float]:
+        return list(self.k_percent)
+
+    @classmethod
+    def _legacy_defaults(cls, data: Mapping[str, Any]) -> dict[str, Any]:
+        # Runs written before the sparse policy existed counted padding pixels (the paper's "pad"), and
+        # before ties existed ranked ties by index; a missing threshold or alpha is the default.
+        return {key: value for key, value in (("ties", "index"), ("sparse", "pad"), ("threshold", 50.0),
+                                              ("alpha", 0.05)) if data.get(key) is None}
+
+
+@dataclass(frozen=True)
+class FidelitySettings(RunSettings):
+    """The fidelity test's settings (``run_fidelity``).
+
+    Attributes:
+        k_percent: share of the most salient pixels removed for the confidence drop (percent, (0, 100]).
+        fill: what removed pixels become: "zero" (0 in the normalised input, the paper's), "mean" or
+            "blur"; also the deletion substrate. steps: deletion/insertion steps (0 skips the curves).
+        alpha: the paired tests' significance level. eval_batch_size: perturbed images per forward.
+    """
+
+    kind: ClassVar[str] = "fidelity"
+    k_percent: float = 50.0
+    fill: str = "zero"
+    steps: int = 20
+    alpha: float = 0.05
+    eval_batch_size: int = EVAL_BATCH_SIZE
+
+    def _check(self, where: str) -> None:
+        super()._check(where)
+        self._set("k_percent", _k_percent(where, self.k_percent))
+        _text(where, "fill", self.fill, choices=FILLS)
+        self._set("steps", _integer(where, "steps", self.steps, 0))
+        self._set("alpha", _number(where, "alpha", self.alpha, 0.0, 1.0))
+        self._set("eval_batch_size", _integer(where, "eval_batch_size", self.eval_batch_size, 1))
+
+    def k_list(self) -> list[float]:
+        return [self.k_percent]
+
+    @classmethod
+    def _k_from_json(cls, value: Any, where: str) -> Any:
+        if isinstance(value, list) and len(value) == 1:
+            return value[0]
+        if isinstance(value, list):
+            raise _bad(where, "k_percent", value, "a list of one percentage in (0, 100]")
+        return value
+
+    @classmethod
+    def _legacy_defaults(cls, data: Mapping[str, Any]) -> dict[str, Any]:
+        return {key: value for key, value in (("alpha", 0.05), ("eval_batch_size", EVAL_BATCH_SIZE),
+                                              ("steps", 20), ("fill", "zero")) if data.get(key) is None}
+
+
+# Every kind's settings type, by kind (a kind registered by ``runs.runner.register`` adds its own).
+SETTINGS_TYPES: dict[str, type[RunSettings]] = {"diagnose": DiagnoseSettings, "fidelity": FidelitySettings}
+# The package's plug-in kinds, imported (and so registered) when a reader meets one of their runs.
+PLUGIN_MODULES: dict[str, str] = {"explain-many": "case_saliency.runs.explain_many"}
 
 
 def has_labels(dataset: Any) -> bool:
@@ -109,9 +350,13 @@ def has_labels(dataset: Any) -> bool:
 
 
 def protocol_for(correct_only: bool | None, labelled: bool) -> tuple[bool, str]:
-    """The one protocol rule of diagnose and fidelity: (correct_only, the sentence config.json and
+    """The one protocol rule of every run kind: (correct_only, the sentence config.json and
     the output state). Unless asked otherwise, the paper's protocol, correctly classified images
-    only, where the data has labels; all images where it has none."""
+    only, where the data has labels; all images where it has none.
+
+    Raises:
+        ValueError: ``correct_only`` asked on data without labels.
+    """
     if correct_only is None:
         if labelled:
             return True, "correctly classified images only (the default where the data has labels; the paper's)"
@@ -124,7 +369,7 @@ def protocol_for(correct_only: bool | None, labelled: bool) -> tuple[bool, str]:
     return False, "all images (asked)"
 
 
-def sample_warning(info: dict) -> str | None:
+def sample_warning(info: Mapping[str, Any]) -> str | None:
     """One line saying that a run's sample is smaller than asked, and why; None when it is not."""
     if not info.get("short") or not info.get("requested"):  # requested 0: all images, never short
         return None

@@ -1,5 +1,6 @@
-"""The run directory on disk (see docs/run-format.md), owned by this one module: atomic writes, the
-file names of images, the validated results table, and the one reader of a run directory.
+"""The files of a run directory (see docs/run-format.md): atomic writes, the file names of images and
+the validated results table. ``runs.rundir.RunDir`` is the one owner of the directory; it writes and
+reads through these.
 
 Durability: every (image, method) pair's rows are formatted in memory and appended with one
 ``write`` on a file opened with O_APPEND, then fsync'd, so a SIGKILL leaves at worst one partial
@@ -10,7 +11,7 @@ naming file and line; the rows of a pair that has fewer rows than a complete pai
 then resuming skips exactly the pairs that are complete and recomputes the rest. Text fields are
 kept on one line (newlines become spaces), so "a line" and "a row" are the same thing.
 
-Readers (``read_results``, ``read_run``) never change a run: ``summarize`` and ``report`` refuse a
+Readers (``read_results``, ``RunDir.read``) never change a run: ``summarize`` and ``report`` refuse a
 damaged table, naming the file and the line.
 """
 
@@ -31,28 +32,10 @@ from pathlib import Path
 from typing import IO, Any
 
 from ..core.errors import CaseSaliencyError
+from .rows import column_types
 
 log = logging.getLogger("case_saliency")
 
-# Column -> type of its cells: text, float ("nan" or empty = missing), int, bool, or a space-separated
-# list of floats/ints (may be empty). A column keeps its type in every kind of run.
-COLUMN_TYPES: dict[str, str] = {
-    "image_id": "text", "method": "text", "k_percent": "float", "agreement": "float", "spearman": "float",
-    "ssim": "float", "degenerate": "bool", "class1": "int", "class2": "int", "prob1": "float", "prob2": "float",
-    "label": "int", "contrast1": "ints", "contrast2": "ints", "error": "text",
-    "pred": "int", "prob_before": "float", "prob_after": "float", "drop_relative": "float",
-    "drop_absolute": "float", "deletion_auc": "float", "insertion_auc": "float", "deletion_curve": "floats",
-    "insertion_curve": "floats", "positive1": "int", "positive2": "int", "sparse": "bool",
-    "other_in_contrast": "bool", "contrast": "ints",
-}
-DIAGNOSE_COLUMNS = ["image_id", "method", "k_percent", "agreement", "spearman", "ssim", "degenerate", "class1",
-                    "class2", "prob1", "prob2", "label", "contrast1", "contrast2", "other_in_contrast", "positive1",
-                    "positive2", "sparse", "error"]
-FIDELITY_COLUMNS = ["image_id", "method", "label", "pred", "prob_before", "prob_after", "drop_relative",
-                    "drop_absolute", "deletion_auc", "insertion_auc", "deletion_curve", "insertion_curve",
-                    "degenerate", "contrast", "error"]
-COLUMNS = {"diagnose": DIAGNOSE_COLUMNS, "fidelity": FIDELITY_COLUMNS}
-KINDS = tuple(COLUMNS)
 CHECK_COLUMN = "crc32"  # the last cell of every row: crc32 of the line before it, 8 hex digits
 
 
@@ -126,7 +109,7 @@ def save_npz(path: str | Path, **arrays: Any) -> Path:
     return atomic_write(path, lambda handle: np.savez_compressed(handle, **arrays))
 
 
-def read_json(path: str | Path) -> dict:
+def read_json(path: str | Path) -> dict[str, Any]:
     """A JSON object from ``path``; a file that is not one raises ``RunDirError`` naming it."""
     path = Path(path)
     try:
@@ -272,7 +255,7 @@ def read_results(path: str | Path, columns: Sequence[str] | None = None) -> Resu
 
     columns: the data columns expected (a different header raises ``RunDirError``); None accepts any
     header of known columns, with or without the crc32 column (tables of earlier versions).
-    Every line is checked: cell count, each cell's type (``COLUMN_TYPES``), and the checksum.
+    Every line is checked: cell count, each cell's type (the row types' ``cell_types``), and the checksum.
     """
     path = Path(path)
     raw = path.read_bytes()
@@ -293,7 +276,8 @@ def read_results(path: str | Path, columns: Sequence[str] | None = None) -> Resu
                               "another version. Use a new run directory")
     elif not found or found[:2] != ["image_id", "method"]:
         raise RunDirError(f"{path} is not a results table of a run (header {physical[0][:200]!r})")
-    types = [COLUMN_TYPES.get(column, "text") for column in found]
+    known = column_types()
+    types = [known.get(column, "text") for column in found]
     result = ResultsFile(path, list(found), partial_tail=keep_upto != len(text), checked=checked)
     width = len(found) + (1 if checked else 0)
     for number, line in enumerate(physical[1:], start=2):
@@ -459,119 +443,3 @@ def parse_cell(kind: str, text: str) -> Any:
     if kind == "ints":
         return [int(v) for v in text.split(" ")] if text else []
     raise ValueError(f"unknown column type {kind!r}")
-
-
-@dataclass
-class StoredRun:
-    """A run directory, read and validated: ``config.json``, ``meta.json`` ({} when absent),
-    results.csv's ``columns`` and ``rows`` (cells as written, one dict per row; every row passed
-    the checks of ``read_results``), the gallery files by image id, and ``confusion.npy``'s path.
-    ``typed_rows()`` gives each cell as a Python value; ``frame()`` a pandas DataFrame."""
-
-    path: Path
-    kind: str
-    config: dict
-    meta: dict
-    columns: list[str]
-    rows: list[dict[str, str]]
-    partial_tail: bool = False
-
-    @property
-    def results_path(self) -> Path:
-        return self.path / "results.csv"
-
-    def typed_rows(self) -> list[dict[str, Any]]:
-        types = {column: COLUMN_TYPES.get(column, "text") for column in self.columns}
-        return [{key: parse_cell(types[key], value) for key, value in row.items()} for row in self.rows]
-
-    def frame(self) -> Any:
-        """The rows as a pandas DataFrame: floats (NaN when missing), ints (nullable), bools, text."""
-        import pandas as pd
-
-        data: dict[str, Any] = {}
-        for column in self.columns:
-            kind = COLUMN_TYPES.get(column, "text")
-            cells = [row[column] for row in self.rows]
-            if kind == "float":
-                data[column] = pd.Series([parse_cell(kind, c) for c in cells], dtype="float64")
-            elif kind == "int":
-                values = [parse_cell(kind, c) for c in cells]
-                data[column] = (pd.Series(values, dtype="int64") if None not in values
-                                else pd.Series(values, dtype="Int64"))
-            elif kind == "bool":
-                data[column] = pd.Series([c == "True" for c in cells], dtype=bool)
-            else:
-                data[column] = pd.Series(cells, dtype=object)
-        return pd.DataFrame(data, columns=self.columns)
-
-    def gallery_files(self) -> dict[str, Path]:
-        """{image_id: gallery file} in the order the images first appear in results.csv, then files
-        of images not in the table yet (by name). Half-written ``*.tmp`` files are never listed."""
-        folder = self.path / "gallery"
-        if not folder.is_dir():
-            return {}
-        files = sorted(p for p in folder.glob("*.npz") if p.is_file())
-        by_stem = {p.stem: p for p in files}
-        out: dict[str, Path] = {}
-        for image_id in dict.fromkeys(row["image_id"] for row in self.rows):
-            path = by_stem.get(file_stem(image_id)) or by_stem.get(legacy_stem(image_id))
-            if path is not None:
-                out[image_id] = path
-        claimed = set(out.values())
-        for path in files:
-            if path not in claimed:
-                out[_stored_id(path)] = path
-        return out
-
-    def every_row_failed(self) -> str | None:
-        """The first error when the table has rows and every one of them records an error, else None."""
-        if self.rows and all(row.get("error") for row in self.rows):
-            return self.rows[0]["error"]
-        return None
-
-
-def _stored_id(path: Path) -> str:
-    """The image id a gallery file records (files of earlier versions: their stem)."""
-    import numpy as np
-
-    try:
-        with np.load(path, allow_pickle=False) as data:
-            if "image_id" in data.files:
-                return str(data["image_id"])
-    except (OSError, ValueError):
-        pass
-    return path.stem
-
-
-def read_run(run_dir: str | Path) -> StoredRun:
-    """Read a run directory for ``summarize``, ``report`` and the demo, without changing it.
-
-    Raises ``RunDirError`` naming the file (and line) when the directory is not a run, a JSON file is
-    not valid, or results.csv has damaged lines (rerun the run's command to repair and recompute them).
-    """
-    run_dir = Path(run_dir)
-    if not run_dir.is_dir():
-        what = "is a file" if run_dir.exists() else "does not exist"
-        raise RunDirError(f"{run_dir} {what}, so it is not a run directory; give the directory a diagnose or "
-                          "fidelity run wrote")
-    config_path = run_dir / "config.json"
-    if not config_path.exists():
-        raise RunDirError(f"{run_dir} has no config.json, so it is not a run directory; give the directory "
-                          "that `case-saliency diagnose` or `case-saliency fidelity` wrote")
-    config = read_json(config_path)
-    kind = config.get("kind")
-    if kind not in KINDS:
-        raise RunDirError(f"{config_path}: kind={kind!r}; expected a run of kind 'diagnose' or 'fidelity'")
-    meta = read_json(run_dir / "meta.json") if (run_dir / "meta.json").exists() else {}
-    results = run_dir / "results.csv"
-    columns, rows, partial = list(COLUMNS[kind]), [], False
-    if results.exists() and results.stat().st_size:
-        found = read_results(results)
-        if found.damaged:
-            raise RunDirError(f"{found.describe_damage()}. Run the run's command again (config.json 'command') "
-                              "to drop and recompute the damaged rows")
-        if "error" not in found.columns:
-            raise RunDirError(f"{results} has no 'error' column; it is not a results table of a {kind} run")
-        columns, partial = found.columns, found.partial_tail
-        rows = [dict(zip(columns, cells, strict=True)) for cells in found.rows]
-    return StoredRun(run_dir, str(kind), config, meta, columns, rows, partial)

@@ -30,7 +30,7 @@ import pandas as pd
 from ..metrics.stats import (Comparison, TestResult, agreement_below, compare_paired, holm, median_difference,
                              paired_ttest, paired_wilcoxon, smallest_one_sided_p, verdict)
 from .settings import sample_warning
-from .store import StoredRun, read_run
+from .rundir import RunDir
 
 EQUIVALENCE_MARGIN = 5.0  # agreement points: "equal within ±5 points"
 
@@ -39,14 +39,14 @@ def _share(flags: pd.Series) -> float:
     return float(flags.mean() * 100.0) if len(flags) else np.nan
 
 
-def _read(run_dir: str | Path) -> tuple[StoredRun, pd.DataFrame]:
-    """The one place this module reads a run: (the stored run, its results table as a DataFrame)."""
-    run = read_run(run_dir)
+def _read(run_dir: str | Path) -> tuple[RunDir, pd.DataFrame]:
+    """The one place this module reads a run: (the run, its results table as a DataFrame)."""
+    run = RunDir.read(run_dir, kinds=("diagnose", "fidelity"))
     return run, run.frame()
 
 
 def load_results(run_dir: str | Path) -> tuple[dict, pd.DataFrame]:
-    """(config, results table) of a run directory, read and validated by ``store.read_run`` (which
+    """(config, results table) of a run directory, read and validated by ``RunDir.read`` (which
     raises ``RunDirError`` naming the file and line of anything damaged); text columns stay text."""
     run, frame = _read(run_dir)
     return run.config, frame
@@ -212,11 +212,11 @@ def summarize_run(run_dir: str | Path, threshold: float | None = None, alpha: fl
     run, frame = _read(run_dir)
     config = run.config
     kind = config.get("kind")
-    alpha = float(alpha if alpha is not None else config.get("alpha") or 0.05)
+    alpha = float(alpha if alpha is not None else config["alpha"])  # typed by RunDir: 0 stays 0
     order = _order(list(frame["method"].unique()), config)
     sample = run.meta.get("sample_info") or {}
     if kind == "diagnose":
-        threshold = float(threshold if threshold is not None else config.get("threshold") or 50.0)
+        threshold = float(threshold if threshold is not None else config["threshold"])
         table = _with_contrasts(summarize_diagnose(frame, threshold, alpha, correction, order), config)
         versus = compare_with_baseline(frame, baseline, margin, alpha, comparison_correction, order)
         return {"kind": kind, "config": config, "threshold": threshold, "alpha": alpha, "agreement": table,

@@ -277,9 +277,9 @@ def confused_images(source: str | Path, loaded: Any, images: Sequence[str | Path
 def _confused_in_run(run_dir: Path, n: int) -> tuple[list[Any], list[str], list[list[int]]]:
     """The run's images with the closest top-1/top-2 probabilities, read from its dataset."""
     from ..data import open_dataset
-    from ..runs.store import read_run
+    from ..runs.rundir import RunDir
 
-    stored = read_run(run_dir)
+    stored = RunDir.read(run_dir)
     seen: dict[str, tuple[float, list[int]]] = {}
     for row in stored.typed_rows():
         if row.get("error") or row.get("class1") is None:

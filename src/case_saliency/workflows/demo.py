@@ -1,8 +1,8 @@
 """The main job: EfficientNet-Lite0 on the 14 sample photos of scikit-image and scikit-learn. For each
 photo, the top-1 and top-2 classes, the Grad-CAM and CASE maps of both, and their top-5% agreement
 (high = the method shows nearly the same evidence for two different classes). Offline; the output
-folder is a diagnose run directory (docs/run-format.md) plus side-by-side PNGs, summary.json and
-the report page."""
+folder is a diagnose run directory (docs/run-format.md) plus summary.json; the side-by-side PNGs
+and the report page are drawn from it by ``report.photos.draw_demo`` (the command does both)."""
 
 from __future__ import annotations
 
@@ -13,12 +13,14 @@ import time
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 
 from ..core.errors import CaseSaliencyError
-from ..core.contrast import default_contrast
 from ..data import SamplePhotos
 from ..models import load_model
+from ..runs.diagnose import run_diagnose
+from ..runs.rundir import RunDir
+from ..runs.settings import DiagnoseSettings
+from ..runs.store import file_stem, write_json
 
 DEMO_METHODS = ("gradcam", "case")
 METHOD_TITLES = {"gradcam": "Grad-CAM", "case": "CASE"}
@@ -31,7 +33,7 @@ class OutputFolderInUse(CaseSaliencyError, ValueError):
     """The output folder holds something other than a previous demo."""
 
 
-def _prepare_out(out: Path, create: bool = True) -> None:
+def prepare_out(out: Path, create: bool = True) -> None:
     """Check ``out`` is new, empty or a previous demo; with ``create``, clear the old demo files and create it."""
     if out.exists() and not out.is_dir():
         raise OutputFolderInUse(f"--out {out} is a file; give a folder")
@@ -63,17 +65,6 @@ def _number(value: str) -> float | None:
     return None if math.isnan(number) else number
 
 
-def _figure(path: Path, image: np.ndarray, maps: dict[str, np.ndarray], names: tuple[str, str],
-            probs: tuple[float, float], agreement: dict[str, float | None], k_percent: float) -> None:
-    """One PNG per photo, drawn by the report's renderer (``figures.gallery_figure``): the photo, then
-    per method its top-1 and top-2 maps overlaid, the top-k% regions outlined, the agreement above."""
-    from . import figures as F
-
-    fig = F.gallery_figure(image, maps, names, probs, agreement=agreement, k_percent=k_percent,
-                           titles=METHOD_TITLES)
-    fig.savefig(path, dpi=100, facecolor="white")
-
-
 def format_table(photos: list[dict]) -> str:
     """The printed summary: one line per photo, then the means."""
     header = f"{'photo':<30} {'top-1 (p)':<28} {'top-2 (p)':<28} {'Grad-CAM':>9} {'CASE':>7}"
@@ -97,33 +88,40 @@ def format_table(photos: list[dict]) -> str:
 
 
 def run_demo(out: str | Path = "demo-output", model_name: str = "efficientnet_lite0", k_percent: float = 5.0,
-             progress: bool = True, report: bool = True) -> dict:
-    """Run the demo into ``out`` and return the summary (also written to ``out/summary.json``).
+             progress: bool = True, report: bool = True) -> dict[str, Any]:
+    """Run the demo's diagnose into ``out`` and return the summary (also written to ``out/summary.json``).
+
+    Args:
+        out: the output folder (new, empty, or a previous demo's, which is replaced).
+        model_name: an offline model (efficientnet_lite0/1/2). k_percent: the agreement's top-k%.
+        progress: a progress bar. report: whether the summary names the report page (drawn by
+            ``report.photos.draw_demo``).
+    Returns:
+        The summary: per photo its classes, agreement and figure path, and the means.
+    Raises:
+        OutputFolderInUse: ``out`` holds anything but a previous demo.
 
     Cost: one forward pass and one backward pass to the target layer per method for all 14 photos.
-    Raises ``OutputFolderInUse`` when ``out`` holds anything but a previous demo.
     """
-    from ..runs import run_diagnose
-    from ..runs.store import file_stem, gallery_path, read_run, write_json
-
     started = time.time()
     out = Path(out)
-    _prepare_out(out, create=False)  # refuse a folder in use before spending time on the model
+    prepare_out(out, create=False)  # refuse a folder in use before spending time on the model
     loaded = load_model(model_name)
-    _prepare_out(out)
+    prepare_out(out)
     photos_set = SamplePhotos()
-    contrast = default_contrast()  # model-level (classifier neighbours): the top-1/top-2 test is not circular
-    run_diagnose(loaded, photos_set, out, methods=DEMO_METHODS, n=len(photos_set), seed=0, k_percent=(k_percent,),
-                 contrast=contrast, batch_size=len(photos_set), gallery=len(photos_set), progress=progress,
-                 command=f"case-saliency demo --out {out}")
-    rows = read_run(out).rows
+    # CASE's contrast: the run's default (core.contrast.default_contrast; model-level: the test is not circular).
+    settings = DiagnoseSettings(methods=DEMO_METHODS, n=len(photos_set), seed=0, k_percent=(k_percent,),
+                                batch_size=len(photos_set), gallery=len(photos_set),
+                                command=f"case-saliency demo --out {out}")
+    run_diagnose(loaded, photos_set, out, settings, progress=progress)
+    run = RunDir.read(out)
+    contrast = run.config["contrast"]
+    rows = run.rows
     by_image: dict[str, dict[str, dict]] = {}
     for row in rows:
         by_image.setdefault(row["image_id"], {})[row["method"]] = row
     # The table follows the photos' order in SAMPLE_PHOTOS, not the run's seeded order.
     ordered = [image_id for image_id in photos_set.ids if image_id in by_image]
-    photos_dir = out / "photos"
-    photos_dir.mkdir(exist_ok=True)
     photos: list[dict[str, Any]] = []
     names = loaded.require_class_names()
     for image_id in ordered:
@@ -133,10 +131,6 @@ def run_demo(out: str | Path = "demo-output", model_name: str = "efficientnet_li
         agreement = {m: _number(by_image[image_id][m]["agreement"]) for m in DEMO_METHODS if m in by_image[image_id]}
         errors = {m: by_image[image_id][m]["error"] for m in DEMO_METHODS
                   if m in by_image[image_id] and by_image[image_id][m].get("error")}
-        figure = photos_dir / f"{file_stem(image_id)}.png"
-        with np.load(gallery_path(out, image_id), allow_pickle=False) as data:
-            maps = {m: data[f"map_{m}"] for m in DEMO_METHODS if f"map_{m}" in data.files}
-            _figure(figure, data["image"], maps, (names[classes[0]], names[classes[1]]), probs, agreement, k_percent)
         photos.append({
             "id": image_id,
             "top1": {"class": classes[0], "name": names[classes[0]], "prob": probs[0]},
@@ -145,20 +139,12 @@ def run_demo(out: str | Path = "demo-output", model_name: str = "efficientnet_li
             "contrast": {m: [by_image[image_id][m].get("contrast1", ""), by_image[image_id][m].get("contrast2", "")]
                          for m in DEMO_METHODS if m == "case" and m in by_image[image_id]},
             "errors": errors,
-            "figure": figure.relative_to(out).as_posix(),
+            "figure": f"photos/{file_stem(image_id)}.png",
         })
     means = {}
     for method in DEMO_METHODS:
         values = [p["agreement"][method] for p in photos if p["agreement"].get(method) is not None]
         means[method] = sum(values) / len(values) if values else None
-    report_path = None
-    if report:
-        try:
-            from .page import write_report
-        except ImportError:  # the report package is optional for the numbers
-            pass
-        else:
-            report_path = write_report(out).relative_to(out).as_posix()
     summary = {
         "demo": True,
         "model": loaded.identity,
@@ -168,7 +154,7 @@ def run_demo(out: str | Path = "demo-output", model_name: str = "efficientnet_li
         "k_percent": k_percent,
         "photos": photos,
         "mean_agreement": means,
-        "report": report_path,
+        "report": "report.html" if report else None,
         "seconds": round(time.time() - started, 2),
         "note": ("agreement = share of the top-k% pixels of the top-1 map that are also top-k% pixels of the "
                  "top-2 map; high values mean the method shows the same evidence for both classes"),
