@@ -31,7 +31,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
-from case_saliency.runs.rows import DiagnoseRow
+from case_saliency.runs.rows import DiagnoseRow  # noqa: E402
 from case_saliency.runs.store import format_rows, header_line  # noqa: E402
 
 METHODS = ("gradcam", "gradcam++", "hirescam", "xgradcam", "layercam", "finercam", "case")

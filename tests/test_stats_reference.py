@@ -193,3 +193,14 @@ def test_the_equivalence_verdicts_on_constructed_cases():
     small = compare_paired(baseline + 0.8 + rng.normal(0, 1.0, 120), baseline)
     assert verdict(small) == "higher" and verdict(small, p=0.2) == "equal"
     assert set(VERDICTS) == {"lower", "higher", "equal", "identical", "undetermined"}
+
+
+def test_minimum_detectable_difference_at_alpha_zero_is_infinite_not_a_hang():
+    """A run stored with alpha 0 (kept as 0, not replaced by 0.05): no level-0 test rejects, so no
+    difference is detectable; the bisection must not search for ever."""
+    import math
+
+    from case_saliency.metrics.stats import minimum_detectable_difference
+
+    assert minimum_detectable_difference(3.0, 20, alpha=0.0) == math.inf
+    assert math.isfinite(minimum_detectable_difference(3.0, 20, alpha=0.05))

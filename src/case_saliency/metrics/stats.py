@@ -347,7 +347,8 @@ def minimum_detectable_difference(sd: float, n: int, alpha: float = 0.05, power:
         power: the probability of detection, in (alpha, 1).
 
     Returns:
-        The difference in the unit of ``sd``; NaN with n < 2 or a non-finite sd; 0 when sd is 0.
+        The difference in the unit of ``sd``; NaN with n < 2 or a non-finite sd; 0 when sd is 0; inf
+        when alpha is 0 (nothing is detectable).
     """
     if not alpha < power < 1:
         raise ValueError(f"power={power} must lie in (alpha={alpha}, 1), e.g. 0.8")
@@ -355,9 +356,13 @@ def minimum_detectable_difference(sd: float, n: int, alpha: float = 0.05, power:
         return math.nan
     if sd == 0:
         return 0.0
+    if alpha <= 0:  # a test at level 0 never rejects: no difference is detectable
+        return math.inf
     low, high = 0.0, sd
     while _t_power(high, n, sd, alpha) < power:
         high *= 2
+        if high > sd * 1e12:  # power cannot reach the target (alpha too small for this n)
+            return math.inf
     for _ in range(60):  # bisection to ~1e-15 relative: power is increasing in the difference
         middle = (low + high) / 2
         if _t_power(middle, n, sd, alpha) < power:
