@@ -1,3 +1,4 @@
+# ruff: noqa  (vendored code, kept as upstream wrote it)
 # Vendored from pytorch-grad-cam (MIT, see LICENSE here), commit 084273b3f30b54ad0c64cf8020a4337d979a66e0,
 # tests/test_context_release.py. Changed: imports from case_saliency.compat; random weights; the image path; psutil's memory percentage read from /proc/meminfo when psutil is absent; ShapleyCAM marked as a refusal (xfail); marked slow (100 passes at 224 pixels).
 import pytest

@@ -1,3 +1,4 @@
+# ruff: noqa  (vendored code, kept as upstream wrote it)
 # Vendored from pytorch-grad-cam (MIT, see LICENSE here), commit 084273b3f30b54ad0c64cf8020a4337d979a66e0,
 # tests/test_fasterrcnn_target_device.py. Changed: the import from case_saliency.compat, which has no detection targets: marked as a refusal (xfail).
 """Regression test: FasterRCNNBoxScoreTarget must not hardcode cuda/mps.

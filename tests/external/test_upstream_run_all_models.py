@@ -1,3 +1,4 @@
+# ruff: noqa  (vendored code, kept as upstream wrote it)
 # Vendored from pytorch-grad-cam (MIT, see LICENSE here), commit 084273b3f30b54ad0c64cf8020a4337d979a66e0,
 # tests/test_run_all_models.py. Changed: imports from case_saliency.compat; random weights instead of downloaded ones; the image path; FullGrad marked as a refusal (xfail); ScoreCAM and AblationCAM (512 perturbed passes of 4 images per layer; 20-45 s each on VGG-11) marked slow.
 import pytest
