@@ -55,6 +55,7 @@ class AblationCAM(CAMMethod):
         batch_size: ablated rows per pass.
         ablation_value: the value written into an ablated channel.
         split: False forces full forward passes (the fallback path).
+        eigen_smooth, aug_smooth: pytorch-grad-cam's smoothings, options of every CAM (see ``CAMMethod``).
     """
 
     needs_gradients = False

@@ -281,8 +281,10 @@ class CAMMethod(SaliencyMethod):
     - ``channel_weights(A, G) -> (B, M, C)`` (gradient channel-weight CAMs: Grad-CAM, Grad-CAM++, ...);
     - ``class_weights(images, capture) -> (B, M, C)`` for weights from other passes (Score-CAM,
       Ablation-CAM; ``needs_gradients = False``);
-    - or ``cam(A, G, contrast G) -> (B, M, h, w)`` for a map that is not a channel-weighted sum
-      (HiResCAM, LayerCAM), or one that uses contrast classes' gradients (``contrast`` set).
+    - ``elementwise(A, G) -> (B, M, C, h, w)`` for a map that is the channel sum of per-position
+      terms (HiResCAM, LayerCAM; ``eigen_smooth`` projects those terms instead);
+    - or ``cam(A, G, contrast G) -> (B, M, h, w)`` for another map rule, or one that uses contrast
+      classes' gradients (``contrast`` set).
     A method that explains a function f of the logits (Finer-CAM) also gives ``logit_weights``
     (d f / d logits); its ``G`` are then the gradients of f.
     Channel-weight methods (the first two kinds, without logit weights) can be made contrastive:

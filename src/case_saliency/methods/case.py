@@ -65,6 +65,7 @@ class CASE(CAMMethod):
             base method (and says so once); a contrast set holding the target is refused.
         eps: added to ||w_S||^2 in the projection.
         base_options: the base method's own options (e.g. ``batch_size`` for Score-CAM).
+        eigen_smooth, aug_smooth: pytorch-grad-cam's smoothings, options of every CAM (see ``CAMMethod``).
     """
 
     follows_run_contrast = True  # runs hand it their (model-level) contrast unless its spec sets one

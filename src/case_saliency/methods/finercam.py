@@ -37,6 +37,7 @@ class FinerCAM(CAMMethod):
         gamma: comparison strength (pytorch-grad-cam's ``alpha``), default 1.
         weighting: ``"softmax"`` (default, the published method: comparison classes weighted by
             their softmax probabilities, differentiated through) or ``"mean"`` (unweighted mean).
+        eigen_smooth, aug_smooth: pytorch-grad-cam's smoothings, options of every CAM (see ``CAMMethod``).
     """
 
     def __init__(self, model: ModelInput, *, target_layer: LayerSpec | None = None, reshape: Reshape | None = None,

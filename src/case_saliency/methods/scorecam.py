@@ -37,6 +37,7 @@ class ScoreCAM(CAMMethod):
         target_layer: module or dotted name; None picks the default layer.
         reshape: maps the layer output to (B, C, h, w) (e.g. ``vit_reshape``).
         batch_size: masked images per forward pass (memory vs. speed).
+        eigen_smooth, aug_smooth: pytorch-grad-cam's smoothings, options of every CAM (see ``CAMMethod``).
     """
 
     needs_gradients = False
