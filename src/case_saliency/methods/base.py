@@ -294,8 +294,8 @@ class CAMMethod(SaliencyMethod):
     needs_gradients = True  # False: one forward without backward (the classes are resolved from its logits)
 
     def __init__(self, model: ModelInput, *, target_layer: LayerSpec | None = None, reshape: Reshape | None = None,
-                 eigen_smooth: bool = False, aug_smooth: bool = False):
-        """Options every CAM takes (besides the method's own):
+                 eigen_smooth: bool = False, aug_smooth: bool = False, **options: Any):
+        """Options every CAM takes (besides the method's own; others are refused by name):
 
         eigen_smooth: the map is the first principal component of the weighted activations
             ``w_c A_c`` (or, for HiResCAM and LayerCAM, of their element-wise products) instead of
@@ -305,7 +305,7 @@ class CAMMethod(SaliencyMethod):
             image and its horizontal flip, each at intensities x0.9, x1 and x1.1 (6 passes), flipped
             back and averaged. The targets are resolved once, on the unaugmented images.
         """
-        super().__init__(model, target_layer=target_layer, reshape=reshape)
+        super().__init__(model, target_layer=target_layer, reshape=reshape, **options)
         self.eigen_smooth = bool(eigen_smooth)
         self.aug_smooth = bool(aug_smooth)
 
