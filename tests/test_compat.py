@@ -115,7 +115,5 @@ def test_unsupported_inputs_say_so(resnet18, random_images):
         cam(random_images, [TheirTarget(1)])
     with pytest.raises(TypeError, match="ClassifierOutputTarget"):
         cam(random_images, [3, 4])
-    with pytest.raises(NotImplementedError, match="eigen_smooth"):
-        cam(random_images, None, eigen_smooth=True)
     with pytest.raises(ValueError, match="target_layers is empty"):
         compat.GradCAM(model=resnet18, target_layers=[])

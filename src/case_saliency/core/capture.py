@@ -102,27 +102,33 @@ def model_dtype(model: nn.Module) -> torch.dtype | None:
     return None
 
 
-def check_images(images: Tensor) -> None:
-    """Raise a clear error unless ``images`` is a float tensor (B, C, H, W)."""
+def check_images(images: Tensor, spatial_dims: int = 2) -> None:
+    """Raise a clear error unless ``images`` is a float tensor (B, C, H, W) (or, with
+    ``spatial_dims=3``, a volume batch (B, C, D, H, W))."""
+    form = "(B, C, H, W)" if spatial_dims == 2 else "(B, C, D, H, W)"
     if not isinstance(images, Tensor):
         raise TypeError(
-            f"images must be a torch.Tensor of shape (B, C, H, W), got {type(images).__name__}; "
+            f"images must be a torch.Tensor of shape {form}, got {type(images).__name__}; "
             "convert with torch.as_tensor(...) and add a batch dimension with .unsqueeze(0)"
         )
-    if images.ndim != 4:
-        hint = " (a single image? add a batch dimension with images.unsqueeze(0))" if images.ndim == 3 else ""
-        raise ValueError(f"images must have shape (B, C, H, W), got {tuple(images.shape)}{hint}")
+    if images.ndim != 2 + spatial_dims:
+        hint = " (a single image? add a batch dimension with images.unsqueeze(0))" \
+            if images.ndim == 1 + spatial_dims else ""
+        if spatial_dims == 2 and images.ndim == 5:
+            hint = " (volumes (B, C, D, H, W) are explained through case_saliency.compat's 3-D CAMs)"
+        raise ValueError(f"images must have shape {form}, got {tuple(images.shape)}{hint}")
     if not images.is_floating_point():
         raise TypeError(f"images must be a floating-point tensor, got dtype {images.dtype}; "
                         "preprocess them (e.g. images.float() / 255 and normalise) first")
 
 
-def prepare_images(images: Tensor, model: nn.Module) -> Tensor:
-    """``images`` (B, C, H, W) checked and made ready for ``model``: detached, on its device and in
-    its floating-point dtype (float64 or float16 input is cast, e.g. to float32, as the model
-    computes in its own dtype). Raises ``NonFiniteInput`` naming the images that hold NaN or
-    infinite pixels (their logits would be NaN and no class could be chosen from them)."""
-    check_images(images)
+def prepare_images(images: Tensor, model: nn.Module, spatial_dims: int = 2) -> Tensor:
+    """``images`` (B, C, H, W) (or (B, C, D, H, W) with ``spatial_dims=3``) checked and made ready
+    for ``model``: detached, on its device and in its floating-point dtype (float64 or float16 input
+    is cast, e.g. to float32, as the model computes in its own dtype). Raises ``NonFiniteInput``
+    naming the images that hold NaN or infinite pixels (their logits would be NaN and no class
+    could be chosen from them)."""
+    check_images(images, spatial_dims)
     bad = (~torch.isfinite(images.detach())).flatten(1).any(dim=1)
     if bad.any():
         index = bad.nonzero().flatten().tolist()
@@ -241,15 +247,29 @@ class ActivationCapture:
             in a log line and in ``layer_name``. A model that cannot run the probe image gets its
             default chosen per input size instead, with a warning.
         reshape: maps the layer output to (B, C, h, w), e.g. ``vit_reshape`` for token outputs.
+        spatial_dims: 2 for images (B, C, H, W) and layer outputs (B, C, h, w); 3 for volumes
+            (B, C, D, H, W) and (B, C, d, h, w) (a given target layer only).
 
     The model is switched to eval mode during a call and left exactly as found afterwards
     (training flags, ``requires_grad``, parameter ``.grad``, hooks), also when an error is raised.
+
+    Activations are the layer's output as it produced it: an in-place operation after the layer
+    (torchvision ResNet's ``out += identity`` after ``bn2``, an in-place ReLU after DenseNet's
+    ``norm5``) changes only a copy. With gradients the model always continues from a copy; without
+    them it continues from the captured tensor itself until a pass shows (by the tensor's version
+    counter) that something wrote into it, and from then on from a copy (that pass is rerun once).
     """
 
     def __init__(self, model: ModelInput, target_layer: LayerSpec | None = None,
-                 reshape: Reshape | None = None):
+                 reshape: Reshape | None = None, spatial_dims: int = 2):
         model, target_layer, reshape = unwrap_model(model, target_layer, reshape)
+        if spatial_dims not in (2, 3):
+            raise ValueError(f"spatial_dims must be 2 (images) or 3 (volumes), got {spatial_dims}")
+        if spatial_dims == 3 and target_layer is None:
+            raise ValueError("a volume model needs its target_layer given (no default is chosen for 3-D inputs)")
         self.model = model
+        self.spatial_dims = spatial_dims
+        self.copy_output = False  # True once a pass without gradients found the layer output overwritten
         self._layer: nn.Module | None = None
         self._layer_name: str | None = None
         self._given_reshape = reshape
@@ -322,12 +342,13 @@ class ActivationCapture:
         Works inside ``torch.inference_mode()`` too (it leaves it for the call).
         """
         with autograd_available():
-            return self._capture(prepare_images(images, self.model), classes)
+            return self._capture(prepare_images(images, self.model, self.spatial_dims), classes)
 
     def _capture(self, images: Tensor, classes: ClassSelector) -> Capture:
         layer = self.layer(images)
         want_grad = classes is not None
         captured: list[Tensor] = []
+        versions: list[int] = []
 
         def hook(module: nn.Module, inputs: Any, output: Any) -> Tensor:
             if not isinstance(output, Tensor):
@@ -346,8 +367,12 @@ class ActivationCapture:
             leaf = output.detach().requires_grad_(want_grad)
             captured.append(leaf)
             torch.set_grad_enabled(want_grad)
-            # A clone, so that in-place ops after the layer (``out += identity``) leave the leaf intact.
-            return leaf.clone() if want_grad else leaf
+            # A clone, so that in-place ops after the layer (``out += identity``) leave the leaf intact;
+            # without gradients only once such an op has been seen (the version check below).
+            if want_grad or self.copy_output:
+                return leaf.clone()
+            versions.append(leaf._version)
+            return leaf
 
         handle = layer.register_forward_hook(hook)
         try:
@@ -361,6 +386,7 @@ class ActivationCapture:
                     raise ValueError(f"the model must return logits of shape (B, K), got {shape}; for a model "
                                      "with another output pass output=lambda out: <the (B, K) logits>")
                 activation = captured[0]
+                overwritten = bool(versions) and activation._version != versions[0]
                 gradients = chosen = None
                 if want_grad:
                     chosen = classes(logits.detach()) if callable(classes) else classes
@@ -380,6 +406,10 @@ class ActivationCapture:
                         gradients = _batched_gradients(logits, activation, chosen)
         finally:
             handle.remove()
+        if overwritten:  # an in-place op after the layer wrote into its output: read a copy from now on
+            self.copy_output = True
+            log.debug("layer %r: its output is changed in place later; reading a copy", self.layer_name)
+            return self._capture(images, classes)
         activations = self._to_spatial(activation.detach())
         if gradients is not None:
             b, m = gradients.shape[:2]
@@ -389,6 +419,11 @@ class ActivationCapture:
     def _to_spatial(self, tensor: Tensor) -> Tensor:
         if self.reshape is not None:
             tensor = self.reshape(tensor)
+        if self.spatial_dims == 3:
+            if tensor.ndim != 5:
+                raise ValueError(f"target layer {self.layer_name!r} gives shape {tuple(tensor.shape)}, not "
+                                 "(B, C, d, h, w); choose a 3-D convolutional layer")
+            return tensor
         if tensor.ndim != 4:
             raise ValueError(
                 f"target layer {self.layer_name!r} gives shape {tuple(tensor.shape)}, not (B, C, h, w); "

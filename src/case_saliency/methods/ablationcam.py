@@ -13,7 +13,7 @@ from ..core.capture import Capture, ModelInput, eval_mode
 from ..core.layers import LayerSpec, Reshape
 from ..core.split import SplitModel, split_at_layer, verify_split
 from .base import CAMMethod, ClassRequest, register
-from .channel_batches import channel_pairs
+from .channel_batches import Score, channel_pairs, class_logits
 
 log = logging.getLogger("case_saliency")
 
@@ -55,15 +55,18 @@ class AblationCAM(CAMMethod):
         batch_size: ablated rows per pass.
         ablation_value: the value written into an ablated channel.
         split: False forces full forward passes (the fallback path).
+        eigen_smooth, aug_smooth: pytorch-grad-cam's smoothings, options of every CAM (see ``CAMMethod``).
     """
 
     needs_gradients = False
 
     def __init__(self, model: ModelInput, *, target_layer: LayerSpec | None = None, reshape: Reshape | None = None,
-                 batch_size: int = 128, ablation_value: float = 0.0, split: bool = True):
+                 batch_size: int = 128, ablation_value: float = 0.0, split: bool = True,
+                 eigen_smooth: bool = False, aug_smooth: bool = False):
         if batch_size < 1:
             raise ValueError(f"batch_size must be a positive integer, got {batch_size}")
-        super().__init__(model, target_layer=target_layer, reshape=reshape)
+        super().__init__(model, target_layer=target_layer, reshape=reshape, eigen_smooth=eigen_smooth,
+                         aug_smooth=aug_smooth)
         self.batch_size = batch_size
         self.ablation_value = float(ablation_value)
         self.use_split = split
@@ -124,11 +127,13 @@ class AblationCAM(CAMMethod):
         return (original[..., None] - ablated) / original[..., None]
 
     def ablated_scores(self, images: Tensor, activations: Tensor, saved: list[Tensor] | None,
-                       classes: Tensor) -> Tensor:
+                       classes: Tensor | None, score: Score | None = None, skip: Tensor | None = None) -> Tensor:
         """Logits of ``classes`` (B, M) with each channel ablated: (B, M, C). ``saved`` None means
-        full forward passes with the layer output replaced."""
+        full forward passes with the layer output replaced. ``score`` replaces the logit lookup:
+        (logits (n, K), image index (n,)) -> (n, M); ``skip`` (B, C) True: not ablated (left unset)."""
         b, c = activations.shape[:2]
-        scores = activations.new_empty(b, c, classes.shape[1])
+        score = score or class_logits(classes)
+        scores = activations.new_empty(b, c, 1 if classes is None else classes.shape[1])
         layer = self.engine.layer(images)
         replacement: list[Tensor] = []
         handle = None
@@ -137,7 +142,7 @@ class AblationCAM(CAMMethod):
             handle = layer.register_forward_hook(lambda module, inputs, output: replacement[0])
         try:
             with eval_mode(self.model, no_grad=True):
-                for image_idx, channel_idx in channel_pairs(activations, self.batch_size):
+                for image_idx, channel_idx in channel_pairs(activations, self.batch_size, skip):
                     rows = activations[image_idx]  # (n, C, h, w), a copy
                     rows[torch.arange(len(image_idx)), channel_idx] = self.ablation_value
                     if saved is not None and split is not None:
@@ -145,7 +150,7 @@ class AblationCAM(CAMMethod):
                     else:
                         replacement[:] = [rows]
                         logits = self.model(images[image_idx])
-                    scores[image_idx, channel_idx] = logits.gather(1, classes[image_idx])
+                    scores[image_idx, channel_idx] = score(logits, image_idx)
         finally:
             if handle is not None:
                 handle.remove()

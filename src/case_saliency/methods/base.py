@@ -21,8 +21,8 @@ from torch import Tensor, nn
 from ..core.capture import ActivationCapture, Capture, ModelInput, autograd_available, prepare_images, unwrap_model
 from ..core.contrast import ContrastStrategy, contrast_classes
 from ..core.layers import LayerSpec, Reshape
+from ..core.maps import SaliencyMaps, constant_maps, finish_maps
 from ..core.outputs import OutputPicker, logits_model, underlying_network
-from ..core.maps import SaliencyMaps, finish_maps
 from ..core.targets import TargetSpec, resolve_targets
 
 METHODS: dict[str, type[SaliencyMethod]] = {}
@@ -286,8 +286,10 @@ class CAMMethod(SaliencyMethod):
     - ``channel_weights(A, G) -> (B, M, C)`` (gradient channel-weight CAMs: Grad-CAM, Grad-CAM++, ...);
     - ``class_weights(images, capture) -> (B, M, C)`` for weights from other passes (Score-CAM,
       Ablation-CAM; ``needs_gradients = False``);
-    - or ``cam(A, G, contrast G) -> (B, M, h, w)`` for a map that is not a channel-weighted sum
-      (HiResCAM, LayerCAM), or one that uses contrast classes' gradients (``contrast`` set).
+    - ``elementwise(A, G) -> (B, M, C, h, w)`` for a map that is the channel sum of per-position
+      terms (HiResCAM, LayerCAM; ``eigen_smooth`` projects those terms instead);
+    - or ``cam(A, G, contrast G) -> (B, M, h, w)`` for another map rule, or one that uses contrast
+      classes' gradients (``contrast`` set).
     A method that explains a function f of the logits (Finer-CAM) also gives ``logit_weights``
     (d f / d logits); its ``G`` are then the gradients of f.
     Channel-weight methods (the first two kinds, without logit weights) can be made contrastive:
@@ -296,13 +298,58 @@ class CAMMethod(SaliencyMethod):
 
     needs_gradients = True  # False: one forward without backward (the classes are resolved from its logits)
 
+    def __init__(self, model: ModelInput, *, target_layer: LayerSpec | None = None, reshape: Reshape | None = None,
+                 eigen_smooth: bool = False, aug_smooth: bool = False, **options: Any):
+        """Options every CAM takes (besides the method's own; others are refused by name):
+
+        eigen_smooth: the map is the first principal component of the weighted activations
+            ``w_c A_c`` (or, for HiResCAM and LayerCAM, of their element-wise products) instead of
+            their sum over channels: pytorch-grad-cam's ``eigen_smooth`` (``get_2d_projection``), with
+            the SVD's free sign fixed so that the map correlates positively with the unsmoothed one.
+        aug_smooth: test-time augmentation as pytorch-grad-cam's ``aug_smooth``: the maps of the
+            image and its horizontal flip, each at intensities x0.9, x1 and x1.1 (6 passes), flipped
+            back and averaged. The targets are resolved once, on the unaugmented images.
+        """
+        super().__init__(model, target_layer=target_layer, reshape=reshape, **options)
+        self.eigen_smooth = bool(eigen_smooth)
+        self.aug_smooth = bool(aug_smooth)
+
+    @classmethod
+    def is_map_rule(cls) -> bool:
+        """True when the method defines its maps directly (``cam`` or ``elementwise``), not from channel weights."""
+        return cls.cam is not CAMMethod.cam or cls.elementwise is not CAMMethod.elementwise
+
     @classmethod
     def is_channel_weight_rule(cls) -> bool:
         """True when the method's maps are ``sum_c w_c A_c`` from channel weights (what a contrast
         wrapper such as CASE needs from its base)."""
-        return (cls.cam is CAMMethod.cam and cls.logit_weights is CAMMethod.logit_weights
+        return (not cls.is_map_rule() and cls.logit_weights is CAMMethod.logit_weights
                 and (cls.channel_weights is not CAMMethod.channel_weights
                      or cls.class_weights is not CAMMethod.class_weights))
+
+    def explain(self, images: Tensor, targets: TargetSpec = "top1", *, relu: bool = True,
+                upsample: bool = True, normalize: bool = False) -> SaliencyMaps:
+        if not getattr(self, "aug_smooth", False):
+            return super().explain(images, targets, relu=relu, upsample=upsample, normalize=normalize)
+        found: list[SaliencyMaps] = []
+        for flip, factor in AUGMENTATIONS:
+            augmented = images * factor if factor != 1.0 else images
+            if flip:
+                augmented = augmented.flip(-1)
+            result = super().explain(augmented, targets, relu=relu, upsample=upsample, normalize=normalize)
+            if not found:
+                targets = result.targets  # every augmentation explains the classes found on the images
+            if flip:
+                result.maps = result.maps.flip(-1)
+                result.raw = None if result.raw is None else result.raw.flip(-1)
+            found.append(result)
+        first = found[0]
+        first.maps = torch.stack([r.maps for r in found]).mean(dim=0)
+        raws = [r.raw for r in found if r.raw is not None]
+        first.raw = torch.stack(raws).mean(dim=0) if len(raws) == len(found) else None
+        first.degenerate = constant_maps(first.maps)
+        first.info["aug_smooth"] = len(found)
+        return first
 
     def request(self, targets: TargetSpec) -> ClassRequest:
         weigh = None if type(self).logit_weights is CAMMethod.logit_weights else self.logit_weights
@@ -325,9 +372,25 @@ class CAMMethod(SaliencyMethod):
             raise RuntimeError(f"{type(self).__name__} needs gradients for its channel weights")
         return self.channel_weights(capture.activations, capture.gradients)
 
+    def elementwise(self, activations: Tensor, gradients: Tensor) -> Tensor:
+        """For a map rule that is a sum over channels of per-position terms (HiResCAM, LayerCAM):
+        A (B, C, h, w), G (B, M, C, h, w) -> the terms (B, M, C, h, w); the map is their channel sum
+        (or, with ``eigen_smooth``, their first principal component)."""
+        raise NotImplementedError(f"{type(self).__name__} must define channel_weights, class_weights or cam")
+
     def cam(self, activations: Tensor, gradients: Tensor, contrast_gradients: Tensor | None) -> Tensor:
         """A (B, C, h, w), G (B, M, C, h, w), contrast G (B, M, k, C, h, w) or None -> (B, M, h, w)."""
-        return weighted_sum(self.channel_weights(activations, gradients), activations)
+        if type(self).elementwise is not CAMMethod.elementwise:
+            terms = self.elementwise(activations, gradients)
+            return project_channels(terms) if self.eigen_smooth else terms.sum(dim=2)
+        return self.combine(self.channel_weights(activations, gradients), activations)
+
+    def combine(self, weights: Tensor, activations: Tensor) -> Tensor:
+        """Channel weights (B, M, C) and activations (B, C, h, w) -> maps (B, M, h, w): ``sum_c w_c A_c``,
+        or with ``eigen_smooth`` the first principal component of the weighted activations."""
+        if self.eigen_smooth:
+            return project_channels(weights[..., None, None] * activations[:, None])
+        return weighted_sum(weights, activations)
 
     def capture(self, images: Tensor, request: ClassRequest) -> Capture:
         """One pass at the layer: logits, activations, and the gradients of ``request``'s classes
@@ -343,22 +406,27 @@ class CAMMethod(SaliencyMethod):
 
     def shares_capture_with(self, other: CAMMethod, images: Tensor) -> bool:
         """True when one gradient capture of ``images`` serves both methods: the same network, the
-        same layer and the same reshape (see ``explain_many``)."""
+        same layer and the same reshape (see ``explain_many``); never with ``aug_smooth`` (six passes)."""
         if not (self.needs_gradients and other.needs_gradients and self.model is other.model):
+            return False
+        if getattr(self, "aug_smooth", False) or getattr(other, "aug_smooth", False):
             return False
         return self.engine.same_layer(other.engine, images)
 
     def maps_from(self, images: Tensor, capture: Capture, request: ClassRequest) -> RawMaps:
         """The method's rule on a capture holding ``request``'s classes: maps (B, M, h, w)."""
         weights = None
-        if type(self).cam is not CAMMethod.cam:  # a map rule
+        if self.is_map_rule():
             if capture.gradients is None:
                 raise RuntimeError(f"{type(self).__name__} defines cam() and so needs gradients")
+            if self.eigen_smooth and type(self).elementwise is CAMMethod.elementwise:
+                raise ValueError(f"{type(self).__name__} defines its map directly (cam), so eigen_smooth has no "
+                                 "weighted activations to project; define elementwise() or drop eigen_smooth")
             gradients, contrast_gradients = request.split(capture.gradients)
             maps = self.cam(capture.activations, gradients, contrast_gradients)
         else:
             weights = request.split(self.class_weights(images, capture))[0]
-            maps = weighted_sum(weights, capture.activations)
+            maps = self.combine(weights, capture.activations)
         per_target = {key: request.split(value)[0] for key, value in capture.per_class.items()}
         if weights is not None:
             per_target["channel_weights"] = weights
@@ -367,6 +435,21 @@ class CAMMethod(SaliencyMethod):
     def __repr__(self) -> str:
         extra = f", contrast={self.contrast!r}" if self.contrast is not None else ""
         return f"{type(self).__name__}(layer={self.engine.layer_name!r}{extra})"
+
+
+def project_channels(terms: Tensor) -> Tensor:
+    """(B, M, C, h, w) -> (B, M, h, w): each map's first principal component over channels
+    (``first_component_projection``; eigen_smooth)."""
+    from .eigencam import first_component_projection  # eigencam imports this module
+
+    b, m = terms.shape[:2]
+    return first_component_projection(terms.flatten(0, 1)).view(b, m, *terms.shape[-2:])
+
+
+# pytorch-grad-cam's default test-time augmentation (ttach's HorizontalFlip x Multiply(0.9, 1, 1.1)):
+# (horizontal flip, intensity factor); the first is the identity.
+AUGMENTATIONS: tuple[tuple[bool, float], ...] = ((False, 1.0), (False, 0.9), (False, 1.1),
+                                                  (True, 0.9), (True, 1.0), (True, 1.1))
 
 
 def spatial_mean(tensor: Tensor) -> Tensor:

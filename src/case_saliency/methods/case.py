@@ -21,7 +21,7 @@ from torch import Tensor
 from ..core.capture import Capture, ModelInput
 from ..core.contrast import ContrastStrategy, build_contrast
 from ..core.layers import LayerSpec, Reshape
-from .base import CAMMethod, ClassRequest, RawMaps, method_class, register, weighted_sum
+from .base import CAMMethod, ClassRequest, RawMaps, method_class, register
 
 
 def remove_projection(weights: Tensor, direction: Tensor, eps: float = 1e-8) -> Tensor:
@@ -67,6 +67,7 @@ class CASE(CAMMethod):
             base method (and says so once); a contrast set holding the target is refused.
         eps: added to ||w_S||^2 in the projection.
         base_options: the base method's own options (e.g. ``batch_size`` for Score-CAM).
+        eigen_smooth, aug_smooth: pytorch-grad-cam's smoothings, options of every CAM (see ``CAMMethod``).
     """
 
     follows_run_contrast = True  # runs hand it their (model-level) contrast unless its spec sets one
@@ -78,7 +79,7 @@ class CASE(CAMMethod):
 
     def __init__(self, model: ModelInput, *, target_layer: LayerSpec | None = None, reshape: Reshape | None = None,
                  base: str = "gradcam", contrast: ContrastStrategy | str | None = None, eps: float = 1e-8,
-                 **base_options: Any):
+                 eigen_smooth: bool = False, aug_smooth: bool = False, **base_options: Any):
         key = str(base).strip().lower()
         bases = channel_weight_bases()
         if key not in bases:
@@ -87,7 +88,8 @@ class CASE(CAMMethod):
         base_cls = method_class(key)
         assert issubclass(base_cls, CAMMethod)
         self.base = base_cls(model, target_layer=target_layer, reshape=reshape, **base_options)
-        super().__init__(model, target_layer=target_layer, reshape=reshape)
+        super().__init__(model, target_layer=target_layer, reshape=reshape, eigen_smooth=eigen_smooth,
+                         aug_smooth=aug_smooth)
         self.engine = self.base.engine  # one layer, and one default-layer choice, for both
         self.base_name = key
         self._base_label = "Grad-CAM" if key == "gradcam" else base_cls.__name__
@@ -116,7 +118,7 @@ class CASE(CAMMethod):
             final = remove_projection(weights, direction, self.eps)
         per_target = {key: request.split(value)[0] for key, value in capture.per_class.items()}
         per_target.update(channel_weights=final, base_weights=weights)
-        return RawMaps(weighted_sum(final, capture.activations), capture.logits, per_target,
+        return RawMaps(self.combine(final, capture.activations), capture.logits, per_target,
                        {**capture.info, "base": self.base_name})
 
     def _warn_once(self, message: str) -> None:

@@ -2,10 +2,24 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import torch
 from torch import Tensor
+
+Score = Callable[[Tensor, Tensor], Tensor]  # (logits (n, K), image index (n,)) -> scores (n, M)
+
+
+def class_logits(classes: Tensor | None) -> Score:
+    """The default score of a perturbed pass: the logits of each image's ``classes`` (B, M)."""
+    if classes is None:
+        raise ValueError("give the classes to score (B, M), or a score function")
+    chosen = classes
+
+    def score(logits: Tensor, image_index: Tensor) -> Tensor:
+        return logits.gather(1, chosen[image_index])
+
+    return score
 
 
 def channel_pairs(activations: Tensor, batch_size: int, skip: Tensor | None = None) -> Iterator[tuple[Tensor, Tensor]]:

@@ -37,11 +37,14 @@ class FinerCAM(CAMMethod):
         gamma: comparison strength (pytorch-grad-cam's ``alpha``), default 1.
         weighting: ``"softmax"`` (default, the published method: comparison classes weighted by
             their softmax probabilities, differentiated through) or ``"mean"`` (unweighted mean).
+        eigen_smooth, aug_smooth: pytorch-grad-cam's smoothings, options of every CAM (see ``CAMMethod``).
     """
 
     def __init__(self, model: ModelInput, *, target_layer: LayerSpec | None = None, reshape: Reshape | None = None,
-                 contrast: ContrastStrategy | str | None = None, gamma: float = 1.0, weighting: str = "softmax"):
-        super().__init__(model, target_layer=target_layer, reshape=reshape)
+                 contrast: ContrastStrategy | str | None = None, gamma: float = 1.0, weighting: str = "softmax",
+                 eigen_smooth: bool = False, aug_smooth: bool = False):
+        super().__init__(model, target_layer=target_layer, reshape=reshape, eigen_smooth=eigen_smooth,
+                         aug_smooth=aug_smooth)
         if weighting not in WEIGHTINGS:
             raise ValueError(f"weighting={weighting!r} is not one of {WEIGHTINGS}")
         self.contrast = build_contrast(contrast, model=self.model) if contrast is not None else NearestLogits(k=3)

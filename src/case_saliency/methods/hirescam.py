@@ -8,5 +8,5 @@ from .base import CAMMethod, register
 
 @register("hirescam")
 class HiResCAM(CAMMethod):
-    def cam(self, activations: Tensor, gradients: Tensor, contrast_gradients: Tensor | None) -> Tensor:
-        return (gradients * activations[:, None]).sum(dim=2)
+    def elementwise(self, activations: Tensor, gradients: Tensor) -> Tensor:
+        return gradients * activations[:, None]

@@ -8,5 +8,5 @@ from .base import CAMMethod, register
 
 @register("layercam")
 class LayerCAM(CAMMethod):
-    def cam(self, activations: Tensor, gradients: Tensor, contrast_gradients: Tensor | None) -> Tensor:
-        return (gradients.clamp_min(0) * activations[:, None]).sum(dim=2)
+    def elementwise(self, activations: Tensor, gradients: Tensor) -> Tensor:
+        return gradients.clamp_min(0) * activations[:, None]

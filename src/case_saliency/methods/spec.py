@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..core.contrast import build_contrast
-from .base import METHODS, SaliencyMethod
+from .base import METHODS, CAMMethod, SaliencyMethod
 
 _HEAD = re.compile(r"^([a-z0-9_+\-]+)(?::([a-z0-9_+\-]+))?$")
 _KEY = re.compile(r"^[a-z_][a-z0-9_]*$")
@@ -91,9 +91,9 @@ def _options_of(cls: type) -> tuple[list[str], bool]:
     init = cls.__init__  # type: ignore[misc]
     params = list(inspect.signature(init).parameters.values())[2:]  # self, model
     names = [p.name for p in params if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)]
-    # The base constructor's **options only refuses what it does not know: it takes nothing more.
-    base_init = SaliencyMethod.__init__
-    anything = init is not base_init and any(p.kind is p.VAR_KEYWORD for p in params)
+    # The base constructors' **options only refuse what they do not know: they take nothing more.
+    base_inits = (SaliencyMethod.__init__, CAMMethod.__init__)
+    anything = init not in base_inits and any(p.kind is p.VAR_KEYWORD for p in params)
     return names, anything
 
 
