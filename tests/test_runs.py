@@ -267,7 +267,11 @@ run_diagnose(load_small_cnn(sys.argv[1]), FashionMNIST("test"), sys.argv[2], met
 
 
 @pytest.mark.slow
-def test_sigkill_then_resume_equals_uninterrupted(cnn_path, tmp_path):
+@pytest.mark.parametrize("signals", [(signal.SIGKILL, signal.SIGKILL), (signal.SIGTERM, signal.SIGINT)],
+                         ids=["sigkill", "sigterm-then-sigint"])
+def test_sigkill_then_resume_equals_uninterrupted(cnn_path, tmp_path, signals):
+    """Killed twice at different points (SIGKILL twice; or SIGTERM, then SIGINT, which unwinds through
+    the run's own clean-up), then resumed: the rows, config, gallery equal an uninterrupted run's."""
     script = tmp_path / "worker.py"
     script.write_text(WORKER.format(tests=str(TESTS), methods=ALL_CAMS))
     env = {**os.environ, "PYTHONWARNINGS": "ignore"}
@@ -282,7 +286,7 @@ def test_sigkill_then_resume_equals_uninterrupted(cnn_path, tmp_path):
     assert len((reference / "results.csv").read_text().splitlines()) == full_lines
 
     killed = tmp_path / "killed"
-    for at_least in (40, 200):  # killed twice, at different points
+    for at_least, kill in zip((40, 200), signals):  # killed twice, at different points
         proc = start(killed)
         results = killed / "results.csv"
         deadline = time.time() + 240
@@ -291,7 +295,7 @@ def test_sigkill_then_resume_equals_uninterrupted(cnn_path, tmp_path):
                 break
             time.sleep(0.005)
         assert proc.poll() is None, "the worker finished before it could be killed"
-        proc.send_signal(signal.SIGKILL)
+        proc.send_signal(kill)
         proc.wait(timeout=30)
         assert results.read_bytes().count(b"\n") < full_lines
     assert start(killed).wait(timeout=300) == 0
