@@ -286,7 +286,7 @@ def test_sigkill_then_resume_equals_uninterrupted(cnn_path, tmp_path, signals):
     assert len((reference / "results.csv").read_text().splitlines()) == full_lines
 
     killed = tmp_path / "killed"
-    for at_least, kill in zip((40, 200), signals):  # killed twice, at different points
+    for at_least, kill in zip((40, 200), signals, strict=True):  # killed twice, at different points
         proc = start(killed)
         results = killed / "results.csv"
         deadline = time.time() + 240
