@@ -112,3 +112,18 @@ def test_unreadable_file_is_one_warning_line_and_the_layer_is_printed(tmp_path):
     assert len(warnings) == 1 and warnings[0].startswith("warning: skipped 1 unreadable image file")
     assert "UserWarning" not in result.stderr and "self.paths" not in result.stderr
     assert "layer: bn2 (efficientnet_lite0's default" in result.stderr
+
+
+def test_out_inside_the_data_folder_is_warned_about_when_chosen(tmp_path):
+    """--out inside the image folder: the warning comes before any work (here a bad --layer then
+    stops the run, so the test costs a model load and no maps)."""
+    from PIL import Image
+
+    data = tmp_path / "images"
+    data.mkdir()
+    for name in ("a.png", "b.png"):
+        Image.new("RGB", (32, 32), (120, 60, 30)).save(data / name)
+    result = CliRunner().invoke(app, ["diagnose", "--model", "efficientnet_lite0", "--data", f"folder:{data}",
+                                      "--out", str(data / "runs" / "x"), "--layer", "layer4"])
+    assert result.exit_code == 2, result.output
+    assert "inside the data folder" in result.stderr and str(data) in result.stderr

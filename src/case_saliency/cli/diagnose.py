@@ -69,6 +69,7 @@ def diagnose(
                                                               diagnostic=True)
     if pairs:
         dataset = mo.pair_subset(loaded, dataset, pairs, progress=not quiet)
+    opt.warn_if_out_inside_data(out, dataset)
     opt.check_layer(loaded, layer)
     chosen = settings.with_(methods=tuple(names), contrast=spec)
     opt.run_and_summarize(lambda: run_diagnose(loaded, dataset, out, chosen, confusion=matrix, progress=not quiet,

@@ -56,6 +56,7 @@ def fidelity(
     loaded, dataset, names, spec, matrix = opt.resolve_inputs(model, weights, data, root, methods, contrast_k,
                                                               confusion, device, contrast,
                                                               mo.model_options(size, crop, mean, std, class_names))
+    opt.warn_if_out_inside_data(out, dataset)
     opt.check_layer(loaded, layer)
     chosen = settings.with_(methods=tuple(names), contrast=spec)
     opt.run_and_summarize(lambda: run_fidelity(loaded, dataset, out, chosen, confusion=matrix, progress=not quiet,

@@ -100,6 +100,16 @@ def resolve_inputs(model: str, weights: str | None, data: str, root: str | None,
     return loaded, dataset, names, spec, matrix
 
 
+def warn_if_out_inside_data(out: Path, dataset: Any) -> None:
+    """Warn, once, when --out lies inside the folder the data is read from (the files a run writes
+    there would be read as data by the next run, which would then refuse the changed data)."""
+    from ..data import out_inside_data
+
+    warning = out_inside_data(out, dataset)
+    if warning:
+        typer.echo(f"warning: {warning}", err=True)
+
+
 def check_layer(loaded: Any, layer: str | None) -> None:
     """Say which layer a run uses; a --layer the model lacks exits 2 naming the model's default layer
     and its last spatial layers (found by one forward pass of a blank image)."""
