@@ -6,8 +6,9 @@ The names below import lazily (PEP 562), so that a module of this package (``rep
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from ..core.lazy import lazy_exports
 
 _EXPORTS = {"write_report": "page", "read_run": "rundir", "Run": "rundir", "GalleryItem": "rundir",
             "RunDirError": "rundir"}
@@ -15,11 +16,7 @@ _EXPORTS = {"write_report": "page", "read_run": "rundir", "Run": "rundir", "Gall
 __all__ = ["write_report", "read_run", "Run", "GalleryItem", "RunDirError"]
 
 
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return getattr(importlib.import_module(f".{module}", __name__), name)
+__getattr__, __dir__ = lazy_exports(__name__, globals(), _EXPORTS)
 
 
 if TYPE_CHECKING:
