@@ -34,6 +34,26 @@ METHOD_TITLES = {"gradcam": "Grad-CAM", "case": "CASE", "gradcam++": "Grad-CAM++
                  "eigencam": "EigenCAM", "ablationcam": "Ablation-CAM"}
 
 
+def _map_panel(ax: Any, image: np.ndarray, values: np.ndarray, alpha: float, k_percent: float | None,
+               title: str | None) -> None:
+    """One map over its image, its top-k% outlined in white (not for a constant map), no ticks."""
+    ax.imshow(overlay(image, values, alpha))
+    if k_percent is not None and np.ptp(np.nan_to_num(values)) > 0:
+        ax.contour(top_region(values, k_percent), levels=[0.5], colors="white", linewidths=1.1)
+    ax.set_xticks([])
+    ax.set_yticks([])
+    if title is not None:
+        ax.set_title(title)
+
+
+def _agreement_title(method: str, titles: Mapping[str, str], agreement: Mapping[str, float | None]) -> str:
+    """A method column's title: its name, and the agreement of its first two maps where one was computed."""
+    share = agreement.get(method)
+    text = "" if method not in agreement else (
+        "\nagreement n/a" if share is None or not np.isfinite(share) else f"\nagreement {share:.0f}%")
+    return f"{titles.get(method, method)}{text}"
+
+
 def method_title(spec: str) -> str:
     """A method's display name: "Grad-CAM", "CASE", or the spec itself."""
     return METHOD_TITLES.get(spec, spec)
@@ -243,17 +263,8 @@ def gallery_figure(image: np.ndarray, maps: Mapping[str, np.ndarray], class_name
             for row in range(2):
                 ax = fig.add_subplot(grid[row, j])
                 map_axes.append(ax)
-                ax.imshow(overlay(image, maps[method][row], alpha))
-                if k_percent is not None and np.ptp(np.nan_to_num(maps[method][row])) > 0:
-                    ax.contour(top_region(maps[method][row], k_percent), levels=[0.5], colors="white",
-                               linewidths=1.1)
-                ax.set_xticks([])
-                ax.set_yticks([])
-                if row == 0:
-                    share = agreement.get(method)
-                    text = "" if method not in agreement else (
-                        "\nagreement n/a" if share is None or not np.isfinite(share) else f"\nagreement {share:.0f}%")
-                    ax.set_title(f"{titles.get(method, method)}{text}")
+                _map_panel(ax, image, maps[method][row], alpha, k_percent,
+                           _agreement_title(method, titles, agreement) if row == 0 else None)
                 if j == 1:
                     ax.set_ylabel(f"top-{row + 1}: {_short(class_names[row])}\np = {probabilities[row]:.2f}")
         bar = fig.colorbar(ScalarMappable(Normalize(0.0, 1.0), cmap=OVERLAY_CMAP), ax=map_axes, shrink=0.85,
@@ -402,17 +413,8 @@ def explain_figure(image: np.ndarray, maps: Mapping[str, np.ndarray], class_name
             for j, method in enumerate(methods, start=1):
                 ax = fig.add_subplot(grid[row, j])
                 map_axes.append(ax)
-                values = maps[method][row]
-                ax.imshow(overlay(image, values, alpha))
-                if k_percent is not None and np.ptp(np.nan_to_num(values)) > 0:
-                    ax.contour(top_region(values, k_percent), levels=[0.5], colors="white", linewidths=1.1)
-                ax.set_xticks([])
-                ax.set_yticks([])
-                if row == 0:
-                    share = agreement.get(method)
-                    text = "" if method not in agreement else (
-                        "\nagreement n/a" if share is None or not np.isfinite(share) else f"\nagreement {share:.0f}%")
-                    ax.set_title(f"{titles.get(method, method)}{text}")
+                _map_panel(ax, image, maps[method][row], alpha, k_percent,
+                           _agreement_title(method, titles, agreement) if row == 0 else None)
         bar = fig.colorbar(ScalarMappable(Normalize(0.0, 1.0), cmap=OVERLAY_CMAP), ax=map_axes, shrink=0.8,
                            aspect=25, pad=0.02, location="right")
         bar.set_label("saliency (each map scaled to [0, 1])")
