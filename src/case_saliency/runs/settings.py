@@ -19,7 +19,7 @@ from .defaults import DEFAULT_METHODS
 
 
 # The agreement's policies and fidelity's fills (the names of ``metrics.agreement`` and ``metrics.fidelity``,
-# repeated here so that reading a config needs no torch; tests/test_settings.py checks they are equal).
+# repeated here so that reading a config needs no torch; tests/runs/test_run_layer.py checks they are equal).
 TIE_POLICIES: tuple[str, ...] = ("index", "reverse", "authors", "inclusive")
 SPARSE_POLICIES: tuple[str, ...] = ("positive", "pad")
 FILLS: tuple[str, ...] = ("zero", "mean", "blur")

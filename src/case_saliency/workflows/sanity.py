@@ -5,7 +5,7 @@
   are the modules with their own ``reset_parameters`` (convolutions, linear and norm layers), in
   reverse registration order, each reset under ``torch.manual_seed(seed + 1)``: the order and the
   draws of Quantus' ``MPRT`` (``get_random_layer_generator(order="top_down")``), so the two agree
-  on the same model (tests/test_quantus_checks.py). Norm layers' running statistics are reset too.
+  on the same model (tests/metrics/test_quantus_checks.py). Norm layers' running statistics are reset too.
 - **A model trained on shuffled labels** (``case-saliency train --shuffle-labels``): compared with
   the model trained on the true labels, as one more "randomised" model.
 

@@ -32,7 +32,7 @@ from case_saliency.runs.summary import format_summary, load_results, summarize_r
 
 DIAGNOSE_COLUMNS = DiagnoseRow.columns()
 
-TESTS = Path(__file__).parent
+TESTS = Path(__file__).parents[1]
 sys.path.insert(0, str(TESTS))
 from runs_support import LAYER, TRANSFORM, load_small_cnn, train_small_cnn  # noqa: E402
 

@@ -31,7 +31,7 @@ from case_saliency.report.tables import e
 from case_saliency.runs import run_diagnose, run_fidelity
 from case_saliency.runs.summary import summarize_run
 
-TESTS = Path(__file__).parent
+TESTS = Path(__file__).parents[1]
 ARTIFACTS = TESTS.parent / "test-artifacts"
 sys.path.insert(0, str(TESTS))
 from runs_support import LAYER, MEAN, STD, TRANSFORM  # noqa: E402

@@ -24,7 +24,7 @@ from case_saliency.runs.summary import load_results
 pytestmark = pytest.mark.slow
 
 BIN = Path(sys.executable).parent
-README = Path(__file__).parents[1] / "README.md"
+README = Path(__file__).parents[2] / "README.md"
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore"}
 DIAGNOSE = ["diagnose", "--model", "efficientnet_lite0", "--data", "samples", "--num-images", "6", "--methods",
             "gradcam,case", "--batch-size", "2", "--quiet"]

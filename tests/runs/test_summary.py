@@ -20,7 +20,7 @@ from case_saliency.runs.rows import DiagnoseRow
 from case_saliency.runs.store import format_rows, header_line
 from case_saliency.runs.summary import compare_with_baseline, summarize_run
 
-SRC = Path(__file__).resolve().parents[1] / "src"
+SRC = Path(__file__).resolve().parents[2] / "src"
 METHODS = ("gradcam", "hirescam", "case", "layercam")
 
 

@@ -23,7 +23,7 @@ from case_saliency.runs.settings import RunSettings, protocol_for
 from case_saliency.runs.store import ResultsTable, read_results
 from case_saliency.runs.summary import format_summary, summarize_run
 
-TESTS = Path(__file__).parent
+TESTS = Path(__file__).parents[1]
 sys.path.insert(0, str(TESTS))
 from runs_support import LAYER, TRANSFORM  # noqa: E402
 

@@ -32,7 +32,7 @@ from case_saliency.runs.runner import SettingsError
 from case_saliency.runs.store import file_stem, gallery_path
 from case_saliency.runs.summary import load_results, summarize_run
 
-TESTS = Path(__file__).parent
+TESTS = Path(__file__).parents[1]
 sys.path.insert(0, str(TESTS))
 from runs_support import LAYER, TRANSFORM  # noqa: E402
 

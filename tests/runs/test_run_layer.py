@@ -267,19 +267,19 @@ def test_explain_many_is_a_resumable_kind_read_by_run_dir(images, tmp_path):
 
 
 def test_the_read_path_imports_no_torch(tmp_path):
-    shutil.copytree(Path(__file__).parent / "data" / "legacy" / "diagnose", tmp_path / "run")
+    shutil.copytree(Path(__file__).parents[1] / "fixtures" / "legacy" / "diagnose", tmp_path / "run")
     code = ("import sys; from case_saliency.runs.rundir import RunDir; run = RunDir.read(sys.argv[1]); "
             "run.frame(); assert run.settings.k_percent == (5.0, 10.0); "
             "print(sorted(m for m in sys.modules if m == 'torch' or m.startswith('torch.')))")
     result = subprocess.run([sys.executable, "-c", code, str(tmp_path / "run")], capture_output=True, text=True,
-                            env={**__import__("os").environ, "PYTHONPATH": str(Path(__file__).parents[1] / "src")})
+                            env={**__import__("os").environ, "PYTHONPATH": str(Path(__file__).parents[2] / "src")})
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "[]"
 
 
 def test_the_kind_in_docs_run_kinds_runs_and_resumes(images, tmp_path):
     """docs/run-kinds.md's example kind, as written: it runs, reads back and resumes."""
-    text = (Path(__file__).parents[1] / "docs" / "run-kinds.md").read_text()
+    text = (Path(__file__).parents[2] / "docs" / "run-kinds.md").read_text()
     code = text.split("```python\n", 1)[1].split("```", 1)[0]
     namespace: dict = {"__name__": "run_kinds_example"}
     exec(compile(code, "docs/run-kinds.md", "exec", dont_inherit=True), namespace)  # as a reader's own module
