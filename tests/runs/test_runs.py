@@ -190,8 +190,10 @@ def test_failing_method_records_error_and_goes_on(cnn, fashion, tmp_path, monkey
 
 
 def test_fidelity_fashion_mnist(cnn, fashion, tmp_path):
+    # deletion_fill zero: the curve at 50 % is then the confidence drop's image (new runs delete with the blur)
     run = run_fidelity(cnn, fashion, tmp_path / "run", methods=["gradcam", "layercam", "case"], n=8, seed=4,
-                       k_percent=50, steps=4, layer=LAYER, transform=TRANSFORM, batch_size=4, progress=False)
+                       k_percent=50, steps=4, layer=LAYER, transform=TRANSFORM, batch_size=4, progress=False,
+                       deletion_fill="zero")
     _, frame = load_results(run)
     assert len(frame) == 24 and (frame["error"] == "").all()
     assert (frame["pred"] == frame["label"]).all()  # correctly classified images only (the default)

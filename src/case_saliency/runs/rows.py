@@ -110,8 +110,9 @@ class DiagnoseRow(Row):
 
 
 @dataclass
-class FidelityRow(Row):
-    """A fidelity row: one (image, method) of the confidence drop and deletion/insertion test."""
+class EarlierFidelityRow(Row):
+    """The columns of fidelity runs written before the class-contrastive drop: such a run resumes with
+    them (``FidelitySettings.contrastive_k`` empty), and its summary leaves the drop out."""
 
     kind: ClassVar[str] = "fidelity"
     label: int = -1
@@ -127,6 +128,20 @@ class FidelityRow(Row):
     degenerate: bool = False
     contrast: str = _cells("ints")
     error: str = ""
+
+
+@dataclass
+class FidelityRow(EarlierFidelityRow):
+    """A fidelity row: one (image, method) of the confidence drop, the deletion/insertion test and the
+    class-contrastive drop (the change of logit ``pred`` minus logit ``class2``, the image's top-2
+    class, when the top-k% of the map of ``pred`` is removed with a blur fill, at each k of the run's
+    ``contrastive_k``: ``contrastive_drops``; ``contrastive_drop``: their trapezoid mean over k;
+    ``margin_before``: the logit margin on the image)."""
+
+    class2: int = -1
+    margin_before: float = NAN
+    contrastive_drop: float = NAN
+    contrastive_drops: str = _cells("floats")
 
 
 # Every kind's row type (a kind registered by ``runs.runner.register`` adds its own).

@@ -278,6 +278,11 @@ class RunKind(ABC, Generic[State]):
         """Rows of a complete (image, method) pair."""
         return 1
 
+    @classmethod
+    def row_type_for(cls, settings: RunSettings) -> type[Row]:
+        """The row type of a run with ``settings`` (a run of an earlier version may keep its columns)."""
+        return cls.row_type
+
     def todo(self, start: int, ids: Sequence[str]) -> dict[str, list[int]]:
         """{method: batch positions whose pair is missing}, for every method with work."""
         done = self.context.done
@@ -466,7 +471,7 @@ def plan_run(kind: type[RunKind[Any]], settings: RunSettings, model: LoadedModel
         run_dir.check_sample_ids(meta.get("sample_ids"), ids)
         meta["sample_ids"] = ids
         meta.setdefault("files", identity["files"])
-        return Plan(meta, sample, ids, True, run_dir.done_pairs(kind.row_type, rows_per_pair, ids))
+        return Plan(meta, sample, ids, True, run_dir.done_pairs(kind.row_type_for(settings), rows_per_pair, ids))
     info: dict[str, Any] = {}
     workers = options.workers or 0
     sample = select_sample(model.model, dataset, model.transform, settings, workers=workers,
@@ -559,7 +564,7 @@ def _execute(kind: type[RunKind[Any]], model: LoadedModel, dataset: ImageSource,
         if ranks.main:
             folder.commit(settings, plan.meta, plan.resumed)
         group.barrier()
-        with folder.table(kind.row_type, rows_per_pair, plan.sample_ids,
+        with folder.table(kind.row_type_for(settings), rows_per_pair, plan.sample_ids,
                           ranks.rank if ranks.distributed else None) as table:
             for work in _works(first, loader, job, advance, check):
                 for rows in work.groups:
@@ -573,7 +578,8 @@ def _execute(kind: type[RunKind[Any]], model: LoadedModel, dataset: ImageSource,
         images = group.total(sum(len(chunk) for chunk in mine))
         group.barrier()
         if ranks.main:
-            folder.merge_parts(kind.row_type, rows_per_pair, plan.sample_ids, (settings.methods, settings.batch_size))
+            folder.merge_parts(kind.row_type_for(settings), rows_per_pair, plan.sample_ids,
+                               (settings.methods, settings.batch_size))
             folder.finish(plan.meta, errors_in_last_session=errors,
                           last_session={"images": images, "seconds": round(time.perf_counter() - started, 3),
                                         "ranks": ranks.world, "workers": workers})

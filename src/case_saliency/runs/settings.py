@@ -289,14 +289,29 @@ class DiagnoseSettings(RunSettings):
                                               ("alpha", 0.05)) if data.get(key) is None}
 
 
+# The class-contrastive drop's sweep (percent of A's map removed) for a new fidelity run.
+CONTRASTIVE_K: tuple[float, ...] = (5.0, 10.0, 20.0, 50.0)
+# What the deletion curve's removed pixels become in a new fidelity run (runs of earlier versions: their ``fill``).
+DELETION_FILL = "blur"
+# What the class-contrastive drop's removed pixels become, whatever the run's fill: a blur, so that no
+# out-of-distribution colour stands in for them (metrics.contrastive).
+CONTRASTIVE_FILL = "blur"
+
+
 @dataclass(frozen=True)
 class FidelitySettings(RunSettings):
     """The fidelity test's settings (``run_fidelity``).
 
     Attributes:
         k_percent: share of the most salient pixels removed for the confidence drop (percent, (0, 100]).
-        fill: what removed pixels become: "zero" (0 in the normalised input, the paper's), "mean" or
-            "blur"; also the deletion substrate. steps: deletion/insertion steps (0 skips the curves).
+        fill: what the confidence drop's removed pixels become: "zero" (0 in the normalised input, the
+            paper's), "mean" or "blur". steps: deletion/insertion steps (0 skips the curves).
+        deletion_fill: what the deletion curve's removed pixels become (the insertion substrate is always
+            the blur); None: ``DELETION_FILL`` ("blur") for a new run, the stored one on a resume (runs of
+            earlier versions deleted with their ``fill``).
+        contrastive_k: the sweep of the class-contrastive drop (percent of the top-1 map removed, blur
+            fill, the change of logit top-1 minus logit top-2); () skips it; None: ``CONTRASTIVE_K`` for a
+            new run, the stored sweep on a resume (runs of earlier versions have none: ()).
         alpha: the paired tests' significance level. eval_batch_size: perturbed images per forward.
     """
 
@@ -306,6 +321,8 @@ class FidelitySettings(RunSettings):
     steps: int = 20
     alpha: float = 0.05
     eval_batch_size: int = EVAL_BATCH_SIZE
+    deletion_fill: str | None = None
+    contrastive_k: tuple[float, ...] | None = None
 
     def _check(self, where: str) -> None:
         super()._check(where)
@@ -314,9 +331,41 @@ class FidelitySettings(RunSettings):
         self._set("steps", _integer(where, "steps", self.steps, 0))
         self._set("alpha", _number(where, "alpha", self.alpha, 0.0, 1.0))
         self._set("eval_batch_size", _integer(where, "eval_batch_size", self.eval_batch_size, 1))
+        _text(where, "deletion_fill", self.deletion_fill, optional=True, choices=FILLS)
+        ks = self.contrastive_k
+        if ks is not None:
+            if isinstance(ks, (int, float)) and not isinstance(ks, bool):
+                ks = (ks,)
+            if isinstance(ks, str) or not isinstance(ks, Sequence):
+                raise _bad(where, "contrastive_k", ks, "a list of percentages in (0, 100] (empty: no "
+                           "class-contrastive drop), e.g. [5, 10, 20, 50]")
+            self._set("contrastive_k", tuple(sorted(dict.fromkeys(
+                _number(where, "contrastive_k", k, 0.0, 100.0, low_open=True) for k in ks))))
 
     def k_list(self) -> list[float]:
         return [self.k_percent]
+
+    @property
+    def deletion_substrate(self) -> str:
+        """The deletion curve's fill (``deletion_fill``, its default where unresolved)."""
+        return self.deletion_fill if self.deletion_fill is not None else DELETION_FILL
+
+    @property
+    def contrastive_sweep(self) -> tuple[float, ...]:
+        """The class-contrastive drop's k (``contrastive_k``, its default where unresolved)."""
+        return self.contrastive_k if self.contrastive_k is not None else CONTRASTIVE_K
+
+    def resolved(self, stored: RunSettings | None) -> FidelitySettings:
+        """The settings with their None fields decided: the ``stored`` run's values when resuming one
+        (``stored``: its config.json's settings; a run of an earlier version keeps its columns), the
+        defaults of a new run otherwise."""
+        previous = stored if isinstance(stored, FidelitySettings) else None
+        changes: dict[str, Any] = {}
+        if self.deletion_fill is None:
+            changes["deletion_fill"] = previous.deletion_substrate if previous is not None else DELETION_FILL
+        if self.contrastive_k is None:
+            changes["contrastive_k"] = previous.contrastive_sweep if previous is not None else CONTRASTIVE_K
+        return self.with_(**changes) if changes else self
 
     @classmethod
     def _k_from_json(cls, value: Any, where: str) -> Any:
@@ -328,8 +377,15 @@ class FidelitySettings(RunSettings):
 
     @classmethod
     def _legacy_defaults(cls, data: Mapping[str, Any]) -> dict[str, Any]:
-        return {key: value for key, value in (("alpha", 0.05), ("eval_batch_size", EVAL_BATCH_SIZE),
-                                              ("steps", 20), ("fill", "zero")) if data.get(key) is None}
+        # Runs written before the deletion fill and the class-contrastive drop existed deleted with their
+        # fill and measured no contrastive drop.
+        legacy = {key: value for key, value in (("alpha", 0.05), ("eval_batch_size", EVAL_BATCH_SIZE),
+                                                ("steps", 20), ("fill", "zero")) if data.get(key) is None}
+        if data.get("deletion_fill") is None:
+            legacy["deletion_fill"] = data.get("fill") or "zero"
+        if data.get("contrastive_k") is None:
+            legacy["contrastive_k"] = ()
+        return legacy
 
 
 # Every kind's settings type, by kind (a kind registered by ``runs.runner.register`` adds its own).
