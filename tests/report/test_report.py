@@ -366,7 +366,9 @@ def test_fidelity_report(fashion_fidelity, reports):
     assert {p.name for p in (fashion_fidelity / "figures").iterdir()} == {
         "confidence_drop.png", "confidence_drop.pdf", "curves.png", "curves.pdf"}
     means, tests = summarize_run(fashion_fidelity)["fidelity"], summarize_run(fashion_fidelity)["paired"]
-    assert len(tests) == 8 and "Paired tests" in page  # case vs gradcam and layercam, 4 measures
+    # case vs gradcam and layercam, 5 measures (the AUCs, the class-contrastive drop, the two confidence drops)
+    assert len(tests) == 10 and "Paired tests" in page
+    assert page.index('id="verdicts"') < page.index('id="summary"') and "vs Grad-CAM, deletion AUC" in page
     # A best value has its star exactly where the paired test says it differs.
     for column, measure, pick in (("insertion_auc_mean", "insertion_auc", "idxmax"),
                                   ("deletion_auc_mean", "deletion_auc", "idxmin"),

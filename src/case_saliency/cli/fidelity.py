@@ -11,6 +11,20 @@ from . import run_options as opt
 from .app import app
 
 
+def _sweep(text: str | None) -> tuple[float, ...] | None:
+    """--contrastive-k as percents (None: unset; "none": no sweep); a bad value exits naming it."""
+    if text is None:
+        return None
+    if text.strip().lower() in ("none", ""):
+        return ()
+    try:
+        values = tuple(float(part) for part in text.split(","))
+    except ValueError:
+        raise opt.fail(f"--contrastive-k {text!r}: give comma-separated percentages such as 5,10,20,50, "
+                       "or none") from None
+    return values  # the range is checked by FidelitySettings
+
+
 @app.command("fidelity")
 def fidelity(
     model: str = opt.MODEL,
@@ -23,6 +37,13 @@ def fidelity(
     fill: str = typer.Option("zero", help="what removed pixels become: zero (the paper: 0 in the normalised "
                              "input), mean, blur"),
     steps: int = typer.Option(20, help="deletion/insertion steps (0: skip the curves)"),
+    deletion_fill: str | None = typer.Option(None, help="what the deletion curve's removed pixels become: blur "
+                                             "(default for a new run; insertion is always on the blur), zero, "
+                                             "mean; a resumed run keeps its own"),
+    contrastive_k: str | None = typer.Option(None, "--contrastive-k", metavar="PERCENTS",
+                                             help="the class-contrastive drop's sweep, comma-separated percents "
+                                             "of the top-1 map removed with a blur (default 5,10,20,50 for a new "
+                                             "run, a resumed run keeps its own); 'none' skips it"),
     correct_only: bool | None = opt.CORRECT_ONLY,
     alpha: float = typer.Option(0.05, help="significance level of the paired tests"),
     layer: str | None = opt.LAYER,
@@ -49,10 +70,12 @@ def fidelity(
 
     if n < 0 or steps < 0 or batch_size < 1 or eval_batch_size < 1:
         raise opt.fail("--num-images and --steps must be >= 0, --batch-size and --eval-batch-size >= 1")
+    sweep = _sweep(contrastive_k)
     settings = opt.settings_or_exit(lambda: FidelitySettings(
         methods=tuple(opt.parse_list(methods, "methods")), n=n, seed=seed, k_percent=k, fill=fill, steps=steps,
         correct_only=correct_only, alpha=alpha, layer=layer, batch_size=batch_size, eval_batch_size=eval_batch_size,
-        weights=weights, dataset=data, command=opt.this_command()))
+        weights=weights, dataset=data, command=opt.this_command(), deletion_fill=deletion_fill,
+        contrastive_k=sweep))
     loaded, dataset, names, spec, matrix = opt.resolve_inputs(model, weights, data, root, methods, contrast_k,
                                                               confusion, device, contrast,
                                                               mo.model_options(size, crop, mean, std, class_names))

@@ -191,15 +191,32 @@ def _fidelity_sections(run: Run, summary: dict, folder: Path) -> tuple[str, str]
     alpha = float(summary.get("alpha") or run.config.get("alpha") or 0.05)
     k = run.config.get("k_percent")
     k = number(k[0] if isinstance(k, list) and k else k, 0)  # fidelity runs store one k (maybe in a list)
+    fill = run.config.get("fill")
+    deletion_fill = run.config.get("deletion_fill") or fill  # runs of earlier versions deleted with their fill
+    sweep = run.config.get("contrastive_k") or []
+    # The primary measures first (deletion/insertion AUC, the class-contrastive drop), then the confidence drop
+    # at k with the run's fill, the random maps' drop beside it (the control: a saturated drop shows in it).
     columns = [Column("Method", "method", str), Column("Model", "model", str),
                Column("N", "n", lambda v: str(int(v))),
-               Column(f"Relative drop at {k}%", "drop_relative_mean", number, "high",
-                      "mean of max(p_before − p_after, 0) / p_before after removing the top pixels"),
-               Column("SD", "drop_relative_sd", number),
-               Column("Absolute drop", "drop_absolute_mean", number, "high", "mean of p_before − p_after"),
-               Column("Deletion AUC", "deletion_auc_mean", number, "low"),
-               Column("Insertion AUC", "insertion_auc_mean", number, "high"),
-               Column("Errors", "errors", lambda v: str(int(v)))]
+               Column(f"Deletion AUC ({deletion_fill})", "deletion_auc_mean", number, "low",
+                      f"probability of the class as the top pixels become {deletion_fill}, area over the removed "
+                      "fraction"),
+               Column("SD", "deletion_auc_sd", number),
+               Column("Insertion AUC (blur)", "insertion_auc_mean", number, "high",
+                      "probability of the class as the top pixels are revealed on the blurred image"),
+               Column("SD", "insertion_auc_sd", number)]
+    if rows and "contrastive_drop_mean" in rows[0]:
+        columns += [Column("Contrastive drop", "contrastive_drop_mean", number, "high",
+                           "logit top-1 − logit top-2, before minus after removing the top-k% of the top-1 map with "
+                           f"the blur, mean over k = {', '.join(f'{float(v):g}' for v in sweep)}%"),
+                    Column("SD", "contrastive_drop_sd", number)]
+    columns += [Column(f"Relative drop at {k}% ({fill})", "drop_relative_mean", number, "high",
+                       "secondary: mean of max(p_before − p_after, 0) / p_before after removing the top pixels")]
+    if rows and "drop_relative_random" in rows[0]:
+        columns.append(Column("Random maps' drop", "drop_relative_random", number,
+                              title="the random-map control's relative drop on the same images"))
+    columns += [Column("Absolute drop", "drop_absolute_mean", number, "high", "mean of p_before − p_after"),
+                Column("Errors", "errors", lambda v: str(int(v)))]
     if rows and "degenerate" in rows[0]:
         columns.insert(3, Column("Degenerate", "degenerate", lambda v: str(int(v)),
                                  title="constant maps: left out of the means and the paired tests"))
@@ -217,9 +234,11 @@ def _fidelity_sections(run: Run, summary: dict, folder: Path) -> tuple[str, str]
     table = table_html(rows, columns, caption="Fidelity: what the map's pixels are worth to the model", star=differs)
     table += ("<p class=\"note\">★ marks the best value of a column where the paired Wilcoxon test (α = "
               f"{alpha:g}) says it differs: for {e(reference or 'the reference')} from every other method, for another "
-              "method from the reference (↓ lower is better, ↑ higher). "
-              f"Fill of removed pixels: {e(run.config.get('fill'))}; "
-              f"{e(run.config.get('steps'))} deletion/insertion steps.</p>") + merged
+              "method from the reference (↓ lower is better, ↑ higher). The deletion and insertion AUC are the "
+              "primary measures; the confidence drop at one k is secondary (on many models near its ceiling: "
+              "compare it with the random maps' drop where the run has them). "
+              f"Removed pixels become: {e(deletion_fill)} (deletion curve), {e(fill)} (confidence drop), a blur "
+              f"(class-contrastive drop); {e(run.config.get('steps'))} deletion/insertion steps.</p>") + merged
     for test in tests:
         test["conclusion"] = _direction(test)
     if tests:
@@ -279,8 +298,10 @@ def choose_gallery(items: Sequence[GalleryItem], agreement: dict[tuple[str, str]
 
 # Fidelity table columns -> the paired tests' measure, and which way is better.
 MEASURES = {"drop_relative_mean": "drop_relative", "drop_absolute_mean": "drop_absolute",
-            "deletion_auc_mean": "deletion_auc", "insertion_auc_mean": "insertion_auc"}
-BETTER = {"drop_relative": "high", "drop_absolute": "high", "deletion_auc": "low", "insertion_auc": "high"}
+            "deletion_auc_mean": "deletion_auc", "insertion_auc_mean": "insertion_auc",
+            "contrastive_drop_mean": "contrastive_drop"}
+BETTER = {"drop_relative": "high", "drop_absolute": "high", "deletion_auc": "low", "insertion_auc": "high",
+          "contrastive_drop": "high"}
 
 
 def _as_p(value: object) -> float:
@@ -386,14 +407,22 @@ def run_subtitle(run: Run) -> str:
 
 
 def _verdict_section(summary: dict) -> str:
-    """The verdict lines of a diagnose run (every method against Grad-CAM on the same images), first on
-    the page; empty for fidelity runs and runs without the baseline."""
+    """The verdict lines of a run (every method against Grad-CAM on the same images: agreement for a
+    diagnose run, the deletion and insertion AUC for a fidelity run), first on the page; empty for runs
+    without the baseline."""
     lines = summary.get("verdicts") or []
     if not lines:
         return ""
     versus = summary["versus_baseline"]
     margin, baseline = float(versus["margin"].iloc[0]), display_name(str(versus["baseline"].iloc[0]))
     items = "".join(f"<li>{e(line)}</li>" for line in lines)
+    if summary.get("kind") == "fidelity":
+        return (f'<ul class="verdicts">{items}</ul><p class="note">Each method against {e(baseline)} on the images '
+                "both scored, on the primary fidelity measures: the deletion AUC (lower = the class probability "
+                "falls sooner as the map's top pixels go: more faithful) and the insertion AUC (higher = more "
+                "faithful); the mean paired difference with its bootstrap 95% interval, the paired two-sided "
+                "t-test (p Holm-corrected across the run's comparisons), two one-sided t-tests for \"equal within "
+                f"±{margin:g}\", and MDD the smallest difference this n detects with 80% power.</p>")
     return (f'<ul class="verdicts">{items}</ul><p class="note">Each method against {e(baseline)} '
             "on the images both scored: the mean paired difference of top-k% agreement (points; lower = more "
             "class-specific, the two classes' maps share fewer top pixels) with its bootstrap 95% interval; the "

@@ -379,8 +379,9 @@ class FidelitySettings(RunSettings):
     def _legacy_defaults(cls, data: Mapping[str, Any]) -> dict[str, Any]:
         # Runs written before the deletion fill and the class-contrastive drop existed deleted with their
         # fill and measured no contrastive drop.
-        legacy = {key: value for key, value in (("alpha", 0.05), ("eval_batch_size", EVAL_BATCH_SIZE),
-                                                ("steps", 20), ("fill", "zero")) if data.get(key) is None}
+        legacy: dict[str, Any] = {key: value for key, value in (("alpha", 0.05), ("eval_batch_size", EVAL_BATCH_SIZE),
+                                                                ("steps", 20), ("fill", "zero"))
+                                  if data.get(key) is None}
         if data.get("deletion_fill") is None:
             legacy["deletion_fill"] = data.get("fill") or "zero"
         if data.get("contrastive_k") is None:

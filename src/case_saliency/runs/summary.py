@@ -22,7 +22,9 @@ paired difference and its bootstrap 95% interval (seeded, 2,000 resamples).
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -140,7 +142,35 @@ def _agreement_conclusion(p: float, test: TestResult, threshold: float, alpha: f
     return "does not separate"
 
 
-FIDELITY_MEASURES = ("drop_relative", "drop_absolute", "deletion_auc", "insertion_auc")
+# The fidelity measures in the order a summary shows them: the primary ones first (deletion and insertion AUC
+# on the blur, the class-contrastive drop), then the confidence drop at the run's k and fill (saturated on many
+# models: random maps reach nearly the same value, shown beside it).
+FIDELITY_MEASURES = ("deletion_auc", "insertion_auc", "contrastive_drop", "drop_relative", "drop_absolute")
+PRIMARY_MEASURES = ("deletion_auc", "insertion_auc")
+# Which way is better, per measure (lower deletion AUC: the probability falls sooner as the top pixels go).
+BETTER = {"deletion_auc": "lower", "insertion_auc": "higher", "contrastive_drop": "higher", "drop_relative": "higher",
+          "drop_absolute": "higher"}
+FIDELITY_MARGIN = 0.05  # AUC units (probability x fraction removed): "equal within ±0.05"
+RANDOM_METHOD = "random"
+
+
+def random_method(methods: list[str]) -> str | None:
+    """The run's random-map control (the first method whose spec is ``random``, with or without options)."""
+    return next((m for m in methods if m.partition("(")[0] == RANDOM_METHOD), None)
+
+
+def _usable(frame: pd.DataFrame) -> pd.Series:
+    """Rows a fidelity test scores: no error, a map that ranks pixels (not degenerate)."""
+    return (frame["error"].astype(str) == "") & ~_degenerate(frame)
+
+
+def _paired(frame: pd.DataFrame, first: str, second: str, measure: str) -> tuple[np.ndarray, np.ndarray]:
+    """The values of ``measure`` for two methods on the images both scored, in image-id order."""
+    usable = frame[_usable(frame)]
+    mine = usable[usable["method"] == first].drop_duplicates("image_id").set_index("image_id")[measure]
+    theirs = usable[usable["method"] == second].drop_duplicates("image_id").set_index("image_id")[measure]
+    both = mine.index.intersection(theirs.index).sort_values()
+    return mine.loc[both].to_numpy(dtype=float), theirs.loc[both].to_numpy(dtype=float)
 
 
 def summarize_fidelity(frame: pd.DataFrame, reference: str = "case", alpha: float = 0.05,
@@ -148,24 +178,35 @@ def summarize_fidelity(frame: pd.DataFrame, reference: str = "case", alpha: floa
                        methods_order: list[str] | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(per-method means, paired tests of ``reference`` against each other method).
 
+    Means: per measure of ``FIDELITY_MEASURES`` the run has (runs of earlier versions lack the
+    contrastive drop), ``{measure}_mean`` and ``{measure}_sd`` over non-degenerate maps, primary measures
+    first; beside ``drop_relative_mean``, ``drop_relative_random``: the random-map control's mean on the
+    images the method scored (where the run has a ``random`` method).
     Paired tests use the images where both methods have a number; differences are
     reference - other; both tests two-sided.
     """
     methods = methods_order or sorted(frame["method"].unique())
+    measures = [m for m in FIDELITY_MEASURES if m in frame]
+    control = random_method(methods)
     means = []
     for method in methods:
         part = frame[frame["method"] == method]
         failed = part["error"].astype(str) != ""
         degenerate = _degenerate(part) & ~failed
         ok = part[~failed & ~degenerate]
-        row = {"method": method, "n": int(len(ok)), "degenerate": int(degenerate.sum()), "errors": int(failed.sum())}
-        for measure in FIDELITY_MEASURES:
+        row: dict[str, object] = {"method": method, "n": int(len(ok)), "degenerate": int(degenerate.sum()),
+                                  "errors": int(failed.sum())}
+        for measure in measures:
             values = ok[measure].dropna().to_numpy(dtype=float)
             row[f"{measure}_mean"] = float(values.mean()) if values.size else np.nan
             row[f"{measure}_sd"] = float(values.std(ddof=1)) if values.size > 1 else np.nan
+            if measure == "drop_relative" and control is not None:
+                _, theirs = _paired(frame, method, control, measure)
+                finite = theirs[np.isfinite(theirs)]
+                row["drop_relative_random"] = float(finite.mean()) if finite.size else np.nan
         means.append(row)
     tests = []
-    usable = (frame["error"].astype(str) == "") & ~_degenerate(frame)  # paired on maps that rank pixels
+    usable = _usable(frame)  # paired on maps that rank pixels
     if reference in methods:
         ref = frame[(frame["method"] == reference) & usable].set_index("image_id")
         for method in methods:
@@ -173,7 +214,7 @@ def summarize_fidelity(frame: pd.DataFrame, reference: str = "case", alpha: floa
                 continue
             other = frame[(frame["method"] == method) & usable].set_index("image_id")
             shared = ref.index.intersection(other.index)
-            for measure in FIDELITY_MEASURES:
+            for measure in measures:
                 a = ref.loc[shared, measure].to_numpy(dtype=float)
                 b = other.loc[shared, measure].to_numpy(dtype=float)
                 if np.all(np.isnan(a)) and np.all(np.isnan(b)):
@@ -195,6 +236,87 @@ def summarize_fidelity(frame: pd.DataFrame, reference: str = "case", alpha: floa
     return pd.DataFrame(means), tests_frame
 
 
+MEASURE_WORDS = {"deletion_auc": "deletion AUC", "insertion_auc": "insertion AUC",
+                 "contrastive_drop": "class-contrastive drop"}
+
+
+def compare_fidelity(frame: pd.DataFrame, baseline: str = "gradcam", measures: tuple[str, ...] = PRIMARY_MEASURES,
+                     margin: float = FIDELITY_MARGIN, alpha: float = 0.05, correction: str | None = "holm",
+                     methods_order: list[str] | None = None, resamples: int = 2000, seed: int = 0) -> pd.DataFrame:
+    """Every method against ``baseline`` on the images both scored, per primary fidelity measure.
+
+    Args:
+        frame: a fidelity run's results table.
+        baseline: the method compared with (absent from the run: an empty table).
+        measures: the measures compared (columns the run lacks are skipped).
+        margin: the equivalence margin, in the measure's unit (AUC: probability x fraction removed).
+        alpha: the verdicts' level.
+        correction: "holm" (default: across the table's comparisons, separately for the difference and the
+            equivalence tests) or None.
+        methods_order: the methods' order (default sorted).
+        resamples, seed: the bootstrap's (seeded).
+
+    Returns:
+        One row per (method, measure): ``n``, ``mean_difference`` (method - baseline) with ``ci_low``/``ci_high``
+        (bootstrap 95%), ``p`` (paired t, two-sided) and ``p_holm``, ``wilcoxon_p``, ``sign_p``, ``tost_p`` and
+        ``tost_p_holm``, ``mdd``, ``verdict`` (``metrics.stats.VERDICTS``: "lower"/"higher" mean difference)
+        and ``line`` (in words: which way is more faithful).
+    """
+    if correction not in (None, "none", "holm"):
+        raise ValueError(f"correction={correction!r}: use None or 'holm'")
+    if "method" not in frame or baseline not in set(frame["method"]):
+        return pd.DataFrame()
+    methods = [m for m in (methods_order or sorted(frame["method"].unique())) if m != baseline]
+    comparisons: list[tuple[str, str, Comparison]] = []
+    for measure in (m for m in measures if m in frame):
+        for method in methods:
+            mine, theirs = _paired(frame, method, baseline, measure)
+            if not np.isfinite(mine).any():
+                continue
+            comparisons.append((method, measure, compare_paired(mine, theirs, margin=margin, alpha=alpha,
+                                                                resamples=resamples, seed=seed)))
+    if not comparisons:
+        return pd.DataFrame()
+    holm_on = correction == "holm"
+    family = [(np.nan, np.nan) if c.identical else (c.p, c.tost_p) for _, _, c in comparisons]
+    p_used = holm([p for p, _ in family]) if holm_on else [c.p for _, _, c in comparisons]
+    tost_used = holm([t for _, t in family]) if holm_on else [c.tost_p for _, _, c in comparisons]
+    rows = []
+    for (method, measure, c), p, tost_p in zip(comparisons, p_used, tost_used, strict=True):
+        decided = verdict(c, float(p), float(tost_p), alpha)
+        rows.append({"method": method, "measure": measure, "baseline": baseline, "n": c.n,
+                     "mean_difference": c.mean, "ci_low": c.mean_low, "ci_high": c.mean_high,
+                     "median_difference": c.median, "sd_difference": c.sd, "p": c.p,
+                     "p_holm": float(p) if holm_on else np.nan, "wilcoxon_p": c.wilcoxon_p, "sign_p": c.sign_p,
+                     "tost_p": c.tost_p, "tost_p_holm": float(tost_p) if holm_on else np.nan, "margin": margin,
+                     "mdd": c.mdd, "verdict": decided,
+                     "line": _fidelity_line(method, baseline, measure, c, decided, float(p), float(tost_p), holm_on)})
+    return pd.DataFrame(rows)
+
+
+def _fidelity_line(method: str, baseline: str, measure: str, c: Comparison, decided: str, p: float,
+                   tost_p: float, holm_on: bool) -> str:
+    """One fidelity verdict in words, e.g. "CASE vs Grad-CAM, deletion AUC: more faithful by 0.012
+    (difference -0.012 [95% CI -0.02, -0.004]), p = 0.003 (Holm), MDD 0.01 at n = 50"."""
+    head = f"{display_name(method)} vs {display_name(baseline)}, {MEASURE_WORDS.get(measure, measure)}"
+    tag = " (Holm)" if holm_on else ""
+    level = f"{round(c.confidence * 100):d}%"
+    interval = f"difference {c.mean:+.3g} [{level} CI {c.mean_low:+.3g}, {c.mean_high:+.3g}]"
+    power = f"MDD {c.mdd:.3g} at n = {c.n}"
+    if c.n < 2:
+        return f"{head}: undetermined: {c.n} image{'s' if c.n != 1 else ''} scored by both"
+    if decided == "identical":
+        return f"{head}: identical on all {c.n} images (difference 0)"
+    if decided in ("lower", "higher"):
+        better = (decided == "lower") == (BETTER[measure] == "lower")
+        return (f"{head}: {'more' if better else 'less'} faithful by {abs(c.mean):.3g} ({interval}), "
+                f"p {_p_text(p)}{tag}, {power}")
+    if decided == "equal":
+        return f"{head}: equal within ±{c.margin:g} ({interval}), TOST p {_p_text(tost_p)}{tag}, {power}"
+    return (f"{head}: undetermined at n = {c.n}: {interval}; neither a difference (p {_p_text(p)}{tag}) nor "
+            f"equality within ±{c.margin:g} (TOST p {_p_text(tost_p)}{tag}) is shown; MDD {c.mdd:.3g}")
+
+
 def _degenerate(frame: pd.DataFrame) -> pd.Series:
     """The rows' degenerate flags (all False for fidelity runs of earlier versions, which lack them)."""
     if "degenerate" not in frame:
@@ -206,9 +328,11 @@ def summarize_run(run_dir: str | Path, threshold: float | None = None, alpha: fl
                   correction: str | None = None, reference: str = "case", *, baseline: str = "gradcam",
                   margin: float = EQUIVALENCE_MARGIN, comparison_correction: str | None = "holm") -> dict:
     """The run's tables: {"kind", "config", "agreement", "versus_baseline", "verdicts"} for diagnose
-    runs, or {"kind", "config", "fidelity", "paired"} for fidelity runs. threshold/alpha default to the
-    run's; correction ("holm" or None) applies to the agreement test, comparison_correction to the
-    comparisons with ``baseline`` (Holm by default), see :func:`compare_with_baseline`."""
+    runs, or {"kind", "config", "fidelity", "paired", "versus_baseline", "verdicts", "random"} for fidelity
+    runs (their verdicts: every method against ``baseline`` on the deletion and insertion AUC).
+    threshold/alpha default to the run's; correction ("holm" or None) applies to the agreement test,
+    comparison_correction to the comparisons with ``baseline`` (Holm by default), see
+    :func:`compare_with_baseline` and :func:`compare_fidelity`."""
     run, frame = _read(run_dir)
     config = run.config
     kind = config.get("kind")
@@ -223,8 +347,10 @@ def summarize_run(run_dir: str | Path, threshold: float | None = None, alpha: fl
                 "versus_baseline": versus, "verdicts": verdict_lines(versus), "baseline": baseline, "sample": sample}
     if kind == "fidelity":
         means, tests = summarize_fidelity(frame, reference, alpha, correction, order)
+        versus = compare_fidelity(frame, baseline, alpha=alpha, correction=comparison_correction, methods_order=order)
         return {"kind": kind, "config": config, "alpha": alpha, "fidelity": _with_contrasts(means, config),
-                "paired": tests, "sample": sample}
+                "paired": tests, "sample": sample, "versus_baseline": versus, "verdicts": verdict_lines(versus),
+                "baseline": baseline, "random": random_method(order)}
     raise ValueError(f"{run_dir}/config.json has kind={kind!r}; expected 'diagnose' or 'fidelity'")
 
 
@@ -428,12 +554,38 @@ def format_summary(summary: dict) -> str:
                          "(--baseline names another method of the run).")
         return "\n".join(parts)
     means, tests = summary["fidelity"], summary["paired"]
-    parts = [head, f"Fidelity at k={config.get('k_percent')}% removed, fill {config.get('fill')}, "
-                   f"{config.get('steps')} deletion/insertion steps (means; drop_relative = max(p0-p1,0)/p0).",
+    parts = [head, fidelity_title(config, summary.get("random")),
              means.to_string(index=False, float_format=lambda v: f"{v:.4g}")]
     if not tests.empty:
         parts += ["Paired tests, reference minus method, both two-sided (Wilcoxon signed-rank and t-test), with the "
                   "median difference and its bootstrap 95% interval [ci_low, ci_high]; "
                   f"the conclusion reads the Wilcoxon p-value at alpha {summary['alpha']:g}:",
                   tests.to_string(index=False, float_format=lambda v: f"{v:.4g}")]
+    versus = summary.get("versus_baseline")
+    if versus is not None and not versus.empty:
+        parts += [f"Verdicts (every method against {display_name(str(versus['baseline'].iloc[0]))} on the same "
+                  "images; the primary measures: deletion AUC, lower = more faithful, and insertion AUC, higher = "
+                  "more faithful; mean difference with its bootstrap 95% interval, paired two-sided t-test, "
+                  f"equal within ±{float(versus['margin'].iloc[0]):g} by TOST):", *summary.get("verdicts", [])]
     return "\n".join(parts)
+
+
+def fidelity_title(config: Mapping[str, Any], control: str | None) -> str:
+    """What a fidelity summary's table shows, in words (the fills as the run recorded them)."""
+    steps = config.get("steps")
+    deletion = config.get("deletion_fill") or config.get("fill")
+    sweep = config.get("contrastive_k") or []
+    parts = [f"Fidelity (means over maps that rank pixels). Primary: deletion AUC (removed pixels {deletion}) and "
+             f"insertion AUC (revealed on the blur), {steps} steps"]
+    if sweep:
+        parts.append("contrastive_drop: logit top-1 minus logit top-2 before minus after removing the top-k% of "
+                     "the top-1 map with the blur (positive: the map holds evidence for top-1 against top-2), "
+                     f"averaged over k = {', '.join(f'{float(k):g}' for k in sweep)}%")
+    recorded = config.get("k_percent")
+    k = recorded[0] if isinstance(recorded, list) and recorded else recorded
+    k_text = f"{float(k):g}" if isinstance(k, (int, float)) else str(k)
+    secondary = (f"Secondary: the confidence drop at k = {k_text}% with fill {config.get('fill')} "
+                 "(drop_relative = max(p0-p1,0)/p0; often saturated")
+    secondary += (f"; drop_relative_random: the drop of {display_name(control)} on the same images, the control)"
+                  if control else "; the run has no random method for a control)")
+    return "; ".join(parts) + ". " + secondary + "."
