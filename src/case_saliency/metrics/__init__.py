@@ -16,7 +16,8 @@ _EXPORTS: dict[str, str] = {
     **dict.fromkeys(["SPARSE_POLICIES", "TIE_POLICIES", "positive_pixels", "top_count", "top_mask",
                      "topk_agreement"], "agreement"),
     **dict.fromkeys(["FILLS", "ConfidenceDrop", "Curves", "class_probability", "confidence_drop",
-                     "deletion_insertion", "remove_top", "substrate"], "fidelity"),
+                     "deletion_insertion", "remove_top", "substrate", "Road", "road",
+                     "noisy_linear_imputation"], "fidelity"),
     **dict.fromkeys(["ContrastiveDrop", "contrastive_drop", "logit_margin"], "contrastive"),
     **dict.fromkeys(["spearman", "ssim"], "similarity"),
 }
@@ -30,6 +31,6 @@ __getattr__, __dir__ = lazy_exports(__name__, globals(), _EXPORTS)
 if TYPE_CHECKING:
     from .agreement import SPARSE_POLICIES, TIE_POLICIES, positive_pixels, top_count, top_mask, topk_agreement
     from .fidelity import (FILLS, ConfidenceDrop, Curves, class_probability, confidence_drop,
-                           deletion_insertion, remove_top, substrate)
+                           Road, deletion_insertion, noisy_linear_imputation, remove_top, road, substrate)
     from .contrastive import ContrastiveDrop, contrastive_drop, logit_margin
     from .similarity import spearman, ssim

@@ -12,6 +12,11 @@ and watch the class probability.
   ``steps`` equal steps; the curves of class probability and their areas (trapezoid rule over the
   removed fraction, 0..1). Low deletion AUC and high insertion AUC are good. Perturbed images
   are evaluated in batches.
+- :func:`road`: ROAD (Rong, Leemann et al., ICML 2022): the most (MoRF) or least (LeRF) relevant p% of
+  the pixels are filled by noisy linear imputation (:func:`noisy_linear_imputation`: each the weighted
+  mean of its neighbours, plus noise), which leaves no trace of the removed region's shape, and the
+  model's accuracy and class probability are read at each p. Checked against Quantus' ``ROAD``
+  (tests/metrics/test_road.py).
 
 Pixel order: descending map value, ties by row-major position (the tie policy of
 :mod:`case_saliency.metrics.agreement`), so constant maps remove pixels in reading order.
@@ -22,7 +27,7 @@ the map and the image share one (H, W) layout).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 
 import torch
 import torchvision.transforms.functional as TF
@@ -198,3 +203,152 @@ def deletion_insertion(model: nn.Module, images: Tensor, maps: Tensor, classes: 
     return Curves(fractions=x, deletion=curves["deletion"], insertion=curves["insertion"],
                   deletion_auc=torch.trapezoid(curves["deletion"], x, dim=1),
                   insertion_auc=torch.trapezoid(curves["insertion"], x, dim=1))
+
+
+# ---------------------------------------------------------------------------------------------
+# ROAD: RemOve And Debias (Rong, Leemann et al., ICML 2022).
+
+# Noisy linear imputation's neighbour weights: (row offset, column offset, weight), direct neighbours 1/6 and
+# diagonal ones 1/12 (Rong et al.'s; the weights of the neighbours inside the image are renormalised).
+IMPUTATION_NEIGHBOURS = ((0, 1, 1 / 6), (0, -1, 1 / 6), (1, 0, 1 / 6), (-1, 0, 1 / 6),
+                         (1, 1, 1 / 12), (1, -1, 1 / 12), (-1, 1, 1 / 12), (-1, -1, 1 / 12))
+ROAD_ORDERS = ("morf", "lerf")
+
+
+def noisy_linear_imputation(images: Tensor, removed: Tensor, noise: float = 0.01,
+                            generator: torch.Generator | None = None) -> Tensor:
+    """Rong et al.'s imputation: every removed pixel becomes the weighted mean of its eight neighbours
+    (removed or not: one sparse linear system per image, solved for all channels at once), plus
+    Gaussian noise of SD ``noise``. Unlike a constant fill, the removed region carries no trace of
+    its shape that the model could read (ROAD's "debias").
+
+    Args:
+        images: (B, C, H, W).
+        removed: (B, H, W) bool, the pixels to impute (the same set in every channel).
+        noise: SD of the noise added to the imputed values (0: the deterministic imputation).
+        generator: the noise's torch generator (None: the global one).
+    Returns:
+        (B, C, H, W) on the images' device: kept pixels unchanged, removed ones imputed.
+    Raises:
+        ValueError: shapes that differ, or every pixel of an image removed (nothing to impute from).
+    """
+    import numpy as np
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.linalg import spsolve
+
+    b, c, h, w = images.shape
+    if removed.shape != (b, h, w):
+        raise ValueError(f"removed {tuple(removed.shape)} must be (B, H, W) = {(b, h, w)} for images "
+                         f"{tuple(images.shape)}")
+    out = images.detach().clone()
+    masks = removed.detach().cpu().numpy().reshape(b, h * w).astype(bool)
+    pixels = images.detach().cpu().double().numpy().reshape(b, c, h * w)
+    rows, cols = np.divmod(np.arange(h * w), w)
+    for i in range(b):
+        gone = np.flatnonzero(masks[i])
+        if gone.size == 0:
+            continue
+        # Any removed region short of the whole image has a kept pixel among its neighbours (8-connected), so
+        # the system is regular; the whole image has nothing to impute from.
+        if gone.size == h * w:
+            raise ValueError(f"image {i}: all {h * w} pixels removed, so no kept pixel is left to impute them "
+                             "from; remove fewer than all pixels")
+        unknown = np.full(h * w, -1)
+        unknown[gone] = np.arange(gone.size)
+        total = np.zeros(gone.size)
+        rhs = np.zeros((gone.size, c))
+        entries: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
+        for dy, dx, weight in IMPUTATION_NEIGHBOURS:
+            y, x = rows[gone] + dy, cols[gone] + dx
+            inside = (y >= 0) & (y < h) & (x >= 0) & (x < w)
+            where = np.flatnonzero(inside)
+            neighbour = y[inside] * w + x[inside]
+            total[where] += weight
+            variable = unknown[neighbour]
+            known = variable < 0
+            rhs[where[known]] += weight * pixels[i][:, neighbour[known]].T
+            entries.append((where[~known], variable[~known], np.full(int((~known).sum()), -weight)))
+        diagonal = np.arange(gone.size)
+        r = np.concatenate([diagonal, *(e[0] for e in entries)])
+        q = np.concatenate([diagonal, *(e[1] for e in entries)])
+        v = np.concatenate([total, *(e[2] for e in entries)])
+        system = coo_matrix((v, (r, q)), shape=(gone.size, gone.size)).tocsc()
+        solved = np.asarray(spsolve(system, rhs)).reshape(gone.size, c)
+        values = torch.from_numpy(solved.T.copy()).to(out.dtype)  # (C, removed)
+        if noise:
+            values = values + noise * torch.randn(values.shape, generator=generator, dtype=values.dtype)
+        flat = out[i].reshape(c, h * w)
+        flat[:, torch.from_numpy(gone).to(out.device)] = values.to(out.device)
+    return out
+
+
+@dataclass
+class Road:
+    """ROAD curves of a batch: ``percentages`` (S,) removed; per image and percentage (B, S) the
+    ``probability`` of the class and whether the prediction is still the class (``correct``);
+    ``accuracy`` (S,) the share of images still correct (the measure of Rong et al. and Quantus'
+    ``ROAD``); ``mean_probability`` (B,) the trapezoid average of ``probability`` over the removed
+    fraction. MoRF (most relevant first): lower = more faithful; LeRF: higher."""
+
+    percentages: Tensor
+    probability: Tensor
+    correct: Tensor
+    accuracy: Tensor
+    mean_probability: Tensor
+
+
+@torch.no_grad()
+def road(model: nn.Module, images: Tensor, maps: Tensor, classes: Tensor,
+         percentages: Sequence[float] = tuple(range(1, 100, 2)), order: str = "morf", *, noise: float = 0.01,
+         generator: torch.Generator | None = None, batch_size: int = 64) -> Road:
+    """ROAD (Rong, Leemann et al., "A Consistent and Efficient Evaluation Strategy for Attribution
+    Methods", ICML 2022): remove the map's most (MoRF) or least (LeRF) relevant p% of the pixels, fill
+    them by noisy linear imputation (:func:`noisy_linear_imputation`) and read the model's output, at
+    each p.
+
+    Args:
+        model: the classifier; its output (N, K) logits.
+        images: (B, C, H, W) model inputs.
+        maps: (B, H, W) the maps of ``classes`` at the input size (only their order is used: descending
+            value, ties by position; LeRF ascending, ties by position).
+        classes: (B,) the explained classes (the label, or the model's prediction).
+        percentages: the removed shares, in [0, 100); floor(H W p / 100) pixels each (as Quantus' ``ROAD``).
+        order: "morf" (most relevant first) or "lerf" (least relevant first).
+        noise: the imputation's noise SD (Rong et al. and Quantus: 0.01). generator: the noise's generator.
+        batch_size: images per forward pass.
+    Returns:
+        ``Road`` with CPU tensors.
+    Raises:
+        ValueError: an order not in ``ROAD_ORDERS``, a percentage outside [0, 100), maps not (B, H, W).
+    Cost: one sparse solve and one forward pass per image and percentage.
+    """
+    if order not in ROAD_ORDERS:
+        raise ValueError(f"order={order!r}: use 'morf' (most relevant first) or 'lerf' (least relevant first)")
+    shares = [float(p) for p in percentages]
+    if not shares or any(not 0 <= p < 100 for p in shares):
+        raise ValueError(f"percentages={list(percentages)}: give one or more in [0, 100), e.g. range(1, 100, 2)")
+    if maps.ndim != 3 or maps.shape[0] != images.shape[0] or maps.shape[-2:] != images.shape[-2:]:
+        raise ValueError(f"maps must be (B, H, W) for images (B, C, H, W) = {tuple(images.shape)}, "
+                         f"got {tuple(maps.shape)}")
+    classes = classes.long().to(images.device)
+    h, w = images.shape[-2:]
+    scores = maps.to(images.device)
+    ranks = pixel_ranks(scores if order == "morf" else -scores)
+    probability, correct = [], []
+    for share in shares:
+        count = int(h * w * share / 100)
+        removed = (ranks < count).view(-1, h, w)
+        perturbed = noisy_linear_imputation(images, removed, noise, generator)
+        probs, hits = [], []
+        for start in range(0, perturbed.shape[0], batch_size):
+            logits = model(perturbed[start:start + batch_size]).float()
+            chunk = classes[start:start + batch_size, None].to(logits.device)
+            probs.append(logits.softmax(1).gather(1, chunk)[:, 0].cpu())
+            hits.append((logits.argmax(1, keepdim=True) == chunk)[:, 0].cpu())
+        probability.append(torch.cat(probs))
+        correct.append(torch.cat(hits))
+    prob, hit = torch.stack(probability, 1), torch.stack(correct, 1)
+    fractions = torch.tensor(shares, dtype=prob.dtype) / 100.0
+    mean = prob[:, 0].clone() if len(shares) == 1 else \
+        torch.trapezoid(prob, fractions, dim=1) / (fractions[-1] - fractions[0])
+    return Road(torch.tensor(shares), prob, hit, hit.double().mean(0), mean)
