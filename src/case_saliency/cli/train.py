@@ -39,9 +39,9 @@ def train(
     threads: int | None = typer.Option(None, min=1, help="torch CPU threads (default: torch's choice)"),
     shuffle_labels: bool = typer.Option(False, "--shuffle-labels", help="train on randomly permuted (seeded) labels: "
                                         "the model of the sanity checks, which can only memorise"),
-    holdout: int = typer.Option(0, min=0, help="families only: hold this many (seeded) training images out of "
-                                "training and store the confusion matrix on them, for a diagnostic's confusion "
-                                "contrast from data it does not sample"),
+    holdout: int = typer.Option(0, min=0, help="hold this many (seeded) training images out of training (any "
+                                "--arch; Lite: out of its --train-limit subset) and store the confusion matrix on "
+                                "them, for a diagnostic's confusion contrast from data it does not sample"),
 ) -> None:
     """Train a Fashion-MNIST classifier (ResNet-, DenseNet- or VGG-like, or EfficientNet-Lite fine-tuned with
     --pretrained); writes a checkpoint usable as --model in the other commands, a metadata JSON (architecture,

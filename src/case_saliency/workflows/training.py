@@ -30,7 +30,7 @@ from tqdm.auto import tqdm
 from ..data.fashion_mnist import CLASS_NAMES, FashionMNIST
 from ..models.checkpoint import CHECKPOINT_FORMAT
 from ..models.efficientnet_lite import weights_path
-from ..models.fashion import (ARCHITECTURES, FAMILIES, INPUT_SIZE, MEAN, PRETRAINED, STD, build, forward_from,
+from ..models.fashion import (ARCHITECTURES, INPUT_SIZE, MEAN, PRETRAINED, STD, build, forward_from,
                               frozen_part, target_layer)
 from ..models.loader import sha256_file
 from ..models.preprocess import Preprocess
@@ -88,7 +88,7 @@ def train_fashion(architecture: str, seed: int = 0, epochs: int | None = None, o
     ``holdout``: keep this many (seeded) training images out of training and store the confusion
     matrix on them (``<stem>.confusion-fashion-mnist_train-heldout.json``, its ``split`` says so):
     a matrix for CASE's confusion contrast from data the diagnostic (on the test split) does not
-    sample. The families only.
+    sample. Every architecture (the Lites: out of their ``train_limit`` subset).
     """
     if architecture not in ARCHITECTURES:
         raise ValueError(f"unknown architecture {architecture!r}; choose one of {list(ARCHITECTURES)}")
@@ -118,9 +118,9 @@ def train_fashion(architecture: str, seed: int = 0, epochs: int | None = None, o
     test_images, test_labels = _subset(*test_set.tensors(), test_limit, generator)
     held_images = held_labels = None
     if holdout:
-        if lite or not 0 < holdout < len(train_labels):
-            raise ValueError(f"holdout={holdout}: give 0 < N < {len(train_labels)} training images, for the "
-                             f"families {sorted(FAMILIES)} (not {architecture})")
+        if not 0 < holdout < len(train_labels):
+            raise ValueError(f"holdout={holdout}: give 0 < N < {len(train_labels)} training images (the "
+                             f"{'seeded subset of ' if train_limit else ''}training split {architecture} trains on)")
         order = torch.randperm(len(train_labels), generator=generator)
         held_images, held_labels = train_images[order[:holdout]], train_labels[order[:holdout]]
         train_images, train_labels = train_images[order[holdout:]], train_labels[order[holdout:]]
@@ -212,12 +212,22 @@ def _save_test_confusion(checkpoint: Path, test_set: FashionMNIST, labels: Tenso
 def _save_heldout_confusion(checkpoint: Path, train_set: FashionMNIST, model: nn.Module, images: Tensor,
                             labels: Tensor) -> Path:
     """The confusion matrix on the training images held out of training, stored beside the
-    checkpoint; its data identity is the training split's with ``held_out`` set."""
+    checkpoint; its data identity is the training split's with ``held_out`` set. The predictions are
+    the saved checkpoint's on its own preprocessing (for every architecture: the Lites' upsampled RGB
+    inputs too), as ``case-saliency confusion`` would compute them."""
     from ..models.loader import load_model
     from .confusion import default_path, save_confusion
 
-    _, predictions = evaluate(model, images, labels)
     loaded = load_model(checkpoint)
+    network = loaded.model.eval()
+    device = next(network.parameters()).device
+    inputs = upsampled(images, loaded.transform)
+    chunks = []
+    with torch.no_grad():
+        for _ in range(0, len(images), 250):
+            batch = [x for _, x in zip(range(250), inputs, strict=False)]
+            chunks.append(network(torch.cat(batch).to(device)).argmax(1).cpu())
+    predictions = torch.cat(chunks)
     matrix = np.zeros((len(CLASS_NAMES),) * 2, dtype=np.int64)
     np.add.at(matrix, (labels.numpy(), predictions.numpy()), 1)
     name = f"{train_set.name}-heldout"
