@@ -305,7 +305,7 @@ def _log_epoch(history: list[dict], architecture: str, epoch: int, loss: float, 
                    f"{time.time() - start:.0f} s")
 
 
-def upsampled(images: Tensor, transform: Preprocess) -> Iterator[Tensor]:
+def upsampled(images: Tensor, transform: Callable[[Image.Image], Tensor]) -> Iterator[Tensor]:
     """Pixels (N, 1, 28, 28) in [0, 1] -> the model inputs (1, C, S, S) one by one, through the same
     PIL preprocessing that ``load_model`` gives the checkpoint (so training sees what users feed)."""
     for image in images:
