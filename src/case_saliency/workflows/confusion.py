@@ -220,6 +220,7 @@ def matrix_neighbours(path: str | Path, loaded, sampled: dict | None = None, k: 
         record = load_confusion(path, loaded.identity)
         strategy = ConfusionNeighbours(record["matrix"], k=k)
         strategy.source = str(path)
+        strategy.split_checked = sampled is not None  # type: ignore[attr-defined]  # run_diagnose: warned already
         data = record.get("data") or {}
         if sampled is not None and data and _data_key(data) == _data_key(sampled):
             logging.getLogger("case_saliency").warning(
