@@ -15,6 +15,9 @@ def planted(
     out: Path = typer.Option(..., "--out", "-o", help="folder for the planted model, its rows and summary.json "
                              "(rerun with the same folder to resume or reuse the training)"),
     seed: int = typer.Option(0, help="seed of the training and of the evaluation (images, patch places, bootstrap)"),
+    seeds: str | None = typer.Option(None, help="several seeds, comma-separated (e.g. 0,1,2): one planted folder "
+                                     "per seed in --out/seed-S, and their pooled summary (the mean of the seeds' "
+                                     "means with a t 95 % interval over the seeds) in --out/summary.json"),
     n: int = typer.Option(200, "--n", min=1, help="patched test images scored"),
     mosaics: int = typer.Option(50, min=0, help="2x2 mosaics for the grid pointing game"),
     methods: str = typer.Option(",".join(("gradcam", "gradcam++", "hirescam", "xgradcam", "layercam", "case")),
@@ -30,7 +33,8 @@ def planted(
     import torch
 
     from ..runs.runner import check_methods
-    from ..workflows.planted import PlantedSettings, format_summary, run_planted
+    from ..workflows.planted import (PlantedSettings, format_seeds_summary, format_summary, run_planted,
+                                     run_planted_seeds, seed_folder)
 
     if threads:
         torch.set_num_threads(threads)
@@ -39,6 +43,16 @@ def planted(
     except ValueError as error:
         typer.echo(f"error: --methods: {error}", err=True)
         raise typer.Exit(2) from None
+    chosen: list[int] | None = None
+    if seeds is not None:
+        try:
+            chosen = [int(part) for part in seeds.split(",") if part.strip()]
+        except ValueError:
+            typer.echo(f"error: --seeds {seeds!r}: give comma-separated integers, e.g. --seeds 0,1,2", err=True)
+            raise typer.Exit(2) from None
+        if not chosen:
+            typer.echo("error: --seeds is empty; give comma-separated integers, e.g. --seeds 0,1,2", err=True)
+            raise typer.Exit(2)
     settings = PlantedSettings(seed=seed, steps=steps, train_limit=train_limit)
 
     def progress(step: int, loss: float) -> None:
@@ -46,10 +60,19 @@ def planted(
             typer.echo(f"planted: step {step}/{steps}, loss {loss:.3f}", err=True)
 
     try:
-        summary = run_planted(out, seed=seed, n=n, n_mosaics=mosaics, methods=names, settings=settings, root=root,
-                              progress=progress)
+        if chosen is not None:
+            pooled = run_planted_seeds(out, chosen, n=n, n_mosaics=mosaics, methods=names, settings=settings,
+                                       root=root, progress=progress)
+        else:
+            summary = run_planted(out, seed=seed, n=n, n_mosaics=mosaics, methods=names, settings=settings,
+                                  root=root, progress=progress)
     except (ValueError, FileNotFoundError) as error:
         typer.echo(f"error: {error}", err=True)
         raise typer.Exit(2) from None
+    if chosen is not None:
+        typer.echo(format_seeds_summary(pooled))
+        typer.echo(f"wrote {out / 'summary.json'} and a planted folder per seed: "
+                   f"{', '.join(str(seed_folder(out, s)) for s in pooled['seeds'])}")
+        return
     typer.echo(format_summary(summary))
     typer.echo(f"wrote {out / 'summary.json'}, {out / 'rows.csv'}, {out / 'mosaic_rows.csv'}")

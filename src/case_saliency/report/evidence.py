@@ -60,7 +60,8 @@ def _read_summary(folder: Path) -> dict[str, Any] | None:
 
 def evidence_kind(folder: str | Path) -> str | None:
     """Which evidence folder ``folder`` is: "planted" (summary.json with the training's settings and
-    a summary per method), "sanity" (summary.json with a list of per-step entries), or None (e.g. a
+    a summary per method), "planted-seeds" (`planted --seeds`: the seeds pooled, a planted folder per
+    seed inside), "sanity" (summary.json with a list of per-step entries), or None (e.g. a
     run directory of `diagnose` or `fidelity`, which has config.json).
 
     Raises:
@@ -75,6 +76,8 @@ def evidence_kind(folder: str | Path) -> str | None:
     summary = data.get("summary")
     if "planted" in data and isinstance(summary, dict):
         return "planted"
+    if isinstance(data.get("seeds"), list) and isinstance(data.get("pooled"), dict):
+        return "planted-seeds"
     if isinstance(summary, list) and all(isinstance(s, dict) and "step" in s and "passes" in s for s in summary):
         return "sanity"
     return None
@@ -550,6 +553,9 @@ def write_evidence_report(folder: str | Path, out: str | Path | None = None, *, 
         title, subtitle, sections = planted_sections(folder, figures, root)
     elif kind == "sanity":
         title, subtitle, sections = sanity_sections(folder, figures, threshold, alpha)
+    elif kind == "planted-seeds":
+        raise RunDirError(f"{folder} holds several planted seeds: report each seed's folder ({folder}/seed-S); "
+                          f"`case-saliency summarize {folder}` pools them")
     else:
         raise RunDirError(f"{folder}: not a planted or sanity folder (no summary.json of theirs)")
     options = "".join([f" --out {target}" if out is not None else "",
@@ -578,6 +584,15 @@ def evidence_summary(folder: str | Path, as_json: bool = False, threshold: float
     kind = evidence_kind(folder)
     if kind is None:
         return None
+    if kind == "planted-seeds":
+        if threshold is not None or alpha is not None:
+            raise RunDirError(f"{folder} is a planted folder: --threshold and --alpha apply to sanity folders and runs")
+        from ..workflows.planted import format_seeds_summary
+
+        pooled = _read_summary(folder) or {}
+        if as_json:
+            return json.dumps({"kind": kind, "seeds": pooled.get("seeds"), "pooled": pooled.get("pooled")}, indent=2)
+        return format_seeds_summary({"seeds": pooled["seeds"], "pooled": _nan(pooled["pooled"])})
     data = _load(folder, kind)
     if kind == "planted":
         if threshold is not None or alpha is not None:

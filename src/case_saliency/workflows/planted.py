@@ -18,9 +18,10 @@ hundred steps and a finished checkpoint is reused) and scores, writing ``rows.cs
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -360,6 +361,98 @@ def run_planted(out_dir: str | Path, *, seed: int = 0, n: int = 200, n_mosaics: 
     return summary
 
 
+SCORES = ("contrast", "patch_share", "garment_share", "focus")
+
+
+def seed_folder(out_dir: str | Path, seed: int) -> Path:
+    """Where :func:`run_planted_seeds` puts one seed's planted folder."""
+    return Path(out_dir) / f"seed-{seed}"
+
+
+def pool_seeds(per_seed: Mapping[int, Mapping[str, Mapping[str, Any]]], confidence: float = 0.95
+               ) -> dict[str, dict[str, Any]]:
+    """Across seeds, per method and score: the mean of the seeds' means with a t interval over the
+    seeds (the seed, i.e. the trained model, is the unit: the images' bootstrap intervals of each seed
+    leave the training's variance out), and each seed's mean.
+
+    Args:
+        per_seed: {seed: :func:`summarise`'s summary}.
+        confidence: the interval's coverage.
+    Returns:
+        {method: {"n_seeds": int, score: {"mean", "low", "high", "seeds": {seed: mean}}}}; the interval is
+        NaN with one seed (no spread to estimate).
+    """
+    from scipy import stats
+
+    methods = list(dict.fromkeys(m for summary in per_seed.values() for m in summary))
+    out: dict[str, dict[str, Any]] = {}
+    for method in methods:
+        entry: dict[str, Any] = {"n_seeds": sum(method in summary for summary in per_seed.values())}
+        for score in SCORES:
+            means = {seed: float(summary[method][score]["mean"]) for seed, summary in per_seed.items()
+                     if method in summary}
+            values = np.array([v for v in means.values() if math.isfinite(v)], dtype=np.float64)
+            mean = float(values.mean()) if values.size else math.nan
+            if values.size > 1:
+                half = float(stats.t.ppf(0.5 + confidence / 2, values.size - 1) * values.std(ddof=1)
+                             / math.sqrt(values.size))
+                low, high = mean - half, mean + half
+            else:
+                low = high = math.nan
+            entry[score] = {"mean": mean, "low": low, "high": high, "seeds": means}
+        out[method] = entry
+    return out
+
+
+def run_planted_seeds(out_dir: str | Path, seeds: Sequence[int], *, settings: PlantedSettings | None = None,
+                      **options: Any) -> dict[str, Any]:
+    """:func:`run_planted` once per seed, each in ``out_dir/seed-S`` (a planted folder of its own:
+    resumable, summarised and reported alone), then the seeds pooled (:func:`pool_seeds`) into
+    ``out_dir/summary.json``.
+
+    Args:
+        out_dir: the parent folder. seeds: the seeds (training and evaluation), repeats dropped.
+        settings: the training's settings but the seed (default ``PlantedSettings()``).
+        **options: :func:`run_planted`'s ``n``, ``n_mosaics``, ``methods``, ``root``, ``batch_size``, ``progress``.
+    Returns:
+        {"seeds": [...], "per_seed": {seed: summary}, "pooled": pooled}.
+    Raises:
+        ValueError: no seeds.
+    """
+    chosen = list(dict.fromkeys(int(seed) for seed in seeds))
+    if not chosen:
+        raise ValueError("seeds: give one or more seeds, e.g. 0,1,2")
+    template = settings or PlantedSettings()
+    per_seed = {seed: run_planted(seed_folder(out_dir, seed), seed=seed, settings=replace(template, seed=seed),
+                                  **options) for seed in chosen}
+    pooled = pool_seeds(per_seed)
+    result = {"seeds": chosen, "per_seed": per_seed, "pooled": pooled}
+    write_json(Path(out_dir) / "summary.json", {"seeds": chosen, "folders": [seed_folder("", s).name for s in chosen],
+                                                "methods": list(options.get("methods", DEFAULT_METHODS)),
+                                                "per_seed": {str(k): v for k, v in per_seed.items()},
+                                                "pooled": pooled})
+    return result
+
+
+def format_seeds_summary(result: Mapping[str, Any]) -> str:
+    """:func:`run_planted_seeds`' result as lines: per method each seed's means, then their mean with the
+    t 95 % interval over the seeds."""
+    def cell(value: Mapping[str, Any]) -> str:
+        return f"{value['mean']:.3f} [{value['low']:.3f}, {value['high']:.3f}]"
+
+    seeds = list(result["seeds"])
+    lines = [f"planted evidence over {len(seeds)} seed(s) {', '.join(map(str, seeds))}: per method the mean of the "
+             "seeds' means with a t 95 % interval over the seeds (the trained model as the unit), then each seed's "
+             "mean (its own bootstrap intervals: summarize its folder seed-S)",
+             "method       seeds  contrast                 patch share              garment share            focus"]
+    for method, entry in result["pooled"].items():
+        lines.append(f"{method:<12} {entry['n_seeds']:>5}  " + "  ".join(f"{cell(entry[s]):<23}" for s in SCORES))
+        for seed in seeds:
+            means = [entry[s]["seeds"].get(seed, entry[s]["seeds"].get(str(seed), math.nan)) for s in SCORES]
+            lines.append(f"  seed {seed:<11}" + "  ".join(f"{float(m):<23.3f}" for m in means))
+    return "\n".join(lines)
+
+
 __all__ = ["PATCH_CLASS", "PLANTED_CLASS_NAMES", "PlantedSettings", "patch_pattern", "plant", "train_planted",
            "load_planted", "planted_rows", "mosaics", "mosaic_rows", "build_methods", "summarise", "format_summary",
-           "run_planted"]
+           "run_planted", "pool_seeds", "run_planted_seeds", "format_seeds_summary", "seed_folder"]
