@@ -47,14 +47,14 @@ def _read(run_dir: str | Path) -> tuple[RunDir, pd.DataFrame]:
     return run, run.frame()
 
 
-def load_results(run_dir: str | Path) -> tuple[dict, pd.DataFrame]:
+def load_results(run_dir: str | Path) -> tuple[dict[str, Any], pd.DataFrame]:
     """(config, results table) of a run directory, read and validated by ``RunDir.read`` (which
     raises ``RunDirError`` naming the file and line of anything damaged); text columns stay text."""
     run, frame = _read(run_dir)
     return run.config, frame
 
 
-def _order(methods: list[str], config: dict) -> list[str]:
+def _order(methods: list[str], config: Mapping[str, Any]) -> list[str]:
     preferred = [m for m in config.get("methods", []) if m in methods]
     return preferred + sorted(set(methods) - set(preferred))
 
@@ -65,7 +65,7 @@ def _scored(part: pd.DataFrame) -> pd.DataFrame:
     return part[~failed & ~part["degenerate"].astype(bool) & part["agreement"].notna()]
 
 
-def _versus_baseline(without: pd.DataFrame, baseline: pd.DataFrame) -> dict:
+def _versus_baseline(without: pd.DataFrame, baseline: pd.DataFrame) -> dict[str, float]:
     """The baseline's mean agreement on the images of ``without`` (a method's non-circular pairs, scored)
     and the two-sided paired Wilcoxon p of the method against it there."""
     mine, theirs = without.set_index("image_id")["agreement"], baseline.set_index("image_id")["agreement"]
@@ -80,7 +80,8 @@ def summarize_diagnose(frame: pd.DataFrame, threshold: float = 50.0, alpha: floa
                        baseline: str | None = "gradcam") -> pd.DataFrame:
     """One row per (method, k_percent); see the module docstring. correction: None or "holm".
     baseline: the method that a method with circular pairs is compared with on its other pairs (None: none)."""
-    rows, tests = [], []
+    rows: list[dict[str, object]] = []
+    tests: list[TestResult] = []
     methods = methods_order or sorted(frame["method"].unique())
     baseline_rows: dict[float, pd.DataFrame] = {}  # the baseline's scored rows per k, found once
     for method in methods:
@@ -188,7 +189,7 @@ def summarize_fidelity(frame: pd.DataFrame, reference: str = "case", alpha: floa
     methods = methods_order or sorted(frame["method"].unique())
     measures = [m for m in FIDELITY_MEASURES if m in frame]
     control = random_method(methods)
-    means = []
+    means: list[dict[str, object]] = []
     for method in methods:
         part = frame[frame["method"] == method]
         failed = part["error"].astype(str) != ""
@@ -205,7 +206,7 @@ def summarize_fidelity(frame: pd.DataFrame, reference: str = "case", alpha: floa
                 finite = theirs[np.isfinite(theirs)]
                 row["drop_relative_random"] = float(finite.mean()) if finite.size else np.nan
         means.append(row)
-    tests = []
+    tests: list[dict[str, object]] = []
     usable = _usable(frame)  # paired on maps that rank pixels
     if reference in methods:
         ref = frame[(frame["method"] == reference) & usable].set_index("image_id")
@@ -281,7 +282,7 @@ def compare_fidelity(frame: pd.DataFrame, baseline: str = "gradcam", measures: t
     family = [(np.nan, np.nan) if c.identical else (c.p, c.tost_p) for _, _, c in comparisons]
     p_used = holm([p for p, _ in family]) if holm_on else [c.p for _, _, c in comparisons]
     tost_used = holm([t for _, t in family]) if holm_on else [c.tost_p for _, _, c in comparisons]
-    rows = []
+    rows: list[dict[str, object]] = []
     for (method, measure, c), p, tost_p in zip(comparisons, p_used, tost_used, strict=True):
         decided = verdict(c, float(p), float(tost_p), alpha)
         rows.append({"method": method, "measure": measure, "baseline": baseline, "n": c.n,
@@ -326,7 +327,7 @@ def _degenerate(frame: pd.DataFrame) -> pd.Series:
 
 def summarize_run(run_dir: str | Path, threshold: float | None = None, alpha: float | None = None,
                   correction: str | None = None, reference: str = "case", *, baseline: str = "gradcam",
-                  margin: float = EQUIVALENCE_MARGIN, comparison_correction: str | None = "holm") -> dict:
+                  margin: float = EQUIVALENCE_MARGIN, comparison_correction: str | None = "holm") -> dict[str, Any]:
     """The run's tables: {"kind", "config", "agreement", "versus_baseline", "verdicts"} for diagnose
     runs, or {"kind", "config", "fidelity", "paired", "versus_baseline", "verdicts", "random"} for fidelity
     runs (their verdicts: every method against ``baseline`` on the deletion and insertion AUC).
@@ -423,7 +424,7 @@ def compare_with_baseline(frame: pd.DataFrame, baseline: str = "gradcam", margin
     p_used = holm([p for p, _ in family]) if holm_on else [c.p for _, _, c in comparisons]
     tost_used = holm([t for _, t in family]) if holm_on else [c.tost_p for _, _, c in comparisons]
     several_k = len({k for _, k, _ in comparisons}) > 1
-    rows = []
+    rows: list[dict[str, object]] = []
     for (method, k, c), p, tost_p in zip(comparisons, p_used, tost_used, strict=True):
         decided = verdict(c, float(p), float(tost_p), alpha)
         rows.append({"method": method, "k_percent": k, "baseline": baseline, "n": c.n,
@@ -473,7 +474,7 @@ def verdict_lines(versus: pd.DataFrame) -> list[str]:
     return [] if versus.empty else [str(line) for line in versus["line"]]
 
 
-def _with_contrasts(table: pd.DataFrame, config: dict) -> pd.DataFrame:
+def _with_contrasts(table: pd.DataFrame, config: Mapping[str, Any]) -> pd.DataFrame:
     """The table with a ``contrast`` column after ``method``: each method's contrast spec as the run
     recorded it ("" for methods without one; runs of earlier versions record none)."""
     recorded = config.get("method_contrasts")
@@ -484,7 +485,7 @@ def _with_contrasts(table: pd.DataFrame, config: dict) -> pd.DataFrame:
     return table
 
 
-def contrast_line(config: dict) -> str:
+def contrast_line(config: Mapping[str, Any]) -> str:
     """What contrast the run gave CASE, in words, for summaries and reports."""
     spec = str(config.get("contrast") or "")
     source = config.get("contrast_source")
@@ -503,7 +504,7 @@ def contrast_line(config: dict) -> str:
     return f"CASE contrast {spec}: {words}" + (f", from {source}" if source else "")
 
 
-def sample_line(sample: dict) -> str | None:
+def sample_line(sample: Mapping[str, Any]) -> str | None:
     """A warning line when the run's sample is smaller than asked for (None when it is not)."""
     text = sample_warning(sample)
     return None if text is None else f"warning: {text}."
@@ -519,7 +520,7 @@ def _versus_title(versus: pd.DataFrame) -> str:
             "t-tests); mdd: the minimum detectable difference at 80% power (paired t, the observed SD).")
 
 
-def format_summary(summary: dict) -> str:
+def format_summary(summary: Mapping[str, Any]) -> str:
     """Plain-text tables for the terminal."""
     config = summary["config"]
     head = (f"{config.get('kind')} run: model {config.get('model')}, dataset {config.get('dataset')}, "
