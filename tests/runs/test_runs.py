@@ -219,7 +219,8 @@ def test_fidelity_fashion_mnist(cnn, fashion, tmp_path):
     assert first["prob_after"] == pytest.approx(prob, abs=1e-5)
     summary = summarize_run(run)
     assert set(summary["paired"]["method"]) == {"gradcam", "layercam"}
-    assert set(summary["paired"]["measure"]) == {"drop_relative", "drop_absolute", "deletion_auc", "insertion_auc"}
+    assert set(summary["paired"]["measure"]) == {"drop_relative", "drop_absolute", "deletion_auc", "insertion_auc",
+                                                 "contrastive_drop"}
 
 
 @pytest.mark.slow
