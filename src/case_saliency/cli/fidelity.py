@@ -1,4 +1,5 @@
-"""`case-saliency fidelity`: confidence drop and deletion/insertion of each method's maps, as a resumable run."""
+"""`case-saliency fidelity`: deletion/insertion, the class-contrastive drop and the confidence drop of each method's
+maps, as a resumable run."""
 
 from __future__ import annotations
 
@@ -64,7 +65,9 @@ def fidelity(
     std: str | None = mo.STD,
     class_names: Path | None = mo.CLASS_NAMES,
 ) -> None:
-    """Fidelity: confidence drop after removing the top-k% pixels, deletion/insertion AUC, CASE vs each method."""
+    """Fidelity: deletion/insertion AUC (the primary measures; deletion blurs by default), the class-contrastive
+    drop (logit top-1 minus top-2 after removing the top-k% of the top-1 map with a blur, over --contrastive-k),
+    and the confidence drop after removing the top-k% pixels with --fill; verdicts against Grad-CAM."""
     from ..runs.fidelity import run_fidelity
     from ..runs.settings import FidelitySettings
 
