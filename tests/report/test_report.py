@@ -417,6 +417,10 @@ def test_one_page_for_several_runs(fashion_diagnose, fashion_fidelity, photo_dia
         best = min(scored.values(), key=lambda r: r["mean"])
         assert (f">{best['mean']:.1f}&nbsp;★<" in combined) == (best["p"] < 0.05)
     assert combined.count("&nbsp;★") <= 1
+    # The fidelity half: the AUCs first, the class-contrastive drop, then the secondary zero-fill drop.
+    assert combined.index("Deletion AUC") < combined.index("Insertion AUC") < combined.index("Contrastive drop") \
+        < combined.index("Relative drop (secondary)")
+    assert rows["small-cnn", "case"]["contrastive"] == case_fid["contrastive_drop_mean"]
     assert f"case-saliency report {fashion_diagnose} {fashion_fidelity} {photo_diagnose} --out {out}" in page
 
 

@@ -474,7 +474,9 @@ def combined_rows(runs: Sequence[Run], summaries: Sequence[dict]) -> list[dict]:
             for r in records(summary["fidelity"]):
                 row = rows.setdefault((run.model, r["method"]), {"model": run.model, "method": r["method"]})
                 row.update({"n_fidelity": r["n"], "drop": r["drop_relative_mean"], "drop_sd": r["drop_relative_sd"],
-                            "deletion": r["deletion_auc_mean"], "insertion": r["insertion_auc_mean"]})
+                            "deletion": r["deletion_auc_mean"], "insertion": r["insertion_auc_mean"],
+                            "contrastive": r.get("contrastive_drop_mean", math.nan),
+                            "drop_random": r.get("drop_relative_random", math.nan)})
     return list(rows.values())
 
 
@@ -490,8 +492,14 @@ def combined_table(runs: Sequence[Run], summaries: Sequence[dict]) -> str:
                Column("p", "p", number, "low", "one-sided Wilcoxon signed-rank, H1: median < threshold"),
                Column("Conclusion", "conclusion", lambda v: "–" if v is None else str(v), text=True),
                Column("N (fidelity)", "n_fidelity", count),
-               Column("Relative drop", "drop", number, "high"), Column("SD", "drop_sd", number),
                Column("Deletion AUC", "deletion", number, "low"), Column("Insertion AUC", "insertion", number, "high")]
+    if any(math.isfinite(to_float(row.get("contrastive"))) for row in rows):
+        columns.append(Column("Contrastive drop", "contrastive", number, "high",
+                              "logit top-1 − logit top-2 lost when the top of the top-1 map is blurred"))
+    columns += [Column("Relative drop (secondary)", "drop", number, "high"), Column("SD", "drop_sd", number)]
+    if any(math.isfinite(to_float(row.get("drop_random"))) for row in rows):
+        columns.append(Column("Random maps' drop", "drop_random", number,
+                              title="the random-map control's relative drop on the same images"))
     note = ("<p class=\"note\">One row per model and method, from the runs below. ★ marks the lowest agreement "
             "within each model where that method's test rejects (↓ lower is better, ↑ higher; the fidelity run's "
             "paired tests are in its own section). Low agreement means class-sensitive maps; "
