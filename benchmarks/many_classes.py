@@ -41,11 +41,12 @@ def export_tree(revision: str, into: Path) -> Path:
 
 def child(argv: list[str]) -> None:
     """Run the CLI in this interpreter, then print its peak RSS and wall time as JSON."""
-    from case_saliency.cli.app import main
+    from case_saliency.cli import main
 
+    sys.argv = ["case-saliency", *argv]
     start = time.perf_counter()
     try:
-        main(argv)
+        main()
     except SystemExit as stop:
         if stop.code not in (0, None):
             raise
