@@ -69,3 +69,11 @@ def fashion():
 
     require_fashion_mnist()
     return FashionMNIST("test")
+
+
+def pytest_collection_modifyitems(config, items):
+    """pytorch-grad-cam's own suite (tests/external/, 217 cases, the upstream conformance check) runs in the
+    full suite only: `-m "not slow"` is the quick loop of a change."""
+    for item in items:
+        if "external" in item.path.parts:
+            item.add_marker(pytest.mark.slow)

@@ -1,4 +1,4 @@
-"""The tiny model and images of the legacy run directories in tests/fixtures/legacy (written by the run layer
+"""The tiny model and images of the legacy run directories in tests/data/legacy (written by the run layer
 before its redesign; tests/test_legacy_runs.py resumes and reads them with the current one)."""
 
 from __future__ import annotations

@@ -31,7 +31,9 @@ def _check(ours: np.ndarray, theirs: np.ndarray) -> None:
     assert np.abs(ours - theirs).max() < TOLERANCE, np.abs(ours - theirs).max()
 
 
-@pytest.mark.parametrize("name", GRADIENT_CAMS)
+# Grad-CAM in the quick run; the rest of the family (same code path, a few seconds each) in the full suite.
+@pytest.mark.parametrize("name", [name if name == "GradCAM" else pytest.param(name, marks=pytest.mark.slow)
+                                  for name in GRADIENT_CAMS])
 def test_gradient_cams_equal_pytorch_grad_cam_on_real_photos(name, lite0, photos):
     """Their code, with only the import changed, gives their numbers: their own target objects, the
     top-1 and the top-2 class of each real photo, and no targets at all (the top class)."""

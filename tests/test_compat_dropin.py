@@ -78,6 +78,7 @@ def test_pytorch_grad_cams_own_rules_are_class_attributes():
         assert "get_cam_image" in vars(getattr(compat, name)), name
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["GradCAM", "EigenCAM"])
 def test_a_bare_sequential_is_several_layers(name, model, images):
     """target_layers=model.layer4: pytorch-grad-cam iterates it, so its two blocks are two layers."""
@@ -88,6 +89,7 @@ def test_a_bare_sequential_is_several_layers(name, model, images):
                 run(pgc, name, model, [model.layer4[0], model.layer4[1]], images))
 
 
+@pytest.mark.slow
 def test_eigencam_on_two_layers(model, images):
     layers = [model.layer3[-1], model.layer4[-1]]
     assert_same(run(compat, "EigenCAM", model, layers, images), run(pgc, "EigenCAM", model, layers, images))
@@ -111,6 +113,7 @@ SMOOTHED = ["GradCAM", "GradCAMPlusPlus", "XGradCAM", "HiResCAM", "LayerCAM", "E
             "GradCAMElementWise"]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", SMOOTHED)
 def test_eigen_smooth_equals_pytorch_grad_cam(name, model, images):
     layers = [model.layer3, model.layer4]
@@ -130,6 +133,7 @@ def test_aug_smooth_equals_pytorch_grad_cam(name, model, images):
     assert np.abs(ours - run(compat, name, model, [model.layer3], small, targets)).max() > 0.01
 
 
+@pytest.mark.slow
 def test_aug_smooth_with_the_users_ttach_transforms_and_eigen_smooth(model, images):
     import ttach
 

@@ -9,6 +9,8 @@ import sys
 import tomllib
 from pathlib import Path
 
+import pytest
+
 import case_saliency
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -43,6 +45,7 @@ print("core only: ok")
 """
 
 
+@pytest.mark.slow
 def test_methods_and_metrics_need_no_extra():
     env = {**os.environ, "PYTHONPATH": str(Path(case_saliency.__file__).parents[1])}
     result = subprocess.run([sys.executable, "-c", CORE_ONLY], capture_output=True, text=True, env=env, timeout=600)

@@ -258,6 +258,37 @@ def test_fidelity_steps_beyond_the_pixels_are_refused(tmp_path, fashion):
     assert not (tmp_path / "fid" / "results.csv").exists()
 
 
+def test_a_dangling_symlink_as_out_is_named_and_nothing_is_promised(tmp_path, fashion):
+    from case_saliency.runs import run_diagnose
+
+    link = tmp_path / "runs-link"
+    link.symlink_to(tmp_path / "gone" / "run")
+    with pytest.raises(RunDirError, match=r"symbolic link to .*gone/run, which does not exist; create that folder"):
+        run_diagnose(small_cnn(), fashion, link, methods=["gradcam"], n=2, layer=LAYER, transform=TRANSFORM,
+                     class_names=list(CLASS_NAMES), model_name="cnn", progress=False)
+    assert link.is_symlink() and not (tmp_path / "gone").exists()  # left as it was
+    result = CliRunner().invoke(app, ["diagnose", "--model", "efficientnet_lite0", "--data", "samples:skimage/chelsea",
+                                      "--methods", "gradcam", "--out", str(link), "--quiet"])
+    line = one_line(result.output)
+    assert result.exit_code == 2 and "symbolic link" in line and "rerun to resume" not in line, result.output
+
+
+def test_a_meta_sample_that_is_not_a_list_is_named(tmp_path, fashion):
+    from case_saliency.runs import run_diagnose
+
+    def run():
+        return run_diagnose(small_cnn(), fashion, tmp_path / "run", methods=["gradcam"], n=2, layer=LAYER,
+                            transform=TRANSFORM, class_names=list(CLASS_NAMES), model_name="cnn", progress=False)
+
+    meta_file = run() / "meta.json"
+    meta = json.loads(meta_file.read_text())
+    meta["sample"] = "0,1"
+    meta_file.write_text(json.dumps(meta))
+    with pytest.raises(RunDirError, match=r'meta.json: sample is "0,1", not a list of dataset indices') as error:
+        run()
+    assert "invalid literal" not in str(error.value)
+
+
 def test_out_inside_the_data_folder_is_warned_about(tmp_path):
     from case_saliency.data import out_inside_data
 

@@ -81,6 +81,7 @@ def _rss_mb() -> float:
         return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
 
 
+@pytest.mark.slow
 def test_thousand_calls_do_not_leak_memory_or_hooks():
     model = make_tiny()
     cam = CASE(model, target_layer="features", contrast=TopLogits(k=2))

@@ -67,7 +67,11 @@ def test_the_variants_are_the_channel_weight_cams_and_have_names():
         get_method("case:hirescam", torch.nn.Conv2d(3, 3, 1))
 
 
-@pytest.mark.parametrize("base", ["gradcam", "gradcam++", "xgradcam", "scorecam", "ablationcam"])
+# The perturbation bases cost one masked forward per channel (256 at layer3): in the full suite.
+PERTURBATION = [pytest.param(base, marks=pytest.mark.slow) for base in ("scorecam", "ablationcam")]
+
+
+@pytest.mark.parametrize("base", ["gradcam", "gradcam++", "xgradcam", *PERTURBATION])
 def test_variant_equals_slow_per_class_reference(base, resnet18, small_images):
     # layer3 of a ResNet ends with a ReLU, so its activations reach 0: there pytorch-grad-cam's
     # Ablation-CAM ablates with 0, as ours does (see AblationCAM's docstring).
@@ -85,7 +89,7 @@ def test_variant_equals_slow_per_class_reference(base, resnet18, small_images):
         assert (result.maps[i] - ref).abs().max().item() < 1e-4 * scale, (base, i)
 
 
-@pytest.mark.parametrize("base", ["gradcam", "gradcam++", "xgradcam", "scorecam", "ablationcam"])
+@pytest.mark.parametrize("base", ["gradcam", "gradcam++", "xgradcam", *PERTURBATION])
 def test_variant_with_an_empty_contrast_is_its_base(base, resnet18, small_images):
     plain = get_method(base, resnet18, target_layer="layer3").explain(small_images, "topk:2")
     with pytest.warns(UserWarning, match="empty contrast"):
@@ -95,7 +99,7 @@ def test_variant_with_an_empty_contrast_is_its_base(base, resnet18, small_images
     assert torch.allclose(plain.maps, contrastive.maps, atol=1e-6 * plain.maps.abs().max().item())
 
 
-@pytest.mark.parametrize("base", ["scorecam", "ablationcam"])
+@pytest.mark.parametrize("base", ["scorecam", pytest.param("ablationcam", marks=pytest.mark.slow)])
 def test_perturbation_variants_score_every_class_in_one_set_of_passes(base, resnet18, small_images):
     """The contrast classes cost no extra forward pass: the masked (or ablated) passes score them all."""
     def count_forwards(method):

@@ -67,6 +67,7 @@ def _self_contained(html: str, figures: int) -> None:
     assert not re.search(r"""(src|href)=["']https?:""", html) and "<script" not in html
 
 
+@pytest.mark.slow
 @needs_fashion_mnist
 def test_planted_report_and_summary(planted_dir, tmp_path):
     assert evidence_kind(planted_dir) == "planted"
@@ -116,6 +117,7 @@ def test_planted_report_and_summary(planted_dir, tmp_path):
         copy / "report.html").read_text()
 
 
+@pytest.mark.slow
 @needs_fashion_mnist
 def test_sanity_report_and_summary(sanity_dir, tmp_path):
     assert evidence_kind(sanity_dir) == "sanity"

@@ -325,6 +325,7 @@ def reports(photo_diagnose, fashion_diagnose, fashion_fidelity) -> dict[str, Pat
             "fidelity": write_report(fashion_fidelity)}
 
 
+@pytest.mark.slow
 def test_diagnose_report(fashion_diagnose, reports):
     out = reports["diagnose"]
     assert out == fashion_diagnose / "report.html"
@@ -389,6 +390,7 @@ def combined_report(fashion_diagnose, fashion_fidelity, photo_diagnose, tmp_path
                         more_runs=[fashion_fidelity, photo_diagnose])
 
 
+@pytest.mark.slow
 def test_one_page_for_several_runs(fashion_diagnose, fashion_fidelity, photo_diagnose, combined_report):
     from case_saliency.report.sections import combined_rows
 
@@ -443,6 +445,7 @@ def test_a_run_without_rows_yet(tmp_path):
     assert check_self_contained(page) == []
 
 
+@pytest.mark.slow
 def test_cli(fashion_fidelity, fashion_diagnose, tmp_path):
     from typer.testing import CliRunner
 

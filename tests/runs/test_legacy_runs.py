@@ -1,4 +1,4 @@
-"""Run directories written before the run layer's redesign (tests/fixtures/legacy, by the code of that time)
+"""Run directories written before the run layer's redesign (tests/data/legacy, by the code of that time)
 still resume, summarise and report with the current one."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import pytest
 from legacy_support import LAYER, TRANSFORM, tiny_model
 
 REPO = Path(__file__).resolve().parents[2]
-LEGACY = Path("tests/fixtures/legacy")
+LEGACY = Path("tests/data/legacy")
 COMMON = dict(methods=["gradcam", "case"], n=0, seed=0, layer=LAYER, correct_only=False, batch_size=2,
               transform=TRANSFORM, class_names=["disc", "square"], model_name="tiny", progress=False, workers=0,
               dataset_name="folder:images")

@@ -267,7 +267,7 @@ def test_explain_many_is_a_resumable_kind_read_by_run_dir(images, tmp_path):
 
 
 def test_the_read_path_imports_no_torch(tmp_path):
-    shutil.copytree(Path(__file__).parents[1] / "fixtures" / "legacy" / "diagnose", tmp_path / "run")
+    shutil.copytree(Path(__file__).parents[1] / "data" / "legacy" / "diagnose", tmp_path / "run")
     code = ("import sys; from case_saliency.runs.rundir import RunDir; run = RunDir.read(sys.argv[1]); "
             "run.frame(); assert run.settings.k_percent == (5.0, 10.0); "
             "print(sorted(m for m in sys.modules if m == 'torch' or m.startswith('torch.')))")

@@ -95,6 +95,7 @@ def test_text_cells_stay_on_one_line(tmp_path):
     assert path.read_text().count("\n") == 2
 
 
+@pytest.mark.slow
 def test_diagnose_fashion_mnist(cnn, fashion, tmp_path):
     run = run_diagnose(cnn, fashion, tmp_path / "run", methods=ALL_CAMS, n=10, seed=1, k_percent=[5, 10],
                        layer=LAYER, transform=TRANSFORM, class_names=fashion.class_names, batch_size=4, gallery=2,

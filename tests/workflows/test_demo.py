@@ -23,6 +23,7 @@ def demo_run(tmp_path_factory):
     return out, result.output
 
 
+@pytest.mark.slow
 def test_demo_summary_json(demo_run):
     out, _ = demo_run
     summary = json.loads((out / "summary.json").read_text())
@@ -93,6 +94,7 @@ def test_demo_report_renders_in_chromium(demo_run, tmp_path):
     assert screenshot.stat().st_size > 100_000
 
 
+@pytest.mark.slow
 def test_demo_prints_the_table(demo_run):
     _, output = demo_run
     assert "skimage/chelsea" in output and "mean top-5% agreement" in output and "Grad-CAM" in output

@@ -55,6 +55,7 @@ def test_bootstrap_mean_matches_scipy_percentile_interval():
     assert all(np.isnan(bootstrap_mean(torch.tensor([float("nan")]))))
 
 
+@pytest.mark.slow
 @needs_fashion_mnist
 def test_tiny_planted_model_trains_resumes_and_its_patch_map_lands_on_the_patch(tmp_path):
     from case_saliency import get_method

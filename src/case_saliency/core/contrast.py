@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import re
 import warnings
+import weakref
 from pathlib import Path
 from typing import Protocol
 from collections.abc import Sequence
@@ -269,6 +270,27 @@ def nearest_rows(weight: Tensor, k: int, block_entries: int = 1 << 22) -> Tensor
     return out
 
 
+# (data pointer, shape, version counter) -> (the weight it was computed on, its (K, k) table for the largest k
+# asked so far: a smaller k is its first columns, the order being stable). The weak reference keeps no weight
+# alive; while it lives, its memory cannot be reused by another tensor.
+_NEAREST_CACHE: dict[tuple[int, tuple[int, ...], int], tuple[weakref.ref[Tensor], Tensor]] = {}
+
+
+def _shared_nearest_rows(weight: Tensor, k: int) -> Tensor:
+    """:func:`nearest_rows`, computed once per weight (its memory and in-place version): the CASE methods
+    of one run share one table (a leave-pair-out contrast asks one neighbour more than a plain one), which
+    for a 21,843-class head takes most of a minute."""
+    key = (weight.data_ptr(), tuple(weight.shape), weight._version)
+    hit = _NEAREST_CACHE.get(key)
+    if hit is not None and hit[0]() is not None and hit[1].shape[1] >= k:
+        return hit[1][:, :k]
+    for stale in [key for key, (ref, _) in _NEAREST_CACHE.items() if ref() is None]:
+        del _NEAREST_CACHE[stale]
+    table = nearest_rows(weight, k)
+    _NEAREST_CACHE[key] = (weakref.ref(weight), table)
+    return table
+
+
 class ClassifierNeighbours:
     """The k classes whose rows of the final linear layer are most similar to the target's row
     (cosine similarity of the weight rows, bias ignored; ties go to the lower class index).
@@ -288,12 +310,12 @@ class ClassifierNeighbours:
     def __init__(self, model: nn.Module | Tensor, k: int = 1):
         self.k = _check_k(k)
         if isinstance(model, Tensor):
-            weight, self.layer = model.detach(), "weight"
+            weight, self.layer = model, "weight"
         elif isinstance(model, nn.Linear):
-            weight, self.layer = model.weight.detach(), "linear"
+            weight, self.layer = model.weight, "linear"
         elif isinstance(model, nn.Module):
             self.layer, head = classifier_layer(model)
-            weight = head.weight.detach()
+            weight = head.weight
         else:
             raise TypeError(f"ClassifierNeighbours needs a model, an nn.Linear or a (K, D) weight, "
                             f"got {type(model).__name__}")
@@ -302,8 +324,16 @@ class ClassifierNeighbours:
         num = weight.shape[0]
         if self.k > num - 1:
             raise ValueError(f"k={self.k} neighbours need at least k+1 classes; the classifier has {num}")
-        self.weight = weight  # a reference (no copy), for with_k
-        self.neighbours = nearest_rows(weight, self.k)  # (K, k)
+        self.weight = weight  # the model's own parameter (no copy): with_k, and the shared table's key
+        self._neighbours: Tensor | None = None
+
+    @property
+    def neighbours(self) -> Tensor:
+        """(K, k) long: built on first use (a run that checks its contrast but runs no CASE method never
+        pays for it), and shared by every strategy on the same unchanged weight and k."""
+        if self._neighbours is None:
+            self._neighbours = _shared_nearest_rows(self.weight, self.k)
+        return self._neighbours
 
     def with_k(self, k: int) -> ClassifierNeighbours:
         """The same classifier with another number of neighbours."""

@@ -235,14 +235,15 @@ def display_images(images: Tensor, transform: object) -> np.ndarray:
     return (x.clamp(0, 1) * 255 + 0.5).to(torch.uint8).permute(0, 2, 3, 1).numpy()
 
 
-def run_diagnose(model: LoadedModel | nn.Module, dataset: ImageSource, run_dir: str | Path,
+def run_diagnose(model: LoadedModel | nn.Module, dataset: ImageSource | str | Path, run_dir: str | Path,
                  settings: DiagnoseSettings | None = None, **keywords: Any) -> Path:
     """Run (or resume) the class-sensitivity diagnostic and return the run directory.
 
     Args:
         model: a ``LoadedModel`` (``case_saliency.models.load_model``), or an ``nn.Module`` with the
             keywords ``transform`` (PIL image -> (C, H, W) tensor) and ``class_names``, ``model_name``.
-        dataset: ``ds[i] -> (PIL image, label, image_id)``, e.g. ``case_saliency.open_dataset("samples")``.
+        dataset: ``ds[i] -> (PIL image, label, image_id)``, e.g. ``case_saliency.open_dataset("samples")``,
+            or the text of a ``--data`` spec or a folder path, opened with ``open_dataset``.
         run_dir: the run directory (created; resumed when it holds this run, killed or finished).
         settings: a ``DiagnoseSettings`` (default: its defaults).
         **keywords: ``DiagnoseSettings`` fields that override ``settings`` (``methods``, ``n``,

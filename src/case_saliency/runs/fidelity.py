@@ -177,7 +177,7 @@ class Fidelity(RunKind[FidelityBatch]):
         return [row]
 
 
-def run_fidelity(model: LoadedModel | nn.Module, dataset: ImageSource, run_dir: str | Path,
+def run_fidelity(model: LoadedModel | nn.Module, dataset: ImageSource | str | Path, run_dir: str | Path,
                  settings: FidelitySettings | None = None, **keywords: Any) -> Path:
     """Run (or resume) the fidelity test and return the run directory.
 

@@ -371,6 +371,9 @@ class RunDir:
         path = self.path
         if path.exists() and not path.is_dir():
             raise RunDirError(f"--out {path} is a file; give a folder for the run")
+        if path.is_symlink() and not path.exists():  # mkdir would fail with a bare "File exists"
+            raise RunDirError(f"--out {path} is a symbolic link to {os.readlink(path)}, which does not exist; "
+                              "create that folder, or give another --out")
         if not path.is_dir():
             return None
         entries = {entry.name for entry in path.iterdir()}

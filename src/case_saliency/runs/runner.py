@@ -615,10 +615,15 @@ def _shared_plan(group: Group, ranks: Ranks, make: Callable[[], Plan]) -> Plan:
     return outcome
 
 
-def run_with_keywords(kind: type[RunKind[Any]], model: LoadedModel | nn.Module, dataset: ImageSource,
+def run_with_keywords(kind: type[RunKind[Any]], model: LoadedModel | nn.Module, dataset: ImageSource | str | Path,
                       run_dir: str | Path, settings: RunSettings | None, keywords: dict[str, Any]) -> Path:
     """The ``run_*`` conveniences: ``keywords`` are settings fields, ``RunOptions`` fields and, for a
-    bare module, ``transform``/``class_names``/``model_name``."""
+    bare module, ``transform``/``class_names``/``model_name``. A dataset given as text or a path is
+    opened as the CLI's ``--data`` is (a string is a sequence too, of characters: never iterate it)."""
+    if isinstance(dataset, (str, Path)):
+        from ..data import open_dataset
+
+        dataset = open_dataset(str(dataset))
     run_options = {key: keywords.pop(key) for key in ("confusion", "progress", "workers") if key in keywords}
     contrast = contrast_from(keywords)
     loaded = as_model(model, keywords)
