@@ -12,7 +12,7 @@ import pytest
 
 from legacy_support import LAYER, TRANSFORM, tiny_model
 
-IMAGES = Path(__file__).resolve().parents[2] / "tests/fixtures/legacy/images"
+IMAGES = Path(__file__).resolve().parents[2] / "tests/data/legacy/images"
 WARNING = "the split this run samples"
 
 

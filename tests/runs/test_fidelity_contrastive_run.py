@@ -13,7 +13,7 @@ import torch
 from legacy_support import LAYER, TRANSFORM, tiny_model
 
 REPO = Path(__file__).resolve().parents[2]
-IMAGES = REPO / "tests/fixtures/legacy/images"
+IMAGES = REPO / "tests/data/legacy/images"
 COMMON = dict(methods=["gradcam", "random"], n=0, seed=0, layer=LAYER, correct_only=False, batch_size=3,
               transform=TRANSFORM, class_names=["disc", "square"], model_name="tiny", progress=False, workers=0,
               k_percent=50, steps=2)
@@ -79,5 +79,5 @@ def test_an_empty_sweep_writes_the_earlier_columns(tmp_path):
 
     run = _run(tmp_path / "run", contrastive_k=[], deletion_fill="zero")
     assert run.columns == EarlierFidelityRow.columns() and "contrastive_drop" not in run.columns
-    legacy = json.loads((REPO / "tests/fixtures/legacy/fidelity/config.json").read_text())
+    legacy = json.loads((REPO / "tests/data/legacy/fidelity/config.json").read_text())
     assert "contrastive_k" not in legacy  # the legacy run that tests/runs/test_legacy_runs.py resumes

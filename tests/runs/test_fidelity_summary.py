@@ -100,7 +100,7 @@ def test_fidelity_verdicts_compare_every_method_with_gradcam_on_the_auc(run_dir:
 
 
 def test_a_run_of_an_earlier_version_summarizes_without_the_contrastive_drop():
-    summary = summarize_run(REPO / "tests/fixtures/legacy/fidelity")
+    summary = summarize_run(REPO / "tests/data/legacy/fidelity")
     assert "contrastive_drop_mean" not in summary["fidelity"] and "drop_relative_random" not in summary["fidelity"]
     text = format_summary(summary)
     assert "deletion AUC (removed pixels zero)" in text and "the run has no random method" in text

@@ -282,13 +282,17 @@ def confusion_split(confusion: Any) -> dict[str, Any] | None:
     return data if isinstance(data, dict) and data else None
 
 
-def warn_if_confusion_samples_the_split(confusion: Any, dataset: ImageSource) -> None:
+def warn_if_confusion_samples_the_split(confusion: Any, dataset: ImageSource | str | Path) -> None:
     """Warn (as the command line does) when ``confusion`` was computed on the split ``dataset`` is: the
     contrast then comes from the images the run scores. Silent for a bare matrix (no record of its data)
     and for a strategy the command line has checked already (``split_checked``)."""
     data = confusion_split(confusion)
     if data is None or getattr(confusion, "split_checked", False):
         return
+    if isinstance(dataset, (str, Path)):  # a --data spec or folder, as run_with_keywords opens it
+        from ..data import open_dataset
+
+        dataset = open_dataset(str(dataset))
     sampled = dataset_identity(dataset)
     if all(data.get(key) == sampled.get(key) for key in ("name", "hash", "count")):
         logging.getLogger("case_saliency").warning(
