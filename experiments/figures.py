@@ -5,7 +5,7 @@
 - ``histograms-<model>.png``: agreement histograms (top 5%) of a diagnose run, threshold 50 drawn;
 - ``curves-<model>.png``: deletion and insertion curves of a fidelity run.
 
-    python experiments/figures.py [--out runs/experiments] [--to docs/results]
+    python -m experiments.figures [--out runs/experiments] [--to docs/results]
 
 PNG only, at a low resolution (the document commits them; keep them small).
 """
@@ -13,16 +13,14 @@ PNG only, at a low resolution (the document commits them; keep them small).
 from __future__ import annotations
 
 import argparse
-import json
-import sys
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE))
-if (HERE.parent / "src" / "case_saliency").is_dir():
-    sys.path.insert(0, str(HERE.parent / "src"))
+from case_saliency.runs.store import atomic_write
+
+from .numbers import finished
 
 DPI = 72
 # (study folder, model folder) pairs drawn by default: one model of each kind.
@@ -33,17 +31,10 @@ GALLERY_METHODS = ("gradcam", "case")
 CURVE_METHODS = ("gradcam", "gradcam++", "layercam", "case", "random")
 
 
-def _finished(run_dir: Path) -> bool:
-    """A run that is complete (a figure never shows part of a run that is still going)."""
-    meta = run_dir / "meta.json"
-    return (run_dir / "results.csv").exists() and meta.exists() and bool(json.loads(meta.read_text()).get("finished"))
-
-
-def _save(fig, folder: Path, stem: str) -> Path:
+def _save(fig: Any, folder: Path, stem: str) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
-    path = folder / f"{stem}.png"
-    fig.savefig(path, dpi=DPI, facecolor="white")
-    return path
+    return atomic_write(folder / f"{stem}.png", lambda handle: fig.savefig(handle, format="png", dpi=DPI,
+                                                                         facecolor="white"))
 
 
 def gallery(run_dir: Path, folder: Path, stem: str, count: int = 2) -> Path | None:
@@ -83,9 +74,8 @@ def gallery(run_dir: Path, folder: Path, stem: str, count: int = 2) -> Path | No
     picture = Image.fromarray(stacked)
     picture = picture.resize((int(picture.width * 0.6), int(picture.height * 0.6)), Image.Resampling.LANCZOS)
     folder.mkdir(parents=True, exist_ok=True)
-    path = folder / f"{stem}.png"
-    picture.quantize(colors=128, method=Image.Quantize.MEDIANCUT).save(path, optimize=True)  # small to commit
-    return path
+    small = picture.quantize(colors=128, method=Image.Quantize.MEDIANCUT)  # small to commit
+    return atomic_write(folder / f"{stem}.png", lambda handle: small.save(handle, format="PNG", optimize=True))
 
 
 def histograms(run_dir: Path, folder: Path, stem: str) -> Path:
@@ -120,14 +110,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=Path("runs/experiments"), help="the studies' output folder")
     parser.add_argument("--to", type=Path, default=Path("docs/results"), help="where the PNGs go")
     args = parser.parse_args(argv)
-    written = []
+    written: list[Path | None] = []
     for model, _study in DEFAULT_RUNS:
         base = args.out / model
-        if _finished(base / "diagnose"):
+        if finished(base / "diagnose"):
             written.append(histograms(base / "diagnose", args.to, f"histograms-{model}"))
             written.append(gallery(base / "diagnose", args.to, f"gallery-{model}"))
         for run in ("fidelity-curves", "fidelity-zero"):  # the fine-tunes' curves are a run of their own
-            if _finished(base / run):
+            if finished(base / run):
                 drawn = curves(base / run, args.to, f"curves-{model}")
                 if drawn is not None:
                     written.append(drawn)
@@ -139,4 +129,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    raise SystemExit(main())
