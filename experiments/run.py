@@ -34,7 +34,11 @@ from typing import Any
 
 from case_saliency.runs.store import atomic_write
 
+from .review import review
 from .studies import STUDIES, DiagnoseOptions, PlantedOptions, SanityOptions, Step, Study, TrainOptions
+
+
+EVERY_STUDY = {**STUDIES, "review": review}
 
 
 def cpu_seconds() -> float:
@@ -243,7 +247,7 @@ def publish(document: Path, block: str, markdown: str) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m experiments", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("study", choices=[*STUDIES, "all", "seeds"], help="which study ('seeds': the seed table "
+    parser.add_argument("study", choices=[*EVERY_STUDY, "all", "seeds"], help="which study ('seeds': the seed table "
                         "from the fashion and finetune runs; 'all': photos, fashion, finetune and seeds)")
     parser.add_argument("--quick", action="store_true", help="the small version (< 3 minutes)")
     parser.add_argument("--out", type=Path, default=None, help="output folder (default runs/experiments[-quick], "
@@ -269,12 +273,11 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("OMP_NUM_THREADS", str(args.threads))
     from . import tables
 
-    old = [name for name in STUDIES if name != "review"]
-    names = old if args.study == "all" else ([] if args.study == "seeds" else [args.study])
+    names = list(STUDIES) if args.study == "all" else ([] if args.study == "seeds" else [args.study])
     ledger = Ledger(out)
     start_cpu, start_wall = cpu_seconds(), time.time()
     for name in names:
-        study = STUDIES[name](out, args.quick)
+        study = EVERY_STUDY[name](out, args.quick)
         if not args.tables_only:
             run_study(study, out, not args.quiet, ledger, args.only, args.skip)
         if name == "review":

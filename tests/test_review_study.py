@@ -1,0 +1,161 @@
+"""The reviewed study (issue 25): its plan, its readers and document on small inputs, and its ``--quick``
+version end to end (what the next session scales up to the full study)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "docs" / "results.md"
+
+
+def _plan(tmp_path: Path, quick: bool):
+    from experiments.review import review
+
+    return review(tmp_path, quick)
+
+
+@pytest.mark.parametrize("quick", [False, True])
+def test_review_plan_names_every_step_once_with_specs_the_library_takes(tmp_path, quick):
+    from case_saliency.methods.spec import parse_method_spec
+    from experiments.review import LPO_CLASSIFIER, LPO_CONFUSION, PLANTED_SEEDS
+    from experiments.studies import DiagnoseOptions, FidelityOptions, TrainOptions
+
+    plan = _plan(tmp_path, quick)
+    names = [step.name for step in plan.steps]
+    assert len(names) == len(set(names))
+    for step in plan.steps:
+        for method in step.methods:
+            parse_method_spec(method)
+        if isinstance(step.options, DiagnoseOptions):
+            assert step.options.contrast in (LPO_CLASSIFIER, LPO_CONFUSION)  # never circular
+            if step.options.contrast == LPO_CONFUSION:  # a matrix from data the diagnostic does not sample
+                assert step.options.confusion == "heldout"
+        if isinstance(step.options, FidelityOptions) and step.data.startswith("fashion") and "confusion" in \
+                step.options.contrast:
+            assert step.options.confusion == "heldout"
+    families = [s for s in plan.steps if isinstance(s.options, TrainOptions) and not s.options.pretrained]
+    assert families and all(s.options.holdout > 0 for s in families)
+    assert {s.name for s in plan.steps if s.kind == "planted"} == {f"planted/seed{seed}" for seed in PLANTED_SEEDS}
+    sanity = {s.name: s for s in plan.steps if s.kind == "sanity"}
+    assert set(sanity) == {"sanity/efficientnet_lite0", "sanity/resnet-seed0"}
+    assert sanity["sanity/resnet-seed0"].options.shuffled.endswith("-shuffled.pt")
+    order = [s.name for s in plan.steps]  # the shuffled-label model is trained before its sanity step
+    assert order.index(sanity["sanity/resnet-seed0"].options.shuffled) < order.index("sanity/resnet-seed0")
+    fidelity_ks = {s.options.k_percent for s in plan.steps if isinstance(s.options, FidelityOptions)
+                   and s.options.fill == "blur"}
+    assert len(fidelity_ks) >= 2  # a k sweep
+    if not quick:
+        assert {s.name.split("/")[0] for s in plan.steps if s.kind == "diagnose"} >= {
+            "efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2", "resnet-seed4", "densenet-seed4",
+            "vgg-seed4", "efficientnet_lite0-seed4"}
+
+
+def test_photo_split_names_each_offline_photo_once():
+    """In- and out-of-distribution partition the 14 photos, with the issue's seven out of distribution."""
+    from case_saliency.data.images import SAMPLE_PHOTOS
+    from experiments.review import IN_DISTRIBUTION, OUT_OF_DISTRIBUTION
+
+    ids = set(SAMPLE_PHOTOS)  # the ids open_dataset("samples") gives, without loading the pictures
+    assert set(IN_DISTRIBUTION) | set(OUT_OF_DISTRIBUTION) == ids
+    assert not set(IN_DISTRIBUTION) & set(OUT_OF_DISTRIBUTION)
+    assert {i.split("/")[1] for i in OUT_OF_DISTRIBUTION} == {"coins", "moon", "hubble_deep_field", "retina",
+                                                              "immunohistochemistry", "clock", "astronaut"}
+
+
+def test_contrastive_fidelity_columns_are_read_when_a_run_has_them():
+    import pandas as pd
+
+    from experiments.numbers import contrastive_columns
+
+    frame = pd.DataFrame({"method": ["case"], "drop_relative": [0.2], "margin_drop": [1.5],
+                          "contrastive_drop": [0.3], "error": [""], "contrast": ["3"]})
+    assert contrastive_columns(frame) == ["margin_drop", "contrastive_drop"]
+    assert contrastive_columns(frame.drop(columns=["margin_drop", "contrastive_drop"])) == []
+
+
+def _difference(model: str, setting: str, method: str, mean: float, verdict: str):
+    from experiments.evidence import Difference
+
+    return Difference(model, setting, method, 5.0, 7, mean, mean - 3.0, mean + 3.0, 4.0, 0.01, 0.5, 4.8, verdict,
+                      "")
+
+
+def test_answer_and_primary_table_come_from_the_records(tmp_path):
+    """The document's answer and its primary table quote the records (none typed by hand), the answer stays
+    within 150 words, and the forest plot draws every model and setting."""
+    from experiments import document
+    from experiments.evidence import Interval, PlantedScore, ReviewNumbers, SanityOutcome
+
+    diffs = (_difference("efficientnet_lite0", "in-distribution", "case", -4.25, "lower"),
+             _difference("efficientnet_lite0", "in-distribution", "layercam", 12.0, "higher"),
+             _difference("resnet-seed0", "all images", "case", 0.5, "equal"),
+             _difference("resnet-seed1", "all images", "case", 1.5, "undetermined"))
+    ok, flat = Interval(0.4, 0.3, 0.5), Interval(0.0, -0.01, 0.01)
+    planted = (PlantedScore(0, "case", 50, ok, ok, ok, ok), PlantedScore(1, "case", 50, ok, ok, ok, ok),
+               PlantedScore(0, "random", 50, flat, flat, flat, flat))
+    sanity = (SanityOutcome("resnet-seed0", "gradcam", True, "stem.0", 0.7, False, 0.1, False),)
+    numbers = ReviewNumbers(diffs, (), planted, sanity, (), {}, {"efficientnet_lite0": "bn2"}, "index")
+    text = document.answer(numbers)
+    assert "Lite0 (in-distribution, n = 7): -4.2 [-7.2, -1.2], lower (MDD 4.8)" in text
+    assert "ResNet-like (2 seeds, n = 7): mean +1.0; equal within ±5 in 1, undetermined in 1" in text
+    assert "for: CASE; not for: random maps" in text and "(median Spearman ≥ 0.5): Grad-CAM (ResNet-like)" in text
+    assert document.word_count(text) <= document.ANSWER_WORDS
+    rows = document.primary_table(numbers).splitlines()[2:]
+    assert rows[0] == "| Lite0 | in-distribution | 7 | -4.2 [-7.2, -1.2] | 0.010 | 0.500 | 4.8 | lower (more " \
+                      "class-specific) |"
+    assert len(rows) == 3  # the photos' primary set and every seed of a family; no other method
+    from experiments.figures import forest_plot
+
+    path = forest_plot(diffs, tmp_path)
+    assert path is not None and path.stat().st_size > 1000
+
+
+def test_the_review_document_never_overwrites_the_published_results(tmp_path):
+    from experiments.document import write_review
+
+    with pytest.raises(ValueError, match="never overwrites docs/results.md"):
+        write_review(_plan(tmp_path, True), tmp_path, Path("docs"))
+
+
+@pytest.mark.slow
+def test_quick_review_study_runs_end_to_end_and_writes_its_document(tmp_path):
+    """``python -m experiments review --quick``: every kind of step runs (leave-pair-out diagnose, the
+    contrastive fidelity sweep, a held-out confusion matrix, three planted models, two sanity cascades),
+    and the document has the issue's structure, numbers from numbers.json, and leaves docs/results.md alone."""
+    before = hashlib.sha256(RESULTS.read_bytes()).hexdigest()
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), os.environ.get("PYTHONPATH", "")])}
+    folder = tmp_path / "document"
+    done = subprocess.run([sys.executable, "-m", "experiments", "review", "--quick", "--quiet", "--out",
+                           str(tmp_path / "runs"), "--document", str(folder)], cwd=ROOT, env=env, capture_output=True,
+                          text=True, timeout=900)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert hashlib.sha256(RESULTS.read_bytes()).hexdigest() == before
+    assert (tmp_path / "runs" / "models" / "fashion-resnet-seed0.confusion-fashion-mnist_train-heldout.json").exists()
+    text = (folder / "results.md").read_text()
+    assert text.count("\n") <= 400
+    headings = re.findall(r"^## (.+)$", text, re.M)
+    assert headings == ["The answer", "Methods", "Every model", "Against the paper", "Limitations"]
+    answer = text.split("## The answer", 1)[1].split("![", 1)[0]
+    assert len(re.findall(r"[^\s*|]+", answer)) <= 150
+    numbers = json.loads((folder / "numbers.json").read_text())
+    primary = [d for d in numbers["differences"] if d["method"] == "case" and d["k"] == 5.0
+               and d["setting"] == "in-distribution"]
+    assert len(primary) == 1 and primary[0]["n"] == 7 and math.isfinite(primary[0]["mean"])
+    assert f"| Lite0 | in-distribution | 7 | {primary[0]['mean']:+.1f} [" in text
+    assert {p["seed"] for p in numbers["planted"]} == {0, 1, 2}
+    assert {s["model"] for s in numbers["sanity"]} == {"efficientnet_lite0", "resnet-seed0"}
+    assert any(s["spearman_shuffled"] is not None for s in numbers["sanity"])
+    assert {(f["fill"], f["k"]) for f in numbers["fidelity"]} >= {("blur", 5.0), ("blur", 50.0), ("zero", 50.0)}
+    for name in ("forest.png", "slopes.png", "appendix.md"):
+        assert (folder / name).exists()
+    assert "case-saliency planted --out" in (folder / "appendix.md").read_text()
