@@ -32,16 +32,17 @@ def _photo(image_id: str) -> str:
 
 
 def _family(model: str) -> str:
-    """"resnet-seed3" -> "resnet"; a model without seeds is its own family."""
-    return model.rsplit("-seed", 1)[0]
+    """"resnet-seed3" -> "resnet-seeds" (a family of seeds); a model without seeds is its own family."""
+    return model.rsplit("-seed", 1)[0] + "-seeds" if "-seed" in model else model
 
 
 def _label(model: str) -> str:
+    """A model's or a family's name for a reader: "efficientnet_lite1" -> "Lite1", "vgg-seed2" -> "VGG-like",
+    "efficientnet_lite0-seeds" -> "Lite0 fine-tuned"."""
     names = {"efficientnet_lite0": "Lite0", "efficientnet_lite1": "Lite1", "efficientnet_lite2": "Lite2",
-             "resnet": "ResNet-like", "densenet": "DenseNet-like", "vgg": "VGG-like"}
+             "resnet-seeds": "ResNet-like", "densenet-seeds": "DenseNet-like", "vgg-seeds": "VGG-like",
+             "efficientnet_lite0-seeds": "Lite0 fine-tuned"}
     family = _family(model)
-    if family != model and family == "efficientnet_lite0":
-        return "Lite0 fine-tuned"
     return names.get(family, family)
 
 
@@ -258,7 +259,7 @@ def results_markdown(numbers: ReviewNumbers, study: Study, figures: dict[str, st
                       "`confusion:K` (model-level; may hold the other class), `top:K` (image-level: circular by "
                       "design). Fidelity uses the model-level neighbours.",
                       "- Tests: per setting and k, each method minus Grad-CAM on the images both scored: the paired "
-                      "two-sided t-test of the mean decides, Holm across the methods of a model at each k; TOST for "
+                      "two-sided t-test of the mean decides, Holm across the methods of a model at each k (the random control apart); TOST for "
                       f"equivalence within ±{MARGIN:g} points; Wilcoxon and sign tests beside it. Fidelity: CASE "
                       "against each method, paired two-sided Wilcoxon and t, Holm within a run.",
                       "Minimum detectable difference of the primary endpoint (80% power, two-sided 0.05, the "
@@ -274,8 +275,9 @@ def results_markdown(numbers: ReviewNumbers, study: Study, figures: dict[str, st
                            f"({figures['slopes']})")
     families = list(dict.fromkeys(_family(d.model) for d in numbers.differences if d.setting == "all images"))
     for family in families:
-        floors = [n for key, n in numbers.floors.items() if key.startswith(family) and key.endswith("/all images")]
-        model_parts += [f"### {_label(family + '-seed0')}, all test images, over the seeds"
+        floors = [n for key, n in numbers.floors.items()
+                  if _family(key.split("/")[0]) == family and key.endswith("/all images")]
+        model_parts += [f"### {_label(family)}, all test images, over the seeds"
                         + (f" ({len(floors)} seed(s) at the floor: Grad-CAM near the random maps)" if floors else ""),
                         family_table(numbers, family)]
     if numbers.planted:

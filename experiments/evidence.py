@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from .numbers import contrastive_columns, finished, run_table
 from .records import finite
-from .review import MARGIN, PHOTO_SETS, PRIMARY_K
+from .review import CONTROLS, MARGIN, PHOTO_SETS, PRIMARY_K
 from .studies import EXTRA_RUNS, FidelityOptions, Study
 
 if TYPE_CHECKING:
@@ -164,7 +164,7 @@ class ReviewNumbers:
 def settings_of(model: str, frame: pd.DataFrame) -> dict[str, pd.DataFrame]:
     """The settings a model's diagnostic is read in: the photos (all, then in- and out-of-distribution
     apart), or a test split (all images, then those whose top-1 class is the label)."""
-    if set(frame["image_id"]) & {p for photos in PHOTO_SETS.values() for p in photos}:
+    if setting_is_photos(frame):
         return {"all photos": frame, **{name: frame[frame["image_id"].isin(ids)] for name, ids in PHOTO_SETS.items()}}
     return {"all images": frame, "correctly classified": frame[(frame["label"] >= 0) &
                                                                (frame["label"] == frame["class1"])]}
@@ -188,13 +188,23 @@ def diagnose_frame(out: Path, model: str) -> tuple[tuple[str, ...], dict[str, An
 
 
 def differences(model: str, methods: Sequence[str], frame: pd.DataFrame) -> list[Difference]:
-    """Every method against Grad-CAM in every setting and k of one model (Holm across its methods at each k)."""
+    """Every method against Grad-CAM in every setting and k of one model: Holm across the model's methods
+    at each k; the random maps (a control, not a method) are compared apart, outside that family."""
+    import pandas as pd
+
     from case_saliency.runs.summary import compare_with_baseline
 
     out = []
+    family = [m for m in methods if m not in CONTROLS]
+    controls = [m for m in methods if m in CONTROLS]
     for setting, part in settings_of(model, frame).items():
         for k in sorted(part["k_percent"].unique()):
-            table = compare_with_baseline(part[part["k_percent"] == k], "gradcam", MARGIN, ALPHA, "holm", list(methods))
+            at_k = part[part["k_percent"] == k]
+            tables = [compare_with_baseline(at_k, "gradcam", MARGIN, ALPHA, "holm", family)]
+            tables += [compare_with_baseline(at_k[at_k["method"].isin(["gradcam", c])], "gradcam", MARGIN, ALPHA,
+                                             "holm", ["gradcam", c]) for c in controls]
+            table = pd.concat([t for t in tables if not t.empty], ignore_index=True) if any(
+                not t.empty for t in tables) else pd.DataFrame()
             for _, row in table.iterrows():
                 out.append(Difference(model, setting, str(row["method"]), float(k), int(row["n"]),
                                       float(row["mean_difference"]), float(row["ci_low"]), float(row["ci_high"]),

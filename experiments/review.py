@@ -66,6 +66,12 @@ PLANTED_METHODS = ("gradcam", "gradcam++", "hirescam", "xgradcam", "layercam", "
                    "eigencam", "random")
 SANITY_METHODS = ("gradcam", "gradcam++", "layercam", "finercam", "case", "random")
 HOLDOUT = 5000
+QUICK_HOLDOUT = 500
+
+
+def _quick_training(options: TrainOptions) -> TrainOptions:
+    """The quick study's training: one epoch on 3,000 training images (500 of them held out), 500 test images."""
+    return replace(options, epochs=1, train_limit=3000, test_limit=500)
 LPO_CLASSIFIER = "leave-pair-out:classifier:1"
 LPO_CONFUSION = "leave-pair-out:confusion:1"
 
@@ -102,9 +108,9 @@ def review(out: Path, quick: bool = False) -> Study:
     family_methods = ("gradcam", "gradcam++", "layercam", "case", "random") if quick else (*CAMS, *CONTROLS)
     for seed in seeds:
         for arch in families:
-            options = TrainOptions(seed, holdout=1000 if quick else HOLDOUT)
+            options = TrainOptions(seed, holdout=QUICK_HOLDOUT if quick else HOLDOUT)
             if quick:
-                options = replace(options, epochs=1, train_limit=4000, test_limit=1000)
+                options = _quick_training(options)
             model = str(model_path(out, arch, seed))
             steps.append(Step(str(model_path(out, arch, seed).relative_to(out)), arch, options))
             stem = f"{arch}-seed{seed}"
@@ -126,7 +132,7 @@ def review(out: Path, quick: bool = False) -> Study:
                               "fashion-mnist:test", affordable, 1000))
             steps += _fidelity_sweep(stem, model, "fashion-mnist:test", FIDELITY_METHODS, "classifier:1", 50, 200,
                                      CONTRASTIVE_KS, 10, True)
-    planted = PlantedOptions(0, 40, 8, 60, 2000) if quick else PlantedOptions(0)
+    planted = PlantedOptions(0, 32, 8, 40, 1000) if quick else PlantedOptions(0)
     for seed in PLANTED_SEEDS:
         steps.append(Step(f"planted/seed{seed}", "planted", replace(planted, seed=seed), "fashion-mnist:train",
                           ("gradcam", "layercam", "case", "random") if quick else PLANTED_METHODS))
@@ -134,9 +140,9 @@ def review(out: Path, quick: bool = False) -> Study:
     steps.append(Step("sanity/efficientnet_lite0", "efficientnet_lite0",
                       SanityOptions(4 if quick else 14, 0, 5.0, 2 if quick else 12), "samples", sanity_methods))
     shuffled = model_path(out, "resnet", 0).with_name("fashion-resnet-seed0-shuffled.pt")
-    shuffled_options = TrainOptions(0, holdout=1000 if quick else HOLDOUT, shuffle_labels=True)  # the same images
+    shuffled_options = TrainOptions(0, holdout=QUICK_HOLDOUT if quick else HOLDOUT, shuffle_labels=True)  # same images
     if quick:
-        shuffled_options = replace(shuffled_options, epochs=1, train_limit=4000, test_limit=1000)
+        shuffled_options = _quick_training(shuffled_options)
     steps.append(Step(str(shuffled.relative_to(out)), "resnet", shuffled_options))
     steps.append(Step("sanity/resnet-seed0", str(model_path(out, "resnet", 0)),
                       SanityOptions(16 if quick else 64, 0, 5.0, 3 if quick else 12, str(shuffled.relative_to(out))),
