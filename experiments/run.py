@@ -259,9 +259,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tables-only", action="store_true", help="rebuild the tables, run nothing")
     parser.add_argument("--publish", type=Path, nargs="?", const=Path("docs/results.md"), default=None,
                         help="also write the tables into this document's marked blocks (default docs/results.md; "
-                        "with --quick, photos' numbers go to docs/results/quick-photos.json for the drift test)")
+                        "with --quick, photos' and review's numbers go to docs/results/quick-STUDY.json for the drift "
+                        "tests)")
     parser.add_argument("--document", type=Path, default=None, help="review study: write its results document "
-                        "(results.md, appendix.md and the figures) into this folder")
+                        "here (FILE.md, with appendix, numbers and figures in FILE/ beside it; a folder gets "
+                        "results.md; default <out>/review/results.md)")
+    parser.add_argument("--replace-published", action="store_true", help="review study: allow --document "
+                        "docs/results.md (once the full study has run)")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
     args = parser.parse_args(argv)
     default_out = "runs/review" if args.study == "review" else "runs/experiments"
@@ -283,8 +287,15 @@ def main(argv: list[str] | None = None) -> int:
         if name == "review":
             from .document import write_review
 
-            written = write_review(study, out, args.document, quick=args.quick)
+            written = write_review(study, out, args.document, args.quick, args.replace_published)
             print(f"review: {', '.join(str(p) for p in written)}", flush=True)
+            if args.publish and args.quick:  # the numbers the review's drift check compares with
+                target = args.publish.parent / "results" / "quick-review.json"
+                atomic_write(target, written[2].read_text())
+                print(f"published: {target}", flush=True)
+            elif args.publish:
+                print("note: the review study's document is written with --document PATH (docs/results.md with "
+                      "--replace-published); --publish only commits its --quick numbers", flush=True)
             continue
         written = tables.write_study_tables(study, out)
         print(f"tables: {', '.join(str(p) for p in written)}", flush=True)

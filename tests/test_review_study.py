@@ -16,6 +16,13 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "docs" / "results.md"
+QUICK_REVIEW = ROOT / "docs" / "results" / "quick-review.json"
+# Drift tolerances for the photo model's numbers (pretrained weights, no training: the same to ~1e-6 on
+# another CPU, as the photos drift test says); the trained models' numbers are compared by shape only.
+AGREEMENT_TOLERANCE = 1.0  # points, on each difference to Grad-CAM
+FIDELITY_TOLERANCE = 0.01
+SPEARMAN_TOLERANCE = 0.05
+P_MARGIN = (0.01, 0.2)  # a verdict decided by a p inside this band may flip on another machine
 
 
 def _plan(tmp_path: Path, quick: bool):
@@ -123,8 +130,47 @@ def test_answer_and_primary_table_come_from_the_records(tmp_path):
 def test_the_review_document_never_overwrites_the_published_results(tmp_path):
     from experiments.document import write_review
 
-    with pytest.raises(ValueError, match="never overwrites docs/results.md"):
-        write_review(_plan(tmp_path, True), tmp_path, Path("docs"))
+    for document in (Path("docs"), Path("docs/results.md"), RESULTS):
+        with pytest.raises(ValueError, match="never overwrites docs/results.md"):
+            write_review(_plan(tmp_path, True), tmp_path, document)
+
+
+def review_drift(rerun: dict, committed: dict) -> list[str]:
+    """Every number of the photo model (Lite0) that left its tolerance, and every row of any model that
+    appeared or vanished, as lines; empty when the rerun reproduces the committed quick numbers."""
+    problems: list[str] = []
+
+    def keyed(rows: list[dict], *fields: str) -> dict[tuple, dict]:
+        return {tuple(row[f] for f in fields): row for row in rows}
+
+    parts = {"differences": ("model", "setting", "method", "k"), "fidelity": ("model", "method", "fill", "k"),
+             "sanity": ("model", "method"), "planted": ("seed", "method")}
+    for part, fields in parts.items():
+        old, new = keyed(committed[part], *fields), keyed(rerun[part], *fields)
+        problems += [f"{part} {key}: missing from the rerun" for key in old if key not in new]
+        problems += [f"{part} {key}: not in the committed numbers" for key in new if key not in old]
+        for key, was in old.items():
+            now = new.get(key)
+            if now is None or key[0] not in ("efficientnet_lite0",):
+                continue
+            if part == "differences":
+                if now["n"] != was["n"] or abs(now["mean"] - was["mean"]) > AGREEMENT_TOLERANCE:
+                    problems.append(f"{part} {key}: n {now['n']}, mean {now['mean']:.3f} vs committed n {was['n']}, "
+                                    f"mean {was['mean']:.3f}")
+                near = any(was[p] is not None and P_MARGIN[0] <= was[p] <= P_MARGIN[1]
+                           for p in ("p_holm", "tost_p_holm"))
+                if now["verdict"] != was["verdict"] and not near:
+                    problems.append(f"{part} {key}: verdict {now['verdict']} vs committed {was['verdict']}")
+            elif part == "fidelity" and was["drop_relative"] is not None and (
+                    now["drop_relative"] is None
+                    or abs(now["drop_relative"] - was["drop_relative"]) > FIDELITY_TOLERANCE):
+                problems.append(f"{part} {key}: drop {now['drop_relative']} vs committed {was['drop_relative']:.4f}")
+            elif part == "sanity" and was["spearman_randomised"] is not None and (
+                    now["spearman_randomised"] is None
+                    or abs(now["spearman_randomised"] - was["spearman_randomised"]) > SPEARMAN_TOLERANCE):
+                problems.append(f"{part} {key}: Spearman {now['spearman_randomised']} vs committed "
+                                f"{was['spearman_randomised']:.3f}")
+    return problems
 
 
 @pytest.mark.slow
@@ -134,20 +180,21 @@ def test_quick_review_study_runs_end_to_end_and_writes_its_document(tmp_path):
     and the document has the issue's structure, numbers from numbers.json, and leaves docs/results.md alone."""
     before = hashlib.sha256(RESULTS.read_bytes()).hexdigest()
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), os.environ.get("PYTHONPATH", "")])}
-    folder = tmp_path / "document"
+    document = tmp_path / "document" / "results.md"
     done = subprocess.run([sys.executable, "-m", "experiments", "review", "--quick", "--quiet", "--out",
-                           str(tmp_path / "runs"), "--document", str(folder)], cwd=ROOT, env=env, capture_output=True,
+                           str(tmp_path / "runs"), "--document", str(document)], cwd=ROOT, env=env, capture_output=True,
                           text=True, timeout=900)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     assert hashlib.sha256(RESULTS.read_bytes()).hexdigest() == before
     assert (tmp_path / "runs" / "models" / "fashion-resnet-seed0.confusion-fashion-mnist_train-heldout.json").exists()
-    text = (folder / "results.md").read_text()
+    text = document.read_text()
+    folder = tmp_path / "document" / "results"  # the bulk, beside the document
     assert text.count("\n") <= 400
     headings = re.findall(r"^## (.+)$", text, re.M)
     assert headings == ["The answer", "Methods", "Every model", "Against the paper", "Limitations"]
     answer = text.split("## The answer", 1)[1].split("![", 1)[0]
     assert len(re.findall(r"[^\s*|]+", answer)) <= 150
-    numbers = json.loads((folder / "numbers.json").read_text())
+    numbers = json.loads((folder / "review-numbers.json").read_text())
     primary = [d for d in numbers["differences"] if d["method"] == "case" and d["k"] == 5.0
                and d["setting"] == "in-distribution"]
     assert len(primary) == 1 and primary[0]["n"] == 7 and math.isfinite(primary[0]["mean"])
@@ -157,5 +204,13 @@ def test_quick_review_study_runs_end_to_end_and_writes_its_document(tmp_path):
     assert any(s["spearman_shuffled"] is not None for s in numbers["sanity"])
     assert {(f["fill"], f["k"]) for f in numbers["fidelity"]} >= {("blur", 5.0), ("blur", 50.0), ("zero", 50.0)}
     for name in ("forest.png", "slopes.png", "appendix.md"):
-        assert (folder / name).exists()
+        assert (folder / name).exists() and f"results/{name}" in text
     assert "case-saliency planted --out" in (folder / "appendix.md").read_text()
+    # the drift check of the new measures: the rerun gives the committed quick numbers
+    committed = json.loads(QUICK_REVIEW.read_text())
+    problems = review_drift(numbers, committed)
+    assert not problems, "the reviewed study's quick numbers drifted from the code:\n" + "\n".join(problems[:30])
+    moved = json.loads(json.dumps(committed))  # and the comparison can fail
+    row = next(d for d in moved["differences"] if d["model"] == "efficientnet_lite0" and d["method"] == "case")
+    row["mean"] += 2 * AGREEMENT_TOLERANCE
+    assert len(review_drift(numbers, moved)) == 1
