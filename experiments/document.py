@@ -17,15 +17,24 @@ from case_saliency.runs.store import atomic_write
 
 from .evidence import SIMILAR, Difference, ReviewNumbers, SanityOutcome, review_numbers
 from .figures import display_name, forest_plot, slope_plot
-from .review import IN_DISTRIBUTION, MARGIN, OUT_OF_DISTRIBUTION, PRIMARY_K
+from .review import CONTROLS, IN_DISTRIBUTION, MARGIN, OUT_OF_DISTRIBUTION, PRIMARY_K
 from .studies import Study
-from .tables import table
+from .tables import table as markdown_table
 
 ANSWER_WORDS = 150
 MAX_LINES = 400
 PRIMARY_SETTINGS = ("in-distribution", "all images")  # photos; a test split
 VERDICT_WORDS = {"lower": "lower (more class-specific)", "higher": "higher (less class-specific)",
                  "equal": f"equal within ±{MARGIN:g}", "identical": "identical", "undetermined": "undetermined"}
+
+
+def table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    """A markdown table, or a line saying its runs have not run yet (a table is never shown empty)."""
+    return markdown_table(header, rows) if rows else "(not run yet)"
+
+
+def _plural(count: int, word: str) -> str:
+    return f"{count} {word}{'' if count == 1 else 's'}"
 
 
 def _photo(image_id: str) -> str:
@@ -90,21 +99,22 @@ def answer(numbers: ReviewNumbers) -> str:
             clauses.append(f"{_label(ds[0].model)} ({len(ds)} seeds, n = {ds[0].n}): mean {mean:+.1f}; "
                            f"{_counts(ds)}")
     text = [f"**(a)** CASE − Grad-CAM, mean top-1/top-2 agreement at the top {PRIMARY_K:g}% under leave-pair-out "
-            "(points, 95% interval; lower is more class-specific): " + "; ".join(clauses) + "."]
+            "(points, 95% interval; lower is more class-specific): " + ("; ".join(clauses) or "not run yet") + "."]
     if numbers.planted:
         seeds = sorted({p.seed for p in numbers.planted})
         methods = list(dict.fromkeys(p.method for p in numbers.planted))
         located = [m for m in methods if all(p.contrast.low > 0 for p in numbers.planted if p.method == m)]
-        text.append(f"**(b)** On the planted-patch models ({len(seeds)} seeds), the patch class's map is on the "
-                    f"patch more than the garment class's, interval above 0 in every seed, for: "
+        text.append(f"**(b)** On the planted-patch models ({_plural(len(seeds), 'seed')}), the patch class's map "
+                    f"is on the patch more than the garment class's, interval above 0 in every seed, for: "
                     f"{', '.join(map(display_name, located)) or 'no method'}"
                     f"; not for: {', '.join(map(display_name, [m for m in methods if m not in located])) or 'none'}.")
     if numbers.sanity:
         def named(s: SanityOutcome) -> str:
             return f"{display_name(s.method)} ({_label(s.model)})"
 
-        failing = [named(s) for s in numbers.sanity if s.fails]
-        empty = [named(s) for s in numbers.sanity if s.test_uninformative]
+        methods = [s for s in numbers.sanity if s.method not in CONTROLS]  # seeded noise never changes
+        failing = [named(s) for s in methods if s.fails]
+        empty = [named(s) for s in methods if s.test_uninformative]
         text.append(f"**(c)** Maps that survive randomisation (median Spearman ≥ {SIMILAR:g}): "
                     f"{', '.join(failing) or 'none'}. The test still passes on a randomised or shuffled-label model "
                     f"for: {', '.join(empty) or 'none'}.")
@@ -157,7 +167,8 @@ def planted_table(numbers: ReviewNumbers) -> str:
     rows = []
     for method in dict.fromkeys(p.method for p in numbers.planted):
         mine = sorted((p for p in numbers.planted if p.method == method), key=lambda p: p.seed)
-        rows.append([f"`{method}`", " · ".join(f"{p.contrast.mean:.3f} [{p.contrast.low:.3f}, {p.contrast.high:.3f}]"
+        rows.append([f"`{method}`", " · ".join("undefined" if math.isnan(p.contrast.mean) else
+                                              f"{p.contrast.mean:.3f} [{p.contrast.low:.3f}, {p.contrast.high:.3f}]"
                                               for p in mine),
                      " · ".join("–" if math.isnan(p.focus.mean) else f"{p.focus.mean:.2f}" for p in mine),
                      " · ".join(str(p.n) for p in mine)])
@@ -167,9 +178,10 @@ def planted_table(numbers: ReviewNumbers) -> str:
 
 def sanity_table(numbers: ReviewNumbers) -> str:
     def num(value: float | None) -> str:
-        return "–" if value is None else f"{value:.2f}"
+        return "–" if value is None else f"{value:.3f}"
 
-    rows = [[_label(s.model), f"`{s.method}`", "yes" if s.passes_trained else "no", s.last_layer,
+    rows = [[_label(s.model), f"`{s.method}`" + (" (control)" if s.method in CONTROLS else ""),
+             "yes" if s.passes_trained else "no", s.last_layer,
              num(s.spearman_randomised), "yes" if s.passes_randomised else "no", num(s.spearman_shuffled),
              "–" if s.passes_shuffled is None else ("yes" if s.passes_shuffled else "no"),
              "**maps survive**" if s.fails else "maps change",
