@@ -112,9 +112,9 @@ def answer(numbers: ReviewNumbers) -> str:
         def named(s: SanityOutcome) -> str:
             return f"{display_name(s.method)} ({_label(s.model)})"
 
-        methods = [s for s in numbers.sanity if s.method not in CONTROLS]  # seeded noise never changes
-        failing = [named(s) for s in methods if s.fails]
-        empty = [named(s) for s in methods if s.test_uninformative]
+        outcomes = [s for s in numbers.sanity if s.method not in CONTROLS]  # seeded noise never changes
+        failing = [named(s) for s in outcomes if s.fails]
+        empty = [named(s) for s in outcomes if s.test_uninformative]
         text.append(f"**(c)** Maps that survive randomisation (median Spearman ≥ {SIMILAR:g}): "
                     f"{', '.join(failing) or 'none'}. The test still passes on a randomised or shuffled-label model "
                     f"for: {', '.join(empty) or 'none'}.")
