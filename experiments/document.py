@@ -85,39 +85,51 @@ def _counts(ds: Sequence[Difference]) -> str:
     return ", ".join(f"{VERDICT_WORDS[v]} in {n}" for v, n in found.items() if n)
 
 
+def _by_method(outcomes: Sequence[SanityOutcome]) -> str:
+    """"Grad-CAM (Lite0, ResNet-like), CASE (Lite0)"."""
+    models: dict[str, list[str]] = {}
+    for s in outcomes:
+        models.setdefault(display_name(s.method), []).append(_label(s.model))
+    return ", ".join(f"{method} ({', '.join(where)})" for method, where in models.items()) or "none"
+
+
 def answer(numbers: ReviewNumbers) -> str:
     """At most ~150 words: (a) CASE − Grad-CAM per model at the primary endpoint, (b) the planted
     evidence, (c) the sanity checks."""
-    clauses = []
+    photos, families = [], []
     for family, ds in _group(_primary(numbers)).items():
-        if len(ds) == 1:
+        if len(ds) == 1 and ds[0].setting == "in-distribution":
             d = ds[0]
-            clauses.append(f"{_label(family)} ({d.setting}, n = {d.n}): {_interval(d)}, {d.verdict} "
-                           f"(MDD {d.mdd:.1f})")
+            photos.append(f"{_label(family)} {_interval(d)}, {d.verdict} (MDD {d.mdd:.1f})")
         else:
             mean = sum(d.mean for d in ds) / len(ds)
-            clauses.append(f"{_label(ds[0].model)} ({len(ds)} seeds, n = {ds[0].n}): mean {mean:+.1f}; "
-                           f"{_counts(ds)}")
-    text = [f"**(a)** CASE − Grad-CAM, mean top-1/top-2 agreement at the top {PRIMARY_K:g}% under leave-pair-out "
-            "(points, 95% interval; lower is more class-specific): " + ("; ".join(clauses) or "not run yet") + "."]
+            verdicts = ", ".join(f"{v} {n}" for v in VERDICT_WORDS if (n := sum(d.verdict == v for d in ds)))
+            families.append(f"{_label(ds[0].model)} mean {mean:+.1f} ({verdicts})")
+    n_photos = next((d.n for d in _primary(numbers) if d.setting == "in-distribution"), 0)
+    n_images = sorted({d.n for d in _primary(numbers) if d.setting != "in-distribution"})
+    parts = []
+    if photos:
+        parts.append(f"Photos, {n_photos} in distribution: " + "; ".join(photos))
+    if families:
+        seeds = max(len(ds) for ds in _group(_primary(numbers)).values())
+        parts.append(f"Fashion-MNIST, {_plural(seeds, 'seed')} each (n = {'/'.join(map(str, n_images))}): "
+                     + "; ".join(families))
+    text = [f"**(a)** CASE − Grad-CAM agreement at the top {PRIMARY_K:g}% under leave-pair-out (points, 95% "
+            "interval; lower = more class-specific). " + (". ".join(parts) or "Not run yet") + "."]
     if numbers.planted:
-        seeds = sorted({p.seed for p in numbers.planted})
+        seeds_run = len({p.seed for p in numbers.planted})
         methods = list(dict.fromkeys(p.method for p in numbers.planted))
         located = [m for m in methods if all(p.contrast.low > 0 for p in numbers.planted if p.method == m)]
-        text.append(f"**(b)** On the planted-patch models ({_plural(len(seeds), 'seed')}), the patch class's map "
-                    f"is on the patch more than the garment class's, interval above 0 in every seed, for: "
-                    f"{', '.join(map(display_name, located)) or 'no method'}"
-                    f"; not for: {', '.join(map(display_name, [m for m in methods if m not in located])) or 'none'}.")
+        missed = [display_name(m) for m in methods if m not in located]
+        which = (f"every method but {', '.join(missed)}" if len(located) >= len(missed) else
+                 ", ".join(map(display_name, located)) or "no method")
+        text.append(f"**(b)** Planted patch ({_plural(seeds_run, 'seed')}): the patch class's map lands on the patch "
+                    f"(interval > 0 in every seed) for {which}.")
     if numbers.sanity:
-        def named(s: SanityOutcome) -> str:
-            return f"{display_name(s.method)} ({_label(s.model)})"
-
         outcomes = [s for s in numbers.sanity if s.method not in CONTROLS]  # seeded noise never changes
-        failing = [named(s) for s in outcomes if s.fails]
-        empty = [named(s) for s in outcomes if s.test_uninformative]
-        text.append(f"**(c)** Maps that survive randomisation (median Spearman ≥ {SIMILAR:g}): "
-                    f"{', '.join(failing) or 'none'}. The test still passes on a randomised or shuffled-label model "
-                    f"for: {', '.join(empty) or 'none'}.")
+        text.append(f"**(c)** Sanity: maps survive randomisation (Spearman ≥ {SIMILAR:g}) for "
+                    f"{_by_method([s for s in outcomes if s.fails])}; the test still passes on a randomised or "
+                    f"shuffled-label model for {_by_method([s for s in outcomes if s.test_uninformative])}.")
     return "\n\n".join(text)
 
 

@@ -113,9 +113,11 @@ def test_answer_and_primary_table_come_from_the_records(tmp_path):
     sanity = (SanityOutcome("resnet-seed0", "gradcam", True, "stem.0", 0.7, False, 0.1, False),)
     numbers = ReviewNumbers(diffs, (), planted, sanity, (), {}, {"efficientnet_lite0": "bn2"}, "index")
     text = document.answer(numbers)
-    assert "Lite0 (in-distribution, n = 7): -4.2 [-7.2, -1.2], lower (MDD 4.8)" in text
-    assert "ResNet-like (2 seeds, n = 7): mean +1.0; equal within ±5 in 1, undetermined in 1" in text
-    assert "for: CASE; not for: random maps" in text and "(median Spearman ≥ 0.5): Grad-CAM (ResNet-like)" in text
+    assert "Photos, 7 in distribution: Lite0 -4.2 [-7.2, -1.2], lower (MDD 4.8)." in text
+    assert "Fashion-MNIST, 2 seeds each (n = 7): ResNet-like mean +1.0 (equal 1, undetermined 1)." in text
+    assert "(interval > 0 in every seed) for every method but random maps." in text
+    assert "(Spearman ≥ 0.5) for Grad-CAM (ResNet-like); the test still passes" in text
+    assert text.endswith("shuffled-label model for none.")
     assert document.word_count(text) <= document.ANSWER_WORDS
     rows = document.primary_table(numbers).splitlines()[2:]
     assert rows[0] == "| Lite0 | in-distribution | 7 | -4.2 [-7.2, -1.2] | 0.010 | 0.500 | 4.8 | lower (more " \
