@@ -341,10 +341,21 @@ def appendix_markdown(numbers: ReviewNumbers, study: Study, out: Path, commands:
                   table(["photo", "distribution", "Grad-CAM", "CASE", "difference"], rows), ""]
     for model in list(dict.fromkeys(p.model for p in numbers.fidelity)):
         lines += [f"## Fidelity, {model}", "", fidelity_table(numbers, model), ""]
+    def num(value: float | None, digits: int = 3) -> str:
+        return "–" if value is None else f"{value:.{digits}f}"
+
+    for model in dict.fromkeys(s.model for s in numbers.sanity_steps):
+        rows = [[f"`{s.method}`", str(s.step), s.layer, num(s.median_spearman), num(s.median_ssim),
+                 num(s.median_topk, 1), num(s.mean_agreement, 1), num(s.p_below), "yes" if s.passes else "no"]
+                for s in numbers.sanity_steps if s.model == model]
+        lines += [f"## Sanity, {model}: every step (0 trained, -1 shuffled labels)", "",
+                  table(["method", "step", "randomised down to", "Spearman", "SSIM", "top-k overlap (%)",
+                         "agreement", "p (below 50)", "passes"], rows), ""]
     lines += ["## Compute (CPU minutes by kind of step, summed over sessions)", "", compute_table(study, out), "",
               "## The drift check", "",
-              "`tests/test_experiments.py` reruns `python -m experiments photos --quick` against "
-              "`docs/results/quick-photos.json`, and this study's `--quick` version end to end.", "",
+              "`tests/test_review_study.py` reruns `python -m experiments review --quick` and compares its numbers "
+              "with `docs/results/quick-review.json` (`--quick --publish` writes it); `tests/test_experiments.py` "
+              "does the same for the published study's `photos --quick` and `docs/results/quick-photos.json`.", "",
               "## The command of every step", "", "```bash", *commands, "```", ""]
     return "\n".join(lines)
 

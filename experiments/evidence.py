@@ -113,6 +113,23 @@ class SanityOutcome:
 
 
 @dataclass(frozen=True)
+class SanityStep:
+    """One method at one step of a cascade (``workflows.sanity.summarise``): step 0 the trained model,
+    1.. layers randomised down to ``layer``, -1 the shuffled-label model."""
+
+    model: str
+    method: str
+    step: int
+    layer: str
+    median_spearman: float | None
+    median_ssim: float | None
+    median_topk: float | None
+    mean_agreement: float | None
+    p_below: float | None
+    passes: bool
+
+
+@dataclass(frozen=True)
 class FidelityPoint:
     """One method of one fidelity run: the fill, the share removed, images, the mean relative drop and
     the means of the class-contrastive columns the run has (none in runs without them)."""
@@ -140,6 +157,7 @@ class ReviewNumbers:
     floors: Mapping[str, str]  # "model/setting" -> a note when Grad-CAM sits at the random maps' agreement
     layers: Mapping[str, str]  # model -> the diagnostic's target layer
     ties: str
+    sanity_steps: tuple[SanityStep, ...] = ()
 
     def at(self, k: float = PRIMARY_K, method: str | None = None) -> list[Difference]:
         return [d for d in self.differences if d.k == k and (method is None or d.method == method)]
@@ -158,7 +176,8 @@ class ReviewNumbers:
                       "agreements": [asdict(a) for a in self.agreements],
                       "planted": [asdict(p) for p in self.planted], "sanity": [asdict(s) for s in self.sanity],
                       "fidelity": [asdict(f) for f in self.fidelity], "floors": dict(self.floors),
-                      "layers": dict(self.layers), "ties": self.ties})
+                      "layers": dict(self.layers), "ties": self.ties,
+                      "sanity_steps": [asdict(s) for s in self.sanity_steps]})
 
 
 def settings_of(model: str, frame: pd.DataFrame) -> dict[str, pd.DataFrame]:
@@ -267,6 +286,15 @@ def sanity_outcomes(folder: Path, model: str) -> list[SanityOutcome]:
     return out
 
 
+def sanity_steps(folder: Path, model: str) -> list[SanityStep]:
+    path = folder / "summary.json"
+    if not path.exists():
+        return []
+    return [SanityStep(model, str(r["method"]), int(r["step"]), str(r["layer"]), finite(r["median_spearman"]),
+                       finite(r["median_ssim"]), finite(r["median_topk"]), finite(r["mean_agreement"]),
+                       finite(r["p_below"]), bool(r["passes"])) for r in json.loads(path.read_text())["summary"]]
+
+
 def fidelity_points(run_dir: Path, model: str, options: FidelityOptions) -> list[FidelityPoint]:
     if not finished(run_dir):
         return []
@@ -290,6 +318,7 @@ def review_numbers(study: Study, out: Path) -> ReviewNumbers:
     slopes: list[Agreements] = []
     planted: list[PlantedScore] = []
     sanity: list[SanityOutcome] = []
+    steps: list[SanityStep] = []
     fidelity: list[FidelityPoint] = []
     floors: dict[str, str] = {}
     layers: dict[str, str] = {}
@@ -315,10 +344,11 @@ def review_numbers(study: Study, out: Path) -> ReviewNumbers:
             planted += planted_scores(out / step.name, int(step.name.rsplit("seed", 1)[1]))
         elif step.kind == "sanity":
             sanity += sanity_outcomes(out / step.name, step.name.split("/", 1)[1])
+            steps += sanity_steps(out / step.name, step.name.split("/", 1)[1])
         elif isinstance(step.options, FidelityOptions) and not step.name.endswith(EXTRA_RUNS):
             fidelity += fidelity_points(out / step.name, model, step.options)
     return ReviewNumbers(tuple(found), tuple(slopes), tuple(planted), tuple(sanity), tuple(fidelity), floors, layers,
-                         ties)
+                         ties, tuple(steps))
 
 
 def setting_is_photos(frame: pd.DataFrame) -> bool:
