@@ -34,6 +34,11 @@ from typing import Any
 
 from case_saliency.runs.store import atomic_write
 
+try:
+    import fcntl
+except ImportError:  # not on Windows: one driver at a time there
+    fcntl = None  # type: ignore[assignment]
+
 from .review import review
 from .studies import STUDIES, DiagnoseOptions, PlantedOptions, SanityOptions, Step, Study, TrainOptions
 
@@ -55,15 +60,20 @@ class Ledger:
         self.data: dict[str, dict[str, Any]] = json.loads(self.path.read_text()) if self.path.exists() else {}
 
     def add(self, key: str, cpu: float, wall: float, cpu_recorded: bool = True) -> None:
-        if self.path.exists():  # what other calls added since this one started
-            self.data = json.loads(self.path.read_text())
-        entry = self.data.setdefault(key, {"cpu_seconds": 0.0, "wall_seconds": 0.0, "sessions": 0})
-        if not cpu_recorded:  # a checkpoint whose metadata has its wall time only
-            entry["cpu_unrecorded"] = True
-        entry["cpu_seconds"] += cpu
-        entry["wall_seconds"] += wall
-        entry["sessions"] += 1
-        atomic_write(self.path, json.dumps(self.data, indent=1, sort_keys=True))
+        """Add a step's seconds; drivers running side by side (``--only`` on disjoint steps) take turns
+        through a lock file, so none loses another's entry."""
+        with open(self.path.with_name("compute.json.lock"), "a") as lock:
+            if fcntl is not None:
+                fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
+            if self.path.exists():  # what other calls added since this one started
+                self.data = json.loads(self.path.read_text())
+            entry = self.data.setdefault(key, {"cpu_seconds": 0.0, "wall_seconds": 0.0, "sessions": 0})
+            if not cpu_recorded:  # a checkpoint whose metadata has its wall time only
+                entry["cpu_unrecorded"] = True
+            entry["cpu_seconds"] += cpu
+            entry["wall_seconds"] += wall
+            entry["sessions"] += 1
+            atomic_write(self.path, json.dumps(self.data, indent=1, sort_keys=True))
 
     def total(self, prefix: str = "") -> float:
         return sum(v["cpu_seconds"] for k, v in self.data.items() if k.startswith(prefix))

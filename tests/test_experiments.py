@@ -142,6 +142,28 @@ def test_experiments_is_a_package_without_path_edits_or_a_writer_of_its_own():
             assert writer not in text, f"{path.name} writes files with {writer} instead of runs.store.atomic_write"
 
 
+def _add_to_ledger(folder: str, who: str) -> None:
+    from experiments.run import Ledger
+
+    for step in range(25):
+        Ledger(Path(folder)).add(f"study/{who}-{step}", 1.0, 2.0)
+
+
+def test_drivers_side_by_side_keep_every_compute_entry(tmp_path):
+    """Two drivers (``--only`` on disjoint steps) adding to one compute.json at once lose no entry."""
+    import multiprocessing
+
+    context = multiprocessing.get_context("spawn")
+    workers = [context.Process(target=_add_to_ledger, args=(str(tmp_path), who)) for who in ("a", "b")]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join(60)
+    assert [worker.exitcode for worker in workers] == [0, 0]
+    data = json.loads((tmp_path / "compute.json").read_text())
+    assert len(data) == 50 and all(entry["sessions"] == 1 for entry in data.values())
+
+
 def _compare(new: dict, old: dict, where: str, problems: list[str]) -> None:
     """Add to ``problems`` every number of ``new`` that left its tolerance around ``old``."""
     for key, value in old.items():
