@@ -224,6 +224,23 @@ def fidelity_table(numbers: ReviewNumbers, model: str) -> str:
     return table(header, rows)
 
 
+SATURATED = 0.05  # a fidelity setting whose random-map drop is this close to every method's cannot rank them
+
+
+def saturation_note(numbers: ReviewNumbers, model: str) -> str:
+    """The fidelity settings of a model at a ceiling: the random maps' mean drop within ``SATURATED`` of
+    every method's (removing any pixels drops the confidence as much), said beside the table."""
+    points = [p for p in numbers.fidelity if p.model == model and p.drop_relative is not None]
+    notes = []
+    for fill, k in dict.fromkeys((p.fill, p.k) for p in points):
+        here = {p.method: p.drop_relative for p in points if (p.fill, p.k) == (fill, k)}
+        control = here.pop("random", None)
+        if control is not None and here and all(abs(v - control) < SATURATED for v in here.values() if v is not None):
+            notes.append(f"{fill} fill at k = {k:g}%: saturated (the random maps' drop {control:.3f} is within "
+                         f"{SATURATED:g} of every method's), it cannot rank the methods")
+    return "; ".join(notes)
+
+
 def paper_table(numbers: ReviewNumbers) -> str:
     photos = [d for d in numbers.at(PRIMARY_K, "case") if d.setting == "all photos"]
     families = [d for d in numbers.at(PRIMARY_K, "case") if d.setting == "all images"]
@@ -313,8 +330,9 @@ def results_markdown(numbers: ReviewNumbers, study: Study, figures: dict[str, st
     if numbers.sanity:
         model_parts += ["### Sanity checks", sanity_table(numbers)]
     for model in list(dict.fromkeys(p.model for p in numbers.fidelity))[:1]:
+        note = saturation_note(numbers, model)
         model_parts += [f"### Class-contrastive fidelity, {_label(model)} (other models in the appendix)",
-                        fidelity_table(numbers, model)]
+                        fidelity_table(numbers, model) + (f"\n\nAt a ceiling: {note}." if note else "")]
     lines += _section("Every model", *model_parts)
     lines += _section("Against the paper", paper_table(numbers),
                       "The paper reports, per model, whether the one-sided test rejects at n ≈ 1,000 (its Table 1: "
@@ -340,7 +358,9 @@ def appendix_markdown(numbers: ReviewNumbers, study: Study, out: Path, commands:
         lines += [f"## {a.model}: per photo, top {PRIMARY_K:g}%", "",
                   table(["photo", "distribution", "Grad-CAM", "CASE", "difference"], rows), ""]
     for model in list(dict.fromkeys(p.model for p in numbers.fidelity)):
+        note = saturation_note(numbers, model)
         lines += [f"## Fidelity, {model}", "", fidelity_table(numbers, model), ""]
+        lines += [f"At a ceiling: {note}.", ""] if note else []
     def num(value: float | None, digits: int = 3) -> str:
         return "–" if value is None else f"{value:.{digits}f}"
 

@@ -129,6 +129,22 @@ def test_answer_and_primary_table_come_from_the_records(tmp_path):
     assert path is not None and path.stat().st_size > 1000
 
 
+def test_a_saturated_fidelity_setting_is_said_to_be_at_its_ceiling():
+    """A fill and k where the random maps drop the confidence as much as every method are named; one that
+    separates a method from the random maps is not."""
+    from experiments import document
+    from experiments.evidence import FidelityPoint, ReviewNumbers
+
+    points = (FidelityPoint("m", "gradcam", "zero", 50.0, 14, 0.836, None, None),
+              FidelityPoint("m", "case", "zero", 50.0, 14, 0.851, None, None),
+              FidelityPoint("m", "random", "zero", 50.0, 14, 0.847, None, None),
+              FidelityPoint("m", "gradcam", "blur", 5.0, 14, 0.163, None, None),
+              FidelityPoint("m", "random", "blur", 5.0, 14, 0.079, None, None))
+    numbers = ReviewNumbers((), (), (), (), points, {}, {}, "index")
+    assert document.saturation_note(numbers, "m") == ("zero fill at k = 50%: saturated (the random maps' drop 0.847 "
+                                                       "is within 0.05 of every method's), it cannot rank the methods")
+
+
 def test_the_review_document_never_overwrites_the_published_results(tmp_path):
     from experiments.document import write_review
 
