@@ -343,7 +343,8 @@ def results_markdown(numbers: ReviewNumbers, study: Study, figures: dict[str, st
     return "\n".join(lines).rstrip() + "\n"
 
 
-def appendix_markdown(numbers: ReviewNumbers, study: Study, out: Path, commands: Sequence[str]) -> str:
+def appendix_markdown(numbers: ReviewNumbers, study: Study, out: Path, commands: Sequence[str],
+                      carried: Sequence[str] = ()) -> str:
     lines = ["# Appendix to the reviewed study", ""]
     for model in dict.fromkeys(d.model for d in numbers.differences):
         for setting in dict.fromkeys(d.setting for d in numbers.differences if d.model == model):
@@ -372,12 +373,32 @@ def appendix_markdown(numbers: ReviewNumbers, study: Study, out: Path, commands:
                   table(["method", "step", "randomised down to", "Spearman", "SSIM", "top-k overlap (%)",
                          "agreement", "p (below 50)", "passes"], rows), ""]
     lines += ["## Compute (CPU minutes by kind of step, summed over sessions)", "", compute_table(study, out), "",
-              "## The drift check", "",
+              "## This study's drift check", "",
               "`tests/test_review_study.py` reruns `python -m experiments review --quick` and compares its numbers "
               "with `docs/results/quick-review.json` (`--quick --publish` writes it); `tests/test_experiments.py` "
               "does the same for the published study's `photos --quick` and `docs/results/quick-photos.json`.", "",
-              "## The command of every step", "", "```bash", *commands, "```", ""]
+              "## The command of every step", "", "```bash", *commands, "```", "", *carried]
     return "\n".join(lines)
+
+
+# Hand-written sections of the published document that the appendix keeps, word for word: the ImageNet
+# recipe (a test runs its commands) and the published study's drift check (a test reads its table).
+CARRIED = ("## Reproducing the paper's Table 1 and Table 3 with ImageNet", "## The drift check")
+
+
+def carried_sections(sources: Sequence[Path]) -> list[str]:
+    """Each ``CARRIED`` section (its heading to the next ``## `` heading) from the first of ``sources``
+    that has it: the published docs/results.md, or the appendix that already carried it."""
+    found = []
+    for heading in CARRIED:
+        for source in sources:
+            text = source.read_text() if source.is_file() else ""
+            start = text.find(heading)
+            if start >= 0:
+                end = text.find("\n## ", start + len(heading))
+                found.append(text[start:end if end >= 0 else len(text)].rstrip() + "\n")
+                break
+    return found
 
 
 def compute_table(study: Study, out: Path) -> str:
@@ -447,7 +468,9 @@ def write_review(study: Study, out: Path, document: Path | None = None, quick: b
     words = word_count(answer(numbers))
     if words > ANSWER_WORDS:
         print(f"note: the answer has {words} words (more than {ANSWER_WORDS})", flush=True)
+    published = Path("docs") / "results.md"
+    carried = carried_sections([bulk / "appendix.md", main, published, published.with_suffix("") / "appendix.md"])
     written = [atomic_write(main, results),
-               atomic_write(bulk / "appendix.md", appendix_markdown(numbers, study, out, commands)),
+               atomic_write(bulk / "appendix.md", appendix_markdown(numbers, study, out, commands, carried)),
                atomic_write(bulk / "review-numbers.json", json.dumps(numbers.to_json(), indent=1, sort_keys=True))]
     return written + [main.parent / name for name in figures.values()]

@@ -28,6 +28,7 @@ import os
 import re
 import resource
 import shlex
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -297,7 +298,11 @@ def main(argv: list[str] | None = None) -> int:
         if name == "review":
             from .document import write_review
 
-            written = write_review(study, out, args.document, args.quick, args.replace_published)
+            try:
+                written = write_review(study, out, args.document, args.quick, args.replace_published)
+            except ValueError as error:
+                print(f"error: {error}", file=sys.stderr, flush=True)
+                return 2
             print(f"review: {', '.join(str(p) for p in written)}", flush=True)
             if args.publish and args.quick:  # the numbers the review's drift check compares with
                 target = args.publish.parent / "results" / "quick-review.json"

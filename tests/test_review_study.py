@@ -223,7 +223,13 @@ def test_quick_review_study_runs_end_to_end_and_writes_its_document(tmp_path):
     assert {(f["fill"], f["k"]) for f in numbers["fidelity"]} >= {("blur", 5.0), ("blur", 50.0), ("zero", 50.0)}
     for name in ("forest.png", "slopes.png", "appendix.md"):
         assert (folder / name).exists() and f"results/{name}" in text
-    assert "case-saliency planted --out" in (folder / "appendix.md").read_text()
+    appendix = (folder / "appendix.md").read_text()
+    assert "case-saliency planted --out" in appendix
+    published = RESULTS.read_text()  # the ImageNet recipe and the drift check, carried word for word
+    for heading in ("## Reproducing the paper's Table 1 and Table 3 with ImageNet", "## The drift check"):
+        start = published.index(heading)
+        end = published.find("\n## ", start + len(heading))
+        assert published[start:end if end >= 0 else None].rstrip() in appendix
     # the drift check of the new measures: the rerun gives the committed quick numbers
     committed = json.loads(QUICK_REVIEW.read_text())
     problems = review_drift(numbers, committed)
