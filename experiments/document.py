@@ -460,7 +460,8 @@ def write_review(study: Study, out: Path, document: Path | None = None, quick: b
     from .run import cli_equivalent
 
     commands = [cli_equivalent(step, out) for step in study.steps]
-    command = f"python -m experiments {study.name}{' --quick' if quick else ''} --document {main}"
+    command = (f"python -m experiments {study.name}{' --quick' if quick else ''} --document {main}"
+               + (" --replace-published" if replace_published else ""))
     results = results_markdown(numbers, study, figures, command, f"{bulk.name}/appendix.md")
     lines = results.count("\n")
     if lines > MAX_LINES:

@@ -152,7 +152,8 @@ def review(out: Path, quick: bool = False) -> Study:
              f"±{MARGIN:g} points, minimum detectable difference at 80% power.",
              f"Photos: in-distribution {', '.join(p.split('/')[1] for p in IN_DISTRIBUTION)}; out of distribution "
              f"{', '.join(p.split('/')[1] for p in OUT_OF_DISTRIBUTION)}.",
-             f"Fashion-MNIST families: --holdout {HOLDOUT}; the confusion contrast comes from the held-out images.")
+             f"Fashion-MNIST families: --holdout {QUICK_HOLDOUT if quick else HOLDOUT}; the confusion contrast comes "
+             "from the held-out images.")
     return Study("review", "The reviewed study: leave-pair-out, planted ground truth, sanity checks, contrastive "
                  "fidelity", split_runs(steps, {"-gradients": INPUT_GRADIENT_SAMPLES, "-scorecam": ("scorecam",)}),
                  LPO_CLASSIFIER, notes)
