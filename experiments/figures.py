@@ -3,9 +3,11 @@
 - ``gallery-<model>.png``: the images of a diagnose run's gallery where CASE's and Grad-CAM's
   top-1/top-2 agreements differ most (Grad-CAM's two maps overlap, CASE's do not; and the reverse);
 - ``histograms-<model>.png``: agreement histograms (top 5%) of a diagnose run, threshold 50 drawn;
-- ``curves-<model>.png``: deletion and insertion curves of a fidelity run.
+- ``curves-<model>.png``: deletion and insertion curves of a fidelity run;
+- ``forest.png`` and ``slopes.png`` (the reviewed study, ``document.write_review``): each method minus
+  Grad-CAM with its interval per model and setting, and per photo Grad-CAM's and CASE's agreement.
 
-    python experiments/figures.py [--out runs/experiments] [--to docs/results]
+    python -m experiments.figures [--out runs/experiments] [--to docs/results]
 
 PNG only, at a low resolution (the document commits them; keep them small).
 """
@@ -13,16 +15,24 @@ PNG only, at a low resolution (the document commits them; keep them small).
 from __future__ import annotations
 
 import argparse
-import json
-import sys
+from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE))
-if (HERE.parent / "src" / "case_saliency").is_dir():
-    sys.path.insert(0, str(HERE.parent / "src"))
+from case_saliency.runs.store import atomic_write
+
+from .numbers import finished
+
+if TYPE_CHECKING:
+    from .evidence import Agreements, Difference
+
+
+def display_name(method: str) -> str:
+    from case_saliency.runs.summary import display_name as named
+
+    return named(method)
 
 DPI = 72
 # (study folder, model folder) pairs drawn by default: one model of each kind.
@@ -33,17 +43,10 @@ GALLERY_METHODS = ("gradcam", "case")
 CURVE_METHODS = ("gradcam", "gradcam++", "layercam", "case", "random")
 
 
-def _finished(run_dir: Path) -> bool:
-    """A run that is complete (a figure never shows part of a run that is still going)."""
-    meta = run_dir / "meta.json"
-    return (run_dir / "results.csv").exists() and meta.exists() and bool(json.loads(meta.read_text()).get("finished"))
-
-
-def _save(fig, folder: Path, stem: str) -> Path:
+def _save(fig: Any, folder: Path, stem: str) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
-    path = folder / f"{stem}.png"
-    fig.savefig(path, dpi=DPI, facecolor="white")
-    return path
+    return atomic_write(folder / f"{stem}.png", lambda handle: fig.savefig(handle, format="png", dpi=DPI,
+                                                                         facecolor="white"))
 
 
 def gallery(run_dir: Path, folder: Path, stem: str, count: int = 2) -> Path | None:
@@ -83,9 +86,8 @@ def gallery(run_dir: Path, folder: Path, stem: str, count: int = 2) -> Path | No
     picture = Image.fromarray(stacked)
     picture = picture.resize((int(picture.width * 0.6), int(picture.height * 0.6)), Image.Resampling.LANCZOS)
     folder.mkdir(parents=True, exist_ok=True)
-    path = folder / f"{stem}.png"
-    picture.quantize(colors=128, method=Image.Quantize.MEDIANCUT).save(path, optimize=True)  # small to commit
-    return path
+    small = picture.quantize(colors=128, method=Image.Quantize.MEDIANCUT)  # small to commit
+    return atomic_write(folder / f"{stem}.png", lambda handle: small.save(handle, format="PNG", optimize=True))
 
 
 def histograms(run_dir: Path, folder: Path, stem: str) -> Path:
@@ -115,19 +117,94 @@ def curves(run_dir: Path, folder: Path, stem: str) -> Path | None:
     return _save(deletion_insertion_curves(fractions, deletion, insertion), folder, stem)
 
 
+def forest_plot(differences: Sequence[Difference], folder: Path, stem: str = "forest",
+                methods: Sequence[str] | None = None, margin: float = 5.0) -> Path | None:
+    """Each method minus Grad-CAM (agreement points; lower: more class-specific) with its bootstrap 95 %
+    interval, one row per model and setting, one panel per method (CASE first), the ±margin band of
+    equivalence shaded; a filled marker where the Holm-corrected test rejects. Returns None without rows."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib import pyplot as plt
+
+    order = list(methods or dict.fromkeys(d.method for d in differences))
+    order = sorted(order, key=lambda m: (m != "case", order.index(m)))
+    rows = list(dict.fromkeys((d.model, d.setting) for d in differences))
+    if not rows or not order:
+        return None
+    by_key = {(d.model, d.setting, d.method): d for d in differences}
+    fig, axes = plt.subplots(1, len(order), figsize=(2.2 * len(order) + 2.4, 0.28 * len(rows) + 1.2), sharey=True,
+                             squeeze=False)
+    for ax, method in zip(axes[0], order, strict=True):
+        ax.axvspan(-margin, margin, color="0.92", zorder=0)
+        ax.axvline(0.0, color="0.5", linewidth=0.8, zorder=1)
+        for y, (model, setting) in enumerate(rows):
+            d = by_key.get((model, setting, method))
+            if d is None or not np.isfinite(d.mean):
+                continue
+            rejected = d.verdict in ("lower", "higher")
+            ax.errorbar([d.mean], [y], xerr=[[d.mean - d.low], [d.high - d.mean]], fmt="o", markersize=3.5,
+                        color="C3" if method == "case" else "C0", mfc="C3" if method == "case" and rejected else
+                        ("C0" if rejected else "white"), capsize=2, linewidth=1)
+        ax.set_title(display_name(method), fontsize=8)
+        ax.tick_params(labelsize=7)
+        ax.set_xlabel("− Grad-CAM (points)", fontsize=7)
+    axes[0][0].set_yticks(range(len(rows)))
+    axes[0][0].set_yticklabels([f"{model.replace('efficientnet_', '')}, {setting}" for model, setting in rows],
+                               fontsize=7)
+    axes[0][0].invert_yaxis()
+    fig.tight_layout()
+    path = _save(fig, folder, stem)
+    plt.close(fig)
+    return path
+
+
+def slope_plot(agreements: Sequence[Agreements], folder: Path, stem: str = "slopes",
+               out_of_distribution: Sequence[str] = ()) -> Path | None:
+    """Per photo, a line from Grad-CAM's top-1/top-2 agreement to CASE's (primary k), one panel per model;
+    out-of-distribution photos dashed. Returns None without data."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib import pyplot as plt
+
+    if not agreements:
+        return None
+    fig, axes = plt.subplots(1, len(agreements), figsize=(2.4 * len(agreements) + 0.6, 3.0), sharey=True,
+                             squeeze=False)
+    for ax, a in zip(axes[0], agreements, strict=True):
+        for image_id, g, c in zip(a.image_ids, a.gradcam, a.case, strict=True):
+            away = image_id in out_of_distribution
+            ax.plot([0, 1], [g, c], color="C1" if away else "C0", linestyle="--" if away else "-", linewidth=0.9,
+                    marker="o", markersize=2.5)
+        ax.set_xticks([0, 1])
+        ax.set_xticklabels(["Grad-CAM", "CASE"], fontsize=7)
+        ax.set_xlim(-0.25, 1.25)
+        ax.set_title(a.model.replace("efficientnet_", ""), fontsize=8)
+        ax.tick_params(labelsize=7)
+    axes[0][0].set_ylabel("top-1/top-2 agreement (%)", fontsize=7)
+    axes[0][0].plot([], [], color="C0", linewidth=0.9, label="in distribution")
+    axes[0][0].plot([], [], color="C1", linestyle="--", linewidth=0.9, label="out of distribution")
+    axes[0][0].legend(fontsize=6, loc="lower left")
+    fig.tight_layout()
+    path = _save(fig, folder, stem)
+    plt.close(fig)
+    return path
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", type=Path, default=Path("runs/experiments"), help="the studies' output folder")
     parser.add_argument("--to", type=Path, default=Path("docs/results"), help="where the PNGs go")
     args = parser.parse_args(argv)
-    written = []
+    written: list[Path | None] = []
     for model, _study in DEFAULT_RUNS:
         base = args.out / model
-        if _finished(base / "diagnose"):
+        if finished(base / "diagnose"):
             written.append(histograms(base / "diagnose", args.to, f"histograms-{model}"))
             written.append(gallery(base / "diagnose", args.to, f"gallery-{model}"))
         for run in ("fidelity-curves", "fidelity-zero"):  # the fine-tunes' curves are a run of their own
-            if _finished(base / run):
+            if finished(base / run):
                 drawn = curves(base / run, args.to, f"curves-{model}")
                 if drawn is not None:
                     written.append(drawn)
@@ -139,4 +216,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    raise SystemExit(main())

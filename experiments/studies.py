@@ -13,8 +13,9 @@ layer (1,280 at ``bn2``), so Score-CAM runs on the Lite models only where stated
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any, ClassVar
 
 FAMILIES = ("resnet", "densenet", "vgg")
 SEEDS = (0, 1, 2, 3, 4)
@@ -57,16 +58,105 @@ def contrastive_cams() -> list[str]:
 
 
 @dataclass(frozen=True)
-class Step:
-    """One unit of work. kind: "train", "confusion", "diagnose" or "fidelity"."""
+class TrainOptions:
+    """``case_saliency.workflows.training.train_fashion``'s settings of a train step (None: its default)."""
 
-    kind: str
+    kind: ClassVar[str] = "train"
+    seed: int
+    pretrained: bool = False
+    epochs: int | None = None
+    train_limit: int | None = None
+    test_limit: int | None = None
+    input_size: int | None = None
+    holdout: int = 0  # training images held out for the confusion matrix (families only)
+    shuffle_labels: bool = False  # the sanity checks' model, trained on permuted labels
+
+    def keywords(self) -> dict[str, Any]:
+        """The settings given to ``train_fashion`` (the defaults it has itself left out)."""
+        given = {"epochs": self.epochs, "train_limit": self.train_limit, "test_limit": self.test_limit,
+                 "input_size": self.input_size}
+        out: dict[str, Any] = {"seed": self.seed, "pretrained": self.pretrained,
+                               **{k: v for k, v in given.items() if v is not None}}
+        if self.holdout:
+            out["holdout"] = self.holdout
+        if self.shuffle_labels:
+            out["shuffle_labels"] = True
+        return out
+
+
+@dataclass(frozen=True)
+class DiagnoseOptions:
+    """A diagnose step: CASE's contrast, the batch, the k values and the gallery size. ``confusion``:
+    where the confusion matrix of a ``confusion`` contrast comes from: "test" (the test split the
+    diagnostic samples, what training stores) or "heldout" (training images held out of training)."""
+
+    kind: ClassVar[str] = "diagnose"
+    contrast: str
+    batch_size: int
+    k_percent: tuple[float, ...] = K_PERCENT
+    gallery: int = 8
+    confusion: str = "test"
+
+
+@dataclass(frozen=True)
+class FidelityOptions:
+    """A fidelity step: CASE's contrast, the batch, the fill, the deletion/insertion steps (0: none),
+    correctly classified images only or all, and the share removed."""
+
+    kind: ClassVar[str] = "fidelity"
+    contrast: str
+    batch_size: int
+    fill: str = "zero"
+    steps: int = 0
+    correct_only: bool = False
+    k_percent: float = FIDELITY_K
+    confusion: str = "test"
+
+
+@dataclass(frozen=True)
+class PlantedOptions:
+    """A planted step (``case_saliency.workflows.planted.run_planted``): the seed of training and
+    evaluation, patched test images, 2x2 mosaics, training steps and training images (None: all)."""
+
+    kind: ClassVar[str] = "planted"
+    seed: int
+    n: int = 200
+    mosaics: int = 50
+    steps: int = 1200
+    train_limit: int | None = None
+
+
+@dataclass(frozen=True)
+class SanityOptions:
+    """A sanity step (``case_saliency.workflows.sanity``): images (a seeded sample), the seed of the
+    sample and of the randomisation, the top share, cascade steps evaluated, and a shuffled-label
+    checkpoint (relative to the study's folder; "" for none)."""
+
+    kind: ClassVar[str] = "sanity"
+    n: int = 16
+    seed: int = 0
+    k: float = 5.0
+    max_steps: int = 12
+    shuffled: str = ""
+
+
+StepOptions = TrainOptions | DiagnoseOptions | FidelityOptions | PlantedOptions | SanityOptions
+
+
+@dataclass(frozen=True)
+class Step:
+    """One unit of work; its kind ("train", "diagnose", "fidelity", "planted", "sanity") is its options'."""
+
     name: str  # where it goes, relative to the study's output folder
     model: str  # an architecture (train) or a model spec for load_model (a name or a checkpoint path)
+    options: StepOptions
     data: str = ""
     methods: tuple[str, ...] = ()
     n: int = 0
-    options: dict = field(default_factory=dict)
+
+    @property
+    def kind(self) -> str:
+        return self.options.kind
 
 
 @dataclass(frozen=True)
@@ -100,12 +190,11 @@ def split_runs(steps: list[Step], groups: dict[str, tuple[str, ...]] | None = No
         taken = {m for methods in grouped.values() for m in methods}
         cams = tuple(m for m in step.methods if m.startswith("case:") and m not in taken)
         main = tuple(m for m in step.methods if m not in cams and m not in taken)
-        out.append(Step(step.kind, step.name, step.model, step.data, main, step.n, step.options))
+        out.append(replace(step, methods=main))
         extra = ("case",) if step.kind == "fidelity" else ()
         for suffix, methods in (("-cams", cams), *grouped.items()):
             if methods:
-                out.append(Step(step.kind, f"{step.name}{suffix}", step.model, step.data, (*extra, *methods), step.n,
-                                step.options))
+                out.append(replace(step, name=f"{step.name}{suffix}", methods=(*extra, *methods)))
     return tuple(out)
 
 
@@ -117,12 +206,12 @@ def _train_steps(out: Path, architectures: tuple[str, ...], seeds: tuple[int, ..
     steps = []
     for seed in seeds:
         for arch in architectures:
-            options: dict = {"seed": seed, "pretrained": arch.startswith("efficientnet")}
+            pretrained = arch.startswith("efficientnet")
+            options = TrainOptions(seed, pretrained)
             if quick:
-                options.update(epochs=1, train_limit=2000 if options["pretrained"] else 3000, test_limit=1000)
-                if options["pretrained"]:
-                    options.update(input_size=64)
-            steps.append(Step("train", str(model_path(out, arch, seed).relative_to(out)), arch, options=options))
+                options = replace(options, epochs=1, train_limit=2000 if pretrained else 3000, test_limit=1000,
+                                  input_size=64 if pretrained else None)
+            steps.append(Step(str(model_path(out, arch, seed).relative_to(out)), arch, options))
     return steps
 
 
@@ -137,16 +226,14 @@ def photos(out: Path, quick: bool = False) -> Study:
     for model in models:
         methods = ("gradcam", "gradcam++", "layercam", "case", "case(contrast=top:1)", "eigencam", "random") \
             if quick else tuple(full)
-        common = {"contrast": default, "batch_size": 7}
-        steps.append(Step("diagnose", f"{model}/diagnose", model, "samples", methods, 0,
-                          {**common, "k_percent": K_PERCENT, "gallery": 14}))
+        steps.append(Step(f"{model}/diagnose", model, DiagnoseOptions(default, 7, K_PERCENT, 14), "samples", methods))
         fidelity_methods = ("gradcam", "case", "random") if quick else tuple(m for m in methods if m not in COSTLY)
         curves = 2 if quick else (10 if model == "efficientnet_lite0" else 0)
-        steps.append(Step("fidelity", f"{model}/fidelity-zero", model, "samples", fidelity_methods, 0,
-                          {**common, "fill": "zero", "steps": curves, "correct_only": False}))
+        steps.append(Step(f"{model}/fidelity-zero", model, FidelityOptions(default, 7, "zero", curves), "samples",
+                          fidelity_methods))
         if not quick:
-            steps.append(Step("fidelity", f"{model}/fidelity-blur", model, "samples", fidelity_methods, 0,
-                              {**common, "fill": "blur", "steps": 0, "correct_only": False}))
+            steps.append(Step(f"{model}/fidelity-blur", model, FidelityOptions(default, 7, "blur", 0), "samples",
+                              fidelity_methods))
     notes = ("n = 14 photos: the smallest p-value the one-sided Wilcoxon test can reach is 1/2^14 = 6.1e-5 (exact "
              "null distribution; with tied or zero differences SciPy falls back to the normal approximation, whose "
              "smallest value at n = 14 is 4.9e-4). So 'rejects' here means p < 0.05 out of at best 6.1e-5.",
@@ -169,15 +256,16 @@ def _fashion_runs(stem: str, model: str, methods: tuple[str, ...], curve_methods
     ``quick``) on correctly classified images, and, given ``curve_methods``, deletion/insertion curves.
     sizes: images of the diagnostic, of each drop run and of the curves."""
     diagnose_n, drop_n, curve_n = sizes
-    common = {"contrast": contrast, "batch_size": batch_size}
-    steps = [Step("diagnose", f"{stem}/diagnose", model, "fashion-mnist:test", methods, diagnose_n,
-                  {**common, "k_percent": K_PERCENT, "gallery": gallery})]
+    data = "fashion-mnist:test"
+    steps = [Step(f"{stem}/diagnose", model, DiagnoseOptions(contrast, batch_size, K_PERCENT, gallery), data, methods,
+                  diagnose_n)]
     for fill in ("zero",) if quick else ("zero", "blur"):
-        steps.append(Step("fidelity", f"{stem}/fidelity-{fill}", model, "fashion-mnist:test", methods, drop_n,
-                          {**common, "fill": fill, "steps": 0, "correct_only": True}))
+        steps.append(Step(f"{stem}/fidelity-{fill}", model, FidelityOptions(contrast, batch_size, fill, 0, True), data,
+                          methods, drop_n))
     if curve_methods is not None:  # deletion/insertion curves: 2 x 11 forward passes per image and method
-        steps.append(Step("fidelity", f"{stem}/fidelity-curves", model, "fashion-mnist:test", curve_methods, curve_n,
-                          {**common, "fill": "zero", "steps": 4 if quick else 10, "correct_only": True}))
+        steps.append(Step(f"{stem}/fidelity-curves", model,
+                          FidelityOptions(contrast, batch_size, "zero", 4 if quick else 10, True), data, curve_methods,
+                          curve_n))
     return steps
 
 

@@ -26,19 +26,10 @@ FIDELITY_TOLERANCE = 0.01  # on each method's mean confidence drop and deletion/
 P_MARGIN = (0.01, 0.2)  # a committed p outside this band must keep its side of alpha = 0.05
 
 
-def _experiments_module(name: str):
-    """experiments/NAME.py, imported as the driver imports it (the folder is not a package)."""
-    import importlib
-
-    sys.path.insert(0, str(ROOT / "experiments"))
-    try:
-        return importlib.import_module(name)
-    finally:
-        sys.path.pop(0)
-
-
 def _studies():
-    return _experiments_module("studies")
+    from experiments import studies
+
+    return studies
 
 
 @pytest.mark.parametrize("study", ["photos", "fashion", "finetune"])
@@ -78,20 +69,28 @@ def test_extra_runs_split_off_the_costly_and_contrastive_methods(tmp_path):
 
 
 def _tables():
-    return _experiments_module("tables")
+    from experiments import tables
+
+    return tables
+
+
+def _numbers(data: dict):
+    from experiments.records import StudyNumbers
+
+    return StudyNumbers.from_json(data)
 
 
 def test_agreement_cells_give_the_test_without_the_circular_pairs():
     """A cell of a method whose contrast sometimes holds the other compared class shows the share and the
     mean and p50 over the other pairs; all-circular cells show the share only; others neither."""
     tables = _tables()
-    plain = {"mean": 53.41, "median": 59.7, "p50": 0.787, "p70": 0.015, "other_in_contrast": None}
-    partly = {"mean": 42.91, "median": 47.4, "p50": 0.181, "p70": 0.00076, "other_in_contrast": 0.214,
+    plain = {"n": 14, "mean": 53.41, "median": 59.7, "p50": 0.787, "p70": 0.015, "other_in_contrast": None}
+    partly = {"n": 14, "mean": 42.91, "median": 47.4, "p50": 0.181, "p70": 0.00076, "other_in_contrast": 0.214,
               "n_without": 11, "mean_without": 42.45, "p50_without": 0.28, "p70_without": 0.01}
-    always = {"mean": 36.28, "median": 38.3, "p50": 0.0247, "p70": 6e-05, "other_in_contrast": 1.0, "n_without": 0,
-              "mean_without": None, "p50_without": None, "p70_without": None}
+    always = {"n": 14, "mean": 36.28, "median": 38.3, "p50": 0.0247, "p70": 6e-05, "other_in_contrast": 1.0,
+              "n_without": 0, "mean_without": None, "p50_without": None, "p70_without": None}
     numbers = {"m": {"diagnose": {"all": {"gradcam": {"5": plain}, "case": {"5": partly}, "case(top)": {"5": always}}}}}
-    rows = tables.agreement_table(numbers, ["m"]).splitlines()[2:]
+    rows = tables.agreement_table(_numbers(numbers), ["m"]).splitlines()[2:]
     assert rows == ["| `gradcam` | 53.4 / 59.7 (0.79, **0.015**) |",
                     "| `case` | 42.9 / 47.4 (0.18, **0.00076**) [21%; without: 42.5 (p50 0.28)] |",
                     "| `case(top)` | 36.3 / 38.3 (**0.025**, **6e-05**) [100%] |"]
@@ -112,12 +111,57 @@ def test_circular_tables_compare_on_the_same_images_and_count_models():
                 "versus_base_without": {"n": 50, "p": p_base}}
         return {"diagnose": {"all": {"case": {"5": case}, "case:gradcam++": {"5": cams}}}}
 
-    numbers = {"a": model(12.0, 9.0, 0.001, 60.0, 70.0, 0.01), "b": model(8.0, 8.5, 0.4, 65.0, 75.0, 0.2)}
+    numbers = _numbers({"a": model(12.0, 9.0, 0.001, 60.0, 70.0, 0.01), "b": model(8.0, 8.5, 0.4, 65.0, 75.0, 0.2)})
     rows = tables.circular_table(numbers, ["a", "b"], ("case",)).splitlines()[2:]
     assert rows == ["| a | `case` | 60% | 40 | 12.0 | 9.0 | +3.0 | **0.001** |",
                     "| b | `case` | 60% | 40 | 8.0 | 8.5 | -0.5 | 0.4 |"]
     rows = tables.contrastive_table(numbers, ["a", "b"]).splitlines()[2:]
     assert rows == ["| `case:gradcam++` | 2 | 50% | 62.5 | 72.5 | 0 / 1 of 2 |"]
+
+
+def test_numbers_json_reads_back_into_records_and_writes_the_same_json():
+    """The committed quick numbers round-trip through the typed records unchanged: the records hold every
+    number the drift test compares, and the JSON layout is theirs alone."""
+    committed = json.loads(QUICK_NUMBERS.read_text())
+    numbers = _numbers(committed)
+    assert numbers.to_json() == committed
+    gradcam = numbers.get("efficientnet_lite0").entry("all", "gradcam", 5.0)
+    assert gradcam is not None and gradcam.mean == committed["efficientnet_lite0"]["diagnose"]["all"]["gradcam"]["5"][
+        "mean"]
+    case = numbers.get("efficientnet_lite0").entry("all", "case", 5.0)
+    assert case is not None and case.without is not None and 0 < case.without.n < case.n
+
+
+def test_experiments_is_a_package_without_path_edits_or_a_writer_of_its_own():
+    """The driver imports the library and its own modules as packages, and replaces files only through the
+    library's atomic writer."""
+    for path in sorted((ROOT / "experiments").glob("*.py")):
+        text = path.read_text()
+        assert "sys.path" not in text, f"{path.name} edits sys.path"
+        for writer in (".write_text(", "os.replace(", ".replace(self.path"):
+            assert writer not in text, f"{path.name} writes files with {writer} instead of runs.store.atomic_write"
+
+
+def _add_to_ledger(folder: str, who: str) -> None:
+    from experiments.run import Ledger
+
+    for step in range(25):
+        Ledger(Path(folder)).add(f"study/{who}-{step}", 1.0, 2.0)
+
+
+def test_drivers_side_by_side_keep_every_compute_entry(tmp_path):
+    """Two drivers (``--only`` on disjoint steps) adding to one compute.json at once lose no entry."""
+    import multiprocessing
+
+    context = multiprocessing.get_context("spawn")
+    workers = [context.Process(target=_add_to_ledger, args=(str(tmp_path), who)) for who in ("a", "b")]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join(60)
+    assert [worker.exitcode for worker in workers] == [0, 0]
+    data = json.loads((tmp_path / "compute.json").read_text())
+    assert len(data) == 50 and all(entry["sessions"] == 1 for entry in data.values())
 
 
 def _compare(new: dict, old: dict, where: str, problems: list[str]) -> None:
@@ -145,11 +189,11 @@ def _compare(new: dict, old: dict, where: str, problems: list[str]) -> None:
 
 @pytest.mark.slow
 def test_quick_photos_study_has_not_drifted_from_the_committed_numbers(tmp_path):
-    """Reruns ``experiments/run.py photos --quick`` (what docs/results.md commits beside it as
+    """Reruns ``python -m experiments photos --quick`` (what docs/results.md commits beside it as
     docs/results/quick-photos.json) and compares every number within the tolerances above."""
     committed = json.loads(QUICK_NUMBERS.read_text())
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), os.environ.get("PYTHONPATH", "")])}
-    done = subprocess.run([sys.executable, str(ROOT / "experiments" / "run.py"), "photos", "--quick", "--quiet",
+    done = subprocess.run([sys.executable, "-m", "experiments", "photos", "--quick", "--quiet",
                            "--out", str(tmp_path)], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     assert "CPU time of this call" in done.stdout
@@ -170,16 +214,23 @@ def test_quick_photos_study_has_not_drifted_from_the_committed_numbers(tmp_path)
                       f"{moved['efficientnet_lite0']['diagnose']['all']['gradcam']['5']['mean']:.3f}"]
 
 
+def _published_text() -> str:
+    """docs/results.md, and its appendix once the reviewed study's document replaced it (the appendix
+    carries the drift check and the ImageNet recipe)."""
+    appendix = RESULTS.with_suffix("") / "appendix.md"
+    return RESULTS.read_text() + ("\n" + appendix.read_text() if appendix.exists() else "")
+
+
 def test_results_md_quotes_the_committed_quick_numbers():
     """The quick table in docs/results.md is the one the committed numbers give (tables.py writes both)."""
-    text = RESULTS.read_text()
+    text = _published_text()
     committed = json.loads(QUICK_NUMBERS.read_text())
     gradcam = committed["efficientnet_lite0"]["diagnose"]["all"]["gradcam"]["5"]
     assert f"| `gradcam` | {gradcam['mean']:.1f} / {gradcam['median']:.1f} (" in text
 
 
 def _paper_commands() -> str:
-    text = RESULTS.read_text()
+    text = _published_text()
     match = re.search(r"<!-- paper-commands:start -->\s*```bash\n(.*?)```\s*<!-- paper-commands:end -->", text, re.S)
     assert match, "docs/results.md lost its paper-commands block"
     return match.group(1)

@@ -1,0 +1,7 @@
+"""``python -m experiments STUDY [options]``: see ``experiments.run``."""
+
+from __future__ import annotations
+
+from .run import main
+
+raise SystemExit(main())
