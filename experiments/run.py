@@ -162,7 +162,7 @@ def run_step(step: Step, out: Path, progress: bool) -> str:
                      correct_only=False, **common)
     else:
         run_fidelity(loaded, dataset, target, k_percent=o.k_percent, fill=o.fill, steps=o.steps,
-                     correct_only=o.correct_only, **common)
+                     deletion_fill=o.deletion_fill or o.fill, correct_only=o.correct_only, **common)
     return f"run: {target}"
 
 

@@ -111,6 +111,7 @@ class FidelityOptions:
     correct_only: bool = False
     k_percent: float = FIDELITY_K
     confusion: str = "test"
+    deletion_fill: str | None = None  # None: the step's fill, as the published study's runs deleted
 
 
 @dataclass(frozen=True)
