@@ -176,6 +176,7 @@ def test_every_target_type_equals_pytorch_grad_cam(kind, targets, name, model, i
                 run(pgc, name, model, [model.layer4], images, targets))
 
 
+@pytest.mark.slow
 def test_score_cam_with_a_softmax_target(model, images):
     small = images[:1, :, :64, :64]
     targets = [their_targets.ClassifierOutputSoftmaxTarget(3)]

@@ -55,6 +55,7 @@ def lite0_photo() -> torch.Tensor:
     return photo_batch(("chelsea",), size=128, resize=146)
 
 
+@pytest.mark.slow
 def test_scorecam_parity_resnet18_seeded(resnet18, small_photos):
     # layer2: 128 channels, so 128 masked forwards on each side.
     image = small_photos[:1]
@@ -64,6 +65,7 @@ def test_scorecam_parity_resnet18_seeded(resnet18, small_photos):
     assert (ours.maps - ref).abs().max().item() < TOL
 
 
+@pytest.mark.slow
 def test_ablationcam_parity_resnet18_seeded(resnet18, small_photos):
     image = small_photos[:1]
     ours = AblationCAM(resnet18, target_layer="layer3", batch_size=100).explain(image, "top1", normalize=True)

@@ -99,7 +99,7 @@ def test_variant_with_an_empty_contrast_is_its_base(base, resnet18, small_images
     assert torch.allclose(plain.maps, contrastive.maps, atol=1e-6 * plain.maps.abs().max().item())
 
 
-@pytest.mark.parametrize("base", ["scorecam", pytest.param("ablationcam", marks=pytest.mark.slow)])
+@pytest.mark.parametrize("base", PERTURBATION)
 def test_perturbation_variants_score_every_class_in_one_set_of_passes(base, resnet18, small_images):
     """The contrast classes cost no extra forward pass: the masked (or ablated) passes score them all."""
     def count_forwards(method):

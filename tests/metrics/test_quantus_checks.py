@@ -18,7 +18,8 @@ from case_saliency.workflows.sanity import cascading_randomisation, randomisable
 from needs import needs_fashion_mnist  # noqa: E402
 from runs_support import LAYER, TRANSFORM  # noqa: E402
 
-pytestmark = needs_fashion_mnist
+# An independent reference (Quantus' metrics on a trained model): in the full suite.
+pytestmark = [needs_fashion_mnist, pytest.mark.slow]
 
 
 @pytest.fixture(scope="module")

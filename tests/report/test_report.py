@@ -360,6 +360,7 @@ def test_diagnose_report(fashion_diagnose, reports):
     assert "fashion-mnist:test" in page and "CASE contrast confusion:1: confusion neighbours" in page
 
 
+@pytest.mark.slow
 def test_fidelity_report(fashion_fidelity, reports):
     page = reports["fidelity"].read_text(encoding="utf-8")
     images = check_self_contained(page)

@@ -12,6 +12,8 @@ from typer.testing import CliRunner
 from case_saliency.cli import app
 from needs import needs_chromium
 
+pytestmark = pytest.mark.slow  # the demo's one run (Lite0 on the photos) is shared by these tests: in the full suite
+
 CAT_CLASSES = {281, 282, 283, 284, 285}
 
 
@@ -23,7 +25,6 @@ def demo_run(tmp_path_factory):
     return out, result.output
 
 
-@pytest.mark.slow
 def test_demo_summary_json(demo_run):
     out, _ = demo_run
     summary = json.loads((out / "summary.json").read_text())
@@ -79,7 +80,6 @@ def test_demo_report_is_small_and_shows_the_contrast(demo_run):
         assert (out / photo["figure"]).stat().st_size > 20_000
 
 
-@pytest.mark.slow
 @needs_chromium
 def test_demo_report_renders_in_chromium(demo_run, tmp_path):
     """The page a user opens, as a browser draws it; the screenshot is kept in test-artifacts/."""
@@ -94,7 +94,6 @@ def test_demo_report_renders_in_chromium(demo_run, tmp_path):
     assert screenshot.stat().st_size > 100_000
 
 
-@pytest.mark.slow
 def test_demo_prints_the_table(demo_run):
     _, output = demo_run
     assert "skimage/chelsea" in output and "mean top-5% agreement" in output and "Grad-CAM" in output
