@@ -4,8 +4,9 @@ Times ``metrics.class_probability`` (the batched no-grad forward that ``fidelity
 ``--eval-batch-size`` sizes, for the confidence drop and every deletion/insertion step; the masking
 around it does not depend on the batch) at several batch sizes on several models, rows interleaved
 (every batch size of every model once per round, rounds repeated) and reported as medians, in
-images per second. Pick the smallest batch within a few percent of each model's best: larger ones
-only cost memory.
+images per second. The batch chosen for a model is the smallest within ``--within`` (5%) of its best
+(larger ones only cost memory); the one printed for all models is the largest of those choices, so
+that every model is near its best, beside the library's default (``runs.settings.EVAL_BATCH_SIZE``).
 
     python benchmarks/eval_batch.py --models efficientnet_lite0,resnet50,fashion --batches 4,8,16,32,64 --images 64
 """
@@ -13,6 +14,7 @@ only cost memory.
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import time
 
@@ -52,6 +54,7 @@ def main() -> None:
     parser.add_argument("--images", type=int, default=64, help="images per timed call")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--within", type=float, default=0.05, help="share of the best rate a chosen batch may lose")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     batches = [int(b) for b in args.batches.split(",")]
@@ -73,11 +76,19 @@ def main() -> None:
         print(f"round {round_ + 1} of {args.repeats} done", flush=True)
     print(f"class_probability on {args.images} images per call, {args.threads} threads, median of {args.repeats} "
           "interleaved rounds; images per second (share of the model's best):")
+    chosen = {}
     for name in rows:
         rates = {b: args.images / statistics.median(times[(name, b)]) for b in batches}
         best = max(rates.values())
+        chosen[name] = min(b for b, rate in rates.items() if rate >= (1 - args.within) * best)
         cells = "  ".join(f"{b:>4d}: {rate:7.1f} ({rate / best:4.0%})" for b, rate in rates.items())
-        print(f"  {name:18s} {cells}")
+        print(f"  {name:18s} {cells}  -> {chosen[name]}")
+    from case_saliency.runs.settings import EVAL_BATCH_SIZE
+
+    overall = max(chosen.values())
+    print(f"chosen evaluation batch (smallest within {args.within:.0%} of each model's best, largest over the "
+          f"models): {overall}; the library's default: {EVAL_BATCH_SIZE}; load average "
+          f"{', '.join(f'{v:.2f}' for v in os.getloadavg())}")
 
 
 if __name__ == "__main__":

@@ -6,7 +6,8 @@
    and method plus one per image, at the forward rate of the model measured in the same process at
    the evaluation batch size; and that rate at several evaluation batch sizes (the default's choice);
 3. ``diagnose`` images per second with the default methods on 512 Fashion-MNIST test images (a
-   trained checkpoint): 1 process with 1 thread, and 2 ranks (``torchrun``) with 1 thread each;
+   trained checkpoint): 1 process with 1 thread, and 2 ranks (``torchrun``) with 1 thread each, in
+   alternating rounds (median of ``--repeats``, at least 3), with the load average before and after;
 4. peak resident memory of a ``diagnose`` run on 200 and on 2,000 Fashion-MNIST test images;
 5. ``diagnose`` images per second with DataLoader workers (the default) and without (``--workers 0``).
 
@@ -106,16 +107,29 @@ def fidelity_bound(images: int, steps: int, batches: list[int], eval_batch: int)
           f"(loop {done['seconds']:.1f} s); wall / bound {wall / bound:.2f}")
 
 
-def throughput(checkpoint: str, images: int, tmp: Path) -> None:
+def load_average() -> str:
+    """The 1-, 5- and 15-minute load averages (``os.getloadavg``), as ``uptime`` prints them."""
+    return ", ".join(f"{value:.2f}" for value in os.getloadavg())
+
+
+def throughput(checkpoint: str, images: int, tmp: Path, rounds: int) -> None:
+    """1 process x 1 thread against 2 torchrun ranks x 1 thread each, on the same images, in alternating
+    rounds (so that the shared machine's drift hits both alike); medians of ``rounds``."""
     base = ["diagnose", "--model", checkpoint, "--data", "fashion-mnist:test", "--num-images", str(images), "--all",
-            "--quiet", "--gallery", "0"]
-    single = tmp / "single"
-    cli(base + ["--out", str(single), "--workers", "0"], threads=1)
-    two = tmp / "two"
-    cli(base + ["--out", str(two), "--workers", "0"], threads=1, ranks=2)
-    one, both = session_rate(single), session_rate(two)
-    print(f"3. diagnose, default methods, {images} Fashion-MNIST images: 1 process x 1 thread {one:.1f} img/s; "
-          f"2 ranks x 1 thread {both:.1f} img/s; ratio {both / one:.2f}")
+            "--quiet", "--gallery", "0", "--workers", "0"]
+    rates: dict[int, list[float]] = {1: [], 2: []}
+    before = load_average()
+    for round_ in range(rounds):
+        for ranks in (1, 2):
+            out = tmp / f"ranks{ranks}-{round_}"
+            cli(base + ["--out", str(out)], threads=1, ranks=ranks)
+            rates[ranks].append(session_rate(out))
+    one, both = statistics.median(rates[1]), statistics.median(rates[2])
+    shown = "; ".join(f"{ranks} rank(s): " + " ".join(f"{r:.1f}" for r in values) for ranks, values in rates.items())
+    print(f"3. diagnose, default methods, {images} Fashion-MNIST images, 1 thread per process, median of {rounds} "
+          f"alternating rounds: 1 process {one:.1f} img/s; 2 ranks {both:.1f} img/s; ratio {both / one:.2f} "
+          f"(goal >= 1.8) [{shown}; load average {before} before, {load_average()} after, on "
+          f"{os.cpu_count()} cores]")
 
 
 def peak_rss(checkpoint: str, counts: list[int], tmp: Path) -> None:
@@ -180,7 +194,7 @@ def main() -> None:
         with tempfile.TemporaryDirectory() as folder:
             tmp = Path(folder)
             if "3" in args.only:
-                throughput(args.checkpoint, args.images, tmp)
+                throughput(args.checkpoint, args.images, tmp, max(3, args.repeats))
             if "4" in args.only:
                 peak_rss(args.checkpoint, [int(v) for v in args.rss.split(",")], tmp)
             if "5" in args.only:

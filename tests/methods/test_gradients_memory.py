@@ -78,3 +78,22 @@ def test_smoothgrad_keeps_its_batches_below_the_cap_and_cuts_them_above():
     recorder.handle.remove()
     assert max(recorder.sizes[2:]) <= 2 and sum(recorder.sizes[2:]) == 4 * 6
     assert torch.isfinite(tight).all() and tight.shape == first.shape
+
+
+def test_an_enclosing_budget_replaces_the_default_and_a_method_budget_wins():
+    from case_saliency.methods.gradients import memory_budget
+
+    unbounded, given = IntegratedGradients(_small_cnn()), IntegratedGradients(_small_cnn(), max_memory=3e9)
+    with memory_budget(5 * 10**6):
+        assert default_memory_budget() == 5 * 10**6 == unbounded.memory_budget()
+        with memory_budget(None):  # None: leaves the enclosing budget
+            assert unbounded.memory_budget() == 5 * 10**6
+        with memory_budget(2e6):
+            assert unbounded.memory_budget() == 2 * 10**6
+        assert unbounded.memory_budget() == 5 * 10**6 and given.memory_budget() == 3 * 10**9
+        image = torch.randn(1, 3, 16, 16)
+        assert unbounded.copies_per_pass(image) == 5 * 10**6 // backward_bytes_per_image(unbounded.model, image)
+    assert unbounded.memory_budget() == pytest.approx(MEMORY_SHARE * available_memory(), rel=0.2)
+    for bad in (0, -1.0):
+        with pytest.raises(ValueError, match="positive number of bytes"), memory_budget(bad):
+            pass

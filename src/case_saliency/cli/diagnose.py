@@ -42,6 +42,7 @@ def diagnose(
     root: str | None = opt.ROOT,
     device: str = opt.DEVICE,
     quiet: bool = opt.QUIET,
+    max_memory: str | None = opt.MAX_MEMORY,
     workers: int | None = opt.WORKERS,
     pairs: list[str] = typer.Option(None, "--pairs", metavar="A:B", help="only images whose top-1/top-2 classes are "
                                     "this pair, in either order (by name or index; repeatable), e.g. Shirt:Coat"),
@@ -58,6 +59,7 @@ def diagnose(
     percents = opt.parse_percents(k)
     if n < 0 or batch_size < 1 or gallery < 0:
         raise opt.fail("--num-images and --gallery must be >= 0 and --batch-size >= 1")
+    budget = opt.parse_memory(max_memory)
     settings = opt.settings_or_exit(lambda: DiagnoseSettings(
         methods=tuple(opt.parse_list(methods, "methods")), n=n, seed=seed, k_percent=tuple(percents),
         threshold=threshold, alpha=alpha, layer=layer, correct_only=correct_only, batch_size=batch_size,
@@ -73,4 +75,4 @@ def diagnose(
     opt.check_layer(loaded, layer)
     chosen = settings.with_(methods=tuple(names), contrast=spec)
     opt.run_and_summarize(lambda: run_diagnose(loaded, dataset, out, chosen, confusion=matrix, progress=not quiet,
-                                     workers=workers), out, {"correction": "holm" if holm else None})
+                                     workers=workers), out, {"correction": "holm" if holm else None}, budget)

@@ -7,6 +7,7 @@ from pathlib import Path
 import typer
 
 from . import model_options as mo
+from . import run_options as opt
 from .app import app
 
 
@@ -45,18 +46,21 @@ def explain(
     mean: str | None = mo.MEAN,
     std: str | None = mo.STD,
     class_names: Path | None = mo.CLASS_NAMES,
+    max_memory: str | None = opt.MAX_MEMORY,
 ) -> None:
     """Write one figure per image: the maps of the classes asked for, by each method, with their
     probabilities, each map's top-k% outlined and each method's agreement of the two maps."""
     import time
 
     started = time.perf_counter()
+    from ..methods.gradients import memory_budget
     from ..methods.spec import split_specs
     from ..models.zoo import WeightsUnavailable
     from ..workflows import explain as workflow
 
     if not 0 < k <= 100:
         raise _fail(f"--k {k:g} is outside (0, 100]")
+    budget = opt.parse_memory(max_memory)
     try:
         loaded = mo.load_cli_model(model, weights, **mo.model_options(size, crop, mean, std, class_names))
     except (FileNotFoundError, ValueError, KeyError, OSError, TypeError, WeightsUnavailable) as error:
@@ -77,9 +81,10 @@ def explain(
     if versus and (chosen is None and top < 2):
         raise _fail("--versus needs two classes: --classes A,B or --top 2")
     try:
-        explained = workflow.explain_images(loaded, pictures, sources, classes=chosen, top=top,
-                                            methods=method_specs, k_percent=k, versus=versus, contrast=contrast,
-                                            per_image_classes=per_image, layer=layer)
+        with memory_budget(budget):
+            explained = workflow.explain_images(loaded, pictures, sources, classes=chosen, top=top,
+                                                methods=method_specs, k_percent=k, versus=versus,
+                                                contrast=contrast, per_image_classes=per_image, layer=layer)
     except (ValueError, TypeError, IndexError) as error:
         raise _fail(str(error)) from None
     from ..report.explain import write_explanations

@@ -58,6 +58,7 @@ def fidelity(
     root: str | None = opt.ROOT,
     device: str = opt.DEVICE,
     quiet: bool = opt.QUIET,
+    max_memory: str | None = opt.MAX_MEMORY,
     workers: int | None = opt.WORKERS,
     size: int | None = mo.SIZE,
     crop: bool | None = mo.CROP,
@@ -74,6 +75,7 @@ def fidelity(
     if n < 0 or steps < 0 or batch_size < 1 or eval_batch_size < 1:
         raise opt.fail("--num-images and --steps must be >= 0, --batch-size and --eval-batch-size >= 1")
     sweep = _sweep(contrastive_k)
+    budget = opt.parse_memory(max_memory)
     settings = opt.settings_or_exit(lambda: FidelitySettings(
         methods=tuple(opt.parse_list(methods, "methods")), n=n, seed=seed, k_percent=k, fill=fill, steps=steps,
         correct_only=correct_only, alpha=alpha, layer=layer, batch_size=batch_size, eval_batch_size=eval_batch_size,
@@ -86,4 +88,4 @@ def fidelity(
     opt.check_layer(loaded, layer)
     chosen = settings.with_(methods=tuple(names), contrast=spec)
     opt.run_and_summarize(lambda: run_fidelity(loaded, dataset, out, chosen, confusion=matrix, progress=not quiet,
-                                     workers=workers), out, {"correction": "holm" if holm else None})
+                                     workers=workers), out, {"correction": "holm" if holm else None}, budget)

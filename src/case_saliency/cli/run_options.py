@@ -3,6 +3,7 @@ and contrast from the command line, running with clear exit codes, and errors.""
 
 from __future__ import annotations
 
+import re
 import shlex
 import sys
 from pathlib import Path
@@ -40,6 +41,27 @@ def parse_percents(values: list[str]) -> list[float]:
             if k not in out:
                 out.append(k)
     return out
+
+
+# Units of --max-memory: decimal (KB = 1000 bytes) and binary (KiB = 1024 bytes), case-insensitive.
+MEMORY_UNITS = {"": 1, "b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "tb": 10**12,
+                "kib": 2**10, "mib": 2**20, "gib": 2**30, "tib": 2**40}
+
+
+def parse_memory(text: str | None) -> int | None:
+    """--max-memory's value in bytes: a number with an optional unit (``2GB``, ``500MB``, ``1.5GiB``,
+    ``3e9`` bytes), or None when the option was not given. A bad value exits 2 naming it."""
+    if text is None:
+        return None
+    match = re.fullmatch(r"\s*([0-9]*\.?[0-9]+(?:[eE][+-]?[0-9]+)?)\s*([A-Za-z]*)\s*", text)
+    unit = match.group(2).lower() if match else ""
+    if match is None or unit not in MEMORY_UNITS:
+        raise fail(f"--max-memory {text!r}: expected e.g. 2GB or 500MB (a number of bytes with a unit: B, KB, MB, "
+                   "GB, TB or KiB, MiB, GiB, TiB)")
+    value = float(match.group(1)) * MEMORY_UNITS[unit]
+    if value < 1:
+        raise fail(f"--max-memory {text!r}: the budget must be at least one byte; give e.g. 2GB")
+    return int(value)
 
 
 def resolve_inputs(model: str, weights: str | None, data: str, root: str | None, methods: str,
@@ -148,14 +170,18 @@ def settings_or_exit(make: Callable[[], Any]) -> Any:
         raise fail(str(error)) from None
 
 
-def run_and_summarize(run: Callable[[], Path], run_dir: Path, summary_options: dict) -> None:
-    """Run, then print the summary; ValueError (bad settings, e.g. a run directory holding another
-    run, or written by another process) exits 2, anything else 1."""
+def run_and_summarize(run: Callable[[], Path], run_dir: Path, summary_options: dict,
+                      max_memory: int | None = None) -> None:
+    """Run (the gradient methods within ``max_memory`` bytes per pass, when given: --max-memory), then
+    print the summary; ValueError (bad settings, e.g. a run directory holding another run, or written
+    by another process) exits 2, anything else 1."""
+    from ..methods.gradients import memory_budget
     from ..runs.rundir import RunDir
     from ..runs.summary import format_summary, summarize_run
 
     try:
-        run()
+        with memory_budget(max_memory):
+            run()
     except (ValueError, FileNotFoundError, TypeError) as error:
         raise fail(str(error)) from None
     except KeyboardInterrupt:
@@ -212,3 +238,6 @@ WEIGHTS = typer.Option(None, metavar="FILE", help="weights for --model (a name o
 ROOT = typer.Option(None, metavar="DIR", help="dataset root folder, when the spec has none")
 DEVICE = typer.Option("auto", help="cpu, cuda, or auto")
 QUIET = typer.Option(False, help="no progress bar")
+MAX_MEMORY = typer.Option(None, "--max-memory", metavar="SIZE", help="memory a gradient method's pass may hold "
+                          "(Integrated Gradients, SmoothGrad: copies per pass are cut to fit), e.g. 2GB or 500MB; "
+                          "per process (default: half the memory available; a spec's max_memory= wins)")

@@ -9,6 +9,7 @@ Nothing else in the library touches hooks.
 from __future__ import annotations
 
 import functools
+import itertools
 import logging
 import warnings
 from collections.abc import Callable, Iterator
@@ -89,14 +90,15 @@ class Capture:
 
 def model_device(model: nn.Module) -> torch.device:
     """The device of the model's first parameter or buffer (CPU for a model with neither)."""
-    for tensor in (*model.parameters(), *model.buffers()):
+    # Lazily: the first tensor is enough (a tuple of every parameter cost a walk of all modules per call).
+    for tensor in itertools.chain(model.parameters(), model.buffers()):
         return tensor.device
     return torch.device("cpu")
 
 
 def model_dtype(model: nn.Module) -> torch.dtype | None:
     """The dtype of the model's first floating-point parameter or buffer, or None."""
-    for tensor in (*model.parameters(), *model.buffers()):
+    for tensor in itertools.chain(model.parameters(), model.buffers()):
         if tensor.is_floating_point():
             return tensor.dtype
     return None
@@ -129,8 +131,8 @@ def prepare_images(images: Tensor, model: nn.Module, spatial_dims: int = 2) -> T
     naming the images that hold NaN or infinite pixels (their logits would be NaN and no class
     could be chosen from them)."""
     check_images(images, spatial_dims)
-    bad = (~torch.isfinite(images.detach())).flatten(1).any(dim=1)
-    if bad.any():
+    if not all_finite(images.detach()):
+        bad = (~torch.isfinite(images.detach())).flatten(1).any(dim=1)
         index = bad.nonzero().flatten().tolist()
         raise NonFiniteInput(f"image{'s' if len(index) > 1 else ''} {index[:10]} of the batch hold NaN or infinite "
                              "pixel values; fix or drop them (e.g. torch.nan_to_num) before explaining")
@@ -139,6 +141,15 @@ def prepare_images(images: Tensor, model: nn.Module, spatial_dims: int = 2) -> T
     if images.is_inference():  # made under torch.inference_mode(): a copy can join autograd (in autograd_available)
         images = images.clone()
     return images.to(device=model_device(model), dtype=dtype)
+
+
+def all_finite(tensor: Tensor) -> bool:
+    """True when every value of the floating-point ``tensor`` is finite. A finite sum implies it (a NaN
+    or an infinity makes the sum NaN or infinite) and costs a fraction of an element-wise mask; only a
+    sum that is not finite (a bad value, or finite values whose sum overflows) gets the exact check."""
+    if bool(torch.isfinite(tensor.sum())):
+        return True
+    return bool(torch.isfinite(tensor).all())
 
 
 @contextmanager

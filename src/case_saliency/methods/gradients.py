@@ -15,7 +15,8 @@ before afterwards, also when an error is raised.
 Memory: Integrated Gradients and SmoothGrad run many copies of each image through the network at
 once (IG: ``internal_batch_size`` interpolation points, SmoothGrad: batch x ``samples_batch_size``
 noisy copies), and each copy keeps its activations for the backward pass. ``max_memory`` (bytes;
-default :func:`default_memory_budget`, half the memory available now) caps that: the activations
+default :func:`default_memory_budget`: the budget of an enclosing :func:`memory_budget`, which the
+command line's ``--max-memory`` sets, else half the memory available now) caps that: the activations
 one image saves for the backward pass are measured once per input size (:func:`backward_bytes_per_image`,
 one forward of one image with ``saved_tensors_hooks``), and the copies per pass are cut to what fits
 the budget (images are split into smaller groups if even one copy each does not fit). Below the
@@ -26,7 +27,8 @@ from __future__ import annotations
 
 import os
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
 import torch
 from torch import Tensor
@@ -65,9 +67,37 @@ def available_memory(device: torch.device | None = None) -> int:
         return 4 * 2**30
 
 
+_budget: list[int] = []  # the budgets of the enclosing ``memory_budget`` blocks, innermost last
+
+
+@contextmanager
+def memory_budget(max_bytes: int | float | None) -> Iterator[None]:
+    """Inside, gradient methods given no ``max_memory`` of their own use ``max_bytes`` (a method
+    spec's ``max_memory=`` still wins): what ``--max-memory`` sets for a whole command. None leaves
+    the default (half the memory available). The budget is per process (a torchrun rank has its own).
+
+    Args:
+        max_bytes: bytes a forward + backward pass may hold (> 0), or None.
+    Raises:
+        ValueError: ``max_bytes`` is not a positive number.
+    """
+    if max_bytes is None:
+        yield
+        return
+    if not max_bytes > 0:
+        raise ValueError(f"a memory budget must be a positive number of bytes, got {max_bytes!r}")
+    _budget.append(int(max_bytes))
+    try:
+        yield
+    finally:
+        _budget.pop()
+
+
 def default_memory_budget(device: torch.device | None = None) -> int:
-    """The budget a gradient method uses when given no ``max_memory``: ``MEMORY_SHARE`` of
-    :func:`available_memory`."""
+    """The budget a gradient method uses when given no ``max_memory``: that of the innermost enclosing
+    :func:`memory_budget`, else ``MEMORY_SHARE`` of :func:`available_memory`."""
+    if _budget:
+        return _budget[-1]
     return int(MEMORY_SHARE * available_memory(device))
 
 
@@ -129,8 +159,13 @@ class CaptumMethod(SaliencyMethod):
         key = (tuple(images.shape[1:]), images.dtype, str(images.device))
         if key not in self._bytes_per_image:
             self._bytes_per_image[key] = backward_bytes_per_image(self.model, images[:1])
-        budget = int(self.max_memory) if self.max_memory is not None else default_memory_budget(images.device)
-        return max(1, budget // max(1, self._bytes_per_image[key]))  # a spec may give 3e9: a float
+        return max(1, self.memory_budget(images.device) // max(1, self._bytes_per_image[key]))
+
+    def memory_budget(self, device: torch.device | None = None) -> int:
+        """Bytes a pass may hold: ``max_memory`` if given, else :func:`default_memory_budget`."""
+        if self.max_memory is not None:
+            return int(self.max_memory)  # a spec may give 3e9: a float
+        return default_memory_budget(device)
 
     def _in_groups(self, images: Tensor, classes: Tensor, group: int,
                    attribute: Callable[[Tensor, Tensor], Tensor]) -> Tensor:
