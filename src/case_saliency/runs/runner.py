@@ -570,6 +570,7 @@ def _execute(kind: type[RunKind[Any]], model: LoadedModel, dataset: ImageSource,
                 for rows in work.groups:
                     if (str(rows[0]["image_id"]), str(rows[0]["method"])) not in plan.done:
                         table.append(rows)
+                table.sync()  # once per batch: a power loss costs at most this batch
                 for path, arrays in work.gallery:
                     folder.write_gallery(path, arrays)
             errors = table.errors_written

@@ -3,13 +3,15 @@ the validated results table. ``runs.rundir.RunDir`` is the one owner of the dire
 reads through these.
 
 Durability: every (image, method) pair's rows are formatted in memory and appended with one
-``write`` on a file opened with O_APPEND, then fsync'd, so a SIGKILL leaves at worst one partial
-trailing write. Every row ends with a ``crc32`` cell, a checksum of the row's other cells, so a
-row cut in the middle but newline-terminated (or a blank or garbage line) is detected. On open
-(resume), a trailing line without its newline is cut off; damaged lines are dropped with a warning
-naming file and line; the rows of a pair that has fewer rows than a complete pair are dropped too;
-then resuming skips exactly the pairs that are complete and recomputes the rest. Text fields are
-kept on one line (newlines become spaces), so "a line" and "a row" are the same thing.
+``write`` on a file opened with O_APPEND, so a SIGKILL leaves at worst one partial trailing write;
+the file is fsync'd once per batch (``sync``) and on close, so a power loss costs at most the last
+batch (an fsync per pair cost more than the model on small images, and serialised torchrun's ranks).
+Every row ends with a ``crc32`` cell, a checksum of the row's other cells, so a row cut in the
+middle but newline-terminated (or a blank or garbage line) is detected. On open (resume), a
+trailing line without its newline is cut off; damaged lines are dropped with a warning naming file
+and line; the rows of a pair that has fewer rows than a complete pair are dropped too; then
+resuming skips exactly the pairs that are complete and recomputes the rest. Text fields are kept on
+one line (newlines become spaces), so "a line" and "a row" are the same thing.
 
 Readers (``read_results``, ``RunDir.read``) never change a run: ``summarize`` and ``report`` refuse a
 damaged table, naming the file and the line.
@@ -336,6 +338,7 @@ class ResultsTable:
         self.errors_written = 0
         self._repair_and_load(None if sample_ids is None else set(sample_ids))
         self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        self._unsynced = False
 
     @staticmethod
     def inspect(path: Path, columns: Sequence[str], rows_per_pair: int = 1,
@@ -364,7 +367,7 @@ class ResultsTable:
         self.done = {(cells[0], cells[1]) for cells in kept}
 
     def append(self, rows: Sequence[Mapping[str, Any]]) -> None:
-        """Append the rows of one (image_id, method) pair in a single write, then fsync."""
+        """Append the rows of one (image_id, method) pair in a single write (fsync'd by ``sync`` or ``close``)."""
         if len(rows) != self.rows_per_pair:
             raise ValueError(f"a pair needs {self.rows_per_pair} rows, got {len(rows)}")
         self._write(format_rows(rows, self.columns))
@@ -387,10 +390,17 @@ class ResultsTable:
         written = os.write(self._fd, data)
         while written < len(data):  # a short write (rare; e.g. a full disk) continues where it stopped
             written += os.write(self._fd, data[written:])
-        os.fsync(self._fd)
+        self._unsynced = True
+
+    def sync(self) -> None:
+        """fsync what was appended since the last sync (the run calls it after each batch)."""
+        if self._fd >= 0 and self._unsynced:
+            os.fsync(self._fd)
+            self._unsynced = False
 
     def close(self) -> None:
         if self._fd >= 0:
+            self.sync()
             os.close(self._fd)
             self._fd = -1
 
