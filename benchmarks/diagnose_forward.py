@@ -158,10 +158,12 @@ def main() -> None:
           "interleaved")
     print(f"{'model':20s} {'forward img/s':>14s} {'diagnose img/s':>15s} {'ratio':>7s} {'7-CAM img/s':>12s} "
           f"{'ratio':>7s} {'CPU-time ratios':>16s}")
+    nan = float("nan")  # the 7-CAM columns under --no-seven
     for name, rate in found.items():
+        seven, seven_cpu = rate.get("seven", nan), rate.get("seven cpu", nan)
         print(f"{name:20s} {rate['forward']:14.2f} {rate['diagnose']:15.2f} {rate['diagnose'] / rate['forward']:7.2f} "
-              f"{rate['seven']:12.2f} {rate['seven'] / rate['forward']:7.2f} "
-              f"{rate['diagnose cpu'] / rate['forward cpu']:8.2f} {rate['seven cpu'] / rate['forward cpu']:7.2f}")
+              f"{seven:12.2f} {seven / rate['forward']:7.2f} "
+              f"{rate['diagnose cpu'] / rate['forward cpu']:8.2f} {seven_cpu / rate['forward cpu']:7.2f}")
 
 
 if __name__ == "__main__":
