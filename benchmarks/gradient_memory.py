@@ -23,11 +23,11 @@ import os
 import resource
 import subprocess
 import sys
-import tarfile
 import tempfile
 import time
-from io import BytesIO
 from pathlib import Path
+
+from source_tree import export_tree
 
 ROOT = Path(__file__).resolve().parents[1]
 PHOTOS = 7
@@ -56,12 +56,6 @@ def child(method: str, max_memory: float | None) -> None:
                       "input": list(images.shape)}))
 
 
-def export_tree(revision: str, into: Path) -> Path:
-    data = subprocess.run(["git", "-C", str(ROOT), "archive", revision, "src"], check=True,
-                          capture_output=True).stdout
-    with tarfile.open(fileobj=BytesIO(data)) as archive:
-        archive.extractall(into, filter="data")
-    return into / "src"
 
 
 def measure(src: Path, method: str, max_memory: float | None) -> dict:

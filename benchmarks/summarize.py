@@ -20,13 +20,12 @@ import os
 import statistics
 import subprocess
 import sys
-import tarfile
 import tempfile
 import time
-from io import BytesIO
 from pathlib import Path
 
 import numpy as np
+from source_tree import export_tree
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
@@ -74,13 +73,6 @@ def build_run(folder: Path, images: int, seed: int = 0) -> Path:
     return folder
 
 
-def export_tree(revision: str, into: Path) -> Path:
-    """The ``src/`` folder of ``revision`` (git archive), extracted under ``into``; returns its path."""
-    data = subprocess.run(["git", "-C", str(ROOT), "archive", revision, "src"], check=True,
-                          capture_output=True).stdout
-    with tarfile.open(fileobj=BytesIO(data)) as archive:
-        archive.extractall(into, filter="data")
-    return into / "src"
 
 
 def time_summarize(src: Path, run_dir: Path) -> float:
