@@ -47,7 +47,12 @@ def test_a_legacy_run_killed_half_way_resumes_to_the_same_rows(kind, at_repo, tm
     assert (out / "results.csv").read_text() == "".join(full)
     run = RunDir.read(out)
     assert run.meta["resumed"] and run.finished()
-    assert run.settings is not None and run.settings.to_json() == RunDir.read(LEGACY / kind).settings.to_json()
+    assert run.settings is not None
+    resumed, written = run.settings.to_json(), RunDir.read(LEGACY / kind).settings.to_json()
+    if kind == "fidelity":  # how to run, not what: a resume takes today's evaluation batch (64 then, 8 now)
+        assert (written["eval_batch_size"], resumed["eval_batch_size"]) == (64, 8)
+        del written["eval_batch_size"], resumed["eval_batch_size"]
+    assert resumed == written
 
 
 @pytest.mark.parametrize("kind", ["diagnose", "fidelity"])

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import typer
 
+from ..runs.settings import EVAL_BATCH_SIZE
 from . import model_options as mo
 from . import run_options as opt
 from .app import app
@@ -52,7 +53,8 @@ def fidelity(
     confusion: Path | None = opt.CONFUSION,
     contrast: str | None = opt.CONTRAST,
     batch_size: int = opt.BATCH_SIZE,
-    eval_batch_size: int = typer.Option(64, help="perturbed images per forward pass"),
+    eval_batch_size: int = typer.Option(EVAL_BATCH_SIZE, help="perturbed images per forward pass (the default "
+                                        "chosen by benchmarks/eval_batch.py)"),
     holm: bool = opt.HOLM,
     weights: str | None = opt.WEIGHTS,
     root: str | None = opt.ROOT,

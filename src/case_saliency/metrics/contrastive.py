@@ -42,7 +42,7 @@ class ContrastiveDrop:
 
 @torch.no_grad()
 def logit_margin(model: nn.Module, images: Tensor, classes_a: Tensor, classes_b: Tensor,
-                 batch_size: int = 64) -> Tensor:
+                 batch_size: int = 8) -> Tensor:
     """logit A - logit B of ``images`` (N, C, H, W) for classes (N,) and (N,) -> (N,), in batches."""
     out = []
     for start in range(0, images.shape[0], batch_size):
@@ -55,7 +55,7 @@ def logit_margin(model: nn.Module, images: Tensor, classes_a: Tensor, classes_b:
 
 def contrastive_drop(model: nn.Module, images: Tensor, maps: Tensor, classes_a: Tensor, classes_b: Tensor,
                      k_percent: Sequence[float] = (5.0, 10.0, 20.0, 50.0), fill: str = "blur", *,
-                     batch_size: int = 64, **fill_options: float) -> ContrastiveDrop:
+                     batch_size: int = 8, **fill_options: float) -> ContrastiveDrop:
     """The change of logit A minus logit B when the top-k% pixels of A's map are removed.
 
     Args:

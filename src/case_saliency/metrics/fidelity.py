@@ -55,7 +55,7 @@ def substrate(images: Tensor, fill: str = "zero", *, blur_kernel: int = 11, blur
 
 
 @torch.no_grad()
-def class_probability(model: nn.Module, images: Tensor, classes: Tensor, batch_size: int = 64,
+def class_probability(model: nn.Module, images: Tensor, classes: Tensor, batch_size: int = 8,
                       progress: Callable[[int], None] | None = None) -> Tensor:
     """Softmax probability of ``classes`` (N,) for ``images`` (N, C, H, W) -> (N,), in batches.
     progress: called with the number of images of each forward pass, after it."""
@@ -89,7 +89,7 @@ def remove_top(images: Tensor, maps: Tensor, k: float = 50.0, fill: str = "zero"
 
 
 def confidence_drop(model: nn.Module, images: Tensor, maps: Tensor, classes: Tensor, k: float = 50.0,
-                    fill: str = "zero", *, prob_before: Tensor | None = None, batch_size: int = 64,
+                    fill: str = "zero", *, prob_before: Tensor | None = None, batch_size: int = 8,
                     progress: Callable[[int], None] | None = None, **fill_options) -> ConfidenceDrop:
     """The paper's fidelity score for maps (B, H, W) of ``classes`` (B,) on ``images`` (B, C, H, W).
 
@@ -166,7 +166,7 @@ def check_steps(steps: int, size: tuple[int, int]) -> None:
 
 @torch.no_grad()
 def deletion_insertion(model: nn.Module, images: Tensor, maps: Tensor, classes: Tensor, steps: int = 20,
-                       *, deletion_fill: str = "zero", insertion_fill: str = "blur", batch_size: int = 64,
+                       *, deletion_fill: str = "zero", insertion_fill: str = "blur", batch_size: int = 8,
                        progress: Callable[[int], None] | None = None, **fill_options) -> Curves:
     """RISE deletion and insertion curves of maps (B, H, W) for ``classes`` (B,) on images (B, C, H, W).
 
@@ -300,7 +300,7 @@ class Road:
 @torch.no_grad()
 def road(model: nn.Module, images: Tensor, maps: Tensor, classes: Tensor,
          percentages: Sequence[float] = tuple(range(1, 100, 2)), order: str = "morf", *, noise: float = 0.01,
-         generator: torch.Generator | None = None, batch_size: int = 64) -> Road:
+         generator: torch.Generator | None = None, batch_size: int = 8) -> Road:
     """ROAD (Rong, Leemann et al., "A Consistent and Efficient Evaluation Strategy for Attribution
     Methods", ICML 2022): remove the map's most (MoRF) or least (LeRF) relevant p% of the pixels, fill
     them by noisy linear imputation (:func:`noisy_linear_imputation`) and read the model's output, at

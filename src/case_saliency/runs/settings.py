@@ -27,7 +27,11 @@ FILLS: tuple[str, ...] = ("zero", "mean", "blur")
 # Perturbed images per forward pass of the fidelity test, chosen by measurement (benchmarks/eval_batch.py, batches
 # 4-64, a loaded 2-core machine): the fastest for Lite0 (5.5 img/s, 4.7 at 32) and a Fashion-MNIST CNN, 95% of
 # resnet50's best (32).
-EVAL_BATCH_SIZE = 64
+# Perturbed images per forward pass, chosen by benchmarks/eval_batch.py on a quiet 2-core machine: at 8, Lite0,
+# ResNet-50 and the Fashion-MNIST CNN each run at >= 85 % of their best rate (1 or 2 threads); at 64, Lite0 ran
+# at 31-32 % of its best (14-25 img/s against 46-78 at batch 4).
+EVAL_BATCH_SIZE = 8
+LEGACY_EVAL_BATCH_SIZE = 64  # what runs written before the choice used
 
 
 class InvalidSettings(CaseSaliencyError, ValueError):
@@ -379,8 +383,8 @@ class FidelitySettings(RunSettings):
     def _legacy_defaults(cls, data: Mapping[str, Any]) -> dict[str, Any]:
         # Runs written before the deletion fill and the class-contrastive drop existed deleted with their
         # fill and measured no contrastive drop.
-        legacy: dict[str, Any] = {key: value for key, value in (("alpha", 0.05), ("eval_batch_size", EVAL_BATCH_SIZE),
-                                                                ("steps", 20), ("fill", "zero"))
+        old = (("alpha", 0.05), ("eval_batch_size", LEGACY_EVAL_BATCH_SIZE), ("steps", 20), ("fill", "zero"))
+        legacy: dict[str, Any] = {key: value for key, value in old
                                   if data.get(key) is None}
         if data.get("deletion_fill") is None:
             legacy["deletion_fill"] = data.get("fill") or "zero"
