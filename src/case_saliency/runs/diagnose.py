@@ -17,8 +17,6 @@ to a model-level one (``core.contrast.default_contrast``), never the top logits,
 
 from __future__ import annotations
 
-import json
-import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,7 +29,7 @@ from torch import Tensor, nn
 from ..core.maps import SaliencyMaps
 from ..metrics import positive_pixels, spearman, ssim, top_count, topk_agreement
 from ..models import LoadedModel
-from .runner import Pair, RunKind, dataset_identity, explain_shared_or_none, register, run_with_keywords
+from .runner import Pair, RunKind, explain_shared_or_none, register, run_with_keywords
 from .loading import Batch, ImageSource
 from .rows import DiagnoseRow
 from .settings import DiagnoseSettings, RunSettings
@@ -264,39 +262,4 @@ def run_diagnose(model: LoadedModel | nn.Module, dataset: ImageSource | str | Pa
         >>> run_diagnose(load_model("efficientnet_lite0"), open_dataset("samples"), "runs/lite0",
         ...              DiagnoseSettings(methods=("gradcam", "case"), n=0, k_percent=(5, 10)))  # doctest: +SKIP
     """
-    warn_if_confusion_samples_the_split(keywords.get("confusion"), dataset)
     return run_with_keywords(Diagnose, model, dataset, run_dir, settings, keywords)
-
-
-def confusion_split(confusion: Any) -> dict[str, Any] | None:
-    """The data identity a confusion matrix file records (``case-saliency confusion``'s .json, and what
-    ``train`` stores), for a ``ConfusionNeighbours`` read from one (its ``source``); None for a bare
-    matrix or a file without one."""
-    source = getattr(confusion, "source", None)
-    if not source or Path(str(source)).suffix.lower() != ".json" or not Path(str(source)).is_file():
-        return None
-    try:
-        data = json.loads(Path(str(source)).read_text()).get("data")
-    except (ValueError, OSError, AttributeError):
-        return None
-    return data if isinstance(data, dict) and data else None
-
-
-def warn_if_confusion_samples_the_split(confusion: Any, dataset: ImageSource | str | Path) -> None:
-    """Warn (as the command line does) when ``confusion`` was computed on the split ``dataset`` is: the
-    contrast then comes from the images the run scores. Silent for a bare matrix (no record of its data)
-    and for a strategy the command line has checked already (``split_checked``)."""
-    data = confusion_split(confusion)
-    if data is None or getattr(confusion, "split_checked", False):
-        return
-    if isinstance(dataset, (str, Path)):  # a --data spec or folder, as run_with_keywords opens it
-        from ..data import open_dataset
-
-        dataset = open_dataset(str(dataset))
-    sampled = dataset_identity(dataset)
-    if all(data.get(key) == sampled.get(key) for key in ("name", "hash", "count")):
-        logging.getLogger("case_saliency").warning(
-            "the confusion matrix %s was computed on %s, the split this run samples: the contrast comes from "
-            "the images it scores; compute the matrix on data it does not sample (e.g. `case-saliency train "
-            "--holdout 5000` stores one on held-out training images)", getattr(confusion, "source", ""),
-            data.get("name"))

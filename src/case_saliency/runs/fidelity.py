@@ -28,7 +28,6 @@ from ..core.maps import SaliencyMaps
 from ..metrics import confidence_drop, deletion_insertion
 from ..metrics.contrastive import contrastive_drop
 from ..models import LoadedModel
-from .diagnose import warn_if_confusion_samples_the_split
 from .runner import Pair, RunKind, explain_shared_or_none, register, run_with_keywords, settings_from
 from .loading import ImageSource
 from .rows import EarlierFidelityRow, FidelityRow, Row
@@ -201,7 +200,6 @@ def run_fidelity(model: LoadedModel | nn.Module, dataset: ImageSource | str | Pa
     own = {f.name for f in dataclass_fields(FidelitySettings)} | {"dataset_name"}
     chosen = settings_from(FidelitySettings, settings, {key: keywords.pop(key) for key in list(keywords)
                                                         if key in own})
-    warn_if_confusion_samples_the_split(keywords.get("confusion"), dataset)
     return run_with_keywords(Fidelity, model, dataset, run_dir, chosen.resolved(_stored(Path(run_dir))), keywords)
 
 

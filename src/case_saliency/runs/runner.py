@@ -13,6 +13,7 @@ into ``parts/rank-<r>.csv``; rank 0 merges them into results.csv in the order on
 
 from __future__ import annotations
 
+import json
 import logging
 import platform
 import sys
@@ -626,7 +627,38 @@ def run_with_keywords(kind: type[RunKind[Any]], model: LoadedModel | nn.Module, 
 
         dataset = open_dataset(str(dataset))
     run_options = {key: keywords.pop(key) for key in ("confusion", "progress", "workers") if key in keywords}
+    warn_if_confusion_samples_the_split(run_options.get("confusion"), dataset)
     contrast = contrast_from(keywords)
     loaded = as_model(model, keywords)
     chosen = settings_from(kind.settings_type, settings, keywords)
     return run_kind(kind, loaded, dataset, run_dir, chosen, RunOptions(contrast=contrast, **run_options))
+
+
+def confusion_split(confusion: Any) -> dict[str, Any] | None:
+    """The data identity a confusion matrix file records (``case-saliency confusion``'s .json, and what
+    ``train`` stores), for a ``ConfusionNeighbours`` read from one (its ``source``); None for a bare
+    matrix or a file without one."""
+    source = getattr(confusion, "source", None)
+    if not source or Path(str(source)).suffix.lower() != ".json" or not Path(str(source)).is_file():
+        return None
+    try:
+        data = json.loads(Path(str(source)).read_text()).get("data")
+    except (ValueError, OSError, AttributeError):
+        return None
+    return data if isinstance(data, dict) and data else None
+
+
+def warn_if_confusion_samples_the_split(confusion: Any, dataset: ImageSource) -> None:
+    """Warn (as the command line does) when ``confusion`` was computed on the split ``dataset`` is: the
+    contrast then comes from the images the run scores. Silent for a bare matrix (no record of its data)
+    and for a strategy the command line has checked already (``split_checked``)."""
+    data = confusion_split(confusion)
+    if data is None or getattr(confusion, "split_checked", False):
+        return
+    sampled = dataset_identity(dataset)
+    if all(data.get(key) == sampled.get(key) for key in ("name", "hash", "count")):
+        log.warning(
+            "the confusion matrix %s was computed on %s, the split this run samples: the contrast comes from "
+            "the images it scores; compute the matrix on data it does not sample (e.g. `case-saliency train "
+            "--holdout 5000` stores one on held-out training images)", getattr(confusion, "source", ""),
+            data.get("name"))
