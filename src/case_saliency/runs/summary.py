@@ -300,22 +300,9 @@ def _fidelity_line(method: str, baseline: str, measure: str, c: Comparison, deci
     """One fidelity verdict in words, e.g. "CASE vs Grad-CAM, deletion AUC: more faithful by 0.012
     (difference -0.012 [95% CI -0.02, -0.004]), p = 0.003 (Holm), MDD 0.01 at n = 50"."""
     head = f"{display_name(method)} vs {display_name(baseline)}, {MEASURE_WORDS.get(measure, measure)}"
-    tag = " (Holm)" if holm_on else ""
-    level = f"{round(c.confidence * 100):d}%"
-    interval = f"difference {c.mean:+.3g} [{level} CI {c.mean_low:+.3g}, {c.mean_high:+.3g}]"
-    power = f"MDD {c.mdd:.3g} at n = {c.n}"
-    if c.n < 2:
-        return f"{head}: undetermined: {c.n} image{'s' if c.n != 1 else ''} scored by both"
-    if decided == "identical":
-        return f"{head}: identical on all {c.n} images (difference 0)"
-    if decided in ("lower", "higher"):
-        better = (decided == "lower") == (BETTER[measure] == "lower")
-        return (f"{head}: {'more' if better else 'less'} faithful by {abs(c.mean):.3g} ({interval}), "
-                f"p {_p_text(p)}{tag}, {power}")
-    if decided == "equal":
-        return f"{head}: equal within ±{c.margin:g} ({interval}), TOST p {_p_text(tost_p)}{tag}, {power}"
-    return (f"{head}: undetermined at n = {c.n}: {interval}; neither a difference (p {_p_text(p)}{tag}) nor "
-            f"equality within ±{c.margin:g} (TOST p {_p_text(tost_p)}{tag}) is shown; MDD {c.mdd:.3g}")
+    better = (decided == "lower") == (BETTER[measure] == "lower")
+    return _comparison_line(head, c, decided, p, tost_p, holm_on, number=".3g", unit="", identical="identical",
+                            direction=f"{'more' if better else 'less'} faithful", note_equivalence=False)
 
 
 def _degenerate(frame: pd.DataFrame) -> pd.Series:
@@ -450,23 +437,36 @@ def _verdict_line(method: str, baseline: str, k: float | None, c: Comparison, de
     """One verdict in words, e.g. "CASE vs Grad-CAM: more class-specific by 4.1 points (difference
     -4.1 [95% CI -7.0, -1.2]), p = 0.003 (Holm), MDD 3.2 at n = 200"."""
     head = f"{display_name(method)} vs {display_name(baseline)}" + (f" (k = {k:g}%)" if k is not None else "")
+    return _comparison_line(head, c, decided, p, tost_p, holm_on, number=".1f", unit=" points",
+                            identical="identical agreement", direction=VERDICT_WORDS.get(decided, ""),
+                            note_equivalence=True)
+
+
+def _comparison_line(head: str, c: Comparison, decided: str, p: float, tost_p: float, holm_on: bool, *,
+                     number: str, unit: str, identical: str, direction: str, note_equivalence: bool) -> str:
+    """A comparison with the baseline in words, its interval and power always beside the verdict.
+
+    number: the format of differences (".1f" agreement points, ".3g" fidelity); unit: after a difference
+    or margin (" points" or ""); identical: the words for a difference of 0 on every image; direction:
+    the words of a significant difference; note_equivalence: also say when a significant difference lies
+    within the equivalence margin."""
     tag = " (Holm)" if holm_on else ""
     level = f"{round(c.confidence * 100):d}%"
-    interval = f"difference {c.mean:+.1f} [{level} CI {c.mean_low:+.1f}, {c.mean_high:+.1f}]"
-    power = f"MDD {c.mdd:.1f} at n = {c.n}"
+    interval = f"difference {c.mean:+{number}} [{level} CI {c.mean_low:+{number}}, {c.mean_high:+{number}}]"
+    power = f"MDD {c.mdd:{number}} at n = {c.n}"
     if c.n < 2:
         return f"{head}: undetermined: {c.n} image{'s' if c.n != 1 else ''} scored by both"
     if decided == "identical":
-        return f"{head}: identical agreement on all {c.n} images (difference 0)"
+        return f"{head}: {identical} on all {c.n} images (difference 0)"
     if decided in ("lower", "higher"):
         within = (f"; within the ±{c.margin:g}-point margin (TOST p {_p_text(tost_p)}{tag})"
-                  if math.isfinite(tost_p) and tost_p < c.alpha else "")
-        return (f"{head}: {VERDICT_WORDS[decided]} by {abs(c.mean):.1f} points ({interval}), "
+                  if note_equivalence and math.isfinite(tost_p) and tost_p < c.alpha else "")
+        return (f"{head}: {direction} by {abs(c.mean):{number}}{unit} ({interval}), "
                 f"p {_p_text(p)}{tag}{within}, {power}")
     if decided == "equal":
-        return f"{head}: equal within ±{c.margin:g} points ({interval}), TOST p {_p_text(tost_p)}{tag}, {power}"
+        return f"{head}: equal within ±{c.margin:g}{unit} ({interval}), TOST p {_p_text(tost_p)}{tag}, {power}"
     return (f"{head}: undetermined at n = {c.n}: {interval}; neither a difference (p {_p_text(p)}{tag}) nor "
-            f"equality within ±{c.margin:g} points (TOST p {_p_text(tost_p)}{tag}) is shown; MDD {c.mdd:.1f}")
+            f"equality within ±{c.margin:g}{unit} (TOST p {_p_text(tost_p)}{tag}) is shown; MDD {c.mdd:{number}}")
 
 
 def verdict_lines(versus: pd.DataFrame) -> list[str]:
