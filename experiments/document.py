@@ -93,6 +93,43 @@ def _by_method(outcomes: Sequence[SanityOutcome]) -> str:
     return ", ".join(f"{method} ({', '.join(where)})" for method, where in models.items()) or "none"
 
 
+def _planted_sentence(numbers: ReviewNumbers) -> str:
+    seeds_run = len({p.seed for p in numbers.planted})
+    methods = list(dict.fromkeys(p.method for p in numbers.planted))
+    located = [m for m in methods if all(p.contrast.low > 0 for p in numbers.planted if p.method == m)]
+    missed = [display_name(m) for m in methods if m not in located]
+    which = (f"every method but {', '.join(missed)}" if len(located) >= len(missed) else
+             ", ".join(map(display_name, located)) or "no method")
+    return (f"Planted patch ({_plural(seeds_run, 'seed')}): the patch class's map lands on the patch "
+            f"(interval > 0 in every seed) for {which}.")
+
+
+def _sanity_sentence(numbers: ReviewNumbers) -> str:
+    outcomes = [s for s in numbers.sanity if s.method not in CONTROLS]  # seeded noise never changes
+    return (f"Sanity: maps survive randomisation (Spearman ≥ {SIMILAR:g}) for "
+            f"{_by_method([s for s in outcomes if s.fails])}; the test still passes on a randomised or "
+            f"shuffled-label model for {_by_method([s for s in outcomes if s.test_uninformative])}.")
+
+
+def readme_answer(numbers: ReviewNumbers, forest: str | None) -> str:
+    """The README's "What it finds": three sentences ((a) CASE − Grad-CAM, (b) planted, (c) sanity) and the
+    forest plot (``forest``: its path relative to the README)."""
+    primary = _primary(numbers)
+    found = {v: sum(d.verdict == v for d in primary) for v in VERDICT_WORDS}
+    span = (f"from {min(d.mean for d in primary):+.1f} to {max(d.mean for d in primary):+.1f} points"
+            if primary else "not measured yet")
+    sentences = [f"Under a contrast that can never be circular (leave-pair-out), CASE's top-1/top-2 agreement at the "
+                 f"top {PRIMARY_K:g}% minus Grad-CAM's is {span} over {_plural(len(primary), 'model')} and seeds "
+                 f"({', '.join(f'{VERDICT_WORDS[v]} in {n}' for v, n in found.items() if n) or 'none run'}; lower "
+                 "is more class-specific)."]
+    if numbers.planted:
+        sentences.append(_planted_sentence(numbers))
+    if numbers.sanity:
+        sentences.append(_sanity_sentence(numbers))
+    figure = f"\n\n![CASE and each CAM minus Grad-CAM, 95% intervals, per model]({forest})" if forest else ""
+    return " ".join(sentences) + figure + "\n"
+
+
 def answer(numbers: ReviewNumbers) -> str:
     """At most ~150 words: (a) CASE − Grad-CAM per model at the primary endpoint, (b) the planted
     evidence, (c) the sanity checks."""
@@ -117,19 +154,9 @@ def answer(numbers: ReviewNumbers) -> str:
     text = [f"**(a)** CASE − Grad-CAM agreement at the top {PRIMARY_K:g}% under leave-pair-out (points, 95% "
             "interval; lower = more class-specific). " + (". ".join(parts) or "Not run yet") + "."]
     if numbers.planted:
-        seeds_run = len({p.seed for p in numbers.planted})
-        methods = list(dict.fromkeys(p.method for p in numbers.planted))
-        located = [m for m in methods if all(p.contrast.low > 0 for p in numbers.planted if p.method == m)]
-        missed = [display_name(m) for m in methods if m not in located]
-        which = (f"every method but {', '.join(missed)}" if len(located) >= len(missed) else
-                 ", ".join(map(display_name, located)) or "no method")
-        text.append(f"**(b)** Planted patch ({_plural(seeds_run, 'seed')}): the patch class's map lands on the patch "
-                    f"(interval > 0 in every seed) for {which}.")
+        text.append(f"**(b)** {_planted_sentence(numbers)}")
     if numbers.sanity:
-        outcomes = [s for s in numbers.sanity if s.method not in CONTROLS]  # seeded noise never changes
-        text.append(f"**(c)** Sanity: maps survive randomisation (Spearman ≥ {SIMILAR:g}) for "
-                    f"{_by_method([s for s in outcomes if s.fails])}; the test still passes on a randomised or "
-                    f"shuffled-label model for {_by_method([s for s in outcomes if s.test_uninformative])}.")
+        text.append(f"**(c)** {_sanity_sentence(numbers)}")
     return "\n\n".join(text)
 
 
@@ -246,9 +273,14 @@ def paper_table(numbers: ReviewNumbers) -> str:
     families = [d for d in numbers.at(PRIMARY_K, "case") if d.setting == "all images"]
     layers = "; ".join(f"{_label(m)} `{layer}`" for m, layer in dict(sorted(numbers.layers.items())).items()
                        if "-seed" not in m or m.endswith("-seed0"))
+    photo_models = [_label(m) for m in dict.fromkeys(d.model for d in photos)]
+    seeded: dict[str, int] = {}
+    for model in dict.fromkeys(d.model for d in families):
+        seeded[_family(model)] = seeded.get(_family(model), 0) + 1
+    fashion = ", ".join(f"{_label(family)} x {_plural(n, 'seed')}" for family, n in seeded.items())
     rows = [["models", "ImageNet ResNet-50, DenseNet-201, VGG19-BN, ConvNeXt-Large",
-             "ImageNet EfficientNet-Lite0/1/2 (offline weights); Fashion-MNIST ResNet/DenseNet/VGG-like x 5 seeds; "
-             "Lite0 fine-tuned x 5 seeds; planted-patch ResNet x 3 seeds"],
+             f"ImageNet {', '.join(photo_models) or '–'} (offline weights); Fashion-MNIST {fashion or '–'}; "
+             f"planted-patch ResNet-like x {_plural(len({p.seed for p in numbers.planted}), 'seed')}"],
             ["data, n", "1,000 correctly classified ImageNet validation images per model",
              "14 photos (7 in distribution)" + (f"; {families[0].n} Fashion-MNIST test images" if families else "")
              + " per model" + ("" if photos else " (photos not run)")],
@@ -265,6 +297,45 @@ def paper_table(numbers: ReviewNumbers) -> str:
             ["code bugs", "fidelity mask transposed; CASE rows dropped; a new sample per method",
              "not repeated: the same images for every method, masks in row-major order"]]
     return table(["", "the paper", "here"], rows)
+
+
+# The paper's Table 3 (v3): mean relative confidence drop, top 50 % removed, zero fill, CASE and Grad-CAM.
+PAPER_DROPS = {"ConvNeXt": (0.2052, 0.1919), "DenseNet": (0.1163, 0.1131), "ResNet": (0.1411, 0.1360),
+               "VGG": (0.1317, 0.1328)}
+
+
+def _drop_differences(numbers: ReviewNumbers) -> list[tuple[str, float]]:
+    """(model, CASE − Grad-CAM mean zero-fill drop at 50 %) for each model whose run has both."""
+    found = {(p.model, p.method): p.drop_relative for p in numbers.fidelity if p.fill == "zero" and p.k == 50.0}
+    out = []
+    for model in dict.fromkeys(m for m, _ in found):
+        case, gradcam = found.get((model, "case")), found.get((model, "gradcam"))
+        if case is not None and gradcam is not None:
+            out.append((model, case - gradcam))
+    return out
+
+
+def findings_table(numbers: ReviewNumbers) -> str:
+    """The paper's findings beside this study's, each in its own terms (no verdict counts at different n)."""
+    primary = _primary(numbers)
+    lowest = min((d for d in primary), key=lambda d: d.mean, default=None)
+    highest = max((d for d in primary), key=lambda d: d.mean, default=None)
+    lower = sum(d.verdict == "lower" for d in primary)
+    here_sensitivity = ("–" if lowest is None or highest is None else
+                        f"CASE − Grad-CAM from {lowest.mean:+.1f} ({_label(lowest.model)}) to {highest.mean:+.1f} "
+                        f"({_label(highest.model)}) points; significantly lower in {lower} of {len(primary)} "
+                        "settings (the primary table)")
+    drops = _drop_differences(numbers)
+    here_drop = ("not run" if not drops else
+                 f"CASE − Grad-CAM from {min(d for _, d in drops):+.3f} to {max(d for _, d in drops):+.3f} over "
+                 f"{_plural(len(drops), 'model')}")
+    paper_drop = ", ".join(f"{m} {c - g:+.3f}" for m, (c, g) in PAPER_DROPS.items())
+    rows = [["class sensitivity, CASE against Grad-CAM",
+             "CASE rejects 'agreement ≥ 50 %' on 4 of 4 models, Grad-CAM on 1 (DenseNet); no mean agreements "
+             "given; CASE's contrast may hold the other compared class", here_sensitivity],
+            ["fidelity, zero fill, top 50 % removed (relative drop)", f"CASE − Grad-CAM: {paper_drop}; on par",
+             here_drop]]
+    return table(["finding", "the paper (Tables 1 and 3)", "here"], rows)
 
 
 LIMITATIONS = (
@@ -290,9 +361,11 @@ def _section(title: str, *parts: str) -> list[str]:
 def results_markdown(numbers: ReviewNumbers, study: Study, figures: dict[str, str], command: str,
                      appendix: str = "results/appendix.md") -> str:
     numbers_file = appendix.replace("appendix.md", "review-numbers.json")
+    earlier = appendix.replace("appendix.md", "earlier-study.md")
     lines = ["# What the experiments find (the reviewed study)", "",
              f"Generated by `{command}` from the runs in its output folder; every number below is in "
-             f"`{numbers_file}`. The bulk is in [the appendix]({appendix}).", ""]
+             f"`{numbers_file}`. The bulk is in [the appendix]({appendix}); the earlier study (the paper's "
+             f"protocol, circular contrasts counted) is kept in [its own page]({earlier}).", ""]
     lines += _section("The answer", answer(numbers))
     if "forest" in figures:
         lines += [f"![CASE and each CAM minus Grad-CAM, 95% intervals]({figures['forest']})", ""]
@@ -334,7 +407,7 @@ def results_markdown(numbers: ReviewNumbers, study: Study, figures: dict[str, st
         model_parts += [f"### Class-contrastive fidelity, {_label(model)} (other models in the appendix)",
                         fidelity_table(numbers, model) + (f"\n\nAt a ceiling: {note}." if note else "")]
     lines += _section("Every model", *model_parts)
-    lines += _section("Against the paper", paper_table(numbers),
+    lines += _section("Against the paper", paper_table(numbers), findings_table(numbers),
                       "The paper reports, per model, whether the one-sided test rejects at n ≈ 1,000 (its Table 1: "
                       "CASE on 4 of 4 models, Grad-CAM on 1); its Table 3 finds CASE's confidence drop on par with "
                       "the baselines. Verdict counts at n = 14 are not comparable with those at n ≈ 1,000, so this "
@@ -376,19 +449,21 @@ def appendix_markdown(numbers: ReviewNumbers, study: Study, out: Path, commands:
               "## This study's drift check", "",
               "`tests/test_review_study.py` reruns `python -m experiments review --quick` and compares its numbers "
               "with `docs/results/quick-review.json` (`--quick --publish` writes it); `tests/test_experiments.py` "
-              "does the same for the published study's `photos --quick` and `docs/results/quick-photos.json`.", "",
+              "does the same for the earlier study's `photos --quick` and `docs/results/quick-photos.json` (its "
+              "table is in [the earlier study](earlier-study.md)).", "",
               "## The command of every step", "", "```bash", *commands, "```", "", *carried]
     return "\n".join(lines)
 
 
-# Hand-written sections of the published document that the appendix keeps, word for word: the ImageNet
-# recipe (a test runs its commands) and the published study's drift check (a test reads its table).
-CARRIED = ("## Reproducing the paper's Table 1 and Table 3 with ImageNet", "## The drift check")
+# A hand-written section of the earlier study's document that the appendix keeps, word for word: the
+# ImageNet recipe (a test runs its commands). The earlier study keeps its own drift check.
+CARRIED = ("## Reproducing the paper's Table 1 and Table 3 with ImageNet",)
+EARLIER_STUDY = Path("docs") / "results" / "earlier-study.md"
 
 
 def carried_sections(sources: Sequence[Path]) -> list[str]:
     """Each ``CARRIED`` section (its heading to the next ``## `` heading) from the first of ``sources``
-    that has it: the published docs/results.md, or the appendix that already carried it."""
+    that has it: the earlier study's document (the source), or the appendix that already carried it."""
     found = []
     for heading in CARRIED:
         for source in sources:
@@ -469,8 +544,14 @@ def write_review(study: Study, out: Path, document: Path | None = None, quick: b
     words = word_count(answer(numbers))
     if words > ANSWER_WORDS:
         print(f"note: the answer has {words} words (more than {ANSWER_WORDS})", flush=True)
-    published = Path("docs") / "results.md"
-    carried = carried_sections([bulk / "appendix.md", main, published, published.with_suffix("") / "appendix.md"])
+    carried = carried_sections([EARLIER_STUDY, bulk / "appendix.md", Path("docs") / "results" / "appendix.md"])
+    readme = main.resolve().parent.parent / "README.md"
+    if replace_published and readme.exists():  # its "What it finds" carries the answer and the forest plot
+        from .tables import publish_block
+
+        forest_link = f"{main.parent.name}/{figures['forest']}" if "forest" in figures else None
+        if publish_block(readme, "answer", readme_answer(numbers, forest_link)):
+            print(f"published: {readme} (answer)", flush=True)
     written = [atomic_write(main, results),
                atomic_write(bulk / "appendix.md", appendix_markdown(numbers, study, out, commands, carried)),
                atomic_write(bulk / "review-numbers.json", json.dumps(numbers.to_json(), indent=1, sort_keys=True))]
