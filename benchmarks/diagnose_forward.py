@@ -3,9 +3,11 @@
 For each model (EfficientNet-Lite0 and resnet50, random weights: speed does not depend on them), on the
 same images and batch: forward-only img/s (one no-grad forward of the batch) and ``run_diagnose``
 img/s with Grad-CAM only (end to end: decoding, transform, maps of the top-1 and top-2 classes,
-agreement, rows written), timed in turn (interleaved) so that the shared machine's drift hits both
-alike. The goal: diagnose img/s >= 0.8x forward img/s (one forward and one backward to the layer per
-batch); a 7-CAM run is printed beside it.
+agreement, Spearman, SSIM, rows written), and the same run with ``similarity=False`` (agreement only,
+``--no-similarity``: Spearman and SSIM ask for two sorts and two banded matrix products of every
+224x224 pair, a quarter of a small model's run on a CPU), timed in turn (interleaved) so that the shared
+machine's drift hits all alike. The goal: diagnose img/s >= 0.8x forward img/s (one forward and one
+backward to the layer per batch); a 7-CAM run is printed beside it.
 
 A run of ``--images`` images (default four batches) pays its once-per-run costs (the weights' sha256,
 config and meta files, building the methods) once, as a real run of many batches does; ``--images``
@@ -69,9 +71,10 @@ def models() -> dict[str, tuple[torch.nn.Module, str]]:
                                                                                "layer4")}
 
 
-def measure(batch: int, count: int, repeats: int, seven: bool) -> dict[str, dict[str, float]]:
-    """Per model: forward-only, Grad-CAM diagnose and (``seven``) 7-CAM diagnose img/s, medians of
-    ``repeats`` rounds timed in turn."""
+def measure(batch: int, count: int, repeats: int, seven: bool, agreement_only: bool = True
+            ) -> dict[str, dict[str, float]]:
+    """Per model: forward-only, Grad-CAM diagnose, (``agreement_only``) the same without Spearman and SSIM
+    and (``seven``) 7-CAM diagnose img/s, medians of ``repeats`` rounds timed in turn."""
     from case_saliency.runs import run_diagnose
 
     transform = T.Compose([T.ToTensor(), T.Normalize([0.485, 0.456, 0.406], [0.229, 0.224, 0.225])])
@@ -84,13 +87,16 @@ def measure(batch: int, count: int, repeats: int, seven: bool) -> dict[str, dict
                 for start in range(0, count, batch):
                     net(images[start:start + batch])
 
-        def diagnose(methods: list[str], net: torch.nn.Module = net, layer: str = layer) -> None:
+        def diagnose(methods: list[str], net: torch.nn.Module = net, layer: str = layer, similarity: bool = True
+                     ) -> None:
             with tempfile.TemporaryDirectory() as tmp:
                 run_diagnose(net, photos, Path(tmp) / "run", methods=methods, n=count, layer=layer,
                              transform=transform, batch_size=batch, gallery=0, progress=False, workers=0,
-                             correct_only=False)
+                             correct_only=False, similarity=similarity)
 
         rows = {"forward": forward, "diagnose": lambda: diagnose(["gradcam"])}
+        if agreement_only:  # not in --compare's processes: code before it has no ``similarity``
+            rows["agreement only"] = lambda: diagnose(["gradcam"], similarity=False)
         if seven:
             rows["seven"] = lambda: diagnose(SEVEN)
         for fn in rows.values():
@@ -150,20 +156,23 @@ def main() -> None:
         compare(args)
         return
     torch.set_num_threads(args.threads)
-    found = measure(args.batch, args.images, args.repeats, seven=not (args.no_seven or args.json))
+    found = measure(args.batch, args.images, args.repeats, seven=not (args.no_seven or args.json),
+                    agreement_only=not args.json)
     if args.json:
         print(json.dumps(found))
         return
     print(f"{args.images} images 224x224, batch {args.batch}, {args.threads} thread(s), median of {args.repeats}, "
           "interleaved")
-    print(f"{'model':20s} {'forward img/s':>14s} {'diagnose img/s':>15s} {'ratio':>7s} {'7-CAM img/s':>12s} "
-          f"{'ratio':>7s} {'CPU-time ratios':>16s}")
+    print(f"{'model':20s} {'forward img/s':>14s} {'diagnose img/s':>15s} {'ratio':>7s} {'agreement only':>15s} "
+          f"{'ratio':>7s} {'7-CAM img/s':>12s} {'ratio':>7s} {'CPU-time ratios':>24s}")
     nan = float("nan")  # the 7-CAM columns under --no-seven
     for name, rate in found.items():
         seven, seven_cpu = rate.get("seven", nan), rate.get("seven cpu", nan)
+        fast = rate["agreement only"]
         print(f"{name:20s} {rate['forward']:14.2f} {rate['diagnose']:15.2f} {rate['diagnose'] / rate['forward']:7.2f} "
-              f"{seven:12.2f} {seven / rate['forward']:7.2f} "
-              f"{rate['diagnose cpu'] / rate['forward cpu']:8.2f} {seven_cpu / rate['forward cpu']:7.2f}")
+              f"{fast:15.2f} {fast / rate['forward']:7.2f} {seven:12.2f} {seven / rate['forward']:7.2f} "
+              f"{rate['diagnose cpu'] / rate['forward cpu']:8.2f} "
+              f"{rate['agreement only cpu'] / rate['forward cpu']:7.2f} {seven_cpu / rate['forward cpu']:7.2f}")
 
 
 if __name__ == "__main__":

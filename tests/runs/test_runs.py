@@ -432,3 +432,26 @@ def test_cli_default_diagnose_is_non_circular_and_says_so(lite0, tmp_path):
     bad = CliRunner().invoke(app, ["diagnose", "-m", "efficientnet_lite0", "-d", "samples", "-o", str(tmp_path / "b"),
                                    "--contrast", "nearby:2"])
     assert bad.exit_code == 2 and "--contrast nearby:2" in bad.output
+
+
+def test_a_run_without_similarity_has_the_same_agreement_and_no_spearman_or_ssim(cnn, fashion, tmp_path):
+    """``similarity=False`` (``--no-similarity``) leaves Spearman and SSIM empty and changes nothing else;
+    the summary reads it; a resume with the measures back on is refused (it would mix rows)."""
+    from case_saliency.runs.settings import InvalidSettings
+
+    common = dict(methods=["gradcam", "case"], n=6, seed=5, k_percent=[5, 10], layer=LAYER, transform=TRANSFORM,
+                  batch_size=3, gallery=0, progress=False, correct_only=False)
+    with_all = load_results(run_diagnose(cnn, fashion, tmp_path / "all", **common))[1]
+    fast_run = run_diagnose(cnn, fashion, tmp_path / "fast", similarity=False, **common)
+    fast = load_results(fast_run)[1]
+    assert fast["spearman"].isna().all() and fast["ssim"].isna().all()
+    assert with_all["spearman"].notna().all() and with_all["ssim"].notna().all()
+    kept = [c for c in DIAGNOSE_COLUMNS if c not in ("spearman", "ssim")]
+    pd.testing.assert_frame_equal(fast[kept], with_all[kept])
+    assert json.loads((fast_run / "config.json").read_text())["similarity"] is False
+    table = summarize_run(fast_run)["agreement"]
+    mine = table[(table["method"] == "gradcam") & (table["k_percent"] == 5)]["mean"]
+    assert mine.item() == pytest.approx(with_all[(with_all["method"] == "gradcam")
+                                                 & (with_all["k_percent"] == 5)]["agreement"].mean())
+    with pytest.raises((InvalidSettings, ValueError), match="similarity"):
+        run_diagnose(cnn, fashion, fast_run, similarity=True, **common)

@@ -32,6 +32,8 @@ def diagnose(
     batch_size: int = opt.BATCH_SIZE,
     gallery: int = typer.Option(8, help="save the maps of the first N images for the report"),
     signed: bool = typer.Option(False, help="rank raw signed maps (no ReLU) in the agreement"),
+    similarity: bool = typer.Option(True, help="also compute Spearman and SSIM, the secondary measures "
+                                    "(--no-similarity: agreement only, about a quarter faster on a CPU)"),
     ties: str = typer.Option("index", help="agreement tie order: index (first of equal pixels first), reverse, "
                              "authors (np.argsort(flat)[::-1], as the paper's code), inclusive"),
     sparse: str = typer.Option("positive", help="agreement of maps with fewer positive pixels than the top set: "
@@ -63,8 +65,8 @@ def diagnose(
     settings = opt.settings_or_exit(lambda: DiagnoseSettings(
         methods=tuple(opt.parse_list(methods, "methods")), n=n, seed=seed, k_percent=tuple(percents),
         threshold=threshold, alpha=alpha, layer=layer, correct_only=correct_only, batch_size=batch_size,
-        gallery=gallery, signed=signed, ties=ties, sparse=sparse, weights=weights, dataset=data,
-        command=opt.this_command()))
+        gallery=gallery, signed=signed, ties=ties, sparse=sparse, similarity=similarity, weights=weights,
+        dataset=data, command=opt.this_command()))
     loaded, dataset, names, spec, matrix = opt.resolve_inputs(model, weights, data, root, methods, contrast_k,
                                                               confusion, device, contrast,
                                                               mo.model_options(size, crop, mean, std, class_names),

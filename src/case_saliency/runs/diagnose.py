@@ -37,7 +37,7 @@ from .store import gallery_path
 
 
 def pair_measures(result: SaliencyMaps, k_percent: Sequence[float], signed: bool = False, *,
-                  ties: str = "index", sparse: str = "positive") -> list[dict[str, Any]]:
+                  ties: str = "index", sparse: str = "positive", similarity: bool = True) -> list[dict[str, Any]]:
     """The measures of each image's top-1/top-2 maps.
 
     Computed where the maps are (the model's device); only the numbers come back to the CPU.
@@ -46,6 +46,7 @@ def pair_measures(result: SaliencyMaps, k_percent: Sequence[float], signed: bool
         result: maps (B, 2, H, W) of the top-1 and top-2 classes, with their contrast (B, 2, k) if any.
         k_percent: the agreement's top-k% values. signed: rank raw signed maps.
         ties, sparse: the agreement's policies (``metrics.agreement``).
+        similarity: compute Spearman and SSIM (False: both NaN, their cost saved).
     Returns:
         Per image: ``agreement`` (one per k), ``spearman``, ``ssim``, ``degenerate``, ``positive`` (each
         map's positive pixels), ``sparse`` (one per k), ``other_in_contrast``, ``contrast`` ((2, k) tensor
@@ -66,9 +67,11 @@ def pair_measures(result: SaliencyMaps, k_percent: Sequence[float], signed: bool
     degenerate = torch.isnan(agreement[0])
     if result.degenerate is not None and result.degenerate.ndim == 2:
         degenerate = degenerate | result.degenerate.to(degenerate.device).any(1)
+    missing = torch.full((maps.shape[0],), float("nan"), device=maps.device)
     small = min(maps.shape[-2:]) < 11  # SSIM's window does not fit: report NaN rather than fail
-    similarity = torch.full((maps.shape[0],), float("nan"), device=maps.device) if small else ssim(first, second)
-    numbers = torch.cat([agreement.float(), spearman(first, second).float()[None], similarity.float()[None],
+    structural = missing if small or not similarity else ssim(first, second)
+    ranks = spearman(first, second) if similarity else missing
+    numbers = torch.cat([agreement.float(), ranks.float()[None], structural.float()[None],
                          degenerate.float()[None]]).cpu()  # one transfer for all the numbers
     count = len(k_percent)
     return [{"agreement": numbers[:count, b].tolist(), "spearman": float(numbers[count, b]),
@@ -160,7 +163,8 @@ class Diagnose(RunKind[DiagnoseBatch]):
     def measure(self, method: str, state: DiagnoseBatch, one: int | None) -> list[dict[str, Any]]:
         settings = self.settings
         result = self.explained(method, state.maps, state.images, state.classes, one, **self._options())
-        return pair_measures(result, settings.k_percent, settings.signed, ties=settings.ties, sparse=settings.sparse)
+        return pair_measures(result, settings.k_percent, settings.signed, ties=settings.ties, sparse=settings.sparse,
+                             similarity=settings.similarity)
 
     def rows(self, pair: Pair, state: DiagnoseBatch | None) -> list[dict[str, Any]]:
         known: dict[str, Any] = {"label": int(pair.label)}

@@ -256,6 +256,8 @@ class DiagnoseSettings(RunSettings):
         threshold: the summary's agreement threshold (percent, [0, 100]); alpha: its significance level.
         ties, sparse: the agreement's tie order and sparse-map policy (``metrics.agreement``).
         signed: rank raw signed maps (no ReLU). gallery: images whose maps are kept for the report.
+        similarity: also compute the secondary measures, Spearman and SSIM (False: their cells stay empty;
+            on a CPU they cost about a quarter of a small model's run, see ``benchmarks/diagnose_forward.py``).
     """
 
     kind: ClassVar[str] = "diagnose"
@@ -266,6 +268,7 @@ class DiagnoseSettings(RunSettings):
     sparse: str = "positive"
     signed: bool = False
     gallery: int = 8
+    similarity: bool = True
 
     def _check(self, where: str) -> None:
         super()._check(where)
@@ -281,6 +284,7 @@ class DiagnoseSettings(RunSettings):
         _text(where, "sparse", self.sparse, choices=SPARSE_POLICIES)
         _flag(where, "signed", self.signed)
         self._set("gallery", _integer(where, "gallery", self.gallery, 0))
+        _flag(where, "similarity", self.similarity)
 
     def k_list(self) -> list[float]:
         return list(self.k_percent)
