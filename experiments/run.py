@@ -1,4 +1,5 @@
-"""Regenerate a study of docs/results.md from nothing: its checkpoints, runs and tables.
+"""Regenerate a study from nothing (its checkpoints, runs and tables): the reviewed study of
+docs/results.md, or the earlier studies of docs/results/earlier-study.md.
 
     python -m experiments photos            # ImageNet EfficientNet-Lite0/1/2 on the 14 offline photos
     python -m experiments fashion           # Fashion-MNIST ResNet/DenseNet/VGG-like x 5 seeds
@@ -6,7 +7,7 @@
     python -m experiments all               # the three, then the seed table
     python -m experiments photos --quick    # a small version (< 3 minutes), what the drift test reruns
     python -m experiments fashion --tables-only   # rebuild the tables from the runs already there
-    python -m experiments fashion --tables-only --publish   # ... and write them into docs/results.md
+    python -m experiments fashion --tables-only --publish   # ... and write them into docs/results/earlier-study.md
     python -m experiments review            # the new study: leave-pair-out, planted, sanity, contrastive fidelity
     python -m experiments review --quick --document /tmp/review   # its small version and its document
 
@@ -45,6 +46,7 @@ from .studies import STUDIES, DiagnoseOptions, PlantedOptions, SanityOptions, St
 
 
 EVERY_STUDY = {**STUDIES, "review": review}
+EARLIER_STUDY = Path("docs/results/earlier-study.md")  # the earlier studies publish here (docs/results.md: review)
 
 
 def cpu_seconds() -> float:
@@ -268,9 +270,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--skip", action="append", default=None, help="skip the steps whose name contains this "
                         "text (e.g. scorecam; repeat for more)")
     parser.add_argument("--tables-only", action="store_true", help="rebuild the tables, run nothing")
-    parser.add_argument("--publish", type=Path, nargs="?", const=Path("docs/results.md"), default=None,
-                        help="also write the tables into this document's marked blocks (default docs/results.md; "
-                        "with --quick, photos' and review's numbers go to docs/results/quick-STUDY.json for the drift "
+    parser.add_argument("--publish", type=Path, nargs="?", const=EARLIER_STUDY, default=None,
+                        help=f"also write the tables into this document's marked blocks (default {EARLIER_STUDY}; "
+                        "with --quick, photos' and review's numbers go to quick-STUDY.json beside it for the drift "
                         "tests)")
     parser.add_argument("--document", type=Path, default=None, help="review study: write its results document "
                         "here (FILE.md, with appendix, numbers and figures in FILE/ beside it; a folder gets "
@@ -305,7 +307,7 @@ def main(argv: list[str] | None = None) -> int:
                 return 2
             print(f"review: {', '.join(str(p) for p in written)}", flush=True)
             if args.publish and args.quick:  # the numbers the review's drift check compares with
-                target = args.publish.parent / "results" / "quick-review.json"
+                target = args.publish.parent / "quick-review.json"
                 atomic_write(target, written[2].read_text())
                 print(f"published: {target}", flush=True)
             elif args.publish:
@@ -317,7 +319,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.publish:
             publish(args.publish, f"{name}-quick" if args.quick else name, written[0].read_text())
             if args.quick and name == "photos":
-                target = args.publish.parent / "results" / "quick-photos.json"
+                target = args.publish.parent / "quick-photos.json"
                 target.parent.mkdir(parents=True, exist_ok=True)
                 atomic_write(target, written[1].read_text())
                 print(f"published: {target}", flush=True)
@@ -329,11 +331,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.publish and not args.quick and args.study != "review":
         publish(args.publish, "compute", tables.compute_markdown(out))
         publish(args.publish, "paper", tables.paper_markdown(out))
-        headline = tables.headline_markdown(out)
-        publish(args.publish, "headline", headline)
-        readme = args.publish.resolve().parent.parent / "README.md"  # its "What it finds" keeps the same table
-        if readme.exists():
-            publish(readme, "headline", headline)
+        publish(args.publish, "headline", tables.headline_markdown(out))
     used = cpu_seconds() - start_cpu
     print(f"CPU time of this call: {used:.0f} s ({used / 60:.1f} min), wall {time.time() - start_wall:.0f} s; "
           f"all sessions in {out}: {ledger.total() / 60:.1f} CPU min", flush=True)
