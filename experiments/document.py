@@ -17,7 +17,7 @@ from case_saliency.runs.store import atomic_write
 
 from .evidence import SIMILAR, Difference, ReviewNumbers, SanityOutcome, review_numbers
 from .figures import display_name, forest_plot, slope_plot
-from .review import CONTROLS, IN_DISTRIBUTION, MARGIN, OUT_OF_DISTRIBUTION, PRIMARY_K
+from .review import CAMS, CONTROLS, IN_DISTRIBUTION, MARGIN, OUT_OF_DISTRIBUTION, PRIMARY_K
 from .studies import Study
 from .tables import table as markdown_table
 
@@ -526,7 +526,10 @@ def write_review(study: Study, out: Path, document: Path | None = None, quick: b
     bulk.mkdir(parents=True, exist_ok=True)
     numbers = review_numbers(study, out)
     figures: dict[str, str] = {}
-    forest = forest_plot(numbers.at(PRIMARY_K), bulk, margin=MARGIN)
+    # The headline figure: the CAMs and the control in the primary settings (the gradient methods and
+    # the other settings are in the appendix's tables).
+    forest = forest_plot([d for d in numbers.at(PRIMARY_K) if d.setting in PRIMARY_SETTINGS
+                          and d.method in (*CAMS, *CONTROLS)], bulk, margin=MARGIN)
     if forest is not None:
         figures["forest"] = f"{bulk.name}/{forest.name}"
     slopes = slope_plot(numbers.agreements, bulk, out_of_distribution=OUT_OF_DISTRIBUTION)

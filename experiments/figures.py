@@ -118,10 +118,11 @@ def curves(run_dir: Path, folder: Path, stem: str) -> Path | None:
 
 
 def forest_plot(differences: Sequence[Difference], folder: Path, stem: str = "forest",
-                methods: Sequence[str] | None = None, margin: float = 5.0) -> Path | None:
+                methods: Sequence[str] | None = None, margin: float = 5.0, per_row: int = 5) -> Path | None:
     """Each method minus Grad-CAM (agreement points; lower: more class-specific) with its bootstrap 95 %
-    interval, one row per model and setting, one panel per method (CASE first), the ±margin band of
-    equivalence shaded; a filled marker where the Holm-corrected test rejects. Returns None without rows."""
+    interval, one row per model and setting, one panel per method (CASE first, ``per_row`` panels a row),
+    the ±margin band of equivalence shaded; a filled marker where the Holm-corrected test rejects.
+    Returns None without rows."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -133,9 +134,13 @@ def forest_plot(differences: Sequence[Difference], folder: Path, stem: str = "fo
     if not rows or not order:
         return None
     by_key = {(d.model, d.setting, d.method): d for d in differences}
-    fig, axes = plt.subplots(1, len(order), figsize=(2.2 * len(order) + 2.4, 0.28 * len(rows) + 1.2), sharey=True,
-                             squeeze=False)
-    for ax, method in zip(axes[0], order, strict=True):
+    columns = min(len(order), per_row)
+    panel_rows = -(-len(order) // columns)
+    fig, axes = plt.subplots(panel_rows, columns, figsize=(2.2 * columns + 2.4, (0.28 * len(rows) + 1.2) * panel_rows),
+                             sharey=True, squeeze=False)
+    for ax in list(axes.flat)[len(order):]:
+        ax.axis("off")
+    for ax, method in zip(list(axes.flat)[:len(order)], order, strict=True):
         ax.axvspan(-margin, margin, color="0.92", zorder=0)
         ax.axvline(0.0, color="0.5", linewidth=0.8, zorder=1)
         for y, (model, setting) in enumerate(rows):
@@ -149,10 +154,11 @@ def forest_plot(differences: Sequence[Difference], folder: Path, stem: str = "fo
         ax.set_title(display_name(method), fontsize=8)
         ax.tick_params(labelsize=7)
         ax.set_xlabel("− Grad-CAM (points)", fontsize=7)
-    axes[0][0].set_yticks(range(len(rows)))
-    axes[0][0].set_yticklabels([f"{model.replace('efficientnet_', '')}, {setting}" for model, setting in rows],
-                               fontsize=7)
-    axes[0][0].invert_yaxis()
+    for first in axes[:, 0]:
+        first.set_yticks(range(len(rows)))
+        first.set_yticklabels([f"{model.replace('efficientnet_', '')}, {setting}" for model, setting in rows],
+                              fontsize=7)
+    axes[0][0].invert_yaxis()  # shared: every panel's first row on top
     fig.tight_layout()
     path = _save(fig, folder, stem)
     plt.close(fig)
