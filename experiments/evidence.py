@@ -32,7 +32,8 @@ class Difference:
 
     Attributes:
         mean, low, high: the mean paired difference and its bootstrap 95 % interval. sd: of the differences.
-        p_holm, tost_p_holm: the paired t-test and TOST (±margin) p, Holm across the model's methods at k.
+        p_holm, tost_p_holm: the paired t-test and TOST (±margin) p, Holm across the model's methods at k
+            (these decide the verdict). p: the paired t-test's p before Holm.
         mdd: the minimum detectable difference at 80 % power. verdict: lower / higher / equal /
         identical / undetermined ("lower": more class-specific than Grad-CAM). line: the verdict in words.
     """
@@ -51,6 +52,7 @@ class Difference:
     mdd: float
     verdict: str
     line: str
+    p: float = math.nan  # the paired t-test's p before Holm (the primary endpoint is one pre-stated comparison)
 
 
 @dataclass(frozen=True)
@@ -228,7 +230,7 @@ def differences(model: str, methods: Sequence[str], frame: pd.DataFrame) -> list
                 out.append(Difference(model, setting, str(row["method"]), float(k), int(row["n"]),
                                       float(row["mean_difference"]), float(row["ci_low"]), float(row["ci_high"]),
                                       float(row["sd_difference"]), float(row["p_holm"]), float(row["tost_p_holm"]),
-                                      float(row["mdd"]), str(row["verdict"]), str(row["line"])))
+                                      float(row["mdd"]), str(row["verdict"]), str(row["line"]), float(row["p"])))
     return out
 
 
