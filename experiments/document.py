@@ -15,7 +15,7 @@ from pathlib import Path
 
 from case_saliency.runs.store import atomic_write
 
-from .evidence import SIMILAR, Difference, ReviewNumbers, SanityOutcome, review_numbers
+from .evidence import ALPHA, SIMILAR, Difference, ReviewNumbers, SanityOutcome, review_numbers
 from .figures import display_name, forest_plot, slope_plot
 from .review import CAMS, CONTROLS, IN_DISTRIBUTION, MARGIN, OUT_OF_DISTRIBUTION, PRIMARY_K
 from .studies import Study
@@ -141,18 +141,19 @@ def answer(numbers: ReviewNumbers) -> str:
         else:
             mean = sum(d.mean for d in ds) / len(ds)
             verdicts = ", ".join(f"{v} {n}" for v in VERDICT_WORDS if (n := sum(d.verdict == v for d in ds)))
-            families.append(f"{_label(ds[0].model)} mean {mean:+.1f} ({verdicts})")
+            within = sum(d.tost_p_holm < ALPHA for d in ds)  # also shown equal within the margin
+            families.append(f"{_label(ds[0].model)} ({_plural(len(ds), 'seed')}) mean {mean:+.1f} ({verdicts}"
+                            + (f"; within ±{MARGIN:g} in {within}" if within else "") + ")")
     n_photos = next((d.n for d in _primary(numbers) if d.setting == "in-distribution"), 0)
     n_images = sorted({d.n for d in _primary(numbers) if d.setting != "in-distribution"})
     parts = []
     if photos:
         parts.append(f"Photos, {n_photos} in distribution: " + "; ".join(photos))
     if families:
-        seeds = max(len(ds) for ds in _group(_primary(numbers)).values())
-        parts.append(f"Fashion-MNIST, {_plural(seeds, 'seed')} each (n = {'/'.join(map(str, n_images))}): "
-                     + "; ".join(families))
-    text = [f"**(a)** CASE − Grad-CAM agreement at the top {PRIMARY_K:g}% under leave-pair-out (points, 95% "
-            "interval; lower = more class-specific). " + (". ".join(parts) or "Not run yet") + "."]
+        span = f"{n_images[0]}" if n_images[0] == n_images[-1] else f"{n_images[0]}–{n_images[-1]}"
+        parts.append(f"Fashion-MNIST ({span} test images a model): " + "; ".join(families))
+    text = [f"**(a)** CASE − Grad-CAM agreement at the top {PRIMARY_K:g}% under leave-pair-out (points [95% CI]; "
+            "lower: more class-specific). " + (". ".join(parts) or "Not run yet") + "."]
     if numbers.planted:
         text.append(f"**(b)** {_planted_sentence(numbers)}")
     if numbers.sanity:

@@ -115,7 +115,7 @@ def test_answer_and_primary_table_come_from_the_records(tmp_path):
     numbers = ReviewNumbers(diffs, (), planted, sanity, (), {}, {"efficientnet_lite0": "bn2"}, "index")
     text = document.answer(numbers)
     assert "Photos, 7 in distribution: Lite0 -4.2 [-7.2, -1.2], lower (MDD 4.8)." in text
-    assert "Fashion-MNIST, 2 seeds each (n = 7): ResNet-like mean +1.0 (equal 1, undetermined 1)." in text
+    assert "Fashion-MNIST (7 test images a model): ResNet-like (2 seeds) mean +1.0 (equal 1, undetermined 1)." in text
     assert "(interval > 0 in every seed) for every method but random maps." in text
     assert "(Spearman ≥ 0.5) for Grad-CAM (ResNet-like); the test still passes" in text
     assert text.endswith("shuffled-label model for none.")
