@@ -100,7 +100,7 @@ def _planted_sentence(numbers: ReviewNumbers) -> str:
     missed = [display_name(m) for m in methods if m not in located]
     which = (f"every method but {', '.join(missed)}" if len(located) >= len(missed) else
              ", ".join(map(display_name, located)) or "no method")
-    return (f"Planted patch ({_plural(seeds_run, 'seed')}): the patch class's map lands on the patch "
+    return (f"Planted patch ({_plural(seeds_run, 'seed')}): the patch class's map finds the patch "
             f"(interval > 0 in every seed) for {which}.")
 
 
