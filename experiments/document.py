@@ -321,11 +321,11 @@ def findings_table(numbers: ReviewNumbers) -> str:
     primary = _primary(numbers)
     lowest = min((d for d in primary), key=lambda d: d.mean, default=None)
     highest = max((d for d in primary), key=lambda d: d.mean, default=None)
-    lower = sum(d.verdict == "lower" for d in primary)
+    lower, higher = (sum(d.verdict == v for d in primary) for v in ("lower", "higher"))
     here_sensitivity = ("–" if lowest is None or highest is None else
                         f"CASE − Grad-CAM from {lowest.mean:+.1f} ({_label(lowest.model)}) to {highest.mean:+.1f} "
-                        f"({_label(highest.model)}) points; significantly lower in {lower} of {len(primary)} "
-                        "settings (the primary table)")
+                        f"({_label(highest.model)}) points, never circular; significantly lower in {lower} and higher "
+                        f"in {higher} of {len(primary)} settings (the primary table)")
     drops = _drop_differences(numbers)
     here_drop = ("not run" if not drops else
                  f"CASE − Grad-CAM from {min(d for _, d in drops):+.3f} to {max(d for _, d in drops):+.3f} over "
